@@ -1,0 +1,88 @@
+// rwkv config show|keys|presets
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "cli/command.h"
+#include "common/config.h"
+#include "common/config_schema.h"
+
+namespace rwkv::cli {
+
+namespace {
+
+int config_show(const std::vector<std::string>& args) {
+  const std::string prog = "rwkv config show";
+  po::options_description opts("options");
+  opts.add_options()
+      ("config", po::value<std::string>()->default_value(""),
+       "run config (YAML); omitted: the embedded default (configs/default.yaml)")
+      ("set", po::value<std::vector<std::string>>()->composing(),
+       "override one key, e.g. --set model.n_layer=6 (repeatable)");
+  po::positional_options_description pos;
+  pos.add("config", 1);
+  po::variables_map vm;
+  if (auto rc = parse_args(prog, "[CONFIG] [--set section.key=value ...]", args, opts, pos, vm))
+    return *rc;
+  ConfigRequest req{vm["config"].as<std::string>(), {}};
+  if (vm.count("set")) req.sets = vm["set"].as<std::vector<std::string>>();
+  return run_with_mpi(prog, [&](int rank, int) {
+    const Config c = load_config_collective(MPI_COMM_WORLD, req);
+    if (rank == 0) std::cout << "# resolved config of " << c.source << "\n" << c.to_yaml();
+    return kExitOk;
+  });
+}
+
+int config_keys(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  po::variables_map vm;
+  if (auto rc = parse_args("rwkv config keys", "", args, opts, {}, vm)) return *rc;
+  for (const auto& k : config_schema()) {
+    std::ostringstream type;
+    if (k.choices.empty()) {
+      type << key_type_name(k.type);
+    } else {
+      type << "{";
+      for (size_t i = 0; i < k.choices.size(); ++i) type << (i ? "," : "") << k.choices[i];
+      type << "}";
+    }
+    std::cout << std::left << std::setw(30) << k.path << std::setw(28) << type.str() << "default "
+              << (k.default_value.empty() ? "(unset)" : k.default_value) << "\n    " << k.help
+              << "\n";
+  }
+  return kExitOk;
+}
+
+int config_presets(const std::vector<std::string>& args) {
+  po::options_description opts("options");
+  po::variables_map vm;
+  if (auto rc = parse_args("rwkv config presets", "", args, opts, {}, vm)) return *rc;
+  for (const auto& name : preset_names()) std::cout << name << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_config(const std::vector<std::string>& args) {
+  const std::string prog = "rwkv config";
+  const std::string usage =
+      "usage: rwkv config <show|keys|presets> [<args>]\n\n"
+      "  show      print the resolved config (defaults, preset, file, --set), after validation\n"
+      "  keys      list every config key with its type, default and meaning\n"
+      "  presets   list the built-in model presets (configs/model/)\n";
+  if (args.empty()) {
+    std::cerr << usage;
+    return kExitUsage;
+  }
+  if (args[0] == "--help" || args[0] == "-h") {
+    std::cout << usage;
+    return kExitOk;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "show") return config_show(rest);
+  if (args[0] == "keys") return config_keys(rest);
+  if (args[0] == "presets") return config_presets(rest);
+  return usage_error(prog, "unknown subcommand '" + args[0] + "'");
+}
+
+}  // namespace rwkv::cli

@@ -1,0 +1,69 @@
+# Test registration. Every test is a GoogleTest executable; ctest labels: unit, mpi, gpu.
+include(GoogleTest)
+
+# Environment every MPI launch gets: root is allowed (CI runs as root) and the
+# shared-memory transport avoids CMA, which containers often forbid.
+set(RWKV_MPI_TEST_ENV
+  OMPI_ALLOW_RUN_AS_ROOT=1
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  OMPI_MCA_btl_vader_single_copy_mechanism=none
+  OMPI_MCA_rmaps_base_oversubscribe=1)
+
+# rwkv_add_test(name SOURCES ... LIBS ... [LABELS ...])
+# One executable; each TEST() becomes its own ctest entry (discovered when ctest runs).
+function(rwkv_add_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main rwkv_warnings)
+  target_compile_definitions(${name} PRIVATE
+    RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  gtest_discover_tests(${name}
+    DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
+endfunction()
+
+# rwkv_add_mpi_test(name NP n SOURCES ... LIBS ...)
+# The executable runs under `mpiexec -n NP --oversubscribe`; the main is the
+# project's MPI-aware gtest main (tests/mpi_gtest_main.cpp), which makes every rank
+# agree on the verdict.
+function(rwkv_add_mpi_test name)
+  cmake_parse_arguments(T "" "NP" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest MPI::MPI_CXX rwkv_warnings)
+  target_compile_definitions(${name} PRIVATE
+    RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  add_test(NAME ${name}
+    COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_NP} --oversubscribe
+            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS})
+  set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 300
+                       ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
+endfunction()
+
+# rwkv_add_cli_test(name COMMAND ... [NP n] [EXPECT_EXIT code] [EXPECT_OUTPUT regex] [LABELS ...])
+# Runs the rwkv executable (optionally under mpiexec) and checks its exit code and output.
+function(rwkv_add_cli_test name)
+  cmake_parse_arguments(T "" "NP;EXPECT_EXIT;EXPECT_OUTPUT" "COMMAND;LABELS" ${ARGN})
+  if(NOT DEFINED T_EXPECT_EXIT)
+    set(T_EXPECT_EXIT 0)
+  endif()
+  set(launch "")
+  if(T_NP)
+    set(launch ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_NP} --oversubscribe)
+    if(NOT T_LABELS)
+      set(T_LABELS mpi)
+    endif()
+  elseif(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  add_test(NAME ${name}
+    COMMAND ${CMAKE_COMMAND}
+      -DEXPECT_EXIT=${T_EXPECT_EXIT} "-DEXPECT_OUTPUT=${T_EXPECT_OUTPUT}"
+      "-DCMD=${launch};$<TARGET_FILE:rwkv>;${T_COMMAND}"
+      -P ${PROJECT_SOURCE_DIR}/cmake/RunAndCheck.cmake
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT 120
+                       ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
+endfunction()

@@ -1,0 +1,44 @@
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
+
+namespace rwkv::cuda {
+
+DeviceInfo query_devices() {
+  DeviceInfo info;
+  const cudaError_t rc = cudaGetDeviceCount(&info.count);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error so later calls start clean
+    info.count = 0;
+    info.error = static_cast<int>(rc);
+    info.reason = std::string("cudaGetDeviceCount returned ") + std::to_string(info.error) + " " +
+                  cudaGetErrorName(rc) + ": " + cudaGetErrorString(rc);
+    return info;
+  }
+  if (info.count == 0) {
+    info.reason = "cudaGetDeviceCount found no device";
+    return info;
+  }
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  info.name = prop.name;
+  info.cc_major = prop.major;
+  info.cc_minor = prop.minor;
+  info.sm_count = prop.multiProcessorCount;
+  info.global_mem = prop.totalGlobalMem;
+  return info;
+}
+
+std::string library_versions() {
+  int runtime = 0, driver = 0, nccl = 0, major = 0, minor = 0, patch = 0;
+  CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
+  CUDA_CHECK(cudaDriverGetVersion(&driver));
+  NCCL_CHECK(ncclGetVersion(&nccl));
+  CUBLAS_CHECK(cublasGetProperty(MAJOR_VERSION, &major));
+  CUBLAS_CHECK(cublasGetProperty(MINOR_VERSION, &minor));
+  CUBLAS_CHECK(cublasGetProperty(PATCH_LEVEL, &patch));
+  return "cuda runtime " + std::to_string(runtime) + ", driver " + std::to_string(driver) +
+         ", cublas " + std::to_string(major) + "." + std::to_string(minor) + "." +
+         std::to_string(patch) + ", nccl " + std::to_string(nccl);
+}
+
+}  // namespace rwkv::cuda
