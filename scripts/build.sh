@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Configures and builds into build/ (Release). Extra arguments go to ninja
+# (e.g. a target name). RWKV_WERROR=ON turns warnings into errors (CI sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+werror=${RWKV_WERROR:-OFF}
+[[ "${CI:-}" == "true" ]] && werror=ON
+mkdir -p build
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DRWKV_WERROR="$werror" \
+  -DRWKV_CUDA="${RWKV_CUDA:-AUTO}" >build/configure.log 2>&1 || {
+  cat build/configure.log >&2
+  exit 1
+}
+ninja -C build -j "$(nproc)" "$@"
