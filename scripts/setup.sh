@@ -2,6 +2,9 @@
 # Installs the Debian/Ubuntu packages the build and the tests need. Idempotent:
 # when everything is present it does nothing. As a non-root user with packages
 # missing it prints the apt-get command to run instead of running it.
+#   scripts/setup.sh          what building and running rwkv needs
+#   scripts/setup.sh --test   also what the test suite needs (PyTorch for the
+#                             independent reference model in tests/reference/)
 set -euo pipefail
 
 PACKAGES=(
@@ -14,6 +17,10 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece
   zlib1g-dev libssl-dev nlohmann-json3-dev
 )
+if [[ "${1:-}" == "--test" ]]; then
+  # Debian's own python3 (/usr/bin/python3) runs these.
+  PACKAGES+=(python3 python3-torch python3-h5py python3-numpy)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
