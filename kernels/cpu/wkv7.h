@@ -1,0 +1,55 @@
+#pragma once
+// WKV of RWKV-7 "Goose" (RWKV-LM RWKV-v7/train_temp/src/model.py and cuda/wkv7_cuda.cu):
+// a generalised delta rule. Per head a state S of N x N, S[i][j] with i the value
+// channel and j the key channel,
+//   S_t = S_{t-1} diag(w_t) + (S_{t-1} a_t) b_t^T + v_t k_t^T,    w_t = exp(lw_t)
+//   y_t = S_t r_t.
+// lw <= 0 is the log decay; a and b are general vectors (the model passes a = -kk and
+// b = kk * a_coef, kk the L2-normalised key of the head).
+//
+// Tensors are row-major: per-token ones [B, T, H, N] (= [B, T, C], C = H*N); state
+// [B, H, N, N]. Each function works on the heads [h0, h1) of every batch row (tensor
+// parallelism gives each rank a range); pointers index the full tensors. F is float
+// or double. Gradient outputs are overwritten for the heads [h0, h1) only.
+//
+// naive: the recurrence token by token (the reference); its backward keeps all T
+// states of a head.
+// chunked forward: chunks of L tokens; inside a chunk the values S_{t-1} a_t come from
+// one unit lower-triangular solve (the WY / UT form of the delta rule, as in
+// flash-linear-attention's chunked DPLR kernels), the rest are dense products; between
+// chunks the state recurrence. See wkv7.cpp for the chunk equations.
+// chunked backward: a forward pass over the chunks keeps the state entering each
+// chunk and the chunk's matrices (O(T (N + L) + T/L N^2) memory per head); then, chunk
+// by chunk from the last, the reverse-mode of the chunk equations gives the gradients
+// and the gradient of the entering state.
+// State pointers are not deduced (std::type_identity_t), so nullptr can be passed.
+#include <type_traits>
+
+namespace rwkv::kernels {
+
+// y [B, T, H, N]. state_in null = zeros; state_out null = not wanted.
+template <typename F>
+void wkv7_forward_naive(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
+                        const F* k, const F* v, const F* a, const F* b, F* y,
+                        const std::type_identity_t<F>* state_in,
+                        std::type_identity_t<F>* state_out);
+
+// Gradients for dy [B, T, H, N] from a zero initial state: dr, dlw, dk, dv, da, db,
+// all [B, T, H, N].
+template <typename F>
+void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
+                         const F* k, const F* v, const F* a, const F* b, const F* dy, F* dr, F* dlw,
+                         F* dk, F* dv, F* da, F* db);
+
+template <typename F>
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
+                          const F* k, const F* v, const F* a, const F* b, F* y,
+                          const std::type_identity_t<F>* state_in,
+                          std::type_identity_t<F>* state_out, int chunk);
+
+template <typename F>
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
+                           const F* k, const F* v, const F* a, const F* b, const F* dy, F* dr,
+                           F* dlw, F* dk, F* dv, F* da, F* db, int chunk);
+
+}  // namespace rwkv::kernels

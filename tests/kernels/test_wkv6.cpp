@@ -1,0 +1,251 @@
+// WKV5/6 kernels: the naive backward against central finite differences (double), the
+// chunked forward and backward against the naive ones (fp32), state carry, head ranges.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/wkv6.h"
+
+namespace rk = rwkv::kernels;
+
+namespace {
+
+template <typename F>
+std::vector<F> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<F> x(n);
+  for (auto& e : x) e = F(d(rng));
+  return x;
+}
+
+// ||x - ref||_2 / ||ref||_2 over the elements where mask is true (0 when both are 0).
+template <typename F>
+double rel_err(const std::vector<F>& x, const std::vector<F>& ref,
+               const std::function<bool(size_t)>& mask) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!mask(i)) continue;
+    num += (double(x[i]) - double(ref[i])) * (double(x[i]) - double(ref[i]));
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// Inputs of one test case, [B, T, H, N] each, u [H, N].
+template <typename F>
+struct Inputs {
+  int B, T, H, N;
+  std::vector<F> r, k, v, lw, u, dy;
+  Inputs(int b, int t, int h, int n, double lw_lo, double lw_hi, unsigned seed)
+      : B(b), T(t), H(h), N(n) {
+    std::mt19937 rng(seed);
+    const size_t sz = size_t(B) * T * H * N;
+    r = uniform<F>(sz, -1, 1, rng);
+    k = uniform<F>(sz, -1, 1, rng);
+    v = uniform<F>(sz, -1, 1, rng);
+    lw = uniform<F>(sz, lw_lo, lw_hi, rng);
+    u = uniform<F>(size_t(H) * N, -1, 1, rng);
+    dy = uniform<F>(sz, -1, 1, rng);
+  }
+  size_t size() const { return r.size(); }
+  // True for elements of [B, T, H, N] in heads [h0, h1).
+  std::function<bool(size_t)> in_heads(int h0, int h1) const {
+    const int n = N, hh = H;
+    return [=](size_t i) {
+      const int h = int(i / n) % hh;
+      return h >= h0 && h < h1;
+    };
+  }
+};
+
+struct Grads {
+  std::vector<float> y, dr, dk, dv, dlw, du;
+};
+
+// Outputs start as a sentinel so the test sees what the kernel left untouched.
+constexpr float kSentinel = 7.5f;
+
+Grads run(const Inputs<float>& in, int h0, int h1, int chunk) {
+  Grads g;
+  const size_t sz = in.size();
+  g.y.assign(sz, kSentinel);
+  g.dr.assign(sz, kSentinel);
+  g.dk.assign(sz, kSentinel);
+  g.dv.assign(sz, kSentinel);
+  g.dlw.assign(sz, kSentinel);
+  g.du.assign(size_t(in.H) * in.N, kSentinel);
+  if (chunk == 0) {
+    rk::wkv6_forward_naive(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.k.data(), in.v.data(),
+                           in.lw.data(), in.u.data(), g.y.data(), nullptr, nullptr);
+    rk::wkv6_backward_naive(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.k.data(), in.v.data(),
+                            in.lw.data(), in.u.data(), in.dy.data(), g.dr.data(), g.dk.data(),
+                            g.dv.data(), g.dlw.data(), g.du.data());
+  } else {
+    rk::wkv6_forward_chunked(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.k.data(), in.v.data(),
+                             in.lw.data(), in.u.data(), g.y.data(), nullptr, nullptr, chunk);
+    rk::wkv6_backward_chunked(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.k.data(), in.v.data(),
+                              in.lw.data(), in.u.data(), in.dy.data(), g.dr.data(), g.dk.data(),
+                              g.dv.data(), g.dlw.data(), g.du.data(), chunk);
+  }
+  return g;
+}
+
+void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed) {
+  const int h0 = 1, h1 = 3;
+  Inputs<float> in(2, 37, 4, 8, lw_lo, lw_hi, seed);
+  const Grads ref = run(in, h0, h1, 0);
+  const Grads got = run(in, h0, h1, 16);
+  const auto m = in.in_heads(h0, h1);
+  const auto mu = [&](size_t i) { return int(i) / in.N >= h0 && int(i) / in.N < h1; };
+  const double tol = 1e-5;
+  EXPECT_LT(rel_err(got.y, ref.y, m), tol);
+  EXPECT_LT(rel_err(got.dr, ref.dr, m), tol);
+  EXPECT_LT(rel_err(got.dk, ref.dk, m), tol);
+  EXPECT_LT(rel_err(got.dv, ref.dv, m), tol);
+  EXPECT_LT(rel_err(got.dlw, ref.dlw, m), tol);
+  EXPECT_LT(rel_err(got.du, ref.du, mu), tol);
+  // Heads outside [h0, h1) are left as they were.
+  for (const auto* x : {&got.y, &got.dr, &got.dk, &got.dv, &got.dlw}) {
+    for (size_t i = 0; i < x->size(); ++i) {
+      if (!m(i)) {
+        ASSERT_EQ((*x)[i], kSentinel) << i;
+      }
+    }
+  }
+  for (size_t i = 0; i < got.du.size(); ++i) {
+    if (!mu(i)) {
+      ASSERT_EQ(got.du[i], kSentinel) << i;
+    }
+  }
+}
+
+}  // namespace
+
+// Loss = sum(y * dy). Measure per tensor: max |analytic - numeric| / max |numeric|.
+TEST(Wkv6, NaiveBackwardMatchesFiniteDifferences) {
+  Inputs<double> in(2, 6, 2, 3, -1.5, -0.05, 1);
+  const size_t sz = in.size();
+  const auto loss = [&]() {
+    std::vector<double> y(sz);
+    rk::wkv6_forward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.k.data(), in.v.data(),
+                           in.lw.data(), in.u.data(), y.data(), nullptr, nullptr);
+    double l = 0;
+    for (size_t i = 0; i < sz; ++i) l += y[i] * in.dy[i];
+    return l;
+  };
+  std::vector<double> dr(sz), dk(sz), dv(sz), dlw(sz), du(size_t(in.H) * in.N);
+  rk::wkv6_backward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.k.data(), in.v.data(),
+                          in.lw.data(), in.u.data(), in.dy.data(), dr.data(), dk.data(), dv.data(),
+                          dlw.data(), du.data());
+  const std::vector<std::pair<std::vector<double>*, const std::vector<double>*>> pairs = {
+      {&in.r, &dr}, {&in.k, &dk}, {&in.v, &dv}, {&in.lw, &dlw}, {&in.u, &du}};
+  const char* names[] = {"r", "k", "v", "lw", "u"};
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    auto& x = *pairs[p].first;
+    const auto& g = *pairs[p].second;
+    double max_diff = 0, max_num = 1e-300;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double x0 = x[i], eps = 1e-5;
+      x[i] = x0 + eps;
+      const double lp = loss();
+      x[i] = x0 - eps;
+      const double lm = loss();
+      x[i] = x0;
+      const double num = (lp - lm) / (2 * eps);
+      max_diff = std::max(max_diff, std::abs(g[i] - num));
+      max_num = std::max(max_num, std::abs(num));
+    }
+    EXPECT_LT(max_diff / max_num, 1e-6) << "d" << names[p];
+  }
+}
+
+// Relative error ||chunked - naive|| / ||naive|| < 1e-5 in fp32, T = 37 with chunk 16,
+// B = 2, H = 4, heads [1, 3).
+TEST(Wkv6, ChunkedMatchesNaiveModerateDecay) { expect_chunked_matches_naive(-2.0, -0.01, 2); }
+TEST(Wkv6, ChunkedMatchesNaiveDecayNearOne) { expect_chunked_matches_naive(-2e-4, -5e-5, 3); }
+TEST(Wkv6, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.0, -50.0, 4); }
+
+// lw down to -1e4: decays underflow to 0, nothing overflows, results stay finite and
+// equal the naive ones.
+TEST(Wkv6, ChunkedFiniteForExtremeDecay) {
+  Inputs<float> in(1, 37, 2, 8, -1e4, -1e3, 5);
+  const Grads ref = run(in, 0, 2, 0);
+  const Grads got = run(in, 0, 2, 16);
+  const auto all = [](size_t) { return true; };
+  for (const auto* x : {&got.y, &got.dr, &got.dk, &got.dv, &got.dlw, &got.du})
+    for (float e : *x) ASSERT_TRUE(std::isfinite(e));
+  EXPECT_LT(rel_err(got.y, ref.y, all), 1e-5);
+  EXPECT_LT(rel_err(got.dr, ref.dr, all), 1e-5);
+  EXPECT_LT(rel_err(got.dk, ref.dk, all), 1e-5);
+  EXPECT_LT(rel_err(got.dv, ref.dv, all), 1e-5);
+  EXPECT_LT(rel_err(got.dlw, ref.dlw, all), 1e-5);
+}
+
+// Running T1 then T2 tokens, passing the final state on, equals one run of T1 + T2;
+// naive and chunked, with a nonzero state entering the first run.
+TEST(Wkv6, StateCarry) {
+  const int B = 2, T1 = 13, T2 = 20, T = T1 + T2, H = 2, N = 4;
+  Inputs<float> in(B, T, H, N, -1.0, -0.01, 6);
+  std::mt19937 rng(7);
+  const auto s0 = uniform<float>(size_t(B) * H * N * N, -1, 1, rng);
+  const size_t NN = size_t(N) * N, C = size_t(H) * N;
+  for (int chunk : {0, 8}) {
+    std::vector<float> y_full(in.size()), s_full(s0.size());
+    std::vector<float> y_split(in.size()), s_mid(s0.size()), s_end(s0.size());
+    const auto fwd = [&](int b0, int tlen, int tstart, const float* sin, float* y, float* sout) {
+      // One batch row b0 of tokens [tstart, tstart + tlen).
+      const size_t o = (size_t(b0) * T + tstart) * C;
+      std::vector<float> r(in.r.begin() + o, in.r.begin() + o + tlen * C);
+      std::vector<float> k(in.k.begin() + o, in.k.begin() + o + tlen * C);
+      std::vector<float> v(in.v.begin() + o, in.v.begin() + o + tlen * C);
+      std::vector<float> lw(in.lw.begin() + o, in.lw.begin() + o + tlen * C);
+      if (chunk == 0) {
+        rk::wkv6_forward_naive(1, tlen, H, N, 0, H, r.data(), k.data(), v.data(), lw.data(),
+                               in.u.data(), y + o, sin, sout);
+      } else {
+        rk::wkv6_forward_chunked(1, tlen, H, N, 0, H, r.data(), k.data(), v.data(), lw.data(),
+                                 in.u.data(), y + o, sin, sout, chunk);
+      }
+    };
+    for (int b = 0; b < B; ++b) {
+      const float* sb = s0.data() + size_t(b) * H * NN;
+      fwd(b, T, 0, sb, y_full.data(), s_full.data() + size_t(b) * H * NN);
+      fwd(b, T1, 0, sb, y_split.data(), s_mid.data() + size_t(b) * H * NN);
+      fwd(b, T2, T1, s_mid.data() + size_t(b) * H * NN, y_split.data(),
+          s_end.data() + size_t(b) * H * NN);
+    }
+    const auto all = [](size_t) { return true; };
+    EXPECT_LT(rel_err(y_split, y_full, all), 1e-6) << "chunk " << chunk;
+    EXPECT_LT(rel_err(s_end, s_full, all), 1e-6) << "chunk " << chunk;
+  }
+}
+
+// The chunked forward with a nonzero initial state equals the naive one.
+TEST(Wkv6, ChunkedForwardWithInitialState) {
+  const int B = 2, T = 29, H = 3, N = 8;
+  Inputs<float> in(B, T, H, N, -1.0, -0.01, 8);
+  std::mt19937 rng(9);
+  const auto s0 = uniform<float>(size_t(B) * H * N * N, -1, 1, rng);
+  std::vector<float> y0(in.size()), y1(in.size()), s_ref(s0.size()), s_got(s0.size());
+  rk::wkv6_forward_naive(B, T, H, N, 0, H, in.r.data(), in.k.data(), in.v.data(), in.lw.data(),
+                         in.u.data(), y0.data(), s0.data(), s_ref.data());
+  rk::wkv6_forward_chunked(B, T, H, N, 0, H, in.r.data(), in.k.data(), in.v.data(), in.lw.data(),
+                           in.u.data(), y1.data(), s0.data(), s_got.data(), 8);
+  const auto all = [](size_t) { return true; };
+  EXPECT_LT(rel_err(y1, y0, all), 1e-5);
+  EXPECT_LT(rel_err(s_got, s_ref, all), 1e-5);
+}
+
+TEST(Wkv6, BadHeadRangeThrows) {
+  std::vector<float> x(16);
+  EXPECT_THROW(rk::wkv6_forward_naive(1, 1, 2, 8, 1, 3, x.data(), x.data(), x.data(), x.data(),
+                                      x.data(), x.data(), nullptr, nullptr),
+               rwkv::Error);
+  EXPECT_THROW(rk::wkv6_forward_chunked(1, 1, 2, 8, 0, 2, x.data(), x.data(), x.data(), x.data(),
+                                        x.data(), x.data(), nullptr, nullptr, 0),
+               rwkv::Error);
+}
