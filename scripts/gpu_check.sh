@@ -4,7 +4,9 @@
 #
 #   scripts/gpu_check.sh prepare   on a development machine: copies what the GPU
 #                                  machine lacks into .gpu/ (GoogleTest sources,
-#                                  nccl.h); send .gpu/ along with the run
+#                                  nccl.h, the reference BLAS that the CPU kernels
+#                                  the gpu tests compare against link to); send
+#                                  .gpu/ along with the run
 #   scripts/gpu_check.sh           on the GPU machine: builds the CUDA backend and
 #                                  its gpu tests for sm_90 (RWKV_GPU_ONLY), runs
 #                                  them, runs the GPU benchmarks, prints a table
@@ -15,10 +17,21 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "prepare" ]]; then
-  rm -rf .gpu/googletest .gpu/include
-  mkdir -p .gpu/include
+  rm -rf .gpu/googletest .gpu/include .gpu/blas .gpu/deb
+  mkdir -p .gpu/include .gpu/blas/include .gpu/blas/lib .gpu/deb
   cp -r /usr/src/googletest .gpu/googletest
   cp "$(dirname "$(command -v nvcc)")/../include/nccl.h" .gpu/include/
+  # Netlib's reference BLAS with CBLAS (Debian libblas3/libblas-dev, 0.5 MB):
+  # OpenBLAS is 36 MB, and speed does not matter for the CPU side of the checks.
+  (cd .gpu/deb && apt-get download libblas3 libblas-dev >/dev/null 2>&1) ||
+    { echo "prepare: apt-get download libblas3 libblas-dev failed" >&2; exit 1; }
+  for f in .gpu/deb/*.deb; do dpkg -x "$f" .gpu/deb/root; done
+  inc=.gpu/deb/root/usr/include/x86_64-linux-gnu
+  cp "$inc/cblas-netlib.h" .gpu/blas/include/cblas.h
+  cp "$inc/cblas_mangling.h" .gpu/blas/include/
+  cp -L .gpu/deb/root/usr/lib/x86_64-linux-gnu/blas/libblas.so.3 .gpu/blas/lib/
+  ln -sf libblas.so.3 .gpu/blas/lib/libblas.so
+  rm -rf .gpu/deb
   git rev-parse HEAD >.gpu/commit 2>/dev/null || true
   du -sh .gpu
   exit 0
@@ -48,13 +61,13 @@ fi
 nccl_inc=$(dirname "$(find "$(dirname "$(command -v nvcc)")/../include" "$PWD/.gpu/include" \
   -name nccl.h 2>/dev/null | head -1)")
 echo "nccl: $nccl_lib (header in $nccl_inc)"
-export LD_LIBRARY_PATH="$(dirname "$nccl_lib"):${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$(dirname "$nccl_lib"):$PWD/.gpu/blas/lib:${LD_LIBRARY_PATH:-}"
 
 echo "== build (sm_$arch, RWKV_GPU_ONLY)"
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DRWKV_GPU_ONLY=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" -DRWKV_WERROR=ON \
-  -DRWKV_GTEST_SOURCE_DIR="$PWD/.gpu/googletest" \
+  -DRWKV_GTEST_SOURCE_DIR="$PWD/.gpu/googletest" -DRWKV_BLAS_DIR="$PWD/.gpu/blas" \
   -DRWKV_NCCL_LIBRARY="$nccl_lib" -DRWKV_NCCL_INCLUDE_DIR="$nccl_inc" >"$out/configure.log" 2>&1 \
   || { cat "$out/configure.log"; echo "RESULT: configure FAILED"; exit 1; }
 if ! cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1; then
