@@ -44,5 +44,6 @@ int usage_error(const std::string& prog, const std::string& msg);
 int run_with_mpi(const std::string& prog, const std::function<int(int rank, int size)>& body);
 
 int run_config(const std::vector<std::string>& args);
+int run_preprocess(const std::vector<std::string>& args);
 
 }  // namespace rwkv::cli

@@ -11,6 +11,7 @@ namespace rwkv::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"config", "show, list and check run configs", run_config},
+      {"preprocess", "tokenize corpora into HDF5 shards for training", run_preprocess},
   };
   return list;
 }

@@ -20,9 +20,11 @@ function(rwkv_add_test name)
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main rwkv_warnings)
   target_compile_definitions(${name} PRIVATE
     RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  # No ENVIRONMENT here: gtest_discover_tests keeps only the first item of a list
+  # property. Tests that launch mpiexec themselves set RWKV_MPI_TEST_ENV's variables.
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
+    PROPERTIES LABELS "${T_LABELS}")
 endfunction()
 
 # rwkv_add_mpi_test(name NP n SOURCES ... LIBS ...)
