@@ -20,6 +20,8 @@ PACKAGES=(
 if [[ "${1:-}" == "--test" ]]; then
   # Debian's own python3 (/usr/bin/python3) runs these.
   PACKAGES+=(python3 python3-torch python3-h5py python3-numpy)
+  # A one-node Slurm for the sbatch tests (scripts/slurm_local.sh).
+  PACKAGES+=(slurm-wlm munge)
 fi
 
 missing=()
