@@ -11,7 +11,11 @@ if(RWKV_CUDA STREQUAL "ON" OR RWKV_CUDA STREQUAL "AUTO")
       set(CMAKE_CUDA_ARCHITECTURES "80;90")
     endif()
     enable_language(CUDA)
-    set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no C++20 flag for nvcc
+    # C++20 like the host code (the CPU kernel headers the gpu tests include use it).
+    # CMake 3.25 does not know nvcc's C++20 flag, so it is given here.
+    set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    set(CMAKE_CUDA_STANDARD 20)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
     find_package(CUDAToolkit REQUIRED)
     find_library(RWKV_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})

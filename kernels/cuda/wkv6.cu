@@ -1,0 +1,283 @@
+#include <sstream>
+
+#include "common/error.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/wkv6.h"
+
+// The equations are those of kernels/cpu/wkv6.cpp (naive form). One block per
+// (b, h), one thread per channel of the head.
+//
+// Forward: thread j keeps column j of the state, s[i] = S[i][j], in registers (as
+// RWKV-LM RWKV-v5/cuda/wkv6_cuda.cu); r, k, exp(lw) of the token are shared.
+//
+// Backward: per token, with dS = dL/dS_t from the later tokens,
+//   dr_t[i]  = u[i] k_t[i] (dy_t . v_t) + sum_j S_{t-1}[i][j] dy_t[j]
+//   dk_t[i]  = r_t[i] u[i] (dy_t . v_t) + sum_j dS[i][j] v_t[j]
+//   dv_t[j]  = (sum_i r_t[i] u[i] k_t[i]) dy_t[j] + sum_i dS[i][j] k_t[i]
+//   dlw_t[i] = w_t[i] sum_j dS[i][j] S_{t-1}[i][j]
+//   dS      <- diag(w_t) dS + r_t dy_t^T
+// Thread p keeps both row p and column p of dS in registers (updated by the same
+// formula, so the copies agree bitwise), which makes every sum above local to one
+// thread: no reduction across threads. S_{t-1} comes from the forward's checkpoints:
+// the tokens are walked in segments of kSeg from the last; for each segment the states
+// S_{t-1} of its tokens are recomputed from the checkpoint into a per-(b, h) scratch
+// (row p by thread p, so no synchronisation) and read back in reverse order. This keeps
+// dlw exact for any decay (no division by w, no difference of large sums).
+//
+// Loops that index the register arrays are unrolled fully (so the arrays stay in
+// registers); the other backward loops by 4, which keeps N = 64 within 255 registers.
+
+namespace rwkv::cuda {
+namespace {
+
+constexpr int kSeg = 16;  // tokens between checkpoints
+
+__host__ __device__ int nseg(int T) { return (T + kSeg - 1) / kSeg; }
+
+void check_args(const char* fn, int B, int T, int H, int N, int h0, int h1) {
+  if (B < 0 || T < 0 || H < 0 || h0 < 0 || h1 > H || h0 > h1) {
+    std::ostringstream msg;
+    msg << fn << ": bad shape B=" << B << " T=" << T << " H=" << H << " or head range [" << h0
+        << ", " << h1 << ")";
+    throw Error(msg.str());
+  }
+  if (N != 16 && N != 32 && N != 64) {
+    std::ostringstream msg;
+    msg << fn << ": head size N=" << N << " is not supported (16, 32 or 64)";
+    throw Error(msg.str());
+  }
+}
+
+// Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at i * N + j), scratch
+// [B, H, kSeg, N, N] (slot s holds S_{t0+s-1}, element S[p][j] at (s * N + j) * N + p),
+// partial [B, H, N] (du of one batch row).
+struct Workspace {
+  float *ckpt, *scratch, *partial;
+};
+
+Workspace carve(void* ws, int B, int T, int H, int N) {
+  const size_t NN = size_t(N) * N, BH = size_t(B) * H;
+  float* base = static_cast<float*>(ws);
+  return {base, base + BH * nseg(T) * NN, base + BH * (nseg(T) + kSeg) * NN};
+}
+
+template <int N>
+__global__ void __launch_bounds__(N)
+    wkv6_forward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
+                        const float* __restrict__ k, const float* __restrict__ v,
+                        const float* __restrict__ lw, const float* __restrict__ u,
+                        float* __restrict__ y, const float* __restrict__ state_in,
+                        float* __restrict__ state_out, float* __restrict__ ckpt) {
+  constexpr size_t NN = size_t(N) * N;
+  const int b = blockIdx.x / nh, h = h0 + blockIdx.x % nh, j = threadIdx.x;
+  const size_t C = size_t(H) * N, bh = size_t(b) * H + h;
+  __shared__ float sr[N], sk[N], sw[N], su[N];
+  float s[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) s[i] = state_in ? state_in[bh * NN + i * N + j] : 0.f;
+  su[j] = u[h * N + j];  // read after the first __syncthreads of the loop
+  float* ck = ckpt ? ckpt + bh * nseg(T) * NN + j : nullptr;
+  // Each token's inputs are loaded one token ahead, so that their latency overlaps the
+  // arithmetic of the token before.
+  const size_t o0 = size_t(b) * T * C + size_t(h) * N + j;  // token 0, channel j
+  float nr = 0.f, nk = 0.f, nlw = 0.f, nv = 0.f;            // the next token's
+  const auto load_next = [&](size_t o) {
+    nr = r[o];
+    nk = k[o];
+    nlw = lw[o];
+    nv = v[o];
+  };
+  if (T > 0) load_next(o0);
+  for (int t = 0; t < T; ++t) {
+    const size_t o = o0 + size_t(t) * C;
+    const float xr = nr, xk = nk, xlw = nlw, vj = nv;
+    if (t + 1 < T) load_next(o + C);
+    if (ck && t % kSeg == 0) {
+      float* c = ck + size_t(t / kSeg) * NN;
+#pragma unroll
+      for (int i = 0; i < N; ++i) c[i * N] = s[i];
+    }
+    __syncthreads();  // the previous token's reads of the shared arrays are done
+    sr[j] = xr;
+    sk[j] = xk;
+    sw[j] = expf(xlw);
+    __syncthreads();
+    float yj = 0.f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      yj += sr[i] * (su[i] * sk[i] * vj + s[i]);
+      s[i] = sw[i] * s[i] + sk[i] * vj;
+    }
+    y[o] = yj;
+  }
+  if (state_out) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) state_out[bh * NN + i * N + j] = s[i];
+  }
+}
+
+template <int N>
+__global__ void __launch_bounds__(N)
+    wkv6_backward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
+                         const float* __restrict__ k, const float* __restrict__ v,
+                         const float* __restrict__ lw, const float* __restrict__ u,
+                         const float* __restrict__ dy, float* __restrict__ dr,
+                         float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ dlw,
+                         Workspace ws) {
+  constexpr size_t NN = size_t(N) * N;
+  const int b = blockIdx.x / nh, h = h0 + blockIdx.x % nh, p = threadIdx.x;
+  const size_t C = size_t(H) * N, bh = size_t(b) * H + h;
+  // The inputs of one segment, [kSeg, N] each; sw = exp(lw).
+  __shared__ float sr[kSeg][N], sk[kSeg][N], sv[kSeg][N], sw[kSeg][N], sdy[kSeg][N], su[N];
+  const float up = u[h * N + p];
+  su[p] = up;
+  const float* ck = ws.ckpt + bh * nseg(T) * NN;
+  float* sc = ws.scratch + bh * kSeg * NN + p;  // S_{t0+s-1}[p][j] at sc[(s * N + j) * N]
+  float dSr[N], dSc[N];                         // dS[p][j], dS[i][p]
+#pragma unroll
+  for (int i = 0; i < N; ++i) dSr[i] = dSc[i] = 0.f;
+  float du = 0.f;
+  for (int sg = nseg(T) - 1; sg >= 0; --sg) {
+    const int t0 = sg * kSeg, len = min(kSeg, T - t0);
+    __syncthreads();  // the previous segment's reads of the shared arrays are done
+    for (int s = 0; s < len; ++s) {
+      const size_t o = (size_t(b) * T + t0 + s) * C + size_t(h) * N + p;
+      sr[s][p] = r[o];
+      sk[s][p] = k[o];
+      sv[s][p] = v[o];
+      sw[s][p] = expf(lw[o]);
+      sdy[s][p] = dy[o];
+    }
+#pragma unroll
+    for (int j = 0; j < N; ++j) sc[j * N] = ck[size_t(sg) * NN + size_t(p) * N + j];
+    __syncthreads();
+    // Row p of S_{t0+s} = w_p S_{t0+s-1}[p][:] + k_p v^T.
+    for (int s = 0; s + 1 < len; ++s) {
+      const float wp = sw[s][p], kp = sk[s][p];
+      const float* src = sc + size_t(s) * NN;
+      float* dst = sc + size_t(s + 1) * NN;
+#pragma unroll
+      for (int j = 0; j < N; ++j) dst[j * N] = wp * src[j * N] + kp * sv[s][j];
+    }
+    for (int s = len - 1; s >= 0; --s) {
+      const size_t o = (size_t(b) * T + t0 + s) * C + size_t(h) * N + p;
+      const float rp = sr[s][p], kp = sk[s][p], wp = sw[s][p], dyp = sdy[s][p];
+      const float* Sp = sc + size_t(s) * NN;  // S_{t-1}[p][j] at Sp[j * N]
+      float dyv = 0.f, ruk = 0.f;
+#pragma unroll 4
+      for (int j = 0; j < N; ++j) dyv += sdy[s][j] * sv[s][j];
+#pragma unroll 4
+      for (int i = 0; i < N; ++i) ruk += sr[s][i] * su[i] * sk[s][i];
+      float dvp = ruk * dyp, gS = 0.f, dSv = 0.f, dSS = 0.f;
+#pragma unroll
+      for (int i = 0; i < N; ++i) dvp += dSc[i] * sk[s][i];
+#pragma unroll
+      for (int j = 0; j < N; ++j) {
+        const float S = Sp[j * N];
+        gS += sdy[s][j] * S;
+        dSv += dSr[j] * sv[s][j];
+        dSS += dSr[j] * S;
+      }
+      dr[o] = up * kp * dyv + gS;
+      dk[o] = rp * up * dyv + dSv;
+      dv[o] = dvp;
+      dlw[o] = wp * dSS;
+      du += rp * kp * dyv;
+#pragma unroll
+      for (int j = 0; j < N; ++j) dSr[j] = fmaf(wp, dSr[j], rp * sdy[s][j]);
+#pragma unroll
+      for (int i = 0; i < N; ++i) dSc[i] = fmaf(sw[s][i], dSc[i], sr[s][i] * dyp);
+    }
+  }
+  ws.partial[bh * N + p] = du;
+}
+
+// du[h][p] = sum over b (increasing) of the per-row partials, heads [h0, h1).
+__global__ void wkv6_reduce_kernel(int B, int H, int N, int h0, int nh, const float* partial,
+                                   float* du) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= nh * N) return;
+  const int h = h0 + i / N, p = i % N;
+  float s = 0.f;
+  for (int b = 0; b < B; ++b) s += partial[(size_t(b) * H + h) * N + p];
+  du[size_t(h) * N + p] = s;
+}
+
+template <int N>
+void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* k,
+                    const float* v, const float* lw, const float* u, float* y,
+                    const float* state_in, float* state_out, float* ckpt, cudaStream_t stream) {
+  const int nh = h1 - h0;
+  wkv6_forward_kernel<N>
+      <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int N>
+void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const float* k,
+                     const float* v, const float* lw, const float* u, const float* dy, float* dr,
+                     float* dk, float* dv, float* dlw, Workspace ws, cudaStream_t stream) {
+  const int nh = h1 - h0;
+  wkv6_backward_kernel<N>
+      <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+size_t wkv6_workspace_bytes(int B, int T, int H, int N) {
+  check_args("rwkv::cuda::wkv6_workspace_bytes", B, T, H, N, 0, H);
+  const size_t NN = size_t(N) * N, BH = size_t(B) * H;
+  return (BH * (nseg(T) + kSeg) * NN + BH * N) * sizeof(float);
+}
+
+void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                  const float* v, const float* lw, const float* u, float* y, const float* state_in,
+                  float* state_out, void* workspace, cudaStream_t stream) {
+  check_args("rwkv::cuda::wkv6_forward", B, T, H, N, h0, h1);
+  if (B == 0 || h0 == h1) return;
+  float* ckpt = workspace ? carve(workspace, B, T, H, N).ckpt : nullptr;
+  switch (N) {
+    case 16:
+      launch_forward<16>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+      break;
+    case 32:
+      launch_forward<32>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+      break;
+    default:
+      launch_forward<64>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+  }
+}
+
+void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                   const float* v, const float* lw, const float* u, const float* dy, float* dr,
+                   float* dk, float* dv, float* dlw, float* du, void* workspace,
+                   cudaStream_t stream) {
+  check_args("rwkv::cuda::wkv6_backward", B, T, H, N, h0, h1);
+  const int nh = h1 - h0;
+  if (nh == 0) return;
+  if (B > 0) {
+    if (workspace == nullptr)
+      throw Error(
+          "rwkv::cuda::wkv6_backward: workspace is null (it must hold the forward's "
+          "checkpoints; size: wkv6_workspace_bytes)");
+    const Workspace ws = carve(workspace, B, T, H, N);
+    switch (N) {
+      case 16:
+        launch_backward<16>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+        break;
+      case 32:
+        launch_backward<32>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+        break;
+      default:
+        launch_backward<64>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+    }
+  }
+  // With B = 0 this writes zeros (the partials are not read).
+  const float* partial = workspace ? carve(workspace, B, T, H, N).partial : nullptr;
+  const int n = nh * N;
+  wkv6_reduce_kernel<<<(n + 127) / 128, 128, 0, stream>>>(B, H, N, h0, nh, partial, du);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace rwkv::cuda

@@ -1,0 +1,39 @@
+#pragma once
+// WKV of RWKV-5/6 on the GPU, fp32: the recurrence of the CPU reference
+// kernels/cpu/wkv6.h (which defines the math and the layouts),
+//   y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),
+//   S_t[i][j] = exp(lw_t[i]) S_{t-1}[i][j] + k_t[i] v_t[j],
+// token by token, one thread block per (batch row, head), one thread per value
+// channel (as RWKV-LM RWKV-v5/cuda/wkv6_cuda.cu).
+//
+// Tensors are row-major device pointers: per-token ones [B, T, H, N]; u [H, N]; state
+// [B, H, N, N]. Heads [h0, h1) of every batch row; outputs outside the range are left
+// untouched. Head size N = 16, 32 or 64. Launches go to `stream`; nothing is allocated.
+// Bad shapes throw rwkv::Error naming the function.
+//
+// Workspace: the forward stores the state before every 16th token there (when
+// workspace is not null); the backward reads those checkpoints and uses the rest as
+// scratch. Size: wkv6_workspace_bytes(B, T, H, N), for any head range.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+namespace rwkv::cuda {
+
+size_t wkv6_workspace_bytes(int B, int T, int H, int N);
+
+// y [B, T, H, N]. state_in null = zeros; state_out null = not wanted; workspace null =
+// no checkpoints (inference).
+void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                  const float* v, const float* lw, const float* u, float* y, const float* state_in,
+                  float* state_out, void* workspace, cudaStream_t stream);
+
+// Gradients for dy [B, T, H, N] of the forward call that filled `workspace` (same
+// shapes and inputs; its state_in included, no gradient for it): dr, dk, dv, dlw
+// [B, T, H, N]; du [H, N] (sum over B and T in a fixed order: bitwise reproducible).
+void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                   const float* v, const float* lw, const float* u, const float* dy, float* dr,
+                   float* dk, float* dv, float* dlw, float* du, void* workspace,
+                   cudaStream_t stream);
+
+}  // namespace rwkv::cuda

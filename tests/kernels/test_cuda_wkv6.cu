@@ -1,0 +1,289 @@
+// WKV5/6 CUDA kernels (label gpu) against the CPU naive kernels (kernels/cpu/wkv6.h) on
+// random inputs: output, final state and every gradient, for several shapes, head
+// ranges and decays; bitwise determinism; argument errors (these need no GPU).
+// Measure: ||gpu - cpu||_2 / ||cpu||_2 over the heads in range, <= 1e-5 in fp32; the
+// failure message also gives the max abs error and where. GPU outputs are poisoned with
+// NaN (bytes 0xFF) before each run: an element left unwritten in range fails, and one
+// outside the range must still hold the poison.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/wkv6.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/wkv6.h"
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                 \
+  do {                                                                     \
+    const auto info = rwkv::cuda::query_devices();                         \
+    if (info.count == 0) GTEST_SKIP() << "no usable GPU: " << info.reason; \
+  } while (0)
+
+std::vector<float> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<float> x(n);
+  for (auto& e : x) e = float(d(rng));
+  return x;
+}
+
+// A device copy of a float vector, freed on scope exit.
+struct DevBuf {
+  float* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count) : n(count) {
+    if (n) CUDA_CHECK(cudaMalloc(&p, n * sizeof(float)));
+  }
+  explicit DevBuf(const std::vector<float>& h) : DevBuf(h.size()) {
+    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  ~DevBuf() { cudaFree(p); }
+  void poison() {
+    if (n) CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(float)));
+  }
+  std::vector<float> get() const {
+    std::vector<float> h(n);
+    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+bool is_poison(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u == 0xffffffffu;
+}
+
+struct Case {
+  int B, T, H, N, h0, h1;
+  double lw_lo, lw_hi;
+  unsigned seed;
+};
+
+std::string describe(const Case& c) {
+  std::ostringstream s;
+  s << "B=" << c.B << " T=" << c.T << " H=" << c.H << " N=" << c.N << " heads [" << c.h0 << ", "
+    << c.h1 << ") lw in [" << c.lw_lo << ", " << c.lw_hi << "]";
+  return s.str();
+}
+
+// got vs ref for a tensor of rows of H heads with n elements each: [B, T, H, N]
+// (n = N, the default), the state [B, H, N, N] (n = N * N, T = 1), du [H, N] (n = N,
+// B = T = 1). Element i is in head (i / n) % H, row i / (H n) = b T + t.
+::testing::AssertionResult close(const char* name, const Case& c, const std::vector<float>& got,
+                                 const std::vector<float>& ref, int n = 0, int T = 0) {
+  const double tol = 1e-5;
+  if (n == 0) n = c.N;
+  if (T == 0) T = c.T;
+  double num = 0, den = 0, max_abs = 0;
+  size_t worst = 0, bad = 0, first_bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const int h = int(i / n) % c.H;
+    if (h < c.h0 || h >= c.h1) {
+      if (!is_poison(got[i]) && bad++ == 0) first_bad = i;
+      continue;
+    }
+    const double d = double(got[i]) - double(ref[i]);
+    if (!std::isfinite(d)) {
+      if (bad++ == 0) first_bad = i;
+      continue;
+    }
+    num += d * d;
+    den += double(ref[i]) * double(ref[i]);
+    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
+  }
+  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  const auto where = [&](size_t i) {
+    std::ostringstream s;
+    const size_t row = i / (size_t(c.H) * n);
+    s << "[flat " << i << ": b=" << row / T << " t=" << row % T << " h=" << (i / n) % c.H
+      << " n=" << i % n << "] gpu " << got[i] << " cpu " << ref[i];
+    return s.str();
+  };
+  if (bad == 0 && rel <= tol) return ::testing::AssertionSuccess();
+  auto r = ::testing::AssertionFailure();
+  r << name << " (" << describe(c) << "): relative L2 error " << rel << " (tol " << tol
+    << "), max abs error " << max_abs << " at " << where(worst);
+  if (bad)
+    r << "; " << bad << " elements unwritten or non-finite in range, or written outside it;"
+      << " first " << where(first_bad);
+  return r;
+}
+
+struct Inputs {
+  std::vector<float> r, k, v, lw, u, dy;  // u [H, N], the others [B, T, H, N]
+  Inputs(const Case& c) {
+    std::mt19937 rng(c.seed);
+    const size_t sz = size_t(c.B) * c.T * c.H * c.N;
+    r = uniform(sz, -1, 1, rng);
+    k = uniform(sz, -1, 1, rng);
+    v = uniform(sz, -1, 1, rng);
+    lw = uniform(sz, c.lw_lo, c.lw_hi, rng);
+    u = uniform(size_t(c.H) * c.N, -1, 1, rng);
+    dy = uniform(sz, -1, 1, rng);
+  }
+};
+
+struct Outputs {
+  std::vector<float> y, state, dr, dk, dv, dlw, du;
+};
+
+Outputs run_cpu(const Case& c, const Inputs& in) {
+  const size_t sz = in.r.size();
+  Outputs o;
+  for (auto* x : {&o.y, &o.dr, &o.dk, &o.dv, &o.dlw}) x->assign(sz, 0.f);
+  o.state.assign(size_t(c.B) * c.H * c.N * c.N, 0.f);
+  o.du.assign(in.u.size(), 0.f);
+  rwkv::kernels::wkv6_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.k.data(),
+                                    in.v.data(), in.lw.data(), in.u.data(), o.y.data(), nullptr,
+                                    o.state.data());
+  rwkv::kernels::wkv6_backward_naive(
+      c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.k.data(), in.v.data(), in.lw.data(),
+      in.u.data(), in.dy.data(), o.dr.data(), o.dk.data(), o.dv.data(), o.dlw.data(), o.du.data());
+  return o;
+}
+
+// Forward (with checkpoints and the final state) then backward, on poisoned outputs.
+Outputs run_gpu(const Case& c, const Inputs& in) {
+  const DevBuf r(in.r), k(in.k), v(in.v), lw(in.lw), u(in.u), dy(in.dy);
+  const size_t sz = in.r.size();
+  DevBuf y(sz), state(size_t(c.B) * c.H * c.N * c.N), dr(sz), dk(sz), dv(sz), dlw(sz),
+      du(in.u.size());
+  for (DevBuf* b : {&y, &state, &dr, &dk, &dv, &dlw, &du}) b->poison();
+  void* ws = nullptr;
+  CUDA_CHECK(cudaMalloc(&ws, rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N)));
+  rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p, nullptr,
+                           state.p, ws, nullptr);
+  rwkv::cuda::wkv6_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p, dr.p,
+                            dk.p, dv.p, dlw.p, du.p, ws, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaFree(ws));
+  return {y.get(), state.get(), dr.get(), dk.get(), dv.get(), dlw.get(), du.get()};
+}
+
+void expect_matches_cpu(const Case& c) {
+  const Inputs in(c);
+  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in);
+  EXPECT_TRUE(close("y", c, got.y, ref.y));
+  EXPECT_TRUE(close("state_out", c, got.state, ref.state, c.N * c.N, 1));
+  EXPECT_TRUE(close("dr", c, got.dr, ref.dr));
+  EXPECT_TRUE(close("dk", c, got.dk, ref.dk));
+  EXPECT_TRUE(close("dv", c, got.dv, ref.dv));
+  EXPECT_TRUE(close("dlw", c, got.dlw, ref.dlw));
+  EXPECT_TRUE(close("du", c, got.du, ref.du, c.N, 1));
+}
+
+}  // namespace
+
+TEST(CudaWkv6, MatchesCpuOneHead) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({1, 37, 1, 64, 0, 1, -2.0, -0.01, 1});
+}
+
+// T = 100 (not a multiple of the 16-token segments), B = 3, heads [1, 3) of 4.
+TEST(CudaWkv6, MatchesCpuHeadRange) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 2});
+}
+
+TEST(CudaWkv6, MatchesCpuSmallHeads) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({3, 37, 4, 16, 0, 4, -2.0, -0.01, 3});
+  expect_matches_cpu({2, 32, 3, 32, 2, 3, -2.0, -0.01, 4});  // T a multiple of 16
+  expect_matches_cpu({2, 1, 2, 64, 0, 2, -2.0, -0.01, 5});   // one token
+}
+
+// Decays e^{-60} .. e^{-40}: dlw ~ 1e-18 must still be right relative to itself.
+TEST(CudaWkv6, MatchesCpuDecayNearZero) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({2, 37, 2, 64, 0, 2, -60.0, -40.0, 6});
+}
+
+TEST(CudaWkv6, MatchesCpuDecayNearOne) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({2, 100, 2, 64, 0, 2, -2e-4, -5e-5, 7});
+}
+
+TEST(CudaWkv6, MatchesCpuLongSequence) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 8});
+}
+
+// A nonzero initial state: output and final state against the CPU; the forward
+// without a workspace gives the same output bitwise.
+TEST(CudaWkv6, ForwardWithInitialState) {
+  SKIP_WITHOUT_GPU();
+  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
+  const Inputs in(c);
+  std::mt19937 rng(10);
+  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
+  rwkv::kernels::wkv6_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.k.data(),
+                                    in.v.data(), in.lw.data(), in.u.data(), y_ref.data(), s0.data(),
+                                    s_ref.data());
+  const DevBuf r(in.r), k(in.k), v(in.v), lw(in.lw), u(in.u), sin(s0);
+  DevBuf y(in.r.size()), y2(in.r.size()), sout(s0.size());
+  for (DevBuf* b : {&y, &y2, &sout}) b->poison();
+  void* ws = nullptr;
+  CUDA_CHECK(cudaMalloc(&ws, rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N)));
+  rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p, sin.p,
+                           sout.p, ws, nullptr);
+  rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y2.p, sin.p,
+                           nullptr, nullptr, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaFree(ws));
+  EXPECT_TRUE(close("y", c, y.get(), y_ref));
+  EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, c.N * c.N, 1));
+  const auto a = y.get(), b = y2.get();
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      << "forward without workspace differs";
+}
+
+// Two runs on the same inputs give bitwise-identical outputs and gradients.
+TEST(CudaWkv6, Deterministic) {
+  SKIP_WITHOUT_GPU();
+  const Case c{3, 100, 4, 64, 0, 4, -2.0, -0.01, 11};
+  const Inputs in(c);
+  const Outputs a = run_gpu(c, in), b = run_gpu(c, in);
+  const char* names[] = {"y", "state", "dr", "dk", "dv", "dlw", "du"};
+  const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dk, &a.dv, &a.dlw, &a.du};
+  const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dk, &b.dv, &b.dlw, &b.du};
+  for (int i = 0; i < 7; ++i)
+    EXPECT_EQ(std::memcmp(xa[i]->data(), xb[i]->data(), xa[i]->size() * sizeof(float)), 0)
+        << names[i];
+}
+
+// Argument checks run before any CUDA call: no GPU needed.
+TEST(CudaWkv6, RejectsUnsupportedHeadSize) {
+  try {
+    rwkv::cuda::wkv6_forward(1, 4, 1, 48, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
+                             nullptr, nullptr, nullptr, nullptr, nullptr);
+    FAIL() << "N=48 accepted";
+  } catch (const rwkv::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("wkv6_forward"), std::string::npos) << m;
+    EXPECT_NE(m.find("N=48"), std::string::npos) << m;
+  }
+  EXPECT_THROW(rwkv::cuda::wkv6_workspace_bytes(1, 4, 1, 128), rwkv::Error);
+}
+
+TEST(CudaWkv6, RejectsBadHeadRangeAndMissingWorkspace) {
+  EXPECT_THROW(rwkv::cuda::wkv6_forward(1, 4, 2, 64, 1, 3, nullptr, nullptr, nullptr, nullptr,
+                                        nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+               rwkv::Error);
+  EXPECT_THROW(rwkv::cuda::wkv6_backward(1, 4, 2, 64, 0, 2, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr),
+               rwkv::Error);
+}
