@@ -6,14 +6,9 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+#include "tests/kernels/cuda_test_util.h"
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                       \
-    const auto info = rwkv::cuda::query_devices();                           \
-    if (info.count == 0) GTEST_SKIP() << "no usable GPU: " << info.reason;   \
-  } while (0)
 
 __global__ void iota_squared(int n, float* out) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
