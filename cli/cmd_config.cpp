@@ -6,10 +6,36 @@
 #include "cli/command.h"
 #include "common/config.h"
 #include "common/config_schema.h"
+#include "model/model_config.h"
+#include "model/param_count.h"
 
 namespace rwkv::cli {
 
 namespace {
+
+// 1234567 -> "1,234,567".
+std::string grouped(int64_t v) {
+  std::string s = std::to_string(v), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > 0 && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+// The model's size, as YAML comments after the config (docs/model.md has the formula).
+void print_model_size(const Config& c) {
+  const model::ModelConfig m = model::model_config_from(c);
+  const model::ParamCounts p = model::count_params(m);
+  const model::FlopCounts f = model::count_flops(m);
+  std::ostringstream out;
+  out << "# parameters: " << grouped(p.total) << " (embedding " << grouped(p.embedding)
+      << ", blocks " << grouped(p.blocks) << ", head " << grouped(p.head) << ")\n"
+      << "# training FLOPs per token: " << grouped(f.training_per_token) << " (6 x "
+      << grouped(f.matmul_params) << " matmul weights + 3 x " << grouped(f.wkv_forward)
+      << " WKV)\n";
+  std::cout << out.str();
+}
 
 int config_show(const std::vector<std::string>& args) {
   const std::string prog = "rwkv config show";
@@ -28,7 +54,10 @@ int config_show(const std::vector<std::string>& args) {
   if (vm.count("set")) req.sets = vm["set"].as<std::vector<std::string>>();
   return run_with_mpi(prog, [&](int rank, int) {
     const Config c = load_config_collective(MPI_COMM_WORLD, req);
-    if (rank == 0) std::cout << "# resolved config of " << c.source << "\n" << c.to_yaml();
+    if (rank == 0) {
+      std::cout << "# resolved config of " << c.source << "\n" << c.to_yaml();
+      print_model_size(c);
+    }
     return kExitOk;
   });
 }

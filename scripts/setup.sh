@@ -13,7 +13,7 @@ PACKAGES=(
   libhdf5-openmpi-dev hdf5-tools
   libyaml-cpp-dev libboost-program-options-dev
   libgtest-dev libbenchmark-dev
-  libopenblas-dev liblapacke-dev
+  libopenblas-dev
   libsentencepiece-dev sentencepiece
   zlib1g-dev libssl-dev nlohmann-json3-dev
 )

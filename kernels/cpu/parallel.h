@@ -1,0 +1,57 @@
+#pragma once
+// Fork-join parallelism of the CPU backend: [0, n) is cut into up to `threads`
+// contiguous parts of at least min_part items; part 0 runs on the calling thread,
+// the others on fresh std::threads (a few tens of microseconds each, small next to
+// the millisecond-scale ops of a training step). fn(begin, end, part).
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace rwkv::kernels {
+
+template <typename Fn>
+void parallel_for(int threads, int64_t n, int64_t min_part, Fn&& fn) {
+  const int64_t parts = std::clamp<int64_t>(n / std::max<int64_t>(min_part, 1), 1, threads);
+  if (parts <= 1) {
+    fn(int64_t{0}, n, int64_t{0});
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(parts - 1));
+  for (int64_t p = 1; p < parts; ++p)
+    pool.emplace_back([&fn, n, p, parts] { fn(n * p / parts, n * (p + 1) / parts, p); });
+  fn(int64_t{0}, n / parts, int64_t{0});
+  for (std::thread& t : pool) t.join();
+}
+
+// As parallel_for, for ops that also sum into small per-channel outputs (parameter
+// gradients, each [size]; null = not wanted): part 0 adds into them directly, the
+// other parts into zeroed private copies that are added in afterwards.
+// fn(begin, end, reds_of_this_part).
+template <typename F, size_t K, typename Fn>
+void parallel_for_reduce(int threads, int64_t n, int64_t min_part, std::array<F*, K> reds,
+                         int64_t size, Fn&& fn) {
+  const int64_t parts = std::clamp<int64_t>(n / std::max<int64_t>(min_part, 1), 1, threads);
+  std::vector<F> priv(static_cast<size_t>((parts - 1) * static_cast<int64_t>(K) * size), F(0));
+  auto reds_of = [&](int64_t p) {
+    if (p == 0) return reds;
+    std::array<F*, K> r{};
+    for (size_t k = 0; k < K; ++k)
+      r[k] = reds[k] ? priv.data() +
+                           ((p - 1) * static_cast<int64_t>(K) + static_cast<int64_t>(k)) * size
+                     : nullptr;
+    return r;
+  };
+  parallel_for(threads, n, min_part,
+               [&](int64_t b, int64_t e, int64_t p) { fn(b, e, reds_of(p)); });
+  for (int64_t p = 1; p < parts; ++p) {
+    const std::array<F*, K> r = reds_of(p);
+    for (size_t k = 0; k < K; ++k)
+      if (reds[k])
+        for (int64_t i = 0; i < size; ++i) reds[k][i] += r[k][i];
+  }
+}
+
+}  // namespace rwkv::kernels

@@ -1,0 +1,74 @@
+#pragma once
+// What each block keeps from its forward for its backward (llm.c style: one plain
+// struct, every tensor named). Fields a version does not use stay null. The same
+// struct, allocated alike, holds the gradients of one block's activations during
+// the backward (reused by every block). n = B*T tokens; shapes in the comments.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "model/model_config.h"
+
+namespace rwkv::model {
+
+template <typename F>
+struct LayerActs {
+  // Block: x_mid = x + att(ln1(x)); x_out = x_mid + ffn(ln2(x_mid)).
+  F *ln1 = nullptr, *ln1_mean = nullptr, *ln1_rstd = nullptr;  // [n, C], [n], [n]
+  F *att = nullptr, *x_mid = nullptr;                          // [n, C]
+  F *ln2 = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;
+  F* ffn = nullptr;  // [n, C]
+
+  // Time mix. xx = shift(x) - x; x* the mixed inputs [n, C].
+  F *xx = nullptr, *xr = nullptr, *xk = nullptr, *xv = nullptr, *xg = nullptr;
+  F *xw = nullptr, *xa = nullptr;
+  F *xxx = nullptr, *maa_h = nullptr, *maa_t = nullptr;  // v6: [n, C], [n, 5R], [n, 5R]
+  F* maa_m = nullptr;                                    // v6: [5, n, C] (w, k, v, r, g)
+  F *w_h = nullptr, *w_t = nullptr, *w_z = nullptr;      // v6/v7 decay LoRA [n, D], [n, D], [n, C]
+  F *r = nullptr, *k = nullptr, *v = nullptr;            // [n, C]
+  F *g_h = nullptr, *g_t = nullptr, *g = nullptr;        // gate: v5/6 g_h [n, C]; v7 [n, Dg]
+  F* wpos = nullptr;                                     // v4: exp(time_decay) [C]
+  F* lw = nullptr;                                       // v5-7: log decay [n, C]
+  F *k_raw = nullptr, *v_raw = nullptr;                  // v7: before key adjust / residual
+  F *vr_h = nullptr, *vr_z = nullptr, *vr_s = nullptr;   // v7 value residual [n, Dv], [n, C]x2
+  F *a_h = nullptr, *a_z = nullptr, *a = nullptr;        // v7 [n, Da], [n, C], [n, C]
+  F *kk_pre = nullptr, *kk = nullptr, *kk_norm = nullptr;   // v7 [n, C], [n, C], [n, H]
+  F *wa = nullptr, *wb = nullptr;                           // v7 WKV a, b [n, C]
+  F* y = nullptr;                                           // WKV output [n, C]
+  F* sr = nullptr;                                          // v4 sigmoid(r) [n, C]
+  F *gn = nullptr, *gn_mean = nullptr, *gn_rstd = nullptr;  // ln_x [n, C], [n, H], [n, H]
+  F *o = nullptr, *og = nullptr;                            // input of att.output [n, C]
+  F* tmp_c = nullptr;                                       // [C] scratch (du)
+
+  // Channel mix.
+  F *cxx = nullptr, *cxk = nullptr, *cxr = nullptr;  // [n, C]
+  F *ck_h = nullptr, *ck = nullptr;                  // [n, dim_ffn]
+  F *ckv = nullptr, *cr_h = nullptr, *cr = nullptr;  // [n, C] (v4-v6)
+};
+
+// Collects buffer requests, then backs them all with one allocation.
+template <typename F>
+struct Arena {
+  std::vector<std::pair<F**, int64_t>> requests;
+  int64_t total = 0;
+  void take(F*& p, int64_t size) {
+    requests.emplace_back(&p, size);
+    total += size;
+  }
+  F* commit(kernels::Backend<F>& be) {
+    F* base = be.alloc(total > 0 ? total : 1);
+    int64_t off = 0;
+    for (auto& [pp, size] : requests) {
+      *pp = base + off;
+      off += size;
+    }
+    return base;
+  }
+};
+
+// Requests every buffer of one block for n tokens.
+template <typename F>
+void plan_layer_acts(const ModelConfig& cfg, int64_t n, LayerActs<F>& a, Arena<F>& arena);
+
+}  // namespace rwkv::model

@@ -1,0 +1,81 @@
+// Channel mix (RWKV-LM RWKV_ChannelMix (v4), RWKV_CMix_x052 (v5), x060 (v6), x070 (v7)):
+//   v4/v5: x* = x * time_mix_* + shift(x) * (1 - time_mix_*)
+//   v6/v7: x* = x + (shift(x) - x) * time_maa_* (v7: x_k)
+//   v4-v6: ffn = sigmoid(Wr xr) * Wv act(Wk xk)
+//   v7:    ffn = Wv act(Wk xk)
+// act = relu^2 (official), or relu with model.ffn_activation: relu. The hidden dim
+// [0, dim_ffn) is the range tensor parallelism will split.
+#include "model/layers.h"
+
+namespace rwkv::model {
+
+using kernels::Act;
+using kernels::WLayout;
+
+namespace {
+
+Act hidden_act(const ModelConfig& cfg) {
+  return cfg.ffn_activation == FfnActivation::relu ? Act::relu : Act::relu_sq;
+}
+
+}  // namespace
+
+template <typename F>
+void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                         const F* x, const BlockState<F>& st) {
+  auto& be = c.be;
+  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.cfg.dim_ffn;
+  const bool one_minus = c.cfg.version <= 5;
+  be.shift_diff_forward(a.cxx, x, st.ffn_shift_in, c.B, c.T, C);
+  if (st.ffn_shift_out) be.shift_last(st.ffn_shift_out, x, c.B, c.T, C);
+  be.mix_forward(a.cxk, x, a.cxx, w.ffn_mix_k, nullptr, one_minus, n, C);
+  be.matmul_forward(a.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn, false);
+  be.act_forward(hidden_act(c.cfg), a.ck, a.ck_h, n * Fd);
+  if (c.cfg.version == 7) {
+    be.matmul_forward(a.ffn, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn, false);
+    return;
+  }
+  be.matmul_forward(a.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn, false);
+  be.mix_forward(a.cxr, x, a.cxx, w.ffn_mix_r, nullptr, one_minus, n, C);
+  be.matmul_forward(a.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C, WLayout::OutIn, false);
+  be.act_forward(Act::sigmoid, a.cr, a.cr_h, n * C);
+  be.mul_forward(a.ffn, a.cr, a.ckv, n * C);
+}
+
+template <typename F>
+void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
+  auto& be = c.be;
+  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.cfg.dim_ffn;
+  const bool one_minus = c.cfg.version <= 5;
+  if (c.cfg.version == 7) {
+    be.matmul_backward(d.ck, gw.ffn_value, dout, C, a.ck, Fd, w.ffn_value, n, Fd, C,
+                       WLayout::OutIn);
+  } else {
+    be.mul_backward(d.cr, d.ckv, dout, a.cr, a.ckv, n * C);
+    be.act_backward(Act::sigmoid, d.cr_h, d.cr, a.cr_h, n * C);
+    be.matmul_backward(d.cxr, gw.ffn_receptance, d.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C,
+                       WLayout::OutIn);
+    be.mix_backward(dx, d.cxx, gw.ffn_mix_r, nullptr, d.cxr, a.cxx, w.ffn_mix_r, nullptr, one_minus,
+                    n, C);
+    be.matmul_backward(d.ck, gw.ffn_value, d.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C,
+                       WLayout::OutIn);
+  }
+  be.act_backward(hidden_act(c.cfg), d.ck_h, d.ck, a.ck_h, n * Fd);
+  be.matmul_backward(d.cxk, gw.ffn_key, d.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn);
+  be.mix_backward(dx, d.cxx, gw.ffn_mix_k, nullptr, d.cxk, a.cxx, w.ffn_mix_k, nullptr, one_minus,
+                  n, C);
+  be.shift_diff_backward(dx, nullptr, d.cxx, c.B, c.T, C);
+}
+
+#define RWKV_INSTANTIATE(F)                                                                       \
+  template void channel_mix_forward<F>(const LayerCtx<F>&, const BlockWeights<F>&, LayerActs<F>&, \
+                                       const F*, const BlockState<F>&);                           \
+  template void channel_mix_backward<F>(const LayerCtx<F>&, const BlockWeights<F>&,               \
+                                        BlockWeights<F>&, const LayerActs<F>&, LayerActs<F>&,     \
+                                        const F*, F*);
+RWKV_INSTANTIATE(float)
+RWKV_INSTANTIATE(double)
+#undef RWKV_INSTANTIATE
+
+}  // namespace rwkv::model

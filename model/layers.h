@@ -1,0 +1,72 @@
+#pragma once
+// The blocks' two halves, each an explicit forward that fills LayerActs and an
+// explicit backward that reads them (no autograd). Time mix per version:
+// time_mix_v4.cpp, time_mix_v5v6.cpp, time_mix_v7.cpp; channel mix: channel_mix.cpp.
+//
+// Backward conventions: parameter gradients (gw) and dx accumulate; d is the zeroed
+// gradient scratch of this block's activations.
+//
+// Tensor parallelism will give each rank a range of heads (time mix) and of the FFN
+// hidden dim (channel mix); on one rank the ranges are everything.
+#include "kernels/backend.h"
+#include "model/activations.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace rwkv::model {
+
+template <typename F>
+struct LayerCtx {
+  kernels::Backend<F>& be;
+  const ModelConfig& cfg;
+  int B = 0, T = 0;
+  kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;
+  int64_t n() const { return static_cast<int64_t>(B) * T; }
+};
+
+// One block's recurrent state, in and out (null in training: zero state, not kept).
+// Shift states [B, C]; WKV state [B, C, 3] (v4) or [B, H, N, N] (v5-v7).
+template <typename F>
+struct BlockState {
+  const F* att_shift_in = nullptr;
+  F* att_shift_out = nullptr;
+  const F* ffn_shift_in = nullptr;
+  F* ffn_shift_out = nullptr;
+  const F* wkv_in = nullptr;
+  F* wkv_out = nullptr;
+};
+
+// x [n, C] (ln1 output) -> a.att [n, C].
+template <typename F>
+void time_mix_v4_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                         const F* x, const BlockState<F>& st);
+template <typename F>
+void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+
+template <typename F>
+void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                           const F* x, const BlockState<F>& st);
+template <typename F>
+void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                            const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+
+// v_first: layer 0's value [n, C] (null in layer 0, which produces it as a.v);
+// dv_first accumulates its gradient from the later layers and is consumed by layer 0.
+template <typename F>
+void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                         const F* x, const BlockState<F>& st, const F* v_first);
+template <typename F>
+void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx,
+                          const F* v_first, F* dv_first);
+
+// x [n, C] (ln2 output) -> a.ffn [n, C].
+template <typename F>
+void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                         const F* x, const BlockState<F>& st);
+template <typename F>
+void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+
+}  // namespace rwkv::model

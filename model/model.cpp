@@ -1,0 +1,378 @@
+#include "model/model.h"
+
+#include <sstream>
+#include <utility>
+
+#include "common/error.h"
+#include "model/init.h"
+#include "model/layers.h"
+
+namespace rwkv::model {
+
+namespace {
+
+constexpr double kNormEps = 1e-5;  // nn.LayerNorm default, used by RWKV-LM
+
+void check_config(const ModelConfig& c) {
+  std::ostringstream err;
+  if (c.version < 4 || c.version > 7)
+    err << "model.version must be 4..7, got " << c.version;
+  else if (c.n_layer < 1 || c.n_embd < 1 || c.vocab_size < 2 || c.dim_ffn < 1)
+    err << "model sizes must be positive (n_layer " << c.n_layer << ", n_embd " << c.n_embd
+        << ", vocab_size " << c.vocab_size << ", dim_ffn " << c.dim_ffn << ")";
+  else if (c.version >= 5 && (c.head_size < 2 || c.n_embd % c.head_size != 0))
+    err << "model.n_embd (" << c.n_embd << ") must be a multiple of model.head_size ("
+        << c.head_size << ")";
+  if (!err.str().empty()) throw Error(err.str());
+}
+
+}  // namespace
+
+template <typename F>
+Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions o)
+    : cfg(c), opts(o), table((check_config(c), build_param_table(c))), be(backend) {
+  params = be.alloc(table.total);
+  grads = be.alloc(table.total);
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    bw_.push_back(block_weights(table, params, l));
+    bg_.push_back(block_weights(table, grads, l));
+  }
+  tw_ = top_weights(table, params);
+  tg_ = top_weights(table, grads);
+}
+
+template <typename F>
+Model<F>::~Model() {
+  free_acts(acts_);
+  free_acts(step_);
+  be.free(params);
+  be.free(grads);
+  if (adam_m_) be.free(adam_m_);
+  if (adam_v_) be.free(adam_v_);
+}
+
+template <typename F>
+void Model<F>::init(uint64_t seed) {
+  std::vector<F> host(static_cast<size_t>(table.total));
+  init_params(cfg, table, seed, host.data());
+  be.upload(params, host.data(), table.total);
+}
+
+template <typename F>
+void Model<F>::set_params(std::span<const F> host) {
+  if (static_cast<int64_t>(host.size()) != table.total)
+    throw Error("set_params: got " + std::to_string(host.size()) + " values, the model has " +
+                std::to_string(table.total));
+  be.upload(params, host.data(), table.total);
+}
+
+template <typename F>
+std::vector<F> Model<F>::get_params() const {
+  std::vector<F> host(static_cast<size_t>(table.total));
+  be.download(host.data(), params, table.total);
+  return host;
+}
+
+template <typename F>
+std::vector<F> Model<F>::get_grads() const {
+  std::vector<F> host(static_cast<size_t>(table.total));
+  be.download(host.data(), grads, table.total);
+  return host;
+}
+
+template <typename F>
+int64_t Model<F>::wkv_size() const {
+  if (cfg.version == 4) return static_cast<int64_t>(cfg.n_embd) * 3;
+  return static_cast<int64_t>(cfg.n_head()) * cfg.head_size * cfg.head_size;
+}
+
+template <typename F>
+void Model<F>::free_acts(std::unique_ptr<Acts>& A) {
+  if (!A) return;
+  be.free(A->base);
+  if (A->grad_base) be.free(A->grad_base);
+  be.free_ids(A->idx);
+  be.free_ids(A->targets);
+  A.reset();
+}
+
+template <typename F>
+void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, bool stateful) {
+  if (A && A->B == B && A->T == T && A->train == train && A->stateful == stateful) return;
+  free_acts(A);
+  A = std::make_unique<Acts>();
+  A->B = B;
+  A->T = T;
+  A->train = train;
+  A->stateful = stateful;
+  const int64_t n = static_cast<int64_t>(B) * T, C = cfg.n_embd, V = cfg.vocab_size;
+  const int64_t L = cfg.n_layer;
+  A->layers.resize(static_cast<size_t>(L));
+  Arena<F> ar;
+  ar.take(A->emb, n * C);
+  ar.take(A->ln0_mean, n);
+  ar.take(A->ln0_rstd, n);
+  ar.take(A->res, (L + 1) * n * C);
+  for (auto& la : A->layers) plan_layer_acts(cfg, n, la, ar);
+  ar.take(A->lnout, n * C);
+  ar.take(A->lnout_mean, n);
+  ar.take(A->lnout_rstd, n);
+  ar.take(A->logits, n * V);
+  ar.take(A->losses, n);
+  if (train) {
+    for (F** p : {&A->dres_a, &A->dres_b, &A->demb, &A->dlnout, &A->dv_first}) ar.take(*p, n * C);
+    ar.take(A->dlogits, n * V);
+  }
+  if (stateful) {
+    for (F** p : {&A->att_shift_in, &A->att_shift_out, &A->ffn_shift_in, &A->ffn_shift_out})
+      ar.take(*p, L * B * C);
+    ar.take(A->wkv_in, L * B * wkv_size());
+    ar.take(A->wkv_out, L * B * wkv_size());
+  }
+  A->base = ar.commit(be);
+  if (train) {
+    Arena<F> gar;
+    plan_layer_acts(cfg, n, A->dlayer, gar);
+    A->grad_size = gar.total;
+    A->grad_base = gar.commit(be);
+  }
+  A->idx = be.alloc_ids(n);
+  A->targets = be.alloc_ids(n);
+}
+
+template <typename F>
+void Model<F>::check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const {
+  if (static_cast<int64_t>(ids.size()) != static_cast<int64_t>(B) * T) {
+    std::ostringstream m;
+    m << what << ": got " << ids.size() << " token ids for B=" << B << " x T=" << T;
+    throw Error(m.str());
+  }
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      const int32_t id = ids[static_cast<size_t>(b) * T + t];
+      if (id < 0 || id >= cfg.vocab_size) {
+        std::ostringstream m;
+        m << what << ": token id " << id << " at position (batch " << b << ", t " << t
+          << ") is outside the vocabulary [0, " << cfg.vocab_size << ")";
+        throw Error(m.str());
+      }
+    }
+}
+
+template <typename F>
+void Model<F>::norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
+                            int64_t n) {
+  if (cfg.norm == NormKind::rmsnorm)
+    be.rmsnorm_forward(out, rstd, x, w, n, cfg.n_embd, F(kNormEps));
+  else
+    be.layernorm_forward(out, mean, rstd, x, w, b, n, cfg.n_embd, F(kNormEps));
+}
+
+template <typename F>
+void Model<F>::norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
+                             const F* mean, const F* rstd, int64_t n) {
+  if (cfg.norm == NormKind::rmsnorm)
+    be.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, cfg.n_embd);
+  else
+    be.layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, cfg.n_embd);
+}
+
+template <typename F>
+void Model<F>::run_forward(Acts& A) {
+  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
+  const int64_t BC = static_cast<int64_t>(A.B) * C, BW = A.B * wkv_size();
+  const LayerCtx<F> ctx{be, cfg, A.B, A.T, opts.wkv};
+  be.embedding_forward(A.emb, A.idx, tw_.emb, n, C);
+  norm_forward(A.res, A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const F* x = A.res + l * nC;
+    LayerActs<F>& a = A.layers[static_cast<size_t>(l)];
+    const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
+    BlockState<F> st;
+    if (A.stateful)
+      st = {A.att_shift_in + l * BC,  A.att_shift_out + l * BC, A.ffn_shift_in + l * BC,
+            A.ffn_shift_out + l * BC, A.wkv_in + l * BW,        A.wkv_out + l * BW};
+    norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n);
+    if (cfg.version == 4)
+      time_mix_v4_forward(ctx, w, a, a.ln1, st);
+    else if (cfg.version == 7)
+      time_mix_v7_forward(ctx, w, a, a.ln1, st, l == 0 ? nullptr : A.layers[0].v);
+    else
+      time_mix_v5v6_forward(ctx, w, a, a.ln1, st);
+    be.add_forward(a.x_mid, x, a.att, nC);
+    norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, n);
+    channel_mix_forward(ctx, w, a, a.ln2, st);
+    be.add_forward(A.res + (l + 1) * nC, a.x_mid, a.ffn, nC);
+  }
+  norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, A.res + cfg.n_layer * nC, tw_.ln_out_w,
+               tw_.ln_out_b, n);
+  be.matmul_forward(A.logits, cfg.vocab_size, A.lnout, C, tw_.head, n, C, cfg.vocab_size,
+                    kernels::WLayout::OutIn, false);
+}
+
+template <typename F>
+double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B,
+                         int T) {
+  if (T > cfg.ctx_len)  // RWKV-LM asserts T <= ctx_len in training too
+    throw Error("forward: sequence length T=" + std::to_string(T) +
+                " is longer than model.ctx_len (" + std::to_string(cfg.ctx_len) + ")");
+  check_tokens(idx, B, T, "forward (inputs)");
+  check_tokens(targets, B, T, "forward (targets)");
+  ensure_acts(acts_, B, T, true, false);
+  const int64_t n = static_cast<int64_t>(B) * T;
+  be.upload_ids(acts_->idx, idx.data(), n);
+  be.upload_ids(acts_->targets, targets.data(), n);
+  run_forward(*acts_);
+  be.cross_entropy_forward(acts_->losses, acts_->logits, acts_->targets, n, cfg.vocab_size);
+  std::vector<F> losses(static_cast<size_t>(n));
+  be.download(losses.data(), acts_->losses, n);
+  double sum = 0;
+  for (F x : losses) sum += static_cast<double>(x);
+  return sum / static_cast<double>(n);
+}
+
+template <typename F>
+void Model<F>::backward() {
+  if (!acts_ || !acts_->train) throw Error("Model::backward called without a training forward");
+  Acts& A = *acts_;
+  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
+  const int64_t V = cfg.vocab_size, L = cfg.n_layer;
+  const LayerCtx<F> ctx{be, cfg, A.B, A.T, opts.wkv};
+  // loss = mean over n positions; L2Wrap factor 1e-4 / (B*T) (RWKV-LM L2Wrap).
+  const F scale = F(1) / static_cast<F>(n);
+  const F l2wrap = opts.l2wrap ? F(1e-4) / static_cast<F>(n) : F(0);
+  be.cross_entropy_backward(A.dlogits, A.logits, A.targets, n, V, scale, l2wrap);
+  be.zero(A.dlnout, nC);
+  be.matmul_backward(A.dlnout, tg_.head, A.dlogits, V, A.lnout, C, tw_.head, n, C, V,
+                     kernels::WLayout::OutIn);
+  F* dnext = A.dres_a;  // gradient of the residual stream after the current block
+  F* dcur = A.dres_b;
+  be.zero(dnext, nC);
+  norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, A.dlnout, A.res + L * nC, tw_.ln_out_w,
+                A.lnout_mean, A.lnout_rstd, n);
+  be.zero(A.dv_first, nC);
+  LayerActs<F>& d = A.dlayer;
+  for (int64_t l = L - 1; l >= 0; --l) {
+    const LayerActs<F>& a = A.layers[static_cast<size_t>(l)];
+    const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
+    BlockWeights<F>& g = bg_[static_cast<size_t>(l)];
+    const F* x = A.res + l * nC;
+    be.zero(A.grad_base, A.grad_size);
+    be.zero(dcur, nC);
+    channel_mix_backward(ctx, w, g, a, d, dnext, d.ln2);
+    norm_backward(d.x_mid, g.ln2_w, g.ln2_b, d.ln2, a.x_mid, w.ln2_w, a.ln2_mean, a.ln2_rstd, n);
+    be.accumulate(d.x_mid, dnext, nC);
+    if (cfg.version == 4)
+      time_mix_v4_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
+    else if (cfg.version == 7)
+      time_mix_v7_backward(ctx, w, g, a, d, d.x_mid, d.ln1, l == 0 ? nullptr : A.layers[0].v,
+                           A.dv_first);
+    else
+      time_mix_v5v6_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
+    norm_backward(dcur, g.ln1_w, g.ln1_b, d.ln1, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, n);
+    be.accumulate(dcur, d.x_mid, nC);
+    std::swap(dnext, dcur);
+  }
+  be.zero(A.demb, nC);
+  norm_backward(A.demb, tg_.ln0_w, tg_.ln0_b, dnext, A.emb, tw_.ln0_w, A.ln0_mean, A.ln0_rstd, n);
+  be.embedding_backward(tg_.emb, A.demb, A.idx, n, C);
+}
+
+template <typename F>
+void Model<F>::zero_grad() {
+  be.zero(grads, table.total);
+}
+
+template <typename F>
+void Model<F>::adamw_step(const kernels::AdamWHyper& h, int64_t step) {
+  if (!adam_m_) {
+    adam_m_ = be.alloc(table.total);
+    adam_v_ = be.alloc(table.total);
+  }
+  const std::vector<kernels::AdamWSegment> segs = table.adamw_segments();
+  be.adamw_step(params, grads, adam_m_, adam_v_, segs, h, step);
+}
+
+template <typename F>
+std::vector<F> Model<F>::get_adam_m() const {
+  std::vector<F> host(static_cast<size_t>(table.total), F(0));
+  if (adam_m_) be.download(host.data(), adam_m_, table.total);
+  return host;
+}
+
+template <typename F>
+std::vector<F> Model<F>::get_adam_v() const {
+  std::vector<F> host(static_cast<size_t>(table.total), F(0));
+  if (adam_v_) be.download(host.data(), adam_v_, table.total);
+  return host;
+}
+
+template <typename F>
+void Model<F>::set_adam_moments(std::span<const F> m, std::span<const F> v) {
+  if (static_cast<int64_t>(m.size()) != table.total ||
+      static_cast<int64_t>(v.size()) != table.total)
+    throw Error("Model::set_adam_moments: expected " + std::to_string(table.total) +
+                " values each, got " + std::to_string(m.size()) + " and " +
+                std::to_string(v.size()));
+  if (!adam_m_) {
+    adam_m_ = be.alloc(table.total);
+    adam_v_ = be.alloc(table.total);
+  }
+  be.upload(adam_m_, m.data(), table.total);
+  be.upload(adam_v_, v.data(), table.total);
+}
+
+template <typename F>
+std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int T) {
+  check_tokens(idx, B, T, "forward_logits");
+  ensure_acts(acts_, B, T, false, false);
+  const int64_t n = static_cast<int64_t>(B) * T;
+  be.upload_ids(acts_->idx, idx.data(), n);
+  run_forward(*acts_);
+  std::vector<F> logits(static_cast<size_t>(n * cfg.vocab_size));
+  be.download(logits.data(), acts_->logits, n * cfg.vocab_size);
+  return logits;
+}
+
+template <typename F>
+RecurrentState<F> Model<F>::new_state() const {
+  RecurrentState<F> s;
+  s.n_layer = cfg.n_layer;
+  s.n_embd = cfg.n_embd;
+  s.wkv_size = wkv_size();
+  const size_t LC = static_cast<size_t>(cfg.n_layer) * cfg.n_embd;
+  s.att_shift.assign(LC, F(0));
+  s.ffn_shift.assign(LC, F(0));
+  s.wkv.assign(static_cast<size_t>(cfg.n_layer * s.wkv_size), F(0));
+  // RWKV-4's empty state has pp = -1e38 (the official kernel's start value).
+  if (cfg.version == 4)
+    for (size_t i = 2; i < s.wkv.size(); i += 3) s.wkv[i] = F(-1e38);
+  return s;
+}
+
+template <typename F>
+std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
+  if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_size())
+    throw Error("forward_step: the state was made for another model shape");
+  check_tokens(std::span<const int32_t>(&token, 1), 1, 1, "forward_step");
+  ensure_acts(step_, 1, 1, false, true);
+  Acts& A = *step_;
+  const int64_t LC = static_cast<int64_t>(cfg.n_layer) * cfg.n_embd;
+  const int64_t LW = cfg.n_layer * wkv_size();
+  be.upload_ids(A.idx, &token, 1);
+  be.upload(A.att_shift_in, s.att_shift.data(), LC);
+  be.upload(A.ffn_shift_in, s.ffn_shift.data(), LC);
+  be.upload(A.wkv_in, s.wkv.data(), LW);
+  run_forward(A);
+  be.download(s.att_shift.data(), A.att_shift_out, LC);
+  be.download(s.ffn_shift.data(), A.ffn_shift_out, LC);
+  be.download(s.wkv.data(), A.wkv_out, LW);
+  std::vector<F> logits(static_cast<size_t>(cfg.vocab_size));
+  be.download(logits.data(), A.logits, cfg.vocab_size);
+  return logits;
+}
+
+template struct Model<float>;
+template struct Model<double>;
+
+}  // namespace rwkv::model

@@ -1,0 +1,112 @@
+#pragma once
+// The RWKV-4/5/6/7 language model, written once against the backend interface
+// (kernels/backend.h):
+//   x = ln0(emb[idx]);  per block x = x + att(ln1(x)); x = x + ffn(ln2(x))
+//   logits = head(ln_out(x))
+// (v7 also threads layer 0's value v_first through every time mix.) Parameters and
+// gradients live in one flat buffer each, described by the ParamTable. Training:
+// forward (keeps the activations) -> backward (accumulates into grads) -> adamw_step.
+// Inference: forward_logits (parallel over T) or forward_step (one token, carried
+// RecurrentState); both give the same logits.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "model/activations.h"
+#include "model/model_config.h"
+#include "model/param_table.h"
+#include "model/state.h"
+#include "model/weights.h"
+
+namespace rwkv::model {
+
+struct ModelOptions {
+  kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;  // naive = the reference recurrence
+  bool l2wrap = true;  // add RWKV-LM's L2Wrap term to the logits' gradient
+};
+
+template <typename F>
+struct Model {
+  Model(const ModelConfig& cfg, kernels::Backend<F>& be, ModelOptions opts = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // Official initialisation (model/init.h), seeded.
+  void init(uint64_t seed);
+  // The flat buffers, host side, in ParamTable order.
+  void set_params(std::span<const F> host);
+  std::vector<F> get_params() const;
+  std::vector<F> get_grads() const;
+
+  // idx, targets [B, T] row-major. Returns the mean cross-entropy over B*T (without
+  // the L2Wrap term, which only changes the gradient) and keeps the activations for
+  // backward(). Throws rwkv::Error naming the position of an id outside the vocab, or
+  // when T > ctx_len.
+  double forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B, int T);
+  // Gradients of forward()'s loss, accumulated into the gradient buffer.
+  void backward();
+  void zero_grad();
+  // One AdamW step (kernels/cpu/adamw.h) with the table's lr / weight-decay multipliers.
+  void adamw_step(const kernels::AdamWHyper& h, int64_t step);
+  // AdamW's first and second moments [table.total], host side (zeros before the first
+  // step), for checkpoints; set_adam_moments restores them.
+  std::vector<F> get_adam_m() const;
+  std::vector<F> get_adam_v() const;
+  void set_adam_moments(std::span<const F> m, std::span<const F> v);
+
+  // Parallel inference: logits [B, T, V] from the zero state.
+  std::vector<F> forward_logits(std::span<const int32_t> idx, int B, int T);
+  // Recurrent inference: the empty state, and one token through it -> logits [V].
+  RecurrentState<F> new_state() const;
+  std::vector<F> forward_step(int32_t token, RecurrentState<F>& state);
+
+  ModelConfig cfg;
+  ModelOptions opts;
+  ParamTable table;
+  kernels::Backend<F>& be;
+  F* params = nullptr;  // [table.total]
+  F* grads = nullptr;   // [table.total]
+
+ private:
+  // Every buffer of one forward (and backward) over [B, T].
+  struct Acts {
+    int B = 0, T = 0;
+    bool train = false, stateful = false;
+    F* base = nullptr;
+    F* grad_base = nullptr;  // the block gradient scratch, zeroed per block
+    int64_t grad_size = 0;
+    int32_t *idx = nullptr, *targets = nullptr;
+    F *emb = nullptr, *ln0_mean = nullptr, *ln0_rstd = nullptr;
+    F* res = nullptr;  // residual stream [L + 1, n, C]: res[0] = ln0 output
+    std::vector<LayerActs<F>> layers;
+    F *lnout = nullptr, *lnout_mean = nullptr, *lnout_rstd = nullptr;
+    F *logits = nullptr, *losses = nullptr;  // [n, V], [n]
+    LayerActs<F> dlayer;
+    F *dres_a = nullptr, *dres_b = nullptr, *demb = nullptr, *dlnout = nullptr;
+    F *dlogits = nullptr, *dv_first = nullptr;
+    F *att_shift_in = nullptr, *att_shift_out = nullptr;  // [L, B, C]
+    F *ffn_shift_in = nullptr, *ffn_shift_out = nullptr;
+    F *wkv_in = nullptr, *wkv_out = nullptr;  // [L, B, wkv_size]
+  };
+  void ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, bool train, bool stateful);
+  void free_acts(std::unique_ptr<Acts>& acts);
+  void check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const;
+  void run_forward(Acts& A);
+  void norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n);
+  void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
+                     const F* rstd, int64_t n);
+  int64_t wkv_size() const;
+
+  std::vector<BlockWeights<F>> bw_, bg_;
+  TopWeights<F> tw_, tg_;
+  F *adam_m_ = nullptr, *adam_v_ = nullptr;
+  std::unique_ptr<Acts> acts_, step_;  // parallel (forward / backward) and recurrent
+};
+
+extern template struct Model<float>;
+extern template struct Model<double>;
+
+}  // namespace rwkv::model

@@ -1,0 +1,125 @@
+// RWKV-5 and RWKV-6 time mix (RWKV-LM RWKV-v5/src/model.py RWKV_Tmix_x052, x060).
+//   v5: x* = x * time_mix_* + shift(x) * (1 - time_mix_*)              for r, k, v, g
+//       lw = -exp(time_decay)                                           (per channel)
+//   v6: xx = shift(x) - x;  xxx = x + xx * time_maa_x
+//       [mw, mk, mv, mr, mg] = tanh(xxx @ time_maa_w1) (5 slices of R) @ time_maa_w2[i]
+//       x* = x + xx * (time_maa_* + m*)                                 for w, k, v, r, g
+//       lw = -exp(time_decay + tanh(xw @ time_decay_w1) @ time_decay_w2)  (per token)
+//   both: r, k, v = W* x*;  g = silu(Wg xg);  y = WKV6(r, k, v, lw, u = time_faaaa)
+//         att = Wo(GroupNorm_H(y, eps 64e-5) * g)
+// (v5 divides y by head_size_divisor = 8 before a GroupNorm of eps 1e-5, which is the
+// same as eps 64e-5 without the division.)
+#include "model/layers.h"
+
+namespace rwkv::model {
+
+using kernels::Act;
+using kernels::WLayout;
+
+namespace {
+constexpr double kLnxEps = 64e-5;
+}
+
+template <typename F>
+void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
+                           const F* x, const BlockState<F>& st) {
+  auto& be = c.be;
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  const bool v6 = c.cfg.version == 6;
+  be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
+  if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
+  if (v6) {
+    const int64_t R = c.cfg.v6_mix_lora(), D = c.cfg.v6_decay_lora();
+    be.mix_forward(a.xxx, x, a.xx, w.maa_x, nullptr, false, n, C);
+    be.matmul_forward(a.maa_h, 5 * R, a.xxx, C, w.maa_w1, n, C, 5 * R, WLayout::InOut, false);
+    be.act_forward(Act::tanh, a.maa_t, a.maa_h, n * 5 * R);
+    for (int64_t s = 0; s < 5; ++s)
+      be.matmul_forward(a.maa_m + s * n * C, C, a.maa_t + s * R, 5 * R, w.maa_w2 + s * R * C, n, R,
+                        C, WLayout::InOut, false);
+    F* outs[5] = {a.xw, a.xk, a.xv, a.xr, a.xg};
+    const F* coefs[5] = {w.mix_w, w.mix_k, w.mix_v, w.mix_r, w.mix_g};
+    for (int64_t s = 0; s < 5; ++s)
+      be.mix_forward(outs[s], x, a.xx, coefs[s], a.maa_m + s * n * C, false, n, C);
+    be.matmul_forward(a.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut, false);
+    be.act_forward(Act::tanh, a.w_t, a.w_h, n * D);
+    be.matmul_forward(a.w_z, C, a.w_t, D, w.td_w2, n, D, C, WLayout::InOut, false);
+    be.decay_v6_forward(a.lw, w.time_decay, a.w_z, n, C);
+  } else {
+    be.mix_forward(a.xk, x, a.xx, w.mix_k, nullptr, true, n, C);
+    be.mix_forward(a.xv, x, a.xx, w.mix_v, nullptr, true, n, C);
+    be.mix_forward(a.xr, x, a.xx, w.mix_r, nullptr, true, n, C);
+    be.mix_forward(a.xg, x, a.xx, w.mix_g, nullptr, true, n, C);
+    be.decay_v6_forward(a.lw, w.time_decay, static_cast<const F*>(nullptr), n, C);
+  }
+  be.matmul_forward(a.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn, false);
+  be.matmul_forward(a.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn, false);
+  be.matmul_forward(a.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn, false);
+  be.matmul_forward(a.g_h, C, a.xg, C, w.att_g, n, C, C, WLayout::OutIn, false);
+  be.act_forward(Act::silu, a.g, a.g_h, n * C);
+  const int iH = static_cast<int>(H);
+  be.wkv6_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,
+                  w.time_faaaa, a.y, st.wkv_in, st.wkv_out);
+  be.groupnorm_forward(a.gn, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
+  be.mul_forward(a.og, a.gn, a.g, n * C);
+  be.matmul_forward(a.att, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn, false);
+}
+
+template <typename F>
+void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
+                            const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
+  auto& be = c.be;
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  const bool v6 = c.cfg.version == 6;
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn);
+  be.mul_backward(d.gn, d.g, d.og, a.gn, a.g, n * C);
+  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.gn, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
+  // WKV writes d.r, d.k, d.v, d.lw (their only source) and du.
+  const int iH = static_cast<int>(H);
+  be.wkv6_backward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,
+                   w.time_faaaa, d.y, d.r, d.k, d.v, d.lw, d.tmp_c);
+  be.accumulate(gw.time_faaaa, d.tmp_c, C);
+  be.act_backward(Act::silu, d.g_h, d.g, a.g_h, n * C);
+  be.matmul_backward(d.xr, gw.att_r, d.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn);
+  be.matmul_backward(d.xk, gw.att_k, d.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn);
+  be.matmul_backward(d.xv, gw.att_v, d.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn);
+  be.matmul_backward(d.xg, gw.att_g, d.g_h, C, a.xg, C, w.att_g, n, C, C, WLayout::OutIn);
+  if (v6) {
+    const int64_t R = c.cfg.v6_mix_lora(), D = c.cfg.v6_decay_lora();
+    be.decay_v6_backward(gw.time_decay, d.w_z, d.lw, a.lw, n, C);
+    be.matmul_backward(d.w_t, gw.td_w2, d.w_z, C, a.w_t, D, w.td_w2, n, D, C, WLayout::InOut);
+    be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * D);
+    be.matmul_backward(d.xw, gw.td_w1, d.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut);
+    const F* douts[5] = {d.xw, d.xk, d.xv, d.xr, d.xg};
+    const F* coefs[5] = {w.mix_w, w.mix_k, w.mix_v, w.mix_r, w.mix_g};
+    F* dcoefs[5] = {gw.mix_w, gw.mix_k, gw.mix_v, gw.mix_r, gw.mix_g};
+    for (int64_t s = 0; s < 5; ++s)
+      be.mix_backward(dx, d.xx, dcoefs[s], d.maa_m + s * n * C, douts[s], a.xx, coefs[s],
+                      a.maa_m + s * n * C, false, n, C);
+    for (int64_t s = 0; s < 5; ++s)
+      be.matmul_backward(d.maa_t + s * R, gw.maa_w2 + s * R * C, d.maa_m + s * n * C, C,
+                         a.maa_t + s * R, 5 * R, w.maa_w2 + s * R * C, n, R, C, WLayout::InOut);
+    be.act_backward(Act::tanh, d.maa_h, d.maa_t, a.maa_h, n * 5 * R);
+    be.matmul_backward(d.xxx, gw.maa_w1, d.maa_h, 5 * R, a.xxx, C, w.maa_w1, n, C, 5 * R,
+                       WLayout::InOut);
+    be.mix_backward(dx, d.xx, gw.maa_x, nullptr, d.xxx, a.xx, w.maa_x, nullptr, false, n, C);
+  } else {
+    be.decay_v6_backward(gw.time_decay, static_cast<F*>(nullptr), d.lw, a.lw, n, C);
+    be.mix_backward(dx, d.xx, gw.mix_k, nullptr, d.xk, a.xx, w.mix_k, nullptr, true, n, C);
+    be.mix_backward(dx, d.xx, gw.mix_v, nullptr, d.xv, a.xx, w.mix_v, nullptr, true, n, C);
+    be.mix_backward(dx, d.xx, gw.mix_r, nullptr, d.xr, a.xx, w.mix_r, nullptr, true, n, C);
+    be.mix_backward(dx, d.xx, gw.mix_g, nullptr, d.xg, a.xx, w.mix_g, nullptr, true, n, C);
+  }
+  be.shift_diff_backward(dx, nullptr, d.xx, c.B, c.T, C);
+}
+
+#define RWKV_INSTANTIATE(F)                                                                     \
+  template void time_mix_v5v6_forward<F>(const LayerCtx<F>&, const BlockWeights<F>&,            \
+                                         LayerActs<F>&, const F*, const BlockState<F>&);        \
+  template void time_mix_v5v6_backward<F>(const LayerCtx<F>&, const BlockWeights<F>&,           \
+                                          BlockWeights<F>&, const LayerActs<F>&, LayerActs<F>&, \
+                                          const F*, F*);
+RWKV_INSTANTIATE(float)
+RWKV_INSTANTIATE(double)
+#undef RWKV_INSTANTIATE
+
+}  // namespace rwkv::model
