@@ -45,5 +45,6 @@ int run_with_mpi(const std::string& prog, const std::function<int(int rank, int 
 
 int run_config(const std::vector<std::string>& args);
 int run_preprocess(const std::vector<std::string>& args);
+int run_train(const std::vector<std::string>& args);
 
 }  // namespace rwkv::cli

@@ -12,6 +12,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"config", "show, list and check run configs", run_config},
       {"preprocess", "tokenize corpora into HDF5 shards for training", run_preprocess},
+      {"train", "train a model, data parallel over MPI ranks", run_train},
   };
   return list;
 }

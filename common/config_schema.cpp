@@ -33,6 +33,12 @@ std::vector<KeySpec> build_schema() {
       // data: the preprocessed dataset the trainer reads.
       {"data.path", K::Path, "", {}, {}, {},
        "dataset directory written by `rwkv preprocess` (holds manifest.yaml)"},
+      {"data.align_to_documents", K::Enum, "false", {}, {}, {"false", "true"},
+       "false: windows run through the token stream across documents (RWKV-LM); true: "
+       "windows start at document starts"},
+      {"data.blend_alpha", K::Float, "0", 0, 1, {},
+       "blend languages with probability proportional to tokens^alpha; 0 = no blending "
+       "(every document of the split in one stream)"},
 
       // train: batch shape, length, seed, evaluation.
       {"train.micro_batch_size", K::Int, "8", 1, 1 << 20, {}, "sequences per rank per micro-batch"},
@@ -42,6 +48,13 @@ std::vector<KeySpec> build_schema() {
       {"train.eval_every", K::Int, "100", 0, kIntMax, {}, "steps between evaluations; 0 = never"},
       {"train.max_nonfinite_skips", K::Int, "10", 1, kIntMax, {},
        "consecutive skipped (non-finite) updates before the run stops"},
+      {"train.eval_batches", K::Int, "8", 1, kIntMax, {},
+       "global batches of the validation split scored at each evaluation"},
+      {"train.max_runtime", K::Float, "0", 0, 1e9, {},
+       "minutes of wall-clock time, then checkpoint and exit as on SIGTERM; 0 = no limit"},
+      {"train.threads", K::Int, "0", 0, 4096, {},
+       "CPU threads per rank; 0 = one per CPU the rank may run on. Exact resume needs "
+       "the same count"},
 
       // optimizer: AdamW and the learning-rate schedule.
       {"optimizer.lr_init", K::Float, "6e-4", 0, 1, {}, "peak learning rate"},

@@ -16,6 +16,10 @@ PACKAGES=(
   libopenblas-dev
   libsentencepiece-dev sentencepiece
   zlib1g-dev libssl-dev nlohmann-json3-dev
+  # The demo: a multilingual corpus available offline (fortune files in German,
+  # Russian, Chinese, Spanish, Italian, Polish, Czech) and the loss-curve plot.
+  fortunes-de fortunes-ru fortunes-zh fortunes-es fortunes-it fortunes-pl fortunes-cs
+  python3 python3-matplotlib
 )
 if [[ "${1:-}" == "--test" ]]; then
   # Debian's own python3 (/usr/bin/python3) runs these.
