@@ -17,23 +17,29 @@
 //   dsa  = dS b_t              db_t = dS^T sa         da_t = S_{t-1}^T dsa
 //   dlw_t[j] = w_t[j] sum_i dS[i][j] S_{t-1}[i][j]
 //   dS  <- dS diag(w_t) + dsa a_t^T
-// Thread p keeps row p and column p of dS in registers (both updated by the same
-// formula, so the copies agree bitwise; the official kernel does the same), so the
-// sums over j use the row and the sums over i the column; only dsa is exchanged
-// through shared memory. The states come from the forward's checkpoints: the tokens
-// are walked in segments of kSeg from the last; for each segment the states
-// S_{t0-1} .. S_{t0+len-1} are recomputed from its checkpoint into a per-(b, h)
-// scratch (row p by thread p) and read back by columns. No division by w (the
-// official kernel inverts the step, which needs w bounded away from 0), so any lw <= 0
-// works.
+// Thread p owns column p of everything: of dS (in registers) and of the states, so
+// the sums over i (dr, dk, db, da, dlw) are local to a thread. The two sums over j
+// (dv, dsa) go through a padded N x (N + 1) shared copy of dS, written by columns and
+// read by rows (both without bank conflicts). The states come from the forward's
+// checkpoints: the tokens are walked in segments of kSeg from the last; for each segment
+// the states S_{t0-1} .. S_{t0+len-2} are recomputed by columns from its checkpoint,
+// which needs sa_t = S_{t-1} a_t: the forward stores it in the workspace. Every kKeep-th
+// of them goes to a per-(b, h) scratch; the reverse walk loads the nearest earlier one
+// and steps it forward again in registers (the same formula, so the same values; this
+// halves the scratch's memory traffic for one extra step every other token). Thread p
+// only ever touches column p of the scratch, so the scratch needs no barrier, and every
+// warp access to it is coalesced. dr_t is computed during the recompute, where S_t is
+// at hand. No division by w (the official kernel inverts the step, which needs w bounded
+// away from 0), so any lw <= 0 works.
 //
 // Loops that index the register arrays are unrolled fully (so the arrays stay in
-// registers); the other backward loops by 4, which keeps N = 64 within 255 registers.
+// registers).
 
 namespace rwkv::cuda {
 namespace {
 
 constexpr int kSeg = 16;  // tokens between checkpoints
+constexpr int kKeep = 2;  // the backward's scratch holds every kKeep-th state of a segment
 
 __host__ __device__ int nseg(int T) { return (T + kSeg - 1) / kSeg; }
 
@@ -51,17 +57,19 @@ void check_args(const char* fn, int B, int T, int H, int N, int h0, int h1) {
   }
 }
 
-// Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at j * N + i), then scratch
-// [B, H, kSeg + 1, N, N] (slot s holds S_{t0+s-1}, element S[i][j] at
-// (s * N + i) * N + j).
+// Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at j * N + i), then sa
+// [B, H, T, N] (sa_t = S_{t-1} a_t of the forward), then scratch
+// [B, H, kSeg / kKeep, N, N] (slot q holds S_{t0+q*kKeep-1}, element S[i][j] at
+// (q * N + i) * N + j).
 struct Workspace {
-  float *ckpt, *scratch;
+  float *ckpt, *sa, *scratch;
 };
 
 Workspace carve(void* ws, int B, int T, int H, int N) {
   const size_t NN = size_t(N) * N, BH = size_t(B) * H;
   float* base = static_cast<float*>(ws);
-  return {base, base + BH * nseg(T) * NN};
+  float* sa = base + BH * nseg(T) * NN;
+  return {base, sa, sa + BH * size_t(T) * N};
 }
 
 template <int N>
@@ -71,7 +79,7 @@ __global__ void __launch_bounds__(N)
                         const float* __restrict__ v, const float* __restrict__ a,
                         const float* __restrict__ b, float* __restrict__ y,
                         const float* __restrict__ state_in, float* __restrict__ state_out,
-                        float* __restrict__ ckpt) {
+                        float* __restrict__ ckpt, float* __restrict__ sa_ws) {
   constexpr size_t NN = size_t(N) * N;
   const int bi = blockIdx.x / nh, h = h0 + blockIdx.x % nh, i = threadIdx.x;
   const size_t C = size_t(H) * N, bh = size_t(bi) * H + h;
@@ -80,6 +88,7 @@ __global__ void __launch_bounds__(N)
 #pragma unroll
   for (int j = 0; j < N; ++j) S[j] = state_in ? state_in[bh * NN + i * N + j] : 0.f;
   float* ck = ckpt ? ckpt + bh * nseg(T) * NN + i : nullptr;
+  float* sa_out = sa_ws ? sa_ws + bh * size_t(T) * N + i : nullptr;  // sa_t[i] at sa_out[t * N]
   // Each token's inputs are loaded one token ahead, so that their latency overlaps the
   // arithmetic of the token before.
   const size_t o0 = size_t(bi) * T * C + size_t(h) * N + i;           // token 0, channel i
@@ -112,6 +121,7 @@ __global__ void __launch_bounds__(N)
     float sai = 0.f;
 #pragma unroll
     for (int j = 0; j < N; ++j) sai += S[j] * sa[j];
+    if (sa_out) sa_out[size_t(t) * N] = sai;
     float yi = 0.f;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
@@ -138,84 +148,109 @@ __global__ void __launch_bounds__(N)
   constexpr size_t NN = size_t(N) * N;
   const int bi = blockIdx.x / nh, h = h0 + blockIdx.x % nh, p = threadIdx.x;
   const size_t C = size_t(H) * N, bh = size_t(bi) * H + h;
-  // The inputs of one segment, [kSeg, N] each (sw = exp(lw)); ssa[s] = S_{t-1} a_t of
-  // its tokens; sdsa = dsa of the current token.
-  __shared__ float sr[kSeg][N], sw[kSeg][N], sk[kSeg][N], sv[kSeg][N], sa[kSeg][N], sb[kSeg][N],
-      sdy[kSeg][N], ssa[kSeg][N], sdsa[N];
-  const float* ck = ws.ckpt + bh * nseg(T) * NN;
-  float* sc = ws.scratch + bh * (kSeg + 1) * NN;
-  float dSr[N], dSc[N];  // dS[p][j], dS[i][p]
+  // The inputs of one segment that are read at every index, [kSeg, N] each (sw =
+  // exp(lw); ssa[s] = S_{t-1} a_t of its tokens, from the forward); sdS = the current
+  // dS (row padded to N + 1 floats: the column writes and the row reads are both free
+  // of bank conflicts); sdsa = dsa of the current token.
+  __shared__ float sw[kSeg][N], sk[kSeg][N], sv[kSeg][N], sb[kSeg][N], sdy[kSeg][N],
+      ssa[kSeg][N], sdS[N][N + 1], sdsa[N];
+  const float* ck = ws.ckpt + bh * nseg(T) * NN + size_t(p) * N;  // S[i][p] at ck[sg * NN + i]
+  const float* sag = ws.sa + bh * size_t(T) * N + p;              // sa_t[p] at sag[t * N]
+  float* sc = ws.scratch + bh * (kSeg / kKeep) * NN + p;  // S[i][p] of slot q: sc[q * NN + i * N]
+  const size_t ob = size_t(bi) * T * C + size_t(h) * N + p;  // token 0, channel p
+  float dS[N];                                               // dS[i][p]
 #pragma unroll
-  for (int j = 0; j < N; ++j) dSr[j] = dSc[j] = 0.f;
+  for (int i = 0; i < N; ++i) dS[i] = 0.f;
   for (int sg = nseg(T) - 1; sg >= 0; --sg) {
     const int t0 = sg * kSeg, len = min(kSeg, T - t0);
-    __syncthreads();  // the previous segment's reads of shared memory and scratch are done
-    for (int s = 0; s < len; ++s) {
-      const size_t o = (size_t(bi) * T + t0 + s) * C + size_t(h) * N + p;
-      sr[s][p] = r[o];
+    __syncthreads();  // the previous segment's reads of shared memory are done
+#pragma unroll
+    for (int s = 0; s < kSeg; ++s) {  // unrolled: all the segment's loads in flight at once
+      if (s >= len) break;
+      const size_t o = ob + size_t(t0 + s) * C;
       sw[s][p] = expf(lw[o]);
       sk[s][p] = k[o];
       sv[s][p] = v[o];
-      sa[s][p] = a[o];
       sb[s][p] = b[o];
       sdy[s][p] = dy[o];
+      ssa[s][p] = sag[size_t(t0 + s) * N];
     }
-    float* row = sc + size_t(p) * N;  // row p of slot s at row[s * NN + j]
-#pragma unroll
-    for (int j = 0; j < N; ++j) row[j] = ck[size_t(sg) * NN + size_t(j) * N + p];
     __syncthreads();
-    // Row p of S_{t0+s} from S_{t0+s-1}, exactly as the forward.
-    for (int s = 0; s < len; ++s) {
-      const float* src = row + size_t(s) * NN;
-      float* dst = row + size_t(s + 1) * NN;
-      float sap = 0.f;
-#pragma unroll 4
-      for (int j = 0; j < N; ++j) sap += src[j] * sa[s][j];
-      ssa[s][p] = sap;
-      const float vp = sv[s][p];
-#pragma unroll 4
-      for (int j = 0; j < N; ++j) dst[j] = src[j] * sw[s][j] + sap * sb[s][j] + vp * sk[s][j];
+    {
+      // Column p of S_{t0+s} from S_{t0+s-1}, the forward's formula; slot s / kKeep gets
+      // S_{t0+s-1} when kKeep divides s; dr_t = S_t^T dy_t on the way.
+      float S[N];
+#pragma unroll
+      for (int i = 0; i < N; ++i) S[i] = ck[size_t(sg) * NN + i];
+      for (int s = 0; s < len; ++s) {
+        if (s % kKeep == 0) {
+          float* slot = sc + size_t(s / kKeep) * NN;
+#pragma unroll
+          for (int i = 0; i < N; ++i) slot[i * N] = S[i];
+        }
+        const float wp = sw[s][p], kp = sk[s][p], bp = sb[s][p];
+        float drp = 0.f;
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+          S[i] = S[i] * wp + ssa[s][i] * bp + sv[s][i] * kp;
+          drp += sdy[s][i] * S[i];
+        }
+        dr[ob + size_t(t0 + s) * C] = drp;
+      }
     }
-    __syncthreads();  // every row of the scratch and ssa are written
+    // r_t[p] and a_t[p] are loaded one token ahead (their latency overlaps a token).
+    float nr = r[ob + size_t(t0 + len - 1) * C], na = a[ob + size_t(t0 + len - 1) * C];
     for (int s = len - 1; s >= 0; --s) {
-      const float rp = sr[s][p], wp = sw[s][p], ap = sa[s][p], dyp = sdy[s][p];
-      const float* Sprev = sc + size_t(s) * NN + p;  // S_{t-1}[i][p] at Sprev[i * N]
-      const float* Scur = Sprev + NN;                // S_t[i][p] at Scur[i * N]
+      const size_t o = ob + size_t(t0 + s) * C;
+      const float rp = nr, ap = na, wp = sw[s][p];
+      if (s > 0) {
+        nr = r[o - C];
+        na = a[o - C];
+      }
+      float Sp[N];  // S_{t-1}[i][p]: the stored S_{t0+q-1}, stepped through tokens q .. s-1
+      const int q0 = s - s % kKeep;
+      const float* slot = sc + size_t(q0 / kKeep) * NN;
 #pragma unroll
-      for (int j = 0; j < N; ++j) dSr[j] = fmaf(dyp, sr[s][j], dSr[j]);
+      for (int i = 0; i < N; ++i) Sp[i] = slot[i * N];
 #pragma unroll
-      for (int i = 0; i < N; ++i) dSc[i] = fmaf(sdy[s][i], rp, dSc[i]);
-      float drp = 0.f, dsap = 0.f, dvp = 0.f;
-#pragma unroll 4
-      for (int i = 0; i < N; ++i) drp += sdy[s][i] * Scur[i * N];
-#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        dS[i] = fmaf(sdy[s][i], rp, dS[i]);
+        sdS[i][p] = dS[i];
+      }
+      __syncthreads();  // sdS holds dS
+      // Row p of dS: dsa[p], dv[p].
+      float dsap = 0.f, dvp = 0.f;
+#pragma unroll 8
       for (int j = 0; j < N; ++j) {
-        dsap += dSr[j] * sb[s][j];
-        dvp += dSr[j] * sk[s][j];
+        const float x = sdS[p][j];
+        dsap += x * sb[s][j];
+        dvp += x * sk[s][j];
       }
       sdsa[p] = dsap;
-      __syncthreads();
+      // Here, so that the latency of the scratch loads overlaps the work above.
+      for (int q = q0; q < s; ++q) {
+        const float wq = sw[q][p], kq = sk[q][p], bq = sb[q][p];
+#pragma unroll
+        for (int i = 0; i < N; ++i) Sp[i] = Sp[i] * wq + ssa[q][i] * bq + sv[q][i] * kq;
+      }
+      __syncthreads();  // sdsa is complete; the reads of sdS are done
       float dwp = 0.f, dbp = 0.f, dkp = 0.f, dap = 0.f;
 #pragma unroll
       for (int i = 0; i < N; ++i) {
-        const float S = Sprev[i * N];
-        dwp += dSc[i] * S;
-        dbp += ssa[s][i] * dSc[i];
-        dkp += sv[s][i] * dSc[i];
-        dap += sdsa[i] * S;
+        dwp += dS[i] * Sp[i];
+        dbp += ssa[s][i] * dS[i];
+        dkp += sv[s][i] * dS[i];
+        dap += sdsa[i] * Sp[i];
       }
-      const size_t o = (size_t(bi) * T + t0 + s) * C + size_t(h) * N + p;
-      dr[o] = drp;
+      dv[o] = dvp;
       dlw[o] = dwp * wp;
       dk[o] = dkp;
-      dv[o] = dvp;
       da[o] = dap;
       db[o] = dbp;
 #pragma unroll
-      for (int j = 0; j < N; ++j) dSr[j] = fmaf(dSr[j], sw[s][j], dsap * sa[s][j]);
-#pragma unroll
-      for (int i = 0; i < N; ++i) dSc[i] = fmaf(dSc[i], wp, sdsa[i] * ap);
-      __syncthreads();  // sdsa is rewritten by the next token
+      for (int i = 0; i < N; ++i) dS[i] = fmaf(dS[i], wp, sdsa[i] * ap);
+      // The next token writes sdS only after this token's second barrier (every row read
+      // done) and sdsa only after its own first barrier (every read of this sdsa done).
     }
   }
 }
@@ -223,10 +258,11 @@ __global__ void __launch_bounds__(N)
 template <int N>
 void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
                     const float* k, const float* v, const float* a, const float* b, float* y,
-                    const float* state_in, float* state_out, float* ckpt, cudaStream_t stream) {
+                    const float* state_in, float* state_out, float* ckpt, float* sa,
+                    cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv7_forward_kernel<N>
-      <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y, state_in, state_out, ckpt);
+  wkv7_forward_kernel<N><<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y, state_in,
+                                                   state_out, ckpt, sa);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -246,7 +282,7 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
 size_t wkv7_workspace_bytes(int B, int T, int H, int N) {
   check_args("rwkv::cuda::wkv7_workspace_bytes", B, T, H, N, 0, H);
   const size_t NN = size_t(N) * N, BH = size_t(B) * H;
-  return BH * (nseg(T) + kSeg + 1) * NN * sizeof(float);
+  return (BH * (nseg(T) + kSeg / kKeep) * NN + BH * size_t(T) * N) * sizeof(float);
 }
 
 void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
@@ -254,16 +290,19 @@ void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
                   const float* state_in, float* state_out, void* workspace, cudaStream_t stream) {
   check_args("rwkv::cuda::wkv7_forward", B, T, H, N, h0, h1);
   if (B == 0 || h0 == h1) return;
-  float* ckpt = workspace ? carve(workspace, B, T, H, N).ckpt : nullptr;
+  const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
   switch (N) {
     case 16:
-      launch_forward<16>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ckpt, stream);
+      launch_forward<16>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
+                          ws.sa, stream);
       break;
     case 32:
-      launch_forward<32>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ckpt, stream);
+      launch_forward<32>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
+                          ws.sa, stream);
       break;
     default:
-      launch_forward<64>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ckpt, stream);
+      launch_forward<64>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
+                          ws.sa, stream);
   }
 }
 
