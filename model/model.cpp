@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <sstream>
+#include <string>
 #include <utility>
 
 #include "common/error.h"
@@ -231,9 +232,43 @@ double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> 
   return sum / static_cast<double>(n);
 }
 
+namespace {
+
+// The step of backward after which a parameter's gradient is final: 0 = head and
+// ln_out, L - l = block l, L + 1 = the end (emb and blocks.0.ln0, written after the
+// blocks).
+int backward_stage(const std::string& name, int64_t L) {
+  if (name.starts_with("head.") || name.starts_with("ln_out.")) return 0;
+  if (name.starts_with("blocks.0.ln0.")) return static_cast<int>(L + 1);
+  if (name.starts_with("blocks.")) {
+    const int64_t l = std::stoll(name.substr(7, name.find('.', 7) - 7));
+    return static_cast<int>(L - l);
+  }
+  return static_cast<int>(L + 1);
+}
+
+// For each stage s = 0 .. L + 1: the smallest offset from which every parameter's
+// stage is <= s (walking back from the last parameter).
+std::vector<int64_t> ready_offsets(const ParamTable& t, int64_t L) {
+  std::vector<int64_t> out(static_cast<size_t>(L + 2));
+  for (size_t s = 0; s < out.size(); ++s) {
+    int64_t from = t.total;
+    for (auto it = t.params.rbegin(); it != t.params.rend(); ++it) {
+      if (backward_stage(it->name, L) > static_cast<int>(s)) break;
+      from = it->offset;
+    }
+    out[s] = from;
+  }
+  return out;
+}
+
+}  // namespace
+
 template <typename F>
-void Model<F>::backward() {
+void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready) {
   if (!acts_ || !acts_->train) throw Error("Model::backward called without a training forward");
+  const std::vector<int64_t> ready =
+      on_ready ? ready_offsets(table, cfg.n_layer) : std::vector<int64_t>{};
   Acts& A = *acts_;
   const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
   const int64_t V = cfg.vocab_size, L = cfg.n_layer;
@@ -250,6 +285,7 @@ void Model<F>::backward() {
   be.zero(dnext, nC);
   norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, A.dlnout, A.res + L * nC, tw_.ln_out_w,
                 A.lnout_mean, A.lnout_rstd, n);
+  if (on_ready) on_ready(ready[0]);
   be.zero(A.dv_first, nC);
   LayerActs<F>& d = A.dlayer;
   for (int64_t l = L - 1; l >= 0; --l) {
@@ -272,10 +308,12 @@ void Model<F>::backward() {
     norm_backward(dcur, g.ln1_w, g.ln1_b, d.ln1, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, n);
     be.accumulate(dcur, d.x_mid, nC);
     std::swap(dnext, dcur);
+    if (on_ready) on_ready(ready[static_cast<size_t>(L - l)]);
   }
   be.zero(A.demb, nC);
   norm_backward(A.demb, tg_.ln0_w, tg_.ln0_b, dnext, A.emb, tw_.ln0_w, A.ln0_mean, A.ln0_rstd, n);
   be.embedding_backward(tg_.emb, A.demb, A.idx, n, C);
+  if (on_ready) on_ready(ready[static_cast<size_t>(L + 1)]);
 }
 
 template <typename F>

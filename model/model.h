@@ -9,6 +9,7 @@
 // Inference: forward_logits (parallel over T) or forward_step (one token, carried
 // RecurrentState); both give the same logits.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -47,7 +48,18 @@ struct Model {
   // when T > ctx_len.
   double forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B, int T);
   // Gradients of forward()'s loss, accumulated into the gradient buffer.
-  void backward();
+  //
+  // on_ready (optional) lets data parallelism start reducing gradients while backward
+  // is still running. It is called with ready_from, the smallest flat-buffer offset
+  // from which every parameter's gradient is final for this backward (nothing written
+  // at or after it any more): after head and ln_out, after each block l = L-1 .. 0,
+  // and last with 0, after blocks.0.ln0 and emb. The values never increase and the
+  // last is 0. Block 0's call stops after blocks.0.ln0 (ParamTable order puts ln0
+  // inside block 0, and its gradient comes after the loop). v7's v_first gradient
+  // flows into layer 0 through an activation buffer, not a parameter, so each block's
+  // parameters are final after its own step. Offsets come from the ParamTable. "Final"
+  // is in the backend's order: on a GPU, read the values with download().
+  void backward(const std::function<void(int64_t ready_from)>& on_ready = {});
   void zero_grad();
   // One AdamW step (kernels/cpu/adamw.h) with the table's lr / weight-decay multipliers.
   void adamw_step(const kernels::AdamWHyper& h, int64_t step);

@@ -231,14 +231,19 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     const auto t0 = Clock::now();
     model.zero_grad();
     double loss = 0;
+    GradReducer reducer(model.grads, buckets, comm);
     for (int64_t a = 0; a < accum; ++a) {
       const data::Batch batch = loader->next();
       loss += model.forward(as_ids(batch.inputs), as_ids(batch.targets), static_cast<int>(B),
                             mc.ctx_len);
-      model.backward();
+      // Only the last micro-batch's backward communicates, overlapping its own tail.
+      if (a + 1 < accum)
+        model.backward();
+      else
+        model.backward([&](int64_t ready_from) { reducer.ready(ready_from); });
     }
     // Each micro-batch's gradient is of its mean loss: average over micro-batches and ranks.
-    allreduce_gradients(model.grads, buckets, 1.0 / static_cast<double>(accum * dp), comm);
+    reducer.finish(1.0 / static_cast<double>(accum * dp));
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, comm));
     loss /= static_cast<double>(accum * dp);
     if (opts.grad_hook)
