@@ -5,7 +5,7 @@
 # Needs python3, spm_encode (Debian: sentencepiece) and mpirun.
 set -euo pipefail
 RWKV=${1:-build/cli/rwkv}
-MB=${2:-40}
+MB=${2:-100}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rwkv-bench-preprocess.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
