@@ -10,8 +10,10 @@
 
 #include "common/error.h"
 #include "kernels/cpu/wkv7.h"
+#include "tests/kernels/op_gradcheck.h"
 
 namespace rk = rwkv::kernels;
+namespace rkt = rwkv::kernels::test;
 
 namespace {
 
@@ -143,7 +145,8 @@ void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed,
 
 }  // namespace
 
-// Loss = sum(y * dy). Measure per tensor: max |analytic - numeric| / max |numeric|.
+// Loss = sum(y * dy). Measure per tensor (tests/kernels/op_gradcheck.h):
+// ||g_backward - g_fd||_2 / ||g_fd||_2 < 1e-6.
 TEST(Wkv7, NaiveBackwardMatchesFiniteDifferences) {
   Inputs<double> in(2, 6, 2, 3, -1.5, -0.05, false, 1);
   const size_t sz = in.size();
@@ -155,30 +158,16 @@ TEST(Wkv7, NaiveBackwardMatchesFiniteDifferences) {
     for (size_t i = 0; i < sz; ++i) l += y[i] * in.dy[i];
     return l;
   };
-  std::vector<double> dr(sz), dlw(sz), dk(sz), dv(sz), da(sz), db(sz);
-  rk::wkv7_backward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(), in.k.data(),
-                          in.v.data(), in.a.data(), in.b.data(), in.dy.data(), dr.data(),
-                          dlw.data(), dk.data(), dv.data(), da.data(), db.data());
-  const std::vector<std::pair<std::vector<double>*, const std::vector<double>*>> pairs = {
-      {&in.r, &dr}, {&in.lw, &dlw}, {&in.k, &dk}, {&in.v, &dv}, {&in.a, &da}, {&in.b, &db}};
-  const char* names[] = {"r", "lw", "k", "v", "a", "b"};
-  for (size_t p = 0; p < pairs.size(); ++p) {
-    auto& x = *pairs[p].first;
-    const auto& g = *pairs[p].second;
-    double max_diff = 0, max_num = 1e-300;
-    for (size_t i = 0; i < x.size(); ++i) {
-      const double x0 = x[i], eps = 1e-5;
-      x[i] = x0 + eps;
-      const double lp = loss();
-      x[i] = x0 - eps;
-      const double lm = loss();
-      x[i] = x0;
-      const double num = (lp - lm) / (2 * eps);
-      max_diff = std::max(max_diff, std::abs(g[i] - num));
-      max_num = std::max(max_num, std::abs(num));
-    }
-    EXPECT_LT(max_diff / max_num, 1e-6) << "d" << names[p];
-  }
+  std::vector<double> dr, dlw, dk, dv, da, db;
+  const auto backward = [&]() {
+    rk::wkv7_backward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(), in.k.data(),
+                            in.v.data(), in.a.data(), in.b.data(), in.dy.data(), dr.data(),
+                            dlw.data(), dk.data(), dv.data(), da.data(), db.data());
+  };
+  rkt::check_gradients(loss, backward,
+                       {{"r", &in.r, &dr}, {"lw", &in.lw, &dlw}, {"k", &in.k, &dk},
+                        {"v", &in.v, &dv}, {"a", &in.a, &da}, {"b", &in.b, &db}},
+                       /*accumulates=*/false);
 }
 
 // Relative error ||chunked - naive|| / ||naive|| < 1e-5 in fp32, T = 37 with chunk 16,
