@@ -13,6 +13,7 @@ using wkv_detail::check_heads;
 using wkv_detail::decay;
 using wkv_detail::gemm;
 using wkv_detail::gemv;
+using wkv_detail::load_state;
 
 }  // namespace
 
@@ -27,11 +28,7 @@ void wkv6_forward_naive(int B, int T, int H, int N, int h0, int h1, const F* r, 
   for (int b = 0; b < B; ++b) {
     for (int h = h0; h < h1; ++h) {
       const size_t sofs = (size_t(b) * H + h) * NN;
-      if (state_in) {
-        std::copy(state_in + sofs, state_in + sofs + NN, S.begin());
-      } else {
-        std::fill(S.begin(), S.end(), F(0));
-      }
+      load_state(S, state_in, sofs);
       const F* uh = u + size_t(h) * N;
       for (int t = 0; t < T; ++t) {
         const size_t o = ((size_t(b) * T + t) * H + h) * N;
@@ -218,11 +215,7 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   for (int b = 0; b < B; ++b) {
     for (int h = h0; h < h1; ++h) {
       const size_t sofs = (size_t(b) * H + h) * NN;
-      if (state_in) {
-        std::copy(state_in + sofs, state_in + sofs + NN, S.begin());
-      } else {
-        std::fill(S.begin(), S.end(), F(0));
-      }
+      load_state(S, state_in, sofs);
       for (int t0 = 0; t0 < T; t0 += Lmax) {
         const int L = std::min(Lmax, T - t0);
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;

@@ -13,6 +13,7 @@ using wkv_detail::check_heads;
 using wkv_detail::decay;
 using wkv_detail::gemm;
 using wkv_detail::gemv;
+using wkv_detail::load_state;
 
 // One token: S <- S diag(w) + (S a) b^T + v k^T; then y = S r unless y is null (r is
 // not read then). S [N, N]; w = exp(lw) [N].
@@ -122,11 +123,7 @@ void wkv7_forward_naive(int B, int T, int H, int N, int h0, int h1, const F* r, 
   for (int bi = 0; bi < B; ++bi) {
     for (int h = h0; h < h1; ++h) {
       const size_t sofs = (size_t(bi) * H + h) * NN;
-      if (state_in) {
-        std::copy(state_in + sofs, state_in + sofs + NN, S.begin());
-      } else {
-        std::fill(S.begin(), S.end(), F(0));
-      }
+      load_state(S, state_in, sofs);
       for (int t = 0; t < T; ++t) {
         const size_t o = ((size_t(bi) * T + t) * H + h) * N;
         for (int j = 0; j < N; ++j) w[j] = std::exp(lw[o + j]);
@@ -299,11 +296,7 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   for (int bi = 0; bi < B; ++bi) {
     for (int h = h0; h < h1; ++h) {
       const size_t sofs = (size_t(bi) * H + h) * NN;
-      if (state_in) {
-        std::copy(state_in + sofs, state_in + sofs + NN, S.begin());
-      } else {
-        std::fill(S.begin(), S.end(), F(0));
-      }
+      load_state(S, state_in, sofs);
       for (int t0 = 0; t0 < T; t0 += Lmax) {
         const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
         ch.run(std::min(Lmax, T - t0), ld, r + o, lw + o, k + o, v + o, a + o, b + o, S.data(),

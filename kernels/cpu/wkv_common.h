@@ -1,6 +1,6 @@
 #pragma once
 // Helpers shared by the WKV kernels (wkv4.cpp, wkv6.cpp, wkv7.cpp): a vectorisable exp,
-// chunk decays, a row-major GEMM wrapper over OpenBLAS, argument checks.
+// chunk decays, a row-major GEMM wrapper over OpenBLAS, state loading, argument checks.
 #include <cblas.h>
 
 #include <algorithm>
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <sstream>
+#include <vector>
 
 #include "common/error.h"
 
@@ -72,6 +73,17 @@ inline void gemv(bool ta, int m, int n, const double* a, int lda, const double* 
 }
 
 // Throws rwkv::Error naming the function unless 0 <= h0 <= h1 <= H, N > 0, chunk > 0.
+// S <- the state of one head from state_in [B, H, N, N] at offset ofs, or zeros when
+// there is no initial state.
+template <typename F>
+void load_state(std::vector<F>& S, const F* state_in, size_t ofs) {
+  if (state_in) {
+    std::copy(state_in + ofs, state_in + ofs + S.size(), S.begin());
+  } else {
+    std::fill(S.begin(), S.end(), F(0));
+  }
+}
+
 inline void check_heads(const char* fn, int B, int T, int H, int N, int h0, int h1, int chunk) {
   if (B < 0 || T < 0 || H < 0 || N <= 0 || h0 < 0 || h1 > H || h0 > h1 || chunk <= 0) {
     std::ostringstream msg;
