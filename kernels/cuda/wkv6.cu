@@ -1,7 +1,6 @@
-#include <sstream>
-
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/wkv_segments.h"
 #include "kernels/cuda/wkv6.h"
 
 // The equations are those of kernels/cpu/wkv6.cpp (naive form). One block per
@@ -30,23 +29,10 @@
 namespace rwkv::cuda {
 namespace {
 
-constexpr int kSeg = 16;  // tokens between checkpoints
+using wkv_detail::check_args;
+using wkv_detail::kSeg;
+using wkv_detail::nseg;
 
-__host__ __device__ int nseg(int T) { return (T + kSeg - 1) / kSeg; }
-
-void check_args(const char* fn, int B, int T, int H, int N, int h0, int h1) {
-  if (B < 0 || T < 0 || H < 0 || h0 < 0 || h1 > H || h0 > h1) {
-    std::ostringstream msg;
-    msg << fn << ": bad shape B=" << B << " T=" << T << " H=" << H << " or head range [" << h0
-        << ", " << h1 << ")";
-    throw Error(msg.str());
-  }
-  if (N != 16 && N != 32 && N != 64) {
-    std::ostringstream msg;
-    msg << fn << ": head size N=" << N << " is not supported (16, 32 or 64)";
-    throw Error(msg.str());
-  }
-}
 
 // Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at i * N + j), scratch
 // [B, H, kSeg, N, N] (slot s holds S_{t0+s-1}, element S[p][j] at (s * N + j) * N + p),

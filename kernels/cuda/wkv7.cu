@@ -1,7 +1,6 @@
-#include <sstream>
-
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/wkv_segments.h"
 #include "kernels/cuda/wkv7.h"
 
 // The equations are those of kernels/cpu/wkv7.cpp (naive form). One block per
@@ -38,24 +37,11 @@
 namespace rwkv::cuda {
 namespace {
 
-constexpr int kSeg = 16;  // tokens between checkpoints
+using wkv_detail::check_args;
+using wkv_detail::kSeg;
+using wkv_detail::nseg;
+
 constexpr int kKeep = 2;  // the backward's scratch holds every kKeep-th state of a segment
-
-__host__ __device__ int nseg(int T) { return (T + kSeg - 1) / kSeg; }
-
-void check_args(const char* fn, int B, int T, int H, int N, int h0, int h1) {
-  if (B < 0 || T < 0 || H < 0 || h0 < 0 || h1 > H || h0 > h1) {
-    std::ostringstream msg;
-    msg << fn << ": bad shape B=" << B << " T=" << T << " H=" << H << " or head range [" << h0
-        << ", " << h1 << ")";
-    throw Error(msg.str());
-  }
-  if (N != 16 && N != 32 && N != 64) {
-    std::ostringstream msg;
-    msg << fn << ": head size N=" << N << " is not supported (16, 32 or 64)";
-    throw Error(msg.str());
-  }
-}
 
 // Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at j * N + i), then sa
 // [B, H, T, N] (sa_t = S_{t-1} a_t of the forward), then scratch
