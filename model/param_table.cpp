@@ -46,6 +46,13 @@ ParamTable build_param_table(const ModelConfig& cfg) {
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, Fd = cfg.dim_ffn;
   const int64_t H = cfg.version >= 5 ? cfg.n_head() : 0, N = cfg.head_size;
   Builder b;
+  // The projections and ln_x of the v5 and v6 time mix, in their state_dict order.
+  const auto add_v5v6_projections = [&](const std::string& att) {
+    for (const char* w : {"receptance", "key", "value", "output", "gate"})
+      b.add(att + w + ".weight", {C, C});
+    b.add(att + "ln_x.weight", {C});
+    b.add(att + "ln_x.bias", {C});
+  };
   b.add("emb.weight", {V, C});
   for (int l = 0; l < cfg.n_layer; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
@@ -72,13 +79,7 @@ ParamTable build_param_table(const ModelConfig& cfg) {
         b.add(a + "time_mix_g", {1, 1, C});
         b.add(a + "time_decay", {H, N}, 2.0);
         b.add(a + "time_faaaa", {H, N});
-        b.add(a + "receptance.weight", {C, C});
-        b.add(a + "key.weight", {C, C});
-        b.add(a + "value.weight", {C, C});
-        b.add(a + "output.weight", {C, C});
-        b.add(a + "gate.weight", {C, C});
-        b.add(a + "ln_x.weight", {C});
-        b.add(a + "ln_x.bias", {C});
+        add_v5v6_projections(a);
         break;
       case 6: {  // RWKV-v5 RWKV_Tmix_x060; lr: time_decay 2x
         const int64_t R = cfg.v6_mix_lora(), D = cfg.v6_decay_lora();
@@ -89,13 +90,7 @@ ParamTable build_param_table(const ModelConfig& cfg) {
         b.add(a + "time_decay_w1", {C, D});
         b.add(a + "time_decay_w2", {D, C});
         b.add(a + "time_faaaa", {H, N});
-        b.add(a + "receptance.weight", {C, C});
-        b.add(a + "key.weight", {C, C});
-        b.add(a + "value.weight", {C, C});
-        b.add(a + "output.weight", {C, C});
-        b.add(a + "gate.weight", {C, C});
-        b.add(a + "ln_x.weight", {C});
-        b.add(a + "ln_x.bias", {C});
+        add_v5v6_projections(a);
         break;
       }
       default: {  // 7: RWKV-v7 train_temp RWKV_Tmix_x070; lr: w0 2x
