@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+#include "tests/kernels/wkv_test_util.h"
 
 #define SKIP_WITHOUT_GPU()                                                 \
   do {                                                                     \
@@ -18,11 +19,9 @@
     if (info.count == 0) GTEST_SKIP() << "no usable GPU: " << info.reason; \
   } while (0)
 
+// fp32 inputs, as the CUDA kernels take.
 inline std::vector<float> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
-  std::uniform_real_distribution<double> d(lo, hi);
-  std::vector<float> x(n);
-  for (auto& e : x) e = float(d(rng));
-  return x;
+  return rwkv::kernels::test::uniform<float>(n, lo, hi, rng);
 }
 
 // A device copy of a float vector, freed on scope exit.

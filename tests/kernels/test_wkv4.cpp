@@ -11,33 +11,15 @@
 #include "common/error.h"
 #include "kernels/cpu/wkv4.h"
 #include "tests/kernels/op_gradcheck.h"
+#include "tests/kernels/wkv_test_util.h"
 #include "kernels/cpu/wkv_common.h"
 
 namespace rk = rwkv::kernels;
 namespace rkt = rwkv::kernels::test;
+using rkt::rel_err;
+using rkt::uniform;
 
 namespace {
-
-template <typename F>
-std::vector<F> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
-  std::uniform_real_distribution<double> d(lo, hi);
-  std::vector<F> x(n);
-  for (auto& e : x) e = F(d(rng));
-  return x;
-}
-
-// ||x - ref||_2 / ||ref||_2 over the elements where mask is true.
-template <typename F, typename G>
-double rel_err(const std::vector<F>& x, const std::vector<G>& ref,
-               const std::function<bool(size_t)>& mask) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!mask(i)) continue;
-    num += (double(x[i]) - double(ref[i])) * (double(x[i]) - double(ref[i]));
-    den += double(ref[i]) * double(ref[i]);
-  }
-  return std::sqrt(num / den);
-}
 
 const auto kAll = [](size_t) { return true; };
 

@@ -1,0 +1,33 @@
+#pragma once
+// Shared by the CPU WKV tests (test_wkv4/6/7.cpp): random inputs and the relative
+// error of a result against its reference over a subset of elements.
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+namespace rwkv::kernels::test {
+
+template <typename F>
+std::vector<F> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<F> x(n);
+  for (auto& e : x) e = F(d(rng));
+  return x;
+}
+
+// ||x - ref||_2 / ||ref||_2 over the elements where mask is true (||x - ref||_2 when the
+// reference is 0 there).
+template <typename F, typename G>
+double rel_err(const std::vector<F>& x, const std::vector<G>& ref,
+               const std::function<bool(size_t)>& mask) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!mask(i)) continue;
+    num += (double(x[i]) - double(ref[i])) * (double(x[i]) - double(ref[i]));
+    den += double(ref[i]) * double(ref[i]);
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+}  // namespace rwkv::kernels::test
