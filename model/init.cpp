@@ -66,7 +66,7 @@ struct Initialiser {
   const ModelConfig& cfg;
   uint64_t seed;
 
-  // Fills v [p.size] for parameter p (index idx in the table).
+  // Fills v [p.whole_size()] (the whole tensor) for parameter p (index idx in the table).
   void fill(const ParamInfo& p, size_t idx, std::vector<double>& v) const {
     const int64_t C = cfg.n_embd, L = cfg.n_layer, V = cfg.vocab_size;
     const uint64_t s = stream_seed(seed, idx);
@@ -251,11 +251,11 @@ void init_params(const ModelConfig& cfg, const ParamTable& table, uint64_t seed,
   const Initialiser init{cfg, seed};
   std::vector<double> v;
   for (size_t i = 0; i < table.params.size(); ++i) {
+    // The whole tensor, then this rank's slab: every TP layout gets the same values.
     const ParamInfo& p = table.params[i];
-    v.assign(static_cast<size_t>(p.size), 0.0);
+    v.assign(static_cast<size_t>(p.whole_size()), 0.0);
     init.fill(p, i, v);
-    for (int64_t j = 0; j < p.size; ++j)
-      host[p.offset + j] = static_cast<F>(v[static_cast<size_t>(j)]);
+    p.slab_from_whole(v.data(), host + p.offset);
   }
 }
 

@@ -12,7 +12,8 @@
 namespace rwkv::model {
 
 // Fills host [table.total] for cfg. Each parameter draws from its own stream of
-// (seed, index in the table), so the result does not depend on the order of work.
+// (seed, index in the table), so the result does not depend on the order of work;
+// a tensor-parallel table gets its slabs of the same whole tensors.
 template <typename F>
 void init_params(const ModelConfig& cfg, const ParamTable& table, uint64_t seed, F* host);
 

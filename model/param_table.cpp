@@ -1,5 +1,10 @@
 #include "model/param_table.h"
 
+#include <algorithm>
+#include <initializer_list>
+
+#include "common/error.h"
+
 namespace rwkv::model {
 
 namespace {
@@ -27,7 +32,90 @@ struct Builder {
   }
 };
 
+// How tensor parallelism splits parameter `name` (docs/parallelism.md), and along
+// which dimension of its official shape.
+struct Split {
+  TpPart part;
+  int dim;
+};
+
+bool ends_with_any(const std::string& s, std::initializer_list<const char*> tails) {
+  for (const char* t : tails)
+    if (s.ends_with(t)) return true;
+  return false;
+}
+
+Split tp_split(const std::string& name, const std::vector<int64_t>& shape) {
+  const int last = static_cast<int>(shape.size()) - 1;
+  if (name == "emb.weight" || name == "head.weight") return {TpPart::vocab, 0};
+  if (name.find(".ffn.") != std::string::npos) {
+    if (name.ends_with("ffn.key.weight")) return {TpPart::ffn, 0};    // column-parallel
+    if (name.ends_with("ffn.value.weight")) return {TpPart::ffn, 1};  // row-parallel
+    // The v4-v6 receptance gate is computed whole on every rank.
+    if (name.ends_with("ffn.receptance.weight") || name.ends_with("_r")) return {TpPart::whole, -1};
+    return {TpPart::partial, -1};  // the key's mixing vector
+  }
+  if (name.find(".att.") == std::string::npos) return {TpPart::whole, -1};  // LayerNorms
+  if (name.ends_with("att.output.weight")) return {TpPart::heads, 1};      // row-parallel
+  if (ends_with_any(name, {"att.receptance.weight", "att.key.weight", "att.value.weight",
+                           "att.gate.weight", "att.ln_x.weight", "att.ln_x.bias"}))
+    return {TpPart::heads, 0};  // column-parallel
+  // Per-head [H, N] (v5 time_decay, time_faaaa, r_k) or per-channel [C] / [1, 1, C]
+  // (v4 time_decay / time_first, v6 time_decay, v7 w0, a0, v0, k_k, k_a) and the LoRA
+  // up projections [D, C]: split where the attention channels are.
+  if (ends_with_any(name, {"time_decay", "time_first", "time_faaaa", "att.r_k", "att.w0",
+                           "att.a0", "att.v0", "att.k_k", "att.k_a"}))
+    return {TpPart::heads, shape.size() == 2 ? 0 : last};
+  if (ends_with_any(name, {"time_decay_w2", "att.w2", "att.a2", "att.v2", "att.g2"}))
+    return {TpPart::heads, 1};
+  // Token-shift mixing vectors and the LoRA down projections (time_maa_w1 / w2,
+  // time_decay_w1, w1, a1, v1, g1) act on the block's whole input.
+  return {TpPart::partial, -1};
+}
+
 }  // namespace
+
+int64_t ParamInfo::whole_size() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<int64_t> ParamInfo::local_shape() const {
+  std::vector<int64_t> s = shape;
+  if (split_dim >= 0) s[static_cast<size_t>(split_dim)] = slab_len;
+  return s;
+}
+
+TpRanges tp_ranges(const ModelConfig& cfg, TpRank tp) {
+  if (tp.size < 1 || tp.rank < 0 || tp.rank >= tp.size)
+    throw Error("tensor parallelism: rank " + std::to_string(tp.rank) + " of " +
+                std::to_string(tp.size) + " is not a rank of the group");
+  const int64_t heads = cfg.version == 4 ? cfg.n_embd : cfg.n_head();
+  const int64_t N = cfg.version == 4 ? 1 : cfg.head_size;
+  if (heads % tp.size != 0)
+    throw Error("parallel.tp (" + std::to_string(tp.size) + ") must divide the " +
+                (cfg.version == 4 ? "channel count n_embd" : "head count n_embd/head_size") +
+                " (" + std::to_string(heads) + ")");
+  if (cfg.dim_ffn % tp.size != 0)
+    throw Error("parallel.tp (" + std::to_string(tp.size) + ") must divide model.dim_ffn (" +
+                std::to_string(cfg.dim_ffn) + ")");
+  const int64_t V = cfg.vocab_size, vslab = (V + tp.size - 1) / tp.size;
+  if (vslab * (tp.size - 1) >= V)
+    throw Error("parallel.tp (" + std::to_string(tp.size) + ") is too large for model.vocab_size (" +
+                std::to_string(V) + "): slabs of " + std::to_string(vslab) +
+                " rows leave the last rank without any");
+  TpRanges r;
+  r.h0 = heads / tp.size * tp.rank;
+  r.h1 = r.h0 + heads / tp.size;
+  r.c0 = r.h0 * N;
+  r.c1 = r.h1 * N;
+  r.f0 = cfg.dim_ffn / tp.size * tp.rank;
+  r.f1 = r.f0 + cfg.dim_ffn / tp.size;
+  r.v0 = vslab * tp.rank;
+  r.v1 = std::min(V, r.v0 + vslab);
+  return r;
+}
 
 const ParamInfo* ParamTable::find(const std::string& name) const {
   for (const ParamInfo& p : params)
@@ -42,7 +130,7 @@ std::vector<kernels::AdamWSegment> ParamTable::adamw_segments() const {
   return out;
 }
 
-ParamTable build_param_table(const ModelConfig& cfg) {
+ParamTable build_param_table(const ModelConfig& cfg, TpRank tp) {
   const int64_t C = cfg.n_embd, V = cfg.vocab_size, Fd = cfg.dim_ffn;
   const int64_t H = cfg.version >= 5 ? cfg.n_head() : 0, N = cfg.head_size;
   Builder b;
@@ -136,7 +224,38 @@ ParamTable build_param_table(const ModelConfig& cfg) {
   }
   b.norm("ln_out", C, cfg.norm);
   b.add("head.weight", {V, C});
-  return b.t;
+
+  // This rank's slabs; offsets follow the local sizes.
+  const TpRanges r = tp_ranges(cfg, tp);
+  ParamTable& t = b.t;
+  t.total = 0;
+  for (ParamInfo& p : t.params) {
+    const Split s = tp_split(p.name, p.shape);
+    p.tp = s.part;
+    p.split_dim = s.dim;
+    if (s.dim >= 0) {
+      const int64_t D = p.shape[static_cast<size_t>(s.dim)];
+      // Split by heads: dimensions of n_embd by channels, the H of [H, N] by heads.
+      int64_t lo = r.h0, hi = r.h1;
+      if (s.part == TpPart::vocab) {
+        lo = r.v0, hi = r.v1;
+      } else if (s.part == TpPart::ffn) {
+        lo = r.f0, hi = r.f1;
+      } else if (D == cfg.n_embd) {
+        lo = r.c0, hi = r.c1;
+      }
+      p.slab_begin = lo;
+      p.slab_len = hi - lo;
+      p.size = p.whole_size() / D * p.slab_len;
+    } else {
+      p.slab_begin = 0;
+      p.slab_len = 0;
+      p.size = p.whole_size();
+    }
+    p.offset = t.total;
+    t.total += p.size;
+  }
+  return t;
 }
 
 }  // namespace rwkv::model

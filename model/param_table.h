@@ -10,18 +10,47 @@
 
 #include "kernels/op_types.h"
 #include "model/model_config.h"
+#include "model/tensor_parallel.h"
 
 namespace rwkv::model {
+
+// How tensor parallelism (model/tensor_parallel.h) treats a parameter.
+enum class TpPart {
+  whole,    // replicated, and every rank computes the whole gradient (LayerNorms,
+            // the v4-v6 FFN receptance and its mixing vector)
+  partial,  // replicated, each rank computes a partial gradient (token-shift mixing
+            // vectors, LoRA down projections): summed across the group
+  heads,    // split by heads / attention channels (column- or row-parallel)
+  ffn,      // split along dim_ffn
+  vocab,    // split along the vocabulary
+};
 
 struct ParamInfo {
   std::string name;            // e.g. "blocks.3.att.key.weight"
   std::vector<int64_t> shape;  // official shape, e.g. {C, C} or {1, 1, C}
   int64_t offset = 0;          // into the flat buffer
-  int64_t size = 0;            // product of shape
+  int64_t size = 0;            // elements this rank holds (the whole tensor at tp = 1)
+  // The rank holds rows [slab_begin, slab_begin + slab_len) of dimension split_dim of
+  // the official shape; split_dim = -1: the whole tensor.
+  TpPart tp = TpPart::whole;
+  int split_dim = -1;
+  int64_t slab_begin = 0, slab_len = 0;
   // RWKV-LM configure_optimizers (layerwise_lr on): lr_2x / lr_3x groups, and weight
   // decay only for matrices named *.weight.
   double lr_mult = 1.0;
   double wd_mult = 0.0;
+
+  int64_t whole_size() const;                // product of shape
+  std::vector<int64_t> local_shape() const;  // shape with the slab's length at split_dim
+  // Calls fn(whole_offset, slab_offset, count) for each contiguous run of the slab
+  // (row-major), in increasing order.
+  template <typename Fn>
+  void for_each_run(Fn&& fn) const;
+  // Copies between the whole tensor [whole_size()] and this rank's slab [size].
+  template <typename A, typename B>
+  void slab_from_whole(const A* whole, B* slab) const;
+  template <typename A, typename B>
+  void slab_to_whole(const A* slab, B* whole) const;
 };
 
 struct ParamTable {
@@ -34,6 +63,36 @@ struct ParamTable {
   std::vector<kernels::AdamWSegment> adamw_segments() const;
 };
 
-ParamTable build_param_table(const ModelConfig& cfg);
+// The table of TP rank `tp` (offsets and sizes of its slabs); the default is the whole
+// model.
+ParamTable build_param_table(const ModelConfig& cfg, TpRank tp = {});
+
+template <typename Fn>
+void ParamInfo::for_each_run(Fn&& fn) const {
+  if (split_dim < 0) {
+    fn(int64_t{0}, int64_t{0}, size);
+    return;
+  }
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < split_dim; ++d) outer *= shape[static_cast<size_t>(d)];
+  for (size_t d = static_cast<size_t>(split_dim) + 1; d < shape.size(); ++d) inner *= shape[d];
+  const int64_t D = shape[static_cast<size_t>(split_dim)];
+  for (int64_t o = 0; o < outer; ++o)
+    fn((o * D + slab_begin) * inner, o * slab_len * inner, slab_len * inner);
+}
+
+template <typename A, typename B>
+void ParamInfo::slab_from_whole(const A* whole, B* slab) const {
+  for_each_run([&](int64_t w, int64_t s, int64_t len) {
+    for (int64_t i = 0; i < len; ++i) slab[s + i] = static_cast<B>(whole[w + i]);
+  });
+}
+
+template <typename A, typename B>
+void ParamInfo::slab_to_whole(const A* slab, B* whole) const {
+  for_each_run([&](int64_t w, int64_t s, int64_t len) {
+    for (int64_t i = 0; i < len; ++i) whole[w + i] = static_cast<B>(slab[s + i]);
+  });
+}
 
 }  // namespace rwkv::model
