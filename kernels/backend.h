@@ -8,7 +8,7 @@
 //   - forward ops overwrite their outputs;
 //   - backward ops accumulate (+=) into every gradient they are given, and a null
 //     gradient pointer means "not wanted"; the exceptions are named: the WKV
-//     backwards and cross_entropy_backward overwrite.
+//     backwards and ce_backward overwrite.
 // The reference semantics of each op are the CPU kernels in kernels/cpu/<op>.h,
 // whose comments give the formulas and their RWKV-LM sources.
 #include <cstdint>
@@ -33,11 +33,14 @@ struct Backend {
   virtual void download(F* host, const F* src, int64_t n) = 0;
   virtual void upload_ids(int32_t* dst, const int32_t* host, int64_t n) = 0;
 
-  // kernels/cpu/embedding.h
-  virtual void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n,
-                                 int64_t C) = 0;
-  virtual void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n,
-                                  int64_t C) = 0;
+  // kernels/cpu/embedding.h: the vocabulary slab [v0, v1) of a tensor-parallel rank;
+  // emb holds those rows [v1 - v0, C]. out [n, C]: row i = emb[idx[i] - v0] when
+  // v0 <= idx[i] < v1, else 0 (the TP group sums the ranks' outputs).
+  virtual void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n, int64_t C,
+                                 int64_t v0, int64_t v1) = 0;
+  // demb [v1 - v0, C] += the rows of dout of the ids in the slab; other ids are skipped.
+  virtual void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n, int64_t C,
+                                  int64_t v0, int64_t v1) = 0;
 
   // kernels/cpu/norm.h
   virtual void layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
@@ -131,11 +134,26 @@ struct Backend {
                              const F* lw, const F* k, const F* v, const F* a, const F* b,
                              const F* dy, F* dr, F* dlw, F* dk, F* dv, F* da, F* db) = 0;
 
-  // kernels/cpu/cross_entropy.h (the backward overwrites dlogits).
-  virtual void cross_entropy_forward(F* losses, const F* logits, const int32_t* targets, int64_t n,
-                                     int64_t V) = 0;
-  virtual void cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets,
-                                      int64_t n, int64_t V, F scale, F l2wrap_factor) = 0;
+  // kernels/cpu/cross_entropy.h, vocab-parallel (Megatron-LM's
+  // vocab_parallel_cross_entropy): logits [n, Vl] are the columns [v0, v0 + Vl) of the
+  // whole vocabulary. max, sumexp, target_logit, argmax [n].
+  // Per row: the largest local logit and its whole-vocabulary column (the first on ties).
+  virtual void ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,
+                            int64_t v0) = 0;
+  // With max the row maxima over the whole vocabulary: sumexp[i] = sum_j exp(logits[i, j] -
+  // max[i]) over the local columns; target_logit[i] = logits[i, targets[i] - v0] when the
+  // target is in the slab, else 0.
+  virtual void ce_local_sums(F* sumexp, F* target_logit, const F* logits, const int32_t* targets,
+                             const F* max, int64_t n, int64_t Vl, int64_t v0) = 0;
+  // losses[i] = max[i] + log(sumexp[i]) - target_logit[i] (the whole vocabulary's values).
+  virtual void ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit,
+                       int64_t n) = 0;
+  // Overwrites dlogits [n, Vl] = scale * (exp(logits - max) / sumexp - onehot(target)),
+  // plus l2wrap_factor * max[i] at column argmax[i] when it is in the slab (RWKV-LM's
+  // L2Wrap). max, sumexp, argmax are the whole vocabulary's.
+  virtual void ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max,
+                           const F* sumexp, const int32_t* argmax, int64_t n, int64_t Vl,
+                           int64_t v0, F scale, F l2wrap_factor) = 0;
 
   // kernels/cpu/adamw.h
   virtual void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,

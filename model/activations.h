@@ -1,6 +1,8 @@
 #pragma once
 // What each block keeps from its forward for its backward (llm.c style: one plain
-// struct, every tensor named). Fields a version does not use stay null. The same
+// struct, every tensor named). Fields a version does not use stay null. Shapes are
+// for one rank: with tensor parallelism, C in the attention-internal comments means
+// the rank's channels and dim_ffn its FFN columns (plan_layer_acts). The same
 // struct, allocated alike, holds the gradients of one block's activations during
 // the backward (reused by every block). n = B*T tokens; shapes in the comments.
 #include <cstdint>
@@ -9,6 +11,7 @@
 
 #include "kernels/backend.h"
 #include "model/model_config.h"
+#include "model/tensor_parallel.h"
 
 namespace rwkv::model {
 
@@ -67,8 +70,11 @@ struct Arena {
   }
 };
 
-// Requests every buffer of one block for n tokens.
+// Requests every buffer of one block for n tokens on a TP rank owning `tp`: the
+// attention-internal tensors (r, k, v, y, lw, ...) are [n, tp.channels()], the FFN
+// hidden [n, tp.ffn()], the block's inputs and outputs and the mixed inputs [n, C].
 template <typename F>
-void plan_layer_acts(const ModelConfig& cfg, int64_t n, LayerActs<F>& a, Arena<F>& arena);
+void plan_layer_acts(const ModelConfig& cfg, const TpRanges& tp, int64_t n, LayerActs<F>& a,
+                     Arena<F>& arena);
 
 }  // namespace rwkv::model

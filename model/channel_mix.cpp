@@ -3,8 +3,8 @@
 //   v6/v7: x* = x + (shift(x) - x) * time_maa_* (v7: x_k)
 //   v4-v6: ffn = sigmoid(Wr xr) * Wv act(Wk xk)
 //   v7:    ffn = Wv act(Wk xk)
-// act = relu^2 (official), or relu with model.ffn_activation: relu. The hidden dim
-// [0, dim_ffn) is the range tensor parallelism will split.
+// act = relu^2 (official), or relu with model.ffn_activation: relu. Tensor
+// parallelism splits the hidden dim (model/tensor_parallel.h).
 #include "model/layers.h"
 
 namespace rwkv::model {
@@ -24,7 +24,8 @@ template <typename F>
 void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
                          const F* x, const BlockState<F>& st) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.cfg.dim_ffn;
+  // Fd: this rank's FFN columns (key column-parallel, value row-parallel).
+  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.r.ffn();
   const bool one_minus = c.cfg.version <= 5;
   be.shift_diff_forward(a.cxx, x, st.ffn_shift_in, c.B, c.T, C);
   if (st.ffn_shift_out) be.shift_last(st.ffn_shift_out, x, c.B, c.T, C);
@@ -33,9 +34,13 @@ void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   be.act_forward(hidden_act(c.cfg), a.ck, a.ck_h, n * Fd);
   if (c.cfg.version == 7) {
     be.matmul_forward(a.ffn, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn, false);
+    c.tp.all_reduce_sum(a.ffn, n * C);
     return;
   }
   be.matmul_forward(a.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn, false);
+  c.tp.all_reduce_sum(a.ckv, n * C);
+  // The gate sigmoid(Wr xr) is computed whole on every rank (a replicated [C, C]
+  // product) and multiplies the all-reduced value: still one all-reduce per block.
   be.mix_forward(a.cxr, x, a.cxx, w.ffn_mix_r, nullptr, one_minus, n, C);
   be.matmul_forward(a.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C, WLayout::OutIn, false);
   be.act_forward(Act::sigmoid, a.cr, a.cr_h, n * C);
@@ -46,18 +51,22 @@ template <typename F>
 void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
                           const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.cfg.dim_ffn;
+  const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.r.ffn();
   const bool one_minus = c.cfg.version <= 5;
   if (c.cfg.version == 7) {
     be.matmul_backward(d.ck, gw.ffn_value, dout, C, a.ck, Fd, w.ffn_value, n, Fd, C,
                        WLayout::OutIn);
   } else {
+    // The gate's path is whole on every rank: its weight gradients are complete here,
+    // and only TP rank 0 adds its input gradient, so that the all-reduce of dx counts
+    // it once.
+    const bool lead = c.tp.where().rank == 0;
     be.mul_backward(d.cr, d.ckv, dout, a.cr, a.ckv, n * C);
     be.act_backward(Act::sigmoid, d.cr_h, d.cr, a.cr_h, n * C);
     be.matmul_backward(d.cxr, gw.ffn_receptance, d.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C,
                        WLayout::OutIn);
-    be.mix_backward(dx, d.cxx, gw.ffn_mix_r, nullptr, d.cxr, a.cxx, w.ffn_mix_r, nullptr, one_minus,
-                    n, C);
+    be.mix_backward(lead ? dx : nullptr, lead ? d.cxx : nullptr, gw.ffn_mix_r, nullptr, d.cxr,
+                    a.cxx, w.ffn_mix_r, nullptr, one_minus, n, C);
     be.matmul_backward(d.ck, gw.ffn_value, d.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C,
                        WLayout::OutIn);
   }

@@ -6,11 +6,16 @@
 // Backward conventions: parameter gradients (gw) and dx accumulate; d is the zeroed
 // gradient scratch of this block's activations.
 //
-// Tensor parallelism will give each rank a range of heads (time mix) and of the FFN
-// hidden dim (channel mix); on one rank the ranges are everything.
+// Tensor parallelism (model/tensor_parallel.h): each rank's time mix works on its
+// range of heads and its channel mix on its range of the FFN hidden dim, with the
+// rank's slabs of the weights (on one rank the ranges are everything). A forward
+// ends with the all-reduce of its row-parallel output (the block output is whole on
+// every rank); a backward leaves dx partial, and the model all-reduces it (the
+// conjugate), so dx must start at zero.
 #include "kernels/backend.h"
 #include "model/activations.h"
 #include "model/model_config.h"
+#include "model/tensor_parallel.h"
 #include "model/weights.h"
 
 namespace rwkv::model {
@@ -19,6 +24,8 @@ template <typename F>
 struct LayerCtx {
   kernels::Backend<F>& be;
   const ModelConfig& cfg;
+  TpComm<F>& tp;
+  const TpRanges& r;  // this rank's heads and FFN columns
   int B = 0, T = 0;
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;
   int64_t n() const { return static_cast<int64_t>(B) * T; }

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -30,8 +31,13 @@ void check_config(const ModelConfig& c) {
 }  // namespace
 
 template <typename F>
-Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions o)
-    : cfg(c), opts(o), table((check_config(c), build_param_table(c))), be(backend) {
+Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions o, TpComm<F>* g)
+    : cfg(c),
+      opts(o),
+      tp(g ? *g : solo_),
+      ranges((check_config(c), tp_ranges(c, tp.where()))),
+      table(build_param_table(c, tp.where())),
+      be(backend) {
   params = be.alloc(table.total);
   grads = be.alloc(table.total);
   for (int l = 0; l < cfg.n_layer; ++l) {
@@ -40,6 +46,22 @@ Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions
   }
   tw_ = top_weights(table, params);
   tg_ = top_weights(table, grads);
+  if (tp.where().size > 1) {
+    partial_.resize(static_cast<size_t>(cfg.n_layer));
+    int64_t most = 0;
+    for (const ParamInfo& p : table.params) {
+      if (p.tp != TpPart::partial) continue;
+      // Only blocks have partial gradients: "blocks.{l}.".
+      const size_t l = std::stoul(p.name.substr(7, p.name.find('.', 7) - 7));
+      partial_[l].emplace_back(p.offset, p.size);
+    }
+    for (const auto& list : partial_) {
+      int64_t sum = 0;
+      for (const auto& [off, size] : list) sum += size;
+      most = std::max(most, sum);
+    }
+    partial_buf_ = be.alloc(std::max<int64_t>(most, 1));
+  }
 }
 
 template <typename F>
@@ -48,6 +70,7 @@ Model<F>::~Model() {
   free_acts(step_);
   be.free(params);
   be.free(grads);
+  if (partial_buf_) be.free(partial_buf_);
   if (adam_m_) be.free(adam_m_);
   if (adam_v_) be.free(adam_v_);
 }
@@ -82,6 +105,29 @@ std::vector<F> Model<F>::get_grads() const {
 }
 
 template <typename F>
+void Model<F>::require_whole_vocab(const char* what) const {
+  if (tp.where().size > 1)
+    throw Error(std::string(what) + ": inference needs the whole model on one rank; this model is "
+                "split over " + std::to_string(tp.where().size) + " tensor-parallel ranks");
+}
+
+template <typename F>
+void Model<F>::reduce_partial_grads(int64_t l) {
+  if (partial_.empty()) return;
+  int64_t at = 0;
+  for (const auto& [off, size] : partial_[static_cast<size_t>(l)]) {
+    be.copy(partial_buf_ + at, grads + off, size);
+    at += size;
+  }
+  tp.all_reduce_sum(partial_buf_, at);
+  at = 0;
+  for (const auto& [off, size] : partial_[static_cast<size_t>(l)]) {
+    be.copy(grads + off, partial_buf_ + at, size);
+    at += size;
+  }
+}
+
+template <typename F>
 int64_t Model<F>::wkv_size() const {
   if (cfg.version == 4) return static_cast<int64_t>(cfg.n_embd) * 3;
   return static_cast<int64_t>(cfg.n_head()) * cfg.head_size * cfg.head_size;
@@ -94,6 +140,7 @@ void Model<F>::free_acts(std::unique_ptr<Acts>& A) {
   if (A->grad_base) be.free(A->grad_base);
   be.free_ids(A->idx);
   be.free_ids(A->targets);
+  be.free_ids(A->ce_arg);
   A.reset();
 }
 
@@ -106,7 +153,7 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   A->T = T;
   A->train = train;
   A->stateful = stateful;
-  const int64_t n = static_cast<int64_t>(B) * T, C = cfg.n_embd, V = cfg.vocab_size;
+  const int64_t n = static_cast<int64_t>(B) * T, C = cfg.n_embd, V = ranges.vocab();
   const int64_t L = cfg.n_layer;
   A->layers.resize(static_cast<size_t>(L));
   Arena<F> ar;
@@ -114,12 +161,14 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   ar.take(A->ln0_mean, n);
   ar.take(A->ln0_rstd, n);
   ar.take(A->res, (L + 1) * n * C);
-  for (auto& la : A->layers) plan_layer_acts(cfg, n, la, ar);
+  for (auto& la : A->layers) plan_layer_acts(cfg, ranges, n, la, ar);
   ar.take(A->lnout, n * C);
   ar.take(A->lnout_mean, n);
   ar.take(A->lnout_rstd, n);
   ar.take(A->logits, n * V);
   ar.take(A->losses, n);
+  ar.take(A->ce_max, n);
+  ar.take(A->ce_sums, 2 * n);
   if (train) {
     for (F** p : {&A->dres_a, &A->dres_b, &A->demb, &A->dlnout, &A->dv_first}) ar.take(*p, n * C);
     ar.take(A->dlogits, n * V);
@@ -133,12 +182,13 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   A->base = ar.commit(be);
   if (train) {
     Arena<F> gar;
-    plan_layer_acts(cfg, n, A->dlayer, gar);
+    plan_layer_acts(cfg, ranges, n, A->dlayer, gar);
     A->grad_size = gar.total;
     A->grad_base = gar.commit(be);
   }
   A->idx = be.alloc_ids(n);
   A->targets = be.alloc_ids(n);
+  A->ce_arg = be.alloc_ids(n);
 }
 
 template <typename F>
@@ -182,8 +232,10 @@ template <typename F>
 void Model<F>::run_forward(Acts& A) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
   const int64_t BC = static_cast<int64_t>(A.B) * C, BW = A.B * wkv_size();
-  const LayerCtx<F> ctx{be, cfg, A.B, A.T, opts.wkv};
-  be.embedding_forward(A.emb, A.idx, tw_.emb, n, C);
+  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
+  // Vocab-parallel embedding: each rank fills the rows of its vocabulary slab.
+  be.embedding_forward(A.emb, A.idx, tw_.emb, n, C, ranges.v0, ranges.v1);
+  tp.all_reduce_sum(A.emb, nC);
   norm_forward(A.res, A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
   for (int l = 0; l < cfg.n_layer; ++l) {
     const F* x = A.res + l * nC;
@@ -207,7 +259,8 @@ void Model<F>::run_forward(Acts& A) {
   }
   norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, A.res + cfg.n_layer * nC, tw_.ln_out_w,
                tw_.ln_out_b, n);
-  be.matmul_forward(A.logits, cfg.vocab_size, A.lnout, C, tw_.head, n, C, cfg.vocab_size,
+  // Column-parallel head: this rank's vocabulary columns of the logits.
+  be.matmul_forward(A.logits, ranges.vocab(), A.lnout, C, tw_.head, n, C, ranges.vocab(),
                     kernels::WLayout::OutIn, false);
 }
 
@@ -224,7 +277,16 @@ double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> 
   be.upload_ids(acts_->idx, idx.data(), n);
   be.upload_ids(acts_->targets, targets.data(), n);
   run_forward(*acts_);
-  be.cross_entropy_forward(acts_->losses, acts_->logits, acts_->targets, n, cfg.vocab_size);
+  // Vocab-parallel cross-entropy (Megatron-LM vocab_parallel_cross_entropy): the row
+  // max and its column, then the sum of exps and the target's logit, reduced over the
+  // group; the whole logits never exist on one rank.
+  Acts& A = *acts_;
+  const int64_t Vl = ranges.vocab();
+  be.ce_local_max(A.ce_max, A.ce_arg, A.logits, n, Vl, ranges.v0);
+  tp.all_reduce_maxloc(A.ce_max, A.ce_arg, n);
+  be.ce_local_sums(A.ce_sums, A.ce_sums + n, A.logits, A.targets, A.ce_max, n, Vl, ranges.v0);
+  tp.all_reduce_sum(A.ce_sums, 2 * n);
+  be.ce_loss(A.losses, A.ce_max, A.ce_sums, A.ce_sums + n, n);
   std::vector<F> losses(static_cast<size_t>(n));
   be.download(losses.data(), acts_->losses, n);
   double sum = 0;
@@ -271,15 +333,17 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
       on_ready ? ready_offsets(table, cfg.n_layer) : std::vector<int64_t>{};
   Acts& A = *acts_;
   const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
-  const int64_t V = cfg.vocab_size, L = cfg.n_layer;
-  const LayerCtx<F> ctx{be, cfg, A.B, A.T, opts.wkv};
+  const int64_t V = ranges.vocab(), L = cfg.n_layer;
+  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
   // loss = mean over n positions; L2Wrap factor 1e-4 / (B*T) (RWKV-LM L2Wrap).
   const F scale = F(1) / static_cast<F>(n);
   const F l2wrap = opts.l2wrap ? F(1e-4) / static_cast<F>(n) : F(0);
-  be.cross_entropy_backward(A.dlogits, A.logits, A.targets, n, V, scale, l2wrap);
+  be.ce_backward(A.dlogits, A.logits, A.targets, A.ce_max, A.ce_sums, A.ce_arg, n, V, ranges.v0,
+                 scale, l2wrap);
   be.zero(A.dlnout, nC);
   be.matmul_backward(A.dlnout, tg_.head, A.dlogits, V, A.lnout, C, tw_.head, n, C, V,
                      kernels::WLayout::OutIn);
+  tp.all_reduce_sum(A.dlnout, nC);  // conjugate of the column-parallel head
   F* dnext = A.dres_a;  // gradient of the residual stream after the current block
   F* dcur = A.dres_b;
   be.zero(dnext, nC);
@@ -296,6 +360,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
     be.zero(A.grad_base, A.grad_size);
     be.zero(dcur, nC);
     channel_mix_backward(ctx, w, g, a, d, dnext, d.ln2);
+    tp.all_reduce_sum(d.ln2, nC);  // conjugate of the channel mix's forward all-reduce
     norm_backward(d.x_mid, g.ln2_w, g.ln2_b, d.ln2, a.x_mid, w.ln2_w, a.ln2_mean, a.ln2_rstd, n);
     be.accumulate(d.x_mid, dnext, nC);
     if (cfg.version == 4)
@@ -305,6 +370,8 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
                            A.dv_first);
     else
       time_mix_v5v6_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
+    tp.all_reduce_sum(d.ln1, nC);  // conjugate of the time mix's forward all-reduce
+    reduce_partial_grads(l);
     norm_backward(dcur, g.ln1_w, g.ln1_b, d.ln1, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, n);
     be.accumulate(dcur, d.x_mid, nC);
     std::swap(dnext, dcur);
@@ -312,7 +379,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   }
   be.zero(A.demb, nC);
   norm_backward(A.demb, tg_.ln0_w, tg_.ln0_b, dnext, A.emb, tw_.ln0_w, A.ln0_mean, A.ln0_rstd, n);
-  be.embedding_backward(tg_.emb, A.demb, A.idx, n, C);
+  be.embedding_backward(tg_.emb, A.demb, A.idx, n, C, ranges.v0, ranges.v1);
   if (on_ready) on_ready(ready[static_cast<size_t>(L + 1)]);
 }
 
@@ -362,6 +429,7 @@ void Model<F>::set_adam_moments(std::span<const F> m, std::span<const F> v) {
 
 template <typename F>
 std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int T) {
+  require_whole_vocab("forward_logits");
   check_tokens(idx, B, T, "forward_logits");
   ensure_acts(acts_, B, T, false, false);
   const int64_t n = static_cast<int64_t>(B) * T;
@@ -390,6 +458,7 @@ RecurrentState<F> Model<F>::new_state() const {
 
 template <typename F>
 std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
+  require_whole_vocab("forward_step");
   if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_size())
     throw Error("forward_step: the state was made for another model shape");
   check_tokens(std::span<const int32_t>(&token, 1), 1, 1, "forward_step");

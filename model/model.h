@@ -8,6 +8,12 @@
 // forward (keeps the activations) -> backward (accumulates into grads) -> adamw_step.
 // Inference: forward_logits (parallel over T) or forward_step (one token, carried
 // RecurrentState); both give the same logits.
+//
+// Tensor parallelism (model/tensor_parallel.h): constructed with a TP group of more
+// than one rank, the model holds this rank's slabs (table = build_param_table(cfg,
+// rank)), and forward / backward make the group's collectives; every rank of the
+// group must call them together with the same tokens. The loss is the same on every
+// rank; params, grads and the AdamW moments are the rank's slabs.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,6 +25,7 @@
 #include "model/model_config.h"
 #include "model/param_table.h"
 #include "model/state.h"
+#include "model/tensor_parallel.h"
 #include "model/weights.h"
 
 namespace rwkv::model {
@@ -30,7 +37,13 @@ struct ModelOptions {
 
 template <typename F>
 struct Model {
-  Model(const ModelConfig& cfg, kernels::Backend<F>& be, ModelOptions opts = {});
+ private:
+  TpSolo<F> solo_;  // the group of a model given none (constructed before `tp`)
+
+ public:
+  // tp: the TP group (null: this rank alone); it must outlive the model.
+  Model(const ModelConfig& cfg, kernels::Backend<F>& be, ModelOptions opts = {},
+        TpComm<F>* tp = nullptr);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -69,7 +82,8 @@ struct Model {
   std::vector<F> get_adam_v() const;
   void set_adam_moments(std::span<const F> m, std::span<const F> v);
 
-  // Parallel inference: logits [B, T, V] from the zero state.
+  // Parallel inference: logits [B, T, V] from the zero state. Inference needs the
+  // whole vocabulary on one rank: forward_logits and forward_step throw with TP.
   std::vector<F> forward_logits(std::span<const int32_t> idx, int B, int T);
   // Recurrent inference: the empty state, and one token through it -> logits [V].
   RecurrentState<F> new_state() const;
@@ -77,6 +91,8 @@ struct Model {
 
   ModelConfig cfg;
   ModelOptions opts;
+  TpComm<F>& tp;
+  TpRanges ranges;  // this rank's heads, FFN columns and vocabulary rows
   ParamTable table;
   kernels::Backend<F>& be;
   F* params = nullptr;  // [table.total]
@@ -95,7 +111,11 @@ struct Model {
     F* res = nullptr;  // residual stream [L + 1, n, C]: res[0] = ln0 output
     std::vector<LayerActs<F>> layers;
     F *lnout = nullptr, *lnout_mean = nullptr, *lnout_rstd = nullptr;
-    F *logits = nullptr, *losses = nullptr;  // [n, V], [n]
+    F *logits = nullptr, *losses = nullptr;  // [n, V] (this rank's vocabulary), [n]
+    // Cross-entropy over the group's vocabulary: row max [n], its column [n], and
+    // [sum of exps; target logit] [2, n].
+    F *ce_max = nullptr, *ce_sums = nullptr;
+    int32_t* ce_arg = nullptr;
     LayerActs<F> dlayer;
     F *dres_a = nullptr, *dres_b = nullptr, *demb = nullptr, *dlnout = nullptr;
     F *dlogits = nullptr, *dv_first = nullptr;
@@ -111,7 +131,14 @@ struct Model {
   void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
                      const F* rstd, int64_t n);
   int64_t wkv_size() const;
+  void require_whole_vocab(const char* what) const;
+  // Sums the partial gradients of block l's replicated parameters over the TP group.
+  void reduce_partial_grads(int64_t l);
 
+  // Per block, the (offset, size) of the parameters with partial gradients, and one
+  // buffer to pack them into for a single all-reduce.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> partial_;
+  F* partial_buf_ = nullptr;
   std::vector<BlockWeights<F>> bw_, bg_;
   TopWeights<F> tw_, tg_;
   F *adam_m_ = nullptr, *adam_v_ = nullptr;

@@ -13,40 +13,43 @@ template <typename F>
 void time_mix_v4_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
                          const F* x, const BlockState<F>& st) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd;
+  // Ca: this rank's channels (RWKV-4 splits channels; key / value / receptance are
+  // column-parallel, output row-parallel).
+  const int64_t n = c.n(), C = c.cfg.n_embd, Ca = c.r.channels();
   be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
   be.mix_forward(a.xk, x, a.xx, w.mix_k, nullptr, true, n, C);
   be.mix_forward(a.xv, x, a.xx, w.mix_v, nullptr, true, n, C);
   be.mix_forward(a.xr, x, a.xx, w.mix_r, nullptr, true, n, C);
-  be.matmul_forward(a.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn, false);
-  be.act_forward(Act::exp, a.wpos, w.time_decay, C);
-  const int iC = static_cast<int>(C);
+  be.matmul_forward(a.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
+  be.act_forward(Act::exp, a.wpos, w.time_decay, Ca);
+  const int iC = static_cast<int>(Ca);
   be.wkv4_forward(c.B, c.T, iC, 0, iC, a.wpos, w.time_first, a.k, a.v, a.y, st.wkv_in, st.wkv_out);
-  be.act_forward(Act::sigmoid, a.sr, a.r, n * C);
-  be.mul_forward(a.o, a.sr, a.y, n * C);
-  be.matmul_forward(a.att, C, a.o, C, w.att_o, n, C, C, WLayout::OutIn, false);
+  be.act_forward(Act::sigmoid, a.sr, a.r, n * Ca);
+  be.mul_forward(a.o, a.sr, a.y, n * Ca);
+  be.matmul_forward(a.att, C, a.o, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
+  c.tp.all_reduce_sum(a.att, n * C);
 }
 
 template <typename F>
 void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
                           const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd;
-  be.matmul_backward(d.o, gw.att_o, dout, C, a.o, C, w.att_o, n, C, C, WLayout::OutIn);
-  be.mul_backward(d.sr, d.y, d.o, a.sr, a.y, n * C);
-  be.act_backward(Act::sigmoid, d.r, d.sr, a.r, n * C);
-  const int iC = static_cast<int>(C);
+  const int64_t n = c.n(), C = c.cfg.n_embd, Ca = c.r.channels();
+  be.matmul_backward(d.o, gw.att_o, dout, C, a.o, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  be.mul_backward(d.sr, d.y, d.o, a.sr, a.y, n * Ca);
+  be.act_backward(Act::sigmoid, d.r, d.sr, a.r, n * Ca);
+  const int iC = static_cast<int>(Ca);
   // WKV writes d.k, d.v (their only source), d.wpos and du.
   be.wkv4_backward(c.B, c.T, iC, 0, iC, a.wpos, w.time_first, a.k, a.v, d.y, d.wpos, d.tmp_c, d.k,
                    d.v);
-  be.accumulate(gw.time_first, d.tmp_c, C);
-  be.act_backward(Act::exp, gw.time_decay, d.wpos, w.time_decay, C);
-  be.matmul_backward(d.xk, gw.att_k, d.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xv, gw.att_v, d.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xr, gw.att_r, d.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn);
+  be.accumulate(gw.time_first, d.tmp_c, Ca);
+  be.act_backward(Act::exp, gw.time_decay, d.wpos, w.time_decay, Ca);
+  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
   be.mix_backward(dx, d.xx, gw.mix_k, nullptr, d.xk, a.xx, w.mix_k, nullptr, true, n, C);
   be.mix_backward(dx, d.xx, gw.mix_v, nullptr, d.xv, a.xx, w.mix_v, nullptr, true, n, C);
   be.mix_backward(dx, d.xx, gw.mix_r, nullptr, d.xr, a.xx, w.mix_r, nullptr, true, n, C);

@@ -24,7 +24,10 @@ template <typename F>
 void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
                            const F* x, const BlockState<F>& st) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  // H heads, Ca = H N channels of this rank: receptance, key, value, gate and the
+  // decay LoRA's up projection are column-parallel, output row-parallel.
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
+  const int64_t Ca = c.r.channels();
   const bool v6 = c.cfg.version == 6;
   be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
@@ -42,51 +45,53 @@ void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, Layer
       be.mix_forward(outs[s], x, a.xx, coefs[s], a.maa_m + s * n * C, false, n, C);
     be.matmul_forward(a.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut, false);
     be.act_forward(Act::tanh, a.w_t, a.w_h, n * D);
-    be.matmul_forward(a.w_z, C, a.w_t, D, w.td_w2, n, D, C, WLayout::InOut, false);
-    be.decay_v6_forward(a.lw, w.time_decay, a.w_z, n, C);
+    be.matmul_forward(a.w_z, Ca, a.w_t, D, w.td_w2, n, D, Ca, WLayout::InOut, false);
+    be.decay_v6_forward(a.lw, w.time_decay, a.w_z, n, Ca);
   } else {
     be.mix_forward(a.xk, x, a.xx, w.mix_k, nullptr, true, n, C);
     be.mix_forward(a.xv, x, a.xx, w.mix_v, nullptr, true, n, C);
     be.mix_forward(a.xr, x, a.xx, w.mix_r, nullptr, true, n, C);
     be.mix_forward(a.xg, x, a.xx, w.mix_g, nullptr, true, n, C);
-    be.decay_v6_forward(a.lw, w.time_decay, static_cast<const F*>(nullptr), n, C);
+    be.decay_v6_forward(a.lw, w.time_decay, static_cast<const F*>(nullptr), n, Ca);
   }
-  be.matmul_forward(a.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.g_h, C, a.xg, C, w.att_g, n, C, C, WLayout::OutIn, false);
-  be.act_forward(Act::silu, a.g, a.g_h, n * C);
+  be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.g_h, Ca, a.xg, C, w.att_g, n, C, Ca, WLayout::OutIn, false);
+  be.act_forward(Act::silu, a.g, a.g_h, n * Ca);
   const int iH = static_cast<int>(H);
   be.wkv6_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,
                   w.time_faaaa, a.y, st.wkv_in, st.wkv_out);
   be.groupnorm_forward(a.gn, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
-  be.mul_forward(a.og, a.gn, a.g, n * C);
-  be.matmul_forward(a.att, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn, false);
+  be.mul_forward(a.og, a.gn, a.g, n * Ca);
+  be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
+  c.tp.all_reduce_sum(a.att, n * C);
 }
 
 template <typename F>
 void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
                             const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
+  const int64_t Ca = c.r.channels();
   const bool v6 = c.cfg.version == 6;
-  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn);
-  be.mul_backward(d.gn, d.g, d.og, a.gn, a.g, n * C);
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  be.mul_backward(d.gn, d.g, d.og, a.gn, a.g, n * Ca);
   be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.gn, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
   // WKV writes d.r, d.k, d.v, d.lw (their only source) and du.
   const int iH = static_cast<int>(H);
   be.wkv6_backward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,
                    w.time_faaaa, d.y, d.r, d.k, d.v, d.lw, d.tmp_c);
-  be.accumulate(gw.time_faaaa, d.tmp_c, C);
-  be.act_backward(Act::silu, d.g_h, d.g, a.g_h, n * C);
-  be.matmul_backward(d.xr, gw.att_r, d.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xk, gw.att_k, d.k, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xv, gw.att_v, d.v, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xg, gw.att_g, d.g_h, C, a.xg, C, w.att_g, n, C, C, WLayout::OutIn);
+  be.accumulate(gw.time_faaaa, d.tmp_c, Ca);
+  be.act_backward(Act::silu, d.g_h, d.g, a.g_h, n * Ca);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xg, gw.att_g, d.g_h, Ca, a.xg, C, w.att_g, n, C, Ca, WLayout::OutIn);
   if (v6) {
     const int64_t R = c.cfg.v6_mix_lora(), D = c.cfg.v6_decay_lora();
-    be.decay_v6_backward(gw.time_decay, d.w_z, d.lw, a.lw, n, C);
-    be.matmul_backward(d.w_t, gw.td_w2, d.w_z, C, a.w_t, D, w.td_w2, n, D, C, WLayout::InOut);
+    be.decay_v6_backward(gw.time_decay, d.w_z, d.lw, a.lw, n, Ca);
+    be.matmul_backward(d.w_t, gw.td_w2, d.w_z, Ca, a.w_t, D, w.td_w2, n, D, Ca, WLayout::InOut);
     be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * D);
     be.matmul_backward(d.xw, gw.td_w1, d.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut);
     const F* douts[5] = {d.xw, d.xk, d.xv, d.xr, d.xg};
@@ -103,7 +108,7 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
                        WLayout::InOut);
     be.mix_backward(dx, d.xx, gw.maa_x, nullptr, d.xxx, a.xx, w.maa_x, nullptr, false, n, C);
   } else {
-    be.decay_v6_backward(gw.time_decay, static_cast<F*>(nullptr), d.lw, a.lw, n, C);
+    be.decay_v6_backward(gw.time_decay, static_cast<F*>(nullptr), d.lw, a.lw, n, Ca);
     be.mix_backward(dx, d.xx, gw.mix_k, nullptr, d.xk, a.xx, w.mix_k, nullptr, true, n, C);
     be.mix_backward(dx, d.xx, gw.mix_v, nullptr, d.xv, a.xx, w.mix_v, nullptr, true, n, C);
     be.mix_backward(dx, d.xx, gw.mix_r, nullptr, d.xr, a.xx, w.mix_r, nullptr, true, n, C);

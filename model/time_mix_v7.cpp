@@ -25,7 +25,11 @@ template <typename F>
 void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
                          const F* x, const BlockState<F>& st, const F* v_first) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  // H heads, Ca = H N channels of this rank: receptance, key, value and the LoRA up
+  // projections (w2, a2, v2, g2) are column-parallel, output row-parallel; v_first
+  // holds this rank's channels.
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
+  const int64_t Ca = c.r.channels();
   const int64_t Dw = c.cfg.v7_decay_lora(), Da = c.cfg.v7_aaa_lora();
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
   be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
@@ -34,41 +38,42 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};
   for (int s = 0; s < 6; ++s) be.mix_forward(outs[s], x, a.xx, coefs[s], nullptr, false, n, C);
 
-  be.matmul_forward(a.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn, false);
+  be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
   be.matmul_forward(a.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut, false);
   be.act_forward(Act::tanh, a.w_t, a.w_h, n * Dw);
-  be.matmul_forward(a.w_z, C, a.w_t, Dw, w.w2, n, Dw, C, WLayout::InOut, false);
-  be.decay_v7_forward(a.lw, w.w0, a.w_z, n, C);
-  be.matmul_forward(a.k_raw, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn, false);
-  be.matmul_forward(a.v_raw, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn, false);
+  be.matmul_forward(a.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut, false);
+  be.decay_v7_forward(a.lw, w.w0, a.w_z, n, Ca);
+  be.matmul_forward(a.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
   if (v_first) {
     be.matmul_forward(a.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut, false);
-    be.matmul_forward(a.vr_z, C, a.vr_h, Dv, w.v2, n, Dv, C, WLayout::InOut, false);
-    be.bias_sigmoid_forward(a.vr_s, w.v0, a.vr_z, n, C);
-    be.value_residual_forward(a.v, a.v_raw, v_first, a.vr_s, n * C);
+    be.matmul_forward(a.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut, false);
+    be.bias_sigmoid_forward(a.vr_s, w.v0, a.vr_z, n, Ca);
+    be.value_residual_forward(a.v, a.v_raw, v_first, a.vr_s, n * Ca);
   } else {
-    be.copy(a.v, a.v_raw, n * C);
+    be.copy(a.v, a.v_raw, n * Ca);
   }
   be.matmul_forward(a.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut, false);
-  be.matmul_forward(a.a_z, C, a.a_h, Da, w.a2, n, Da, C, WLayout::InOut, false);
-  be.bias_sigmoid_forward(a.a, w.a0, a.a_z, n, C);
+  be.matmul_forward(a.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut, false);
+  be.bias_sigmoid_forward(a.a, w.a0, a.a_z, n, Ca);
   be.matmul_forward(a.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut, false);
   be.act_forward(Act::sigmoid, a.g_t, a.g_h, n * Dg);
-  be.matmul_forward(a.g, C, a.g_t, Dg, w.g2, n, Dg, C, WLayout::InOut, false);
+  be.matmul_forward(a.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut, false);
 
-  be.scale_channels_forward(a.kk_pre, a.k_raw, w.k_k, n, C);
+  be.scale_channels_forward(a.kk_pre, a.k_raw, w.k_k, n, Ca);
   be.l2norm_heads_forward(a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));
-  be.key_adjust_forward(a.k, a.k_raw, a.a, w.k_a, n, C);
-  be.wkv7_ab_forward(a.wa, a.wb, a.kk, a.a, n * C);
+  be.key_adjust_forward(a.k, a.k_raw, a.a, w.k_a, n, Ca);
+  be.wkv7_ab_forward(a.wa, a.wb, a.kk, a.a, n * Ca);
   const int iH = static_cast<int>(H);
   be.wkv7_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.lw, a.k, a.v, a.wa, a.wb,
                   a.y, st.wkv_in, st.wkv_out);
 
   be.groupnorm_forward(a.gn, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
-  be.copy(a.o, a.gn, n * C);
+  be.copy(a.o, a.gn, n * Ca);
   be.bonus_v7_forward(a.o, a.r, a.k, a.v, w.r_k, n, H, N);
-  be.mul_forward(a.og, a.o, a.g, n * C);
-  be.matmul_forward(a.att, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn, false);
+  be.mul_forward(a.og, a.o, a.g, n * Ca);
+  be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
+  c.tp.all_reduce_sum(a.att, n * C);
 }
 
 template <typename F>
@@ -76,12 +81,13 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
                           const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx,
                           const F* v_first, F* dv_first) {
   auto& be = c.be;
-  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.cfg.n_head(), N = c.cfg.head_size;
+  const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
+  const int64_t Ca = c.r.channels();
   const int64_t Dw = c.cfg.v7_decay_lora(), Da = c.cfg.v7_aaa_lora();
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
-  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, C, w.att_o, n, C, C, WLayout::OutIn);
-  be.mul_backward(d.o, d.g, d.og, a.o, a.g, n * C);
-  be.accumulate(d.gn, d.o, n * C);
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  be.mul_backward(d.o, d.g, d.og, a.o, a.g, n * Ca);
+  be.accumulate(d.gn, d.o, n * Ca);
   be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.gn, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
   // WKV overwrites d.r, d.lw, d.k, d.v, d.wa, d.wb, so it runs before anything else
   // adds to them.
@@ -89,34 +95,34 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   be.wkv7_backward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.lw, a.k, a.v, a.wa, a.wb,
                    d.y, d.r, d.lw, d.k, d.v, d.wa, d.wb);
   be.bonus_v7_backward(d.r, d.k, d.v, gw.r_k, d.o, a.r, a.k, a.v, w.r_k, n, H, N);
-  be.wkv7_ab_backward(d.kk, d.a, d.wa, d.wb, a.kk, a.a, n * C);
-  be.key_adjust_backward(d.k_raw, d.a, gw.k_a, d.k, a.k_raw, a.a, w.k_a, n, C);
+  be.wkv7_ab_backward(d.kk, d.a, d.wa, d.wb, a.kk, a.a, n * Ca);
+  be.key_adjust_backward(d.k_raw, d.a, gw.k_a, d.k, a.k_raw, a.a, w.k_a, n, Ca);
   be.l2norm_heads_backward(d.kk_pre, d.kk, a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));
-  be.scale_channels_backward(d.k_raw, gw.k_k, d.kk_pre, a.k_raw, w.k_k, n, C);
+  be.scale_channels_backward(d.k_raw, gw.k_k, d.kk_pre, a.k_raw, w.k_k, n, Ca);
 
-  be.matmul_backward(d.g_t, gw.g2, d.g, C, a.g_t, Dg, w.g2, n, Dg, C, WLayout::InOut);
+  be.matmul_backward(d.g_t, gw.g2, d.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut);
   be.act_backward(Act::sigmoid, d.g_h, d.g_t, a.g_h, n * Dg);
   be.matmul_backward(d.xg, gw.g1, d.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut);
-  be.bias_sigmoid_backward(gw.a0, d.a_z, d.a, a.a, n, C);
-  be.matmul_backward(d.a_h, gw.a2, d.a_z, C, a.a_h, Da, w.a2, n, Da, C, WLayout::InOut);
+  be.bias_sigmoid_backward(gw.a0, d.a_z, d.a, a.a, n, Ca);
+  be.matmul_backward(d.a_h, gw.a2, d.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut);
   be.matmul_backward(d.xa, gw.a1, d.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut);
   if (v_first) {
-    be.value_residual_backward(d.v_raw, dv_first, d.vr_s, d.v, a.v_raw, v_first, a.vr_s, n * C);
-    be.bias_sigmoid_backward(gw.v0, d.vr_z, d.vr_s, a.vr_s, n, C);
-    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, C, a.vr_h, Dv, w.v2, n, Dv, C, WLayout::InOut);
+    be.value_residual_backward(d.v_raw, dv_first, d.vr_s, d.v, a.v_raw, v_first, a.vr_s, n * Ca);
+    be.bias_sigmoid_backward(gw.v0, d.vr_z, d.vr_s, a.vr_s, n, Ca);
+    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut);
     be.matmul_backward(d.xv, gw.v1, d.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut);
   } else {
     // Layer 0: v is v_first, whose gradient the later layers have collected.
-    be.accumulate(d.v_raw, d.v, n * C);
-    be.accumulate(d.v_raw, dv_first, n * C);
+    be.accumulate(d.v_raw, d.v, n * Ca);
+    be.accumulate(d.v_raw, dv_first, n * Ca);
   }
-  be.matmul_backward(d.xv, gw.att_v, d.v_raw, C, a.xv, C, w.att_v, n, C, C, WLayout::OutIn);
-  be.matmul_backward(d.xk, gw.att_k, d.k_raw, C, a.xk, C, w.att_k, n, C, C, WLayout::OutIn);
-  be.decay_v7_backward(gw.w0, d.w_z, d.lw, w.w0, a.w_z, n, C);
-  be.matmul_backward(d.w_t, gw.w2, d.w_z, C, a.w_t, Dw, w.w2, n, Dw, C, WLayout::InOut);
+  be.matmul_backward(d.xv, gw.att_v, d.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xk, gw.att_k, d.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
+  be.decay_v7_backward(gw.w0, d.w_z, d.lw, w.w0, a.w_z, n, Ca);
+  be.matmul_backward(d.w_t, gw.w2, d.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut);
   be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * Dw);
   be.matmul_backward(d.xw, gw.w1, d.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut);
-  be.matmul_backward(d.xr, gw.att_r, d.r, C, a.xr, C, w.att_r, n, C, C, WLayout::OutIn);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
 
   const F* douts[6] = {d.xr, d.xw, d.xk, d.xv, d.xa, d.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};

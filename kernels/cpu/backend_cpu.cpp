@@ -42,6 +42,9 @@ int64_t min_heads(int B, int T, int N) {
   return std::max<int64_t>(1, (int64_t{1} << 18) / (int64_t{B} * T * N * N));
 }
 
+// Rows of Vl logits per cross-entropy part: about kMinElems logits.
+int64_t min_logit_rows(int64_t Vl) { return std::max<int64_t>(1, kMinElems / Vl); }
+
 // One thread per CPU this process may run on (sched_getaffinity: taskset, cgroups).
 int default_threads() {
   cpu_set_t set;
@@ -119,16 +122,17 @@ void CpuBackend<F>::upload_ids(int32_t* dst, const int32_t* host, int64_t n) {
 
 template <typename F>
 void CpuBackend<F>::embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n,
-                                      int64_t C) {
+                                      int64_t C, int64_t v0, int64_t v1) {
   parallel_for(threads, n, kMinRows, [&](int64_t i, int64_t e, int64_t) {
-    kernels::embedding_forward(out + i * C, idx + i, emb, e - i, C);
+    kernels::embedding_forward(out + i * C, idx + i, emb, e - i, C, v0, v1);
   });
 }
 
+// Serial: two parts could scatter into the same row (a repeated id).
 template <typename F>
 void CpuBackend<F>::embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n,
-                                       int64_t C) {
-  kernels::embedding_backward(demb, dout, idx, n, C);
+                                       int64_t C, int64_t v0, int64_t v1) {
+  kernels::embedding_backward(demb, dout, idx, n, C, v0, v1);
 }
 
 template <typename F>
@@ -453,19 +457,38 @@ void CpuBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dou
 }
 
 template <typename F>
-void CpuBackend<F>::cross_entropy_forward(F* losses, const F* logits, const int32_t* targets,
-                                          int64_t n, int64_t V) {
-  parallel_for(threads, n, std::max<int64_t>(1, kMinElems / V), [&](int64_t b, int64_t e, int64_t) {
-    kernels::cross_entropy_forward(losses + b, logits + b * V, targets + b, e - b, V);
+void CpuBackend<F>::ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,
+                                 int64_t v0) {
+  parallel_for(threads, n, min_logit_rows(Vl), [&](int64_t b, int64_t e, int64_t) {
+    kernels::ce_local_max(max + b, argmax + b, logits + b * Vl, e - b, Vl, v0);
   });
 }
 
 template <typename F>
-void CpuBackend<F>::cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets,
-                                           int64_t n, int64_t V, F scale, F l2wrap_factor) {
-  parallel_for(threads, n, std::max<int64_t>(1, kMinElems / V), [&](int64_t b, int64_t e, int64_t) {
-    kernels::cross_entropy_backward(dlogits + b * V, logits + b * V, targets + b, e - b, V, scale,
-                                    l2wrap_factor);
+void CpuBackend<F>::ce_local_sums(F* sumexp, F* target_logit, const F* logits,
+                                  const int32_t* targets, const F* max, int64_t n, int64_t Vl,
+                                  int64_t v0) {
+  parallel_for(threads, n, min_logit_rows(Vl), [&](int64_t b, int64_t e, int64_t) {
+    kernels::ce_local_sums(sumexp + b, target_logit + b, logits + b * Vl, targets + b, max + b,
+                           e - b, Vl, v0);
+  });
+}
+
+template <typename F>
+void CpuBackend<F>::ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit,
+                            int64_t n) {
+  parallel_for(threads, n, kMinElems, [&](int64_t b, int64_t e, int64_t) {
+    kernels::ce_loss(losses + b, max + b, sumexp + b, target_logit + b, e - b);
+  });
+}
+
+template <typename F>
+void CpuBackend<F>::ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max,
+                                const F* sumexp, const int32_t* argmax, int64_t n, int64_t Vl,
+                                int64_t v0, F scale, F l2wrap_factor) {
+  parallel_for(threads, n, min_logit_rows(Vl), [&](int64_t b, int64_t e, int64_t) {
+    kernels::ce_backward(dlogits + b * Vl, logits + b * Vl, targets + b, max + b, sumexp + b,
+                         argmax + b, e - b, Vl, v0, scale, l2wrap_factor);
   });
 }
 

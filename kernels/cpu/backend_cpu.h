@@ -22,9 +22,10 @@ struct CpuBackend final : Backend<F> {
   void upload(F* dst, const F* host, int64_t n) override;
   void download(F* host, const F* src, int64_t n) override;
   void upload_ids(int32_t* dst, const int32_t* host, int64_t n) override;
-  void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n, int64_t C) override;
-  void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n,
-                          int64_t C) override;
+  void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n, int64_t C, int64_t v0,
+                         int64_t v1) override;
+  void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n, int64_t C,
+                          int64_t v0, int64_t v1) override;
   void layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
                          int64_t C, F eps) override;
   void layernorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
@@ -101,10 +102,14 @@ struct CpuBackend final : Backend<F> {
   void wkv7_backward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const F* r,
                      const F* lw, const F* k, const F* v, const F* a, const F* b, const F* dy,
                      F* dr, F* dlw, F* dk, F* dv, F* da, F* db) override;
-  void cross_entropy_forward(F* losses, const F* logits, const int32_t* targets, int64_t n,
-                             int64_t V) override;
-  void cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets, int64_t n,
-                              int64_t V, F scale, F l2wrap_factor) override;
+  void ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,
+                    int64_t v0) override;
+  void ce_local_sums(F* sumexp, F* target_logit, const F* logits, const int32_t* targets,
+                     const F* max, int64_t n, int64_t Vl, int64_t v0) override;
+  void ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit, int64_t n) override;
+  void ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max,
+                   const F* sumexp, const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0,
+                   F scale, F l2wrap_factor) override;
   void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,
                   const AdamWHyper& h, int64_t t) override;
 

@@ -52,9 +52,65 @@ void cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets,
   }
 }
 
-#define RWKV_INSTANTIATE(F)                                                               \
-  template void cross_entropy_forward<F>(F*, const F*, const int32_t*, int64_t, int64_t); \
-  template void cross_entropy_backward<F>(F*, const F*, const int32_t*, int64_t, int64_t, F, F);
+template <typename F>
+void ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl, int64_t v0) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F* row = logits + i * Vl;
+    F mx = row[0];
+    int64_t arg = 0;
+    for (int64_t j = 1; j < Vl; ++j)
+      if (row[j] > mx) {
+        mx = row[j];
+        arg = j;
+      }
+    max[i] = mx;
+    argmax[i] = static_cast<int32_t>(v0 + arg);
+  }
+}
+
+template <typename F>
+void ce_local_sums(F* sumexp, F* target_logit, const F* logits, const int32_t* targets,
+                   const F* max, int64_t n, int64_t Vl, int64_t v0) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F* row = logits + i * Vl;
+    const F mx = max[i];
+    F sum = 0;
+    for (int64_t j = 0; j < Vl; ++j) sum += std::exp(row[j] - mx);
+    sumexp[i] = sum;
+    const int64_t t = targets[i] - v0;
+    target_logit[i] = (t >= 0 && t < Vl) ? row[t] : F(0);
+  }
+}
+
+template <typename F>
+void ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) losses[i] = max[i] + std::log(sumexp[i]) - target_logit[i];
+}
+
+template <typename F>
+void ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max, const F* sumexp,
+                 const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0, F scale,
+                 F l2wrap_factor) {
+  for (int64_t i = 0; i < n; ++i) {
+    const F* row = logits + i * Vl;
+    F* drow = dlogits + i * Vl;
+    const F mx = max[i], c = scale / sumexp[i];
+    for (int64_t j = 0; j < Vl; ++j) drow[j] = c * std::exp(row[j] - mx);
+    const int64_t t = targets[i] - v0, a = argmax[i] - v0;
+    if (t >= 0 && t < Vl) drow[t] -= scale;
+    if (a >= 0 && a < Vl) drow[a] += l2wrap_factor * mx;
+  }
+}
+
+#define RWKV_INSTANTIATE(F)                                                                      \
+  template void cross_entropy_forward<F>(F*, const F*, const int32_t*, int64_t, int64_t);        \
+  template void cross_entropy_backward<F>(F*, const F*, const int32_t*, int64_t, int64_t, F, F); \
+  template void ce_local_max<F>(F*, int32_t*, const F*, int64_t, int64_t, int64_t);              \
+  template void ce_local_sums<F>(F*, F*, const F*, const int32_t*, const F*, int64_t, int64_t,   \
+                                 int64_t);                                                       \
+  template void ce_loss<F>(F*, const F*, const F*, const F*, int64_t);                           \
+  template void ce_backward<F>(F*, const F*, const int32_t*, const F*, const F*, const int32_t*, \
+                               int64_t, int64_t, int64_t, F, F);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)
 #undef RWKV_INSTANTIATE

@@ -206,6 +206,12 @@ TEST(ConfigErrors, V4WidthNotDivisibleByTensorParallel) {
              "'parallel.tp' (64) must divide 'model.n_embd' (96)");
 }
 
+TEST(ConfigErrors, VocabularyTooSmallForTensorParallel) {
+  // Slabs of ceil(5 / 4) = 2 rows: 2, 2, 1 and none for the 4th rank.
+  EXPECT_HAS(error_of("model: {preset: tiny, vocab_size: 5}\nparallel: {tp: 4}\n"),
+             "'parallel.tp' (4) is too large for 'model.vocab_size' (5)");
+}
+
 TEST(ConfigErrors, MissingDataPath) {
   const std::string m = error_of("data:\n  path: /nonexistent/rwkv/shards\n");
   EXPECT_HAS(m, "'data.path': no such file or directory: /nonexistent/rwkv/shards");
