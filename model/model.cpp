@@ -48,18 +48,20 @@ Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions
   tg_ = top_weights(table, grads);
   if (tp.where().size > 1) {
     partial_.resize(static_cast<size_t>(cfg.n_layer));
-    int64_t most = 0;
+    int64_t packed = 0, most = 0;
     for (const ParamInfo& p : table.params) {
       if (p.tp != TpPart::partial) continue;
       // Only blocks have partial gradients: "blocks.{l}.".
       const size_t l = std::stoul(p.name.substr(7, p.name.find('.', 7) - 7));
-      partial_[l].emplace_back(p.offset, p.size);
+      partial_[l].push_back({p.offset, p.size, packed});
+      packed += p.size;
     }
     for (const auto& list : partial_) {
       int64_t sum = 0;
-      for (const auto& [off, size] : list) sum += size;
+      for (const PartialGrad& g : list) sum += g.size;
       most = std::max(most, sum);
     }
+    partial_stash_ = be.alloc(std::max<int64_t>(packed, 1));
     partial_buf_ = be.alloc(std::max<int64_t>(most, 1));
   }
 }
@@ -71,6 +73,7 @@ Model<F>::~Model() {
   be.free(params);
   be.free(grads);
   if (partial_buf_) be.free(partial_buf_);
+  if (partial_stash_) be.free(partial_stash_);
   if (adam_m_) be.free(adam_m_);
   if (adam_v_) be.free(adam_v_);
 }
@@ -112,18 +115,24 @@ void Model<F>::require_whole_vocab(const char* what) const {
 }
 
 template <typename F>
+void Model<F>::stash_partial_grads() {
+  for (const auto& list : partial_)
+    for (const PartialGrad& g : list) {
+      be.copy(partial_stash_ + g.packed, grads + g.offset, g.size);
+      be.zero(grads + g.offset, g.size);
+    }
+}
+
+template <typename F>
 void Model<F>::reduce_partial_grads(int64_t l) {
   if (partial_.empty()) return;
-  int64_t at = 0;
-  for (const auto& [off, size] : partial_[static_cast<size_t>(l)]) {
-    be.copy(partial_buf_ + at, grads + off, size);
-    at += size;
-  }
-  tp.all_reduce_sum(partial_buf_, at);
-  at = 0;
-  for (const auto& [off, size] : partial_[static_cast<size_t>(l)]) {
-    be.copy(grads + off, partial_buf_ + at, size);
-    at += size;
+  const auto& list = partial_[static_cast<size_t>(l)];
+  const int64_t base = list.empty() ? 0 : list.front().packed;
+  for (const PartialGrad& g : list) be.copy(partial_buf_ + g.packed - base, grads + g.offset, g.size);
+  tp.all_reduce_sum(partial_buf_, list.empty() ? 0 : list.back().packed + list.back().size - base);
+  for (const PartialGrad& g : list) {
+    be.copy(grads + g.offset, partial_buf_ + g.packed - base, g.size);
+    be.accumulate(grads + g.offset, partial_stash_ + g.packed, g.size);
   }
 }
 
@@ -351,6 +360,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
                 A.lnout_mean, A.lnout_rstd, n);
   if (on_ready) on_ready(ready[0]);
   be.zero(A.dv_first, nC);
+  stash_partial_grads();
   LayerActs<F>& d = A.dlayer;
   for (int64_t l = L - 1; l >= 0; --l) {
     const LayerActs<F>& a = A.layers[static_cast<size_t>(l)];

@@ -132,13 +132,19 @@ struct Model {
                      const F* rstd, int64_t n);
   int64_t wkv_size() const;
   void require_whole_vocab(const char* what) const;
-  // Sums the partial gradients of block l's replicated parameters over the TP group.
+  // The partial gradients of the replicated parameters (TpPart::partial) are summed
+  // over the TP group block by block during backward. Only this backward's share may
+  // be summed (gradients accumulate over micro-batches), so backward first moves the
+  // accumulated values aside (stash) and adds them back after each block's sum.
+  void stash_partial_grads();
   void reduce_partial_grads(int64_t l);
 
-  // Per block, the (offset, size) of the parameters with partial gradients, and one
-  // buffer to pack them into for a single all-reduce.
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> partial_;
-  F* partial_buf_ = nullptr;
+  struct PartialGrad {
+    int64_t offset, size, packed;  // in grads; in the packed buffers
+  };
+  std::vector<std::vector<PartialGrad>> partial_;  // per block
+  F* partial_stash_ = nullptr;                     // [all partial gradients]
+  F* partial_buf_ = nullptr;                       // [the largest block's]
   std::vector<BlockWeights<F>> bw_, bg_;
   TopWeights<F> tw_, tg_;
   F *adam_m_ = nullptr, *adam_v_ = nullptr;

@@ -10,8 +10,9 @@ namespace rwkv::trainer {
 ParallelGrid::ParallelGrid(MPI_Comm w, int tp_ranks) : world(w) {
   const int rank = comm_rank(w), size = comm_size(w);
   if (tp_ranks < 1 || size % tp_ranks != 0)
-    throw ConfigError("parallel.tp (" + std::to_string(tp_ranks) + ") must divide the number of ranks (" +
-                      std::to_string(size) + "): the ranks form a tp x dp grid");
+    throw ConfigError("parallel.tp (" + std::to_string(tp_ranks) +
+                      ") must divide the number of ranks (" + std::to_string(size) +
+                      "): the ranks form a tp x dp grid");
   tp_size = tp_ranks;
   dp_size = size / tp_ranks;
   tp_rank = rank % tp_ranks;

@@ -34,8 +34,7 @@ constexpr int64_t kMaxCount = INT_MAX / 2;
 }  // namespace
 
 template <typename F>
-TpCommMpi<F>::TpCommMpi(MPI_Comm group)
-    : comm_(group), rank_{comm_rank(group), comm_size(group)} {}
+TpCommMpi<F>::TpCommMpi(MPI_Comm group) : comm_(group), rank_{comm_rank(group), comm_size(group)} {}
 
 template <typename F>
 void TpCommMpi<F>::all_reduce_sum(F* buf, int64_t n) {
