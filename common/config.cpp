@@ -296,11 +296,6 @@ Config resolve(const Entries& entries, const std::string& source, bool check_fil
 
 }  // namespace
 
-int64_t default_dim_ffn(int64_t version, int64_t n_embd) {
-  if (version == 5 || version == 6) return (n_embd * 7 / 2) / 32 * 32;
-  return 4 * n_embd;
-}
-
 std::vector<std::string> preset_names() {
   std::vector<std::string> out;
   for (const auto& p : embedded_presets()) out.push_back(p.name);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/model_defaults.h"
 
 namespace rwkv {
 
@@ -46,10 +47,6 @@ Config load_config_collective(MPI_Comm comm, const ConfigRequest& req);
 
 // Parses the YAML of an already resolved config (Config::to_yaml output).
 Config parse_resolved_config(const std::string& yaml, const std::string& source);
-
-// The official channel-mix width for a version (RWKV-LM): 4C for v4/v7,
-// int(3.5C)//32*32 for v5/v6.
-int64_t default_dim_ffn(int64_t version, int64_t n_embd);
 
 // Embedded model presets (configs/model/*.yaml), by name.
 std::vector<std::string> preset_names();

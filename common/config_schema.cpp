@@ -72,7 +72,7 @@ std::vector<KeySpec> build_schema() {
 
       // parallel: the tp x dp rank grid (dp = world size / tp).
       {"parallel.tp", K::Int, "1", 1, 1024, {},
-       "tensor-parallel ranks; must divide the head count and dim_ffn"},
+       "tensor-parallel ranks per group; must divide the head count, dim_ffn and the ranks"},
 
       // checkpoint: where and how often.
       {"checkpoint.save_every_steps", K::Int, "1000", 0, kIntMax, {}, "0 = only at the end"},

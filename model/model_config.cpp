@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/model_defaults.h"
+
 namespace rwkv::model {
 
 namespace {
@@ -20,22 +22,6 @@ int ModelConfig::v7_decay_lora() const { return v7_lora(2.5, n_embd); }
 int ModelConfig::v7_aaa_lora() const { return v7_lora(2.5, n_embd); }
 int ModelConfig::v7_mv_lora() const { return v7_lora(1.7, n_embd); }
 int ModelConfig::v7_gate_lora() const { return v7_lora(5.0, n_embd); }
-
-ModelConfig model_config_from(const Config& c) {
-  ModelConfig m;
-  m.version = static_cast<int>(c.get_int("model.version"));
-  m.n_layer = static_cast<int>(c.get_int("model.n_layer"));
-  m.n_embd = static_cast<int>(c.get_int("model.n_embd"));
-  m.head_size = static_cast<int>(c.get_int("model.head_size"));
-  m.vocab_size = static_cast<int>(c.get_int("model.vocab_size"));
-  m.ctx_len = static_cast<int>(c.get_int("model.ctx_len"));
-  m.dim_ffn = static_cast<int>(c.get_int("model.dim_ffn"));
-  if (m.dim_ffn == 0) m.dim_ffn = static_cast<int>(default_dim_ffn(m.version, m.n_embd));
-  m.norm = c.get_string("model.norm") == "rmsnorm" ? NormKind::rmsnorm : NormKind::layernorm;
-  m.ffn_activation = c.get_string("model.ffn_activation") == "relu" ? FfnActivation::relu
-                                                                    : FfnActivation::relu_squared;
-  return m;
-}
 
 ModelConfig make_model_config(int version, int n_layer, int n_embd, int head_size, int vocab_size,
                               int ctx_len, int dim_ffn) {

@@ -3,7 +3,9 @@
 // (model.* keys of common/config_schema.cpp).
 #include <cstdint>
 
-#include "common/config.h"
+namespace rwkv {
+struct Config;
+}
 
 namespace rwkv::model {
 
@@ -35,7 +37,8 @@ struct ModelConfig {
   int v7_gate_lora() const;
 };
 
-// From a resolved Config (model.dim_ffn already resolved to the official default).
+// From a resolved Config (model.dim_ffn already resolved to the official default);
+// model/model_config_from.cpp, the model's one use of common's config code.
 ModelConfig model_config_from(const Config& c);
 
 // Direct construction (tests, benchmarks); dim_ffn 0 = the official default.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/mpi_util.h"
 #include "data_pipeline/sha256.h"
 #include "trainer/checkpoint_dir.h"
 #include "trainer/h5_check.h"
@@ -163,12 +164,53 @@ std::string read_attr_str(hid_t obj, const char* name) {
   return v;
 }
 
-H5Id file_access() {
+// comm: the MPI-IO driver over comm (a collective open); MPI_COMM_NULL: the default
+// POSIX driver.
+H5Id file_access(MPI_Comm comm = MPI_COMM_NULL) {
   // No HDF5 file locks: one writer that renames when done, and flock fails on some
   // parallel file systems (Lustre, NFS), as with HDF5_USE_FILE_LOCKING=FALSE.
   H5Id fapl(H5_CHECK(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   H5_CHECK(H5Pset_file_locking(fapl.get(), false, true));
+  if (comm != MPI_COMM_NULL) H5_CHECK(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
   return fapl;
+}
+
+// This rank's part of a dataset: the selections in the file and in memory.
+struct Part {
+  H5Id file, mem;
+};
+
+// All of the dataset, or (all = false) nothing: a rank that writes nothing still
+// takes part in a collective write.
+Part whole_part(hid_t dset, bool all) {
+  Part part{H5Id(H5_CHECK(H5Dget_space(dset)), H5Sclose),
+            H5Id(H5_CHECK(H5Dget_space(dset)), H5Sclose)};
+  if (!all) {
+    H5_CHECK(H5Sselect_none(part.file.get()));
+    H5_CHECK(H5Sselect_none(part.mem.get()));
+  }
+  return part;
+}
+
+// The slab of tensor p this rank holds: in the file, rows [slab_begin, slab_begin +
+// slab_len) of dimension split_dim and everything of the others; in memory, the
+// contiguous slab of shape p.local_shape().
+Part slab_part(hid_t dset, const model::ParamInfo& p) {
+  if (p.size == 0) return whole_part(dset, false);
+  const std::vector<int64_t> local = p.local_shape();
+  std::vector<hsize_t> start(p.shape.size(), 0), count(local.begin(), local.end());
+  start[static_cast<size_t>(p.split_dim)] = static_cast<hsize_t>(p.slab_begin);
+  H5Id file(H5_CHECK(H5Dget_space(dset)), H5Sclose);
+  H5_CHECK(H5Sselect_hyperslab(file.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
+                               nullptr));
+  H5Id mem(H5_CHECK(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr)),
+           H5Sclose);
+  return {std::move(file), std::move(mem)};
+}
+
+// True when the rank holds part of tensor p only (tp > 1 and p is split).
+bool is_partial_slab(const model::ParamInfo& p) {
+  return p.split_dim >= 0 && p.slab_len != p.shape[static_cast<size_t>(p.split_dim)];
 }
 
 const char* norm_name(model::NormKind k) {
@@ -183,6 +225,9 @@ const char* activation_name(model::FfnActivation a) {
 struct OutDataset {
   DatasetInfo info;
   const void* data = nullptr;
+  // A tensor's table entry (`data` holds this rank's slab); nullptr for the state.
+  // Split tensors are written by every rank, the rest whole by TP rank 0.
+  const model::ParamInfo* param = nullptr;
 };
 
 template <typename T>
@@ -208,38 +253,91 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
-void write_file(const std::string& path, const model::ModelConfig& model,
-                std::vector<OutDataset> datasets) {
-  std::sort(datasets.begin(), datasets.end(), [](const OutDataset& a, const OutDataset& b) {
-    return canonical_less(a.info.name, b.info.name);
-  });
-  // The checksum is computed on a second thread while this one writes (SHA-256 at
-  // ~1 GB/s: ~2 s of a 0.1B model's ~11 s save, docs/performance.md); it makes no HDF5
-  // call. A jthread joins on the way out, also when a write throws.
+// The TP group writing a checkpoint. One rank (MPI_COMM_SELF or a communicator of one)
+// makes no MPI call: programs without MPI_Init save too.
+struct Group {
+  MPI_Comm comm = MPI_COMM_SELF;
+  int rank = 0;
+  int size = 1;
+  bool solo() const { return size == 1; }
+};
+
+Group group_of(MPI_Comm comm) {
+  if (comm == MPI_COMM_SELF) return {};
+  return {comm, comm_rank(comm), comm_size(comm)};
+}
+
+// Runs fn on every rank of g and agrees on the outcome, so that no rank goes on into
+// a collective call that another has left: if fn threw on any rank, every rank throws
+// rwkv::Error with the message of the lowest such rank. A rank that fails inside a
+// collective HDF5 call while the others wait in it cannot be rescued this way; the
+// checks that can fail on one rank alone are made before the file is opened.
+template <typename Fn>
+void on_every_rank(const Group& g, Fn&& fn) {
+  if (g.solo()) {
+    fn();
+    return;
+  }
+  bool failed = false;
+  std::string what;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    failed = true;
+    what = e.what();
+  }
+  const int mine = failed ? g.rank : g.size;
+  int first = g.size;
+  MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g.comm));
+  if (first == g.size) return;
+  throw Error("TP rank " + std::to_string(first) + ": " + broadcast_string(g.comm, what, first));
+}
+
+// Writes this rank's part of a dataset: its slab of a split tensor; anything else is
+// written whole by rank 0, and the other ranks select nothing.
+void write_part(hid_t dset, const OutDataset& d, int rank, hid_t dxpl) {
+  const Part part =
+      d.param && d.param->split_dim >= 0 ? slab_part(dset, *d.param) : whole_part(dset, rank == 0);
+  H5_CHECK(H5Dwrite(dset, h5_type(*d.info.elem), part.mem.get(), part.file.get(), dxpl, d.data));
+}
+
+// Creates the file with every dataset (collectively at tp > 1) and writes this rank's
+// parts. `datasets` in canonical order. A single rank (tp = 1) computes the checksum
+// on a second thread while it writes (SHA-256 at ~1 GB/s: ~2 s of a 0.1B model's ~11 s save,
+// docs/performance.md; the thread makes no HDF5 call) and stores it; in a TP group no
+// rank holds every tensor, so seal_file adds it afterwards.
+void write_file(const std::string& path, const model::ModelConfig& model, const Group& g,
+                const std::vector<OutDataset>& datasets) {
+  // A jthread joins on the way out, also when a write throws.
   std::string digest;
-  std::jthread hasher([&datasets, &digest] {
-    data::Sha256 hash;
-    for (const OutDataset& d : datasets) {
-      hash_header(hash, d.info);
-      hash.update(d.data, d.info.bytes());
-    }
-    digest = hash.hex_digest();
-  });
-  H5Id fapl = file_access();
+  std::jthread hasher;
+  if (g.solo())
+    hasher = std::jthread([&datasets, &digest] {
+      data::Sha256 hash;
+      for (const OutDataset& d : datasets) {
+        hash_header(hash, d.info);
+        hash.update(d.data, d.info.bytes());
+      }
+      digest = hash.hex_digest();
+    });
+  H5Id fapl = file_access(g.solo() ? MPI_COMM_NULL : g.comm);
   H5Id file(H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())), H5Fclose);
   H5Id lcpl(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
+  // Every element is written: no fill values (parallel HDF5 would write them first).
+  H5Id dcpl(H5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+  H5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
+  H5Id dxpl(H5_CHECK(H5Pcreate(H5P_DATASET_XFER)), H5Pclose);
+  if (!g.solo()) H5_CHECK(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_COLLECTIVE));
   for (const OutDataset& d : datasets) {
-    const hid_t type = h5_type(*d.info.elem);
     const int rank = static_cast<int>(d.info.dims.size());
     H5Id space(H5_CHECK(rank ? H5Screate_simple(rank, d.info.dims.data(), nullptr)
                              : H5Screate(H5S_SCALAR)),
                H5Sclose);
-    H5Id dset(H5_CHECK(H5Dcreate2(file.get(), d.info.name.c_str(), type, space.get(), lcpl.get(),
-                                  H5P_DEFAULT, H5P_DEFAULT)),
+    H5Id dset(H5_CHECK(H5Dcreate2(file.get(), d.info.name.c_str(), h5_type(*d.info.elem),
+                                  space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT)),
               H5Dclose);
-    if (d.info.bytes() > 0)
-      H5_CHECK(H5Dwrite(dset.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data));
+    if (d.info.bytes() > 0) write_part(dset.get(), d, g.rank, dxpl.get());
   }
   const hid_t root = file.get();
   write_attr_i64(root, "format_version", kCheckpointFormatVersion);
@@ -251,10 +349,107 @@ void write_file(const std::string& path, const model::ModelConfig& model,
   write_attr_i64(root, "dim_ffn", model.dim_ffn);
   write_attr_str(root, "norm", norm_name(model.norm));
   write_attr_str(root, "ffn_activation", activation_name(model.ffn_activation));
-  hasher.join();
-  write_attr_str(root, "sha256", digest);
+  if (g.solo()) {
+    hasher.join();
+    write_attr_str(root, "sha256", digest);
+  }
   H5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
   file.close();
+}
+
+// Every dataset of a save, in canonical order; `created` is referenced, not copied.
+std::vector<OutDataset> checkpoint_datasets(const model::ParamTable& table,
+                                            const CheckpointTensors& tensors,
+                                            const TrainerState& state, const std::string& created) {
+  std::vector<OutDataset> ds;
+  const struct {
+    const char* group;
+    std::span<const float> data;
+  } groups[] = {{"params", tensors.params}, {"adam_m", tensors.adam_m}, {"adam_v", tensors.adam_v}};
+  for (const auto& g : groups)
+    for (const model::ParamInfo& p : table.params)
+      ds.push_back({{std::string(g.group) + "/" + p.name, Elem::f32,
+                     std::vector<hsize_t>(p.shape.begin(), p.shape.end())},
+                    g.data.data() + p.offset,
+                    &p});
+  ds.push_back(scalar("state/step", Elem::i64, state.step));
+  ds.push_back(scalar("state/tokens_seen", Elem::u64, state.tokens_seen));
+  ds.push_back(scalar("state/optimizer_step", Elem::i64, state.optimizer_step));
+  ds.push_back(scalar("state/nonfinite_skips", Elem::i64, state.nonfinite_skips));
+  ds.push_back(scalar("state/loader/samples", Elem::u64, state.loader.samples));
+  ds.push_back(array("state/loader/group_draws", Elem::u64, state.loader.group_draws.data(),
+                     state.loader.group_draws.size()));
+  ds.push_back(array("state/loader/blend_credit", Elem::i64, state.loader.blend_credit.data(),
+                     state.loader.blend_credit.size()));
+  for (const auto& [rng_name, bytes] : state.rng)
+    ds.push_back(array("state/rng/" + rng_name, Elem::u8, bytes.data(), bytes.size()));
+  ds.push_back(text("state/config_yaml", state.config_yaml));
+  ds.push_back(text("state/program_version", state.program_version));
+  ds.push_back(text("state/created", created));
+  std::sort(ds.begin(), ds.end(), [](const OutDataset& a, const OutDataset& b) {
+    return canonical_less(a.info.name, b.info.name);
+  });
+  return ds;
+}
+
+// What the ranks of a TP group must agree on before they create the file together:
+// the model attributes, every dataset's name and shape, every tensor's split dimension.
+std::string layout_digest(const model::ModelConfig& m, const std::vector<OutDataset>& datasets) {
+  data::Sha256 h;
+  const int64_t norm = static_cast<int64_t>(m.norm);
+  const int64_t act = static_cast<int64_t>(m.ffn_activation);
+  const int64_t model_shape[] = {m.version,    m.n_layer, m.n_embd, m.head_size,
+                                 m.vocab_size, m.dim_ffn, norm,     act};
+  h.update(model_shape, sizeof model_shape);
+  for (const OutDataset& d : datasets) {
+    hash_header(h, d.info);
+    const int64_t split = d.param ? d.param->split_dim : -2;
+    h.update(&split, sizeof split);
+  }
+  return h.hex_digest();
+}
+
+// Every rank's (slab_begin, slab_len) of every parameter: [size][params][2].
+std::vector<int64_t> gather_slabs(const Group& g, const model::ParamTable& table) {
+  std::vector<int64_t> mine;
+  for (const model::ParamInfo& p : table.params) {
+    mine.push_back(p.slab_begin);
+    mine.push_back(p.slab_len);
+  }
+  if (g.solo()) return mine;
+  std::vector<int64_t> all(mine.size() * static_cast<size_t>(g.size));
+  MPI_CHECK(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_INT64_T, all.data(),
+                          static_cast<int>(mine.size()), MPI_INT64_T, g.comm));
+  return all;
+}
+
+// The slabs of TP ranks 0, 1, ... of each split tensor follow one another and cover
+// its split dimension, so that the file receives every element exactly once (a rank
+// that passed another rank's table is caught here).
+void check_slabs_tile(const model::ParamTable& table, const std::vector<int64_t>& slabs, int size) {
+  const size_t n = table.params.size();
+  for (size_t i = 0; i < n; ++i) {
+    const model::ParamInfo& p = table.params[i];
+    if (p.split_dim < 0) continue;
+    const int64_t D = p.shape[static_cast<size_t>(p.split_dim)];
+    const std::string where =
+        p.name + ": dimension " + std::to_string(p.split_dim) + " (" + std::to_string(D) + ")";
+    int64_t next = 0;
+    for (int r = 0; r < size; ++r) {
+      const int64_t begin = slabs[(static_cast<size_t>(r) * n + i) * 2];
+      const int64_t len = slabs[(static_cast<size_t>(r) * n + i) * 2 + 1];
+      if (begin != next || len < 0)
+        throw Error(where + ": TP rank " + std::to_string(r) + " holds rows [" +
+                    std::to_string(begin) + ", " + std::to_string(begin + len) +
+                    "), the slabs of the ranks before it end at " + std::to_string(next) +
+                    " (a table of another TP rank or degree?)");
+      next += len;
+    }
+    if (next != D)
+      throw Error(where + ": the slabs of the " + std::to_string(size) +
+                  " TP ranks cover rows [0, " + std::to_string(next) +
+                  ") (a table of another TP degree?)");
+  }
 }
 
 void check_save_inputs(const model::ParamTable& table, const CheckpointTensors& t,
@@ -267,6 +462,16 @@ void check_save_inputs(const model::ParamTable& table, const CheckpointTensors& 
   check_size("params", t.params.size());
   check_size("adam_m", t.adam_m.size());
   check_size("adam_v", t.adam_v.size());
+  for (const model::ParamInfo& p : table.params) {
+    const std::vector<int64_t> local = p.local_shape();
+    int64_t n = 1;
+    for (int64_t d : local) n *= d;
+    if (p.size != n || p.offset < 0 || p.offset + p.size > table.total)
+      throw Error("parameter table: " + p.name + " holds " + std::to_string(p.size) +
+                  " floats at offset " + std::to_string(p.offset) + ", its slab of shape " +
+                  shape_str(local) + " has " + std::to_string(n) + " (table total " +
+                  std::to_string(table.total) + ")");
+  }
   if (s.step < 0) throw Error("step " + std::to_string(s.step) + " is negative");
   for (const auto& [name, bytes] : s.rng)
     if (name.empty() || name == "." || name.find('/') != std::string::npos)
@@ -299,10 +504,11 @@ void collect_datasets(hid_t group, const std::string& prefix, std::vector<Datase
   }
 }
 
-OpenFile open_file(const std::string& path) {
+// flags: H5F_ACC_RDONLY, or H5F_ACC_RDWR to add the checksum (seal_file).
+OpenFile open_file(const std::string& path, unsigned flags = H5F_ACC_RDONLY) {
   h5_silence_errors();
   H5Id fapl = file_access();
-  OpenFile f{H5Id(H5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get())), H5Fclose), {}};
+  OpenFile f{H5Id(H5_CHECK(H5Fopen(path.c_str(), flags, fapl.get())), H5Fclose), {}};
   const int64_t format = read_attr_i64(f.file.get(), "format_version");
   if (format != kCheckpointFormatVersion)
     throw Error("format version " + std::to_string(format) + "; this program reads version " +
@@ -324,28 +530,51 @@ OpenFile open_file(const std::string& path) {
   return f;
 }
 
-// Reads datasets in canonical order: each into dest(d), or, when dest gives nullptr,
-// into a scratch buffer if the checksum is wanted (else not at all). Returns the
-// SHA-256 of all datasets when `hash_all`, else "".
+// Where a dataset read goes: `out` (nullptr: nowhere), and for a tensor of which this
+// rank holds part only, that slab (`out` holds the slab).
+struct Dest {
+  void* out = nullptr;
+  const model::ParamInfo* slab = nullptr;
+};
+
+// Reads datasets in canonical order, each to dest(d); those going nowhere are read
+// into a scratch buffer if the checksum is wanted (else not at all). A slab is read
+// alone (a hyperslab) unless the checksum is wanted, which needs the whole tensor.
+// Returns the SHA-256 of all datasets when `hash_all`, else "".
 std::string read_datasets(const OpenFile& f, bool hash_all,
-                          const std::function<void*(const DatasetInfo&)>& dest) {
+                          const std::function<Dest(const DatasetInfo&)>& dest) {
   data::Sha256 hash;
   std::vector<uint8_t> scratch;
   for (const DatasetInfo& d : f.datasets) {
-    void* out = dest(d);
-    if (!out && !hash_all) continue;
-    if (!out) {
+    const Dest to = dest(d);
+    if (!to.out && !hash_all) continue;
+    std::optional<H5Id> dset;
+    if (d.bytes() > 0)
+      dset.emplace(H5_CHECK(H5Dopen2(f.file.get(), d.name.c_str(), H5P_DEFAULT)), H5Dclose);
+    if (to.slab && !hash_all) {
+      if (dset) {
+        const Part part = slab_part(dset->get(), *to.slab);
+        H5_CHECK(H5Dread(dset->get(), h5_type(*d.elem), part.mem.get(), part.file.get(),
+                         H5P_DEFAULT, to.out));
+      }
+      continue;
+    }
+    void* whole = to.out;
+    if (!to.out || to.slab) {
       scratch.resize(d.bytes());
-      out = scratch.data();
+      whole = scratch.data();
     }
-    if (d.bytes() > 0) {
-      H5Id dset(H5_CHECK(H5Dopen2(f.file.get(), d.name.c_str(), H5P_DEFAULT)), H5Dclose);
-      H5_CHECK(H5Dread(dset.get(), h5_type(*d.elem), H5S_ALL, H5S_ALL, H5P_DEFAULT, out));
-    }
+    if (dset)
+      H5_CHECK(H5Dread(dset->get(), h5_type(*d.elem), H5S_ALL, H5S_ALL, H5P_DEFAULT, whole));
     if (hash_all) {
       hash_header(hash, d);
-      hash.update(out, d.bytes());
+      hash.update(whole, d.bytes());
     }
+    if (to.slab)
+      to.slab->for_each_run([&](int64_t w, int64_t s, int64_t len) {
+        std::memcpy(static_cast<float*>(to.out) + s, static_cast<const float*>(whole) + w,
+                    static_cast<size_t>(len) * sizeof(float));
+      });
   }
   return hash_all ? hash.hex_digest() : "";
 }
@@ -437,13 +666,25 @@ std::vector<std::string> model_problems(const OpenFile& f, const model::ModelCon
   return problems;
 }
 
-// Where tensors of `group` go: the flat buffer at each parameter's offset.
-void* tensor_dest(const DatasetInfo& d, const std::string& group, const model::ParamTable& table,
-                  std::vector<float>& buf) {
+// Where tensors of `group` go: the flat buffer at each parameter's offset (this
+// rank's slab).
+Dest tensor_dest(const DatasetInfo& d, const std::string& group, const model::ParamTable& table,
+                 std::vector<float>& buf) {
   const std::string prefix = group + "/";
-  if (d.name.compare(0, prefix.size(), prefix) != 0) return nullptr;
+  if (d.name.compare(0, prefix.size(), prefix) != 0) return {};
   const model::ParamInfo* p = table.find(d.name.substr(prefix.size()));
-  return p ? buf.data() + p->offset : nullptr;
+  if (!p) return {};
+  return {buf.data() + p->offset, is_partial_slab(*p) ? p : nullptr};
+}
+
+// TP rank 0 adds the checksum to a file its group has written and closed, reading
+// the file back (rank 0 holds only its own slabs).
+void seal_file(const std::string& path) {
+  OpenFile f = open_file(path, H5F_ACC_RDWR);
+  const std::string digest = read_datasets(f, true, [](const DatasetInfo&) { return Dest{}; });
+  write_attr_str(f.file.get(), "sha256", digest);
+  H5_CHECK(H5Fflush(f.file.get(), H5F_SCOPE_GLOBAL));
+  f.file.close();
 }
 
 // The /state datasets, read as raw bytes, decoded with type and shape checks.
@@ -514,55 +755,62 @@ auto naming_file(const std::string& path, Fn&& fn) {
 
 std::string save_checkpoint(const std::string& run_dir, const model::ModelConfig& model,
                             const model::ParamTable& table, const CheckpointTensors& tensors,
-                            const TrainerState& state) {
+                            const TrainerState& state, MPI_Comm tp_comm) {
   const std::string dir = checkpoint_dir(run_dir);
   const std::string name = checkpoint_file_name(state.step);
   const std::string path = (fs::path(dir) / name).string();
   const std::string tmp = path + ".tmp";
   return naming_file(path, [&] {
-    check_save_inputs(table, tensors, state);
     h5_silence_errors();
-    fs::create_directories(dir);
-    remove_temp_files(dir);
-
-    const std::string created = utc_now_iso8601();
+    const Group g = group_of(tp_comm);
+    const std::string created =
+        g.solo() ? utc_now_iso8601() : broadcast_string(g.comm, utc_now_iso8601());
+    // Everything that can fail on one rank alone is checked, and agreed on, before the
+    // collective write begins.
     std::vector<OutDataset> ds;
-    const struct {
-      const char* group;
-      std::span<const float> data;
-    } groups[] = {
-        {"params", tensors.params}, {"adam_m", tensors.adam_m}, {"adam_v", tensors.adam_v}};
-    for (const auto& g : groups)
-      for (const model::ParamInfo& p : table.params)
-        ds.push_back({{std::string(g.group) + "/" + p.name, Elem::f32,
-                       std::vector<hsize_t>(p.shape.begin(), p.shape.end())},
-                      g.data.data() + p.offset});
-    ds.push_back(scalar("state/step", Elem::i64, state.step));
-    ds.push_back(scalar("state/tokens_seen", Elem::u64, state.tokens_seen));
-    ds.push_back(scalar("state/optimizer_step", Elem::i64, state.optimizer_step));
-    ds.push_back(scalar("state/nonfinite_skips", Elem::i64, state.nonfinite_skips));
-    ds.push_back(scalar("state/loader/samples", Elem::u64, state.loader.samples));
-    ds.push_back(array("state/loader/group_draws", Elem::u64, state.loader.group_draws.data(),
-                       state.loader.group_draws.size()));
-    ds.push_back(array("state/loader/blend_credit", Elem::i64, state.loader.blend_credit.data(),
-                       state.loader.blend_credit.size()));
-    for (const auto& [rng_name, bytes] : state.rng)
-      ds.push_back(array("state/rng/" + rng_name, Elem::u8, bytes.data(), bytes.size()));
-    ds.push_back(text("state/config_yaml", state.config_yaml));
-    ds.push_back(text("state/program_version", state.program_version));
-    ds.push_back(text("state/created", created));
+    std::string layout;
+    on_every_rank(g, [&] {
+      check_save_inputs(table, tensors, state);
+      ds = checkpoint_datasets(table, tensors, state, created);
+      layout = layout_digest(model, ds);
+    });
+    if (!g.solo()) {
+      const std::string rank0_layout = broadcast_string(g.comm, layout);
+      on_every_rank(g, [&] {
+        if (layout != rank0_layout)
+          throw Error(
+              "the model, the tensors' names, shapes or splits, or the trainer state's "
+              "names and sizes differ from TP rank 0's");
+      });
+    }
+    // Every rank sees the same slabs, so every rank throws the same error here.
+    check_slabs_tile(table, gather_slabs(g, table), g.size);
+    on_every_rank(g, [&] {
+      if (g.rank != 0) return;
+      fs::create_directories(dir);
+      remove_temp_files(dir);
+    });
 
     try {
-      write_file(tmp, model, std::move(ds));
-      fsync_file(tmp);
-      fs::rename(tmp, path);
+      on_every_rank(g, [&] { write_file(tmp, model, g, ds); });
+      on_every_rank(g, [&] {
+        if (g.rank != 0) return;
+        if (!g.solo()) seal_file(tmp);
+        fsync_file(tmp);
+        fs::rename(tmp, path);
+      });
     } catch (...) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
+      if (g.rank == 0) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+      }
       throw;
     }
-    fsync_dir(dir);
-    write_file_durably((fs::path(dir) / "latest").string(), name + "\n");
+    on_every_rank(g, [&] {
+      if (g.rank != 0) return;
+      fsync_dir(dir);
+      write_file_durably((fs::path(dir) / "latest").string(), name + "\n");
+    });
     return path;
   });
 }
@@ -586,17 +834,16 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const model::ModelConf
     out.adam_m.resize(n);
     out.adam_v.resize(n);
     StateBytes state;
-    const std::string digest =
-        read_datasets(f, verify_checksum, [&](const DatasetInfo& d) -> void* {
-          if (void* p = tensor_dest(d, "params", table, out.params)) return p;
-          if (void* p = tensor_dest(d, "adam_m", table, out.adam_m)) return p;
-          if (void* p = tensor_dest(d, "adam_v", table, out.adam_v)) return p;
-          if (d.name.compare(0, 6, "state/") != 0) return nullptr;
-          auto& entry = state.raw[d.name];
-          entry.first = d;
-          entry.second.resize(d.bytes());
-          return entry.second.data();
-        });
+    const std::string digest = read_datasets(f, verify_checksum, [&](const DatasetInfo& d) -> Dest {
+      if (Dest t = tensor_dest(d, "params", table, out.params); t.out) return t;
+      if (Dest t = tensor_dest(d, "adam_m", table, out.adam_m); t.out) return t;
+      if (Dest t = tensor_dest(d, "adam_v", table, out.adam_v); t.out) return t;
+      if (d.name.compare(0, 6, "state/") != 0) return {};
+      auto& entry = state.raw[d.name];
+      entry.first = d;
+      entry.second.resize(d.bytes());
+      return {entry.second.data()};
+    });
     if (verify_checksum) check_checksum(f, digest);
     out.state = decode_state(state, out.created);
     return out;
@@ -625,7 +872,7 @@ std::vector<float> load_weights(const std::string& path, const model::ParamTable
 void verify_checkpoint(const std::string& path) {
   naming_file(path, [&] {
     const OpenFile f = open_file(path);
-    check_checksum(f, read_datasets(f, true, [](const DatasetInfo&) { return nullptr; }));
+    check_checksum(f, read_datasets(f, true, [](const DatasetInfo&) { return Dest{}; }));
     return 0;
   });
 }

@@ -9,16 +9,19 @@
 //   root attributes           format_version, the model's shape, sha256 of every dataset
 // Layout, checksum definition and an h5py snippet: docs/checkpoints.md.
 //
-// Writing: only rank 0 calls save_checkpoint (data-parallel ranks hold identical
-// copies; the others wait at a barrier the trainer places). Each tensor is one dataset
-// written whole; tensor parallelism will later write slabs of the same datasets
-// collectively (parallel HDF5), so the file layout will not change. The file is
-// written as step-N.h5.tmp, flushed, fsynced and renamed, then the `latest` pointer is
-// updated the same way (checkpoint_dir.h): a crash leaves the previous checkpoints or
-// the new one, never a half-written step-N.h5.
+// Writing: one tensor-parallel group writes a checkpoint (data-parallel replicas hold
+// identical copies; the other replicas wait at a barrier the trainer places). Every
+// dataset holds the whole tensor in its official shape whatever the TP degree: each TP
+// rank writes its slab (model/param_table.h) with parallel HDF5, so a file does not
+// depend on the TP degree that wrote it, and loads at any other. The file is written
+// as step-N.h5.tmp, flushed, fsynced and renamed, then the `latest` pointer is updated
+// the same way (checkpoint_dir.h): a crash leaves the previous checkpoints or the new
+// one, never a half-written step-N.h5.
 //
 // Every function makes its HDF5 calls on the calling thread (libhdf5 is not
 // thread-safe) and throws rwkv::Error whose message starts with "checkpoint <path>:".
+#include <mpi.h>
+
 #include <cstdint>
 #include <map>
 #include <span>
@@ -48,7 +51,8 @@ struct TrainerState {
   bool operator==(const TrainerState&) const = default;
 };
 
-// Host copies of the flat buffers (model/param_table.h), [table.total] floats each.
+// Host copies of the flat buffers (model/param_table.h), [table.total] floats each:
+// at tp > 1 the rank's slabs, laid out by its table.
 struct CheckpointTensors {
   std::span<const float> params;  // fp32 master weights
   std::span<const float> adam_m;  // AdamW first moment
@@ -59,9 +63,18 @@ struct CheckpointTensors {
 // atomically, updates checkpoints/latest and removes leftover *.tmp files of crashed
 // saves. Returns the path written. An existing file for the same step is replaced only
 // once the new one is complete. Pruning is separate (prune_checkpoints).
+//
+// Collective over tp_comm, one TP group: rank r of tp_comm is TP rank r and passes the
+// table of TP rank r (build_param_table(cfg, {r, size})) and its slabs. Replicated
+// tensors, the state and the model come from TP rank 0 (the others must hold the same
+// names and shapes; their values are not written). With MPI_COMM_SELF (tp = 1) no MPI
+// call is made, so a program without MPI_Init may save. An error on any rank (bad
+// inputs, tables that do not fit together, I/O) makes every rank throw the same
+// rwkv::Error, naming the TP rank that failed; none is left waiting. Returns the path
+// on every rank.
 std::string save_checkpoint(const std::string& run_dir, const model::ModelConfig& model,
                             const model::ParamTable& table, const CheckpointTensors& tensors,
-                            const TrainerState& state);
+                            const TrainerState& state, MPI_Comm tp_comm = MPI_COMM_SELF);
 
 struct LoadedCheckpoint {
   std::vector<float> params, adam_m, adam_v;  // [table.total] each
@@ -69,9 +82,11 @@ struct LoadedCheckpoint {
   std::string created;  // UTC time of writing, ISO 8601 ("2026-11-27T13:05:09Z")
 };
 
-// Reads a checkpoint for resuming. Before any tensor is read, checks the format
+// Reads a checkpoint for resuming, written at any TP degree; with the table of a TP
+// rank, only that rank's slabs are read ([table.total] floats each; each rank of the
+// group calls it independently, no MPI). Before any tensor is read, checks the format
 // version, the model's shape attributes against `model` and every tensor's name and
-// shape against `table` (missing, extra, other shape: one line each, naming the
+// official shape against `table` (missing, extra, other shape: one line each, naming the
 // tensor and both shapes). With verify_checksum, the SHA-256 of all datasets is
 // checked too; find_resume_checkpoint has already done that for the file it returns,
 // so the trainer may pass false there and read the file once.
@@ -79,7 +94,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path, const model::ModelConf
                                  const model::ParamTable& table, bool verify_checksum = true);
 
 // Only the weights (/params), for starting a new run from a checkpoint (fine-tuning,
-// checkpoint.init_from); the same name and shape checks. [table.total] floats.
+// checkpoint.init_from); the same name and shape checks, and the rank's slabs for a
+// TP rank's table. [table.total] floats.
 std::vector<float> load_weights(const std::string& path, const model::ParamTable& table,
                                 bool verify_checksum = true);
 

@@ -19,9 +19,11 @@
 #include "trainer/data_parallel.h"
 #include "trainer/evaluate.h"
 #include "trainer/metrics_log.h"
+#include "trainer/parallel_grid.h"
 #include "trainer/preemption.h"
 #include "trainer/schedule.h"
 #include "trainer/tensorboard_writer.h"
+#include "trainer/tp_comm_mpi.h"
 
 namespace rwkv::trainer {
 
@@ -70,9 +72,15 @@ std::vector<uint32_t> token_byte_lengths(const std::string& dataset) {
 std::vector<int32_t> as_ids(const std::vector<uint32_t>& v) { return {v.begin(), v.end()}; }
 
 // sqrt(sum g^2), accumulated in double in index order (deterministic).
-double grad_norm(const float* g, int64_t n) {
+// The L2 norm of the whole model's gradient: the squares of every slab, replicated
+// tensors counted once (by TP rank 0), summed over the TP group.
+double grad_norm(const model::ParamTable& t, const float* g, const ParallelGrid& grid) {
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(g[i]) * g[i];
+  for (const model::ParamInfo& p : t.params) {
+    if (p.split_dim < 0 && grid.tp_rank != 0) continue;
+    for (int64_t i = p.offset; i < p.offset + p.size; ++i) s += static_cast<double>(g[i]) * g[i];
+  }
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_SUM, grid.tp));
   return std::sqrt(s);
 }
 
@@ -80,11 +88,11 @@ double grad_norm(const float* g, int64_t n) {
 
 TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   const Config& cfg = opts.cfg;
-  const int rank = comm_rank(comm), dp = comm_size(comm);
+  const int rank = comm_rank(comm), world = comm_size(comm);
   const bool root = rank == 0;
   install_stop_handlers();  // before the slow setup: a signal during it stops after step 1
-  if (cfg.get_int("parallel.tp") != 1)
-    throw ConfigError("parallel.tp: the CPU trainer runs data parallel only; set it to 1");
+  const ParallelGrid grid(comm, static_cast<int>(cfg.get_int("parallel.tp")));
+  const int dp = grid.dp_size;
   if (cfg.get_string("data.path").empty())
     throw ConfigError("data.path: not set; point it at a dataset written by `rwkv preprocess`");
 
@@ -106,7 +114,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   lo.dataset = dataset;
   lo.ctx_len = static_cast<uint64_t>(mc.ctx_len);
   lo.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
-  lo.dp_rank = rank;
+  lo.dp_rank = static_cast<uint64_t>(grid.dp_rank);
   lo.dp_size = dp;
   lo.micro_batch = B;
   lo.align_to_documents = cfg.get_string("data.align_to_documents") == "true";
@@ -129,7 +137,10 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   });
 
   kernels::CpuBackend<float> be(16, static_cast<int>(cfg.get_int("train.threads")));
-  model::Model<float> model(mc, be);
+  TpCommMpi<float> tp_comm(grid.tp);
+  std::optional<model::Model<float>> built;
+  on_all_ranks(comm, [&] { built.emplace(mc, be, model::ModelOptions{}, &tp_comm); });
+  model::Model<float>& model = *built;
 
   // Where to start: the newest usable checkpoint, the weights of init_from, or init.
   TrainerState st;
@@ -151,7 +162,12 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     });
     if (root) out << "resuming from " << resume_path << " (step " << st.step << ")\n";
   } else if (!init_from.empty()) {
-    on_all_ranks(comm, [&] { model.set_params(load_weights(init_from, model.table)); });
+    // Rank 0 checks the file's checksum; then each rank reads only its slabs.
+    root_then_broadcast<ConfigError>(comm, [&] {
+      verify_checkpoint(init_from);
+      return std::string();
+    });
+    on_all_ranks(comm, [&] { model.set_params(load_weights(init_from, model.table, false)); });
     if (root) out << "initialised from the weights of " << init_from << "\n";
   } else {
     model.init(static_cast<uint64_t>(cfg.get_int("train.seed")));
@@ -185,8 +201,9 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     metrics = std::make_unique<MetricsFile>(run_dir);
     tb = std::make_unique<TensorBoardWriter>(run_dir);
     out << "model: RWKV-" << mc.version << ", " << mc.n_layer << " layers, n_embd " << mc.n_embd
-        << ", " << model.table.total << " parameters; " << dp << " data-parallel rank"
-        << (dp > 1 ? "s" : "") << ", " << sched.tokens_per_step << " tokens per step\n";
+        << ", " << model::count_params(mc).total << " parameters; " << grid.tp_size
+        << " tensor-parallel x " << dp << " data-parallel rank" << (world > 1 ? "s" : "") << ", "
+        << sched.tokens_per_step << " tokens per step\n";
   }
 
   TrainResult result;
@@ -200,8 +217,18 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   auto save = [&](const char* why) {
     const std::vector<float> p = model.get_params(), m = model.get_adam_m(), v = model.get_adam_v();
     st.loader = loader->state();
+    // Replica 0's TP group writes the file together, each rank its slabs; every rank of
+    // the group throws alike on failure, and rank 0 passes the outcome on.
+    std::string path, error;
+    if (grid.dp_rank == 0) {
+      try {
+        path = save_checkpoint(run_dir, mc, model.table, {p, m, v}, st, grid.tp);
+      } catch (const Error& e) {
+        error = e.what();
+      }
+    }
     result.checkpoint = root_then_broadcast<ConfigError>(comm, [&] {
-      const std::string path = save_checkpoint(run_dir, mc, model.table, {p, m, v}, st);
+      if (!error.empty()) throw ConfigError(error);
       for (const auto& gone : prune_checkpoints(run_dir, cfg.get_int("checkpoint.keep_last"),
                                                 cfg.get_int("checkpoint.keep_every"), st.step))
         out << "removed old checkpoint " << gone << "\n";
@@ -212,7 +239,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   };
 
   auto run_eval = [&] {
-    EvalMetrics em = evaluate(model, vo, eval_batches, comm);
+    EvalMetrics em = evaluate(model, vo, eval_batches, grid.dp);
     em.step = st.step;
     if (!root) return;
     out << format_eval_line(em) << std::endl;
@@ -231,7 +258,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     const auto t0 = Clock::now();
     model.zero_grad();
     double loss = 0;
-    GradReducer reducer(model.grads, buckets, comm);
+    GradReducer reducer(model.grads, buckets, grid.dp);
     for (int64_t a = 0; a < accum; ++a) {
       const data::Batch batch = loader->next();
       loss += model.forward(as_ids(batch.inputs), as_ids(batch.targets), static_cast<int>(B),
@@ -244,12 +271,12 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     }
     // Each micro-batch's gradient is of its mean loss: average over micro-batches and ranks.
     reducer.finish(1.0 / static_cast<double>(accum * dp));
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, comm));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, grid.dp));
     loss /= static_cast<double>(accum * dp);
     if (opts.grad_hook)
       opts.grad_hook(st.step + 1,
                      std::span<float>(model.grads, static_cast<size_t>(model.table.total)));
-    const double norm = grad_norm(model.grads, model.table.total);
+    const double norm = grad_norm(model.table, model.grads, grid);
     const double lr = learning_rate(sched, st.step, st.tokens_seen);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
@@ -282,7 +309,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
                         static_cast<double>(steps_since_log) / train_s_since_log;
       train_s_since_log = 0;
       steps_since_log = 0;
-      if (peak_flops > 0) sm.mfu = flops_per_token * sm.tokens_per_s / (peak_flops * dp);
+      if (peak_flops > 0) sm.mfu = flops_per_token * sm.tokens_per_s / (peak_flops * world);
       sm.elapsed_s = elapsed;
       sm.eta_s = elapsed / static_cast<double>(st.step - first_step) *
                  static_cast<double>(total_steps - st.step);
