@@ -3,7 +3,8 @@
 //     and final parameters within 1e-5 relative;
 //   - a run stopped at step 5 with tp = 2 and resumed with tp = 1 (dp = 4) and with
 //     tp = 4 (dp = 1), the same global batch, continues like the uninterrupted tp = 2
-//     run: steps 6-10 and the final parameters within 1e-5 relative.
+//     run: steps 6-10 and the final parameters within 1e-5 relative; resumed with
+//     tp = 2 again, bitwise.
 // Checkpoints are whole tensors whatever tp wrote them, so every run's parameters are
 // read here with the one-rank table.
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 #include <cmath>
 #include <csignal>
 #include <sstream>
+#include <string>
+#include <tuple>
 
 #include "model/model_config.h"
 #include "model/param_table.h"
@@ -101,7 +104,8 @@ TEST(TrainTensorParallel, CheckpointOfTpTwoResumesAtTpOneAndTpFour) {
   const auto full_losses = losses(dir / "full");
   ASSERT_EQ(full_losses.size(), 10u);
   const auto want = params_of(full, a.checkpoint);
-  for (const auto& [name, tp, micro] : {std::tuple{"tp1", "1", "1"}, std::tuple{"tp4", "4", "4"}}) {
+  for (const auto& [name, tp, micro] : {std::tuple{"tp1", "1", "1"}, std::tuple{"tp2", "2", "2"},
+                                         std::tuple{"tp4", "4", "4"}}) {
     const fs::path run_dir = dir / name;
     if (rank() == 0) fs::copy(dir / "stopped", run_dir, fs::copy_options::recursive);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -116,8 +120,13 @@ TEST(TrainTensorParallel, CheckpointOfTpTwoResumesAtTpOneAndTpFour) {
     for (size_t i = 5; i < 10; ++i)
       EXPECT_NEAR(l[i], full_losses[i], 1e-5 * std::abs(full_losses[i]))
           << name << " step " << i + 1;
-    const double rel = relative_l2(want, params_of(resumed, c.checkpoint));
+    const std::vector<float> got = params_of(resumed, c.checkpoint);
+    const double rel = relative_l2(want, got);
     EXPECT_LT(rel, 1e-5) << name;
+    // The same layout resumes exactly (the trainer's bitwise resume).
+    if (std::string(name) == "tp2") {
+      EXPECT_EQ(got, want) << "tp 2 resumed at tp 2 is not bitwise";
+    }
     std::printf("stopped at tp 2, resumed at %s: final parameters differ by %.3g (relative L2)\n",
                 name, rel);
   }
