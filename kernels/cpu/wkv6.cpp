@@ -10,10 +10,10 @@ namespace rwkv::kernels {
 namespace {
 
 using wkv_detail::check_heads;
-using wkv_detail::decay;
+using wkv_detail::dot;
 using wkv_detail::gemm;
-using wkv_detail::gemv;
 using wkv_detail::load_state;
+using wkv_detail::mul_rows;
 
 }  // namespace
 
@@ -114,7 +114,8 @@ void wkv6_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 // Chunked form. For one head and a chunk of L tokens t = 0..L-1 (local index), with
 // the cumulative log decay inside the chunk cum_0 = 0, cum_{t+1} = cum_t + lw_t (so
 // every exp below is of a difference cum_a - cum_b with a >= b: a value in (0, 1],
-// whatever lw <= 0 is), and S_in the state before the chunk:
+// whatever lw <= 0 is; computed as products of per-step factors,
+// wkv_detail::chunk_decays), and S_in the state before the chunk:
 //   R~[t][i]  = r_t[i] e^{cum_t[i]}                       [L, N]
 //   K^[s][i]  = k_s[i] e^{cum_L[i] - cum_{s+1}[i]}        [L, N]
 //   A[t][s]   = sum_i r_t[i] k_s[i] e^{cum_t[i] - cum_{s+1}[i]}   (s < t)
@@ -140,46 +141,44 @@ template <typename F>
 struct Chunk6 {
   int L;  // tokens in this chunk
   int N;
-  std::vector<double> cum;  // [L+1, N]
-  std::vector<F> Rt, Kh;    // [Lmax, N]
-  std::vector<F> A;         // [Lmax, Lmax]
-  std::vector<F> E;         // [Lmax, N] scratch
+  std::vector<F> w, Q;    // [Lmax, N]: e^{lw_t}, e^{cum_L - cum_{t+1}}
+  std::vector<F> P;       // [Lmax+1, N]: e^{cum_t}
+  std::vector<F> Rt, Kh;  // [Lmax, N]
+  std::vector<F> A;       // [Lmax, Lmax]
+  std::vector<F> E;       // [Lmax, N] scratch
   Chunk6(int Lmax, int n)
       : L(0),
         N(n),
-        cum(size_t(Lmax + 1) * n),
-        Rt(size_t(Lmax) * n),
-        Kh(size_t(Lmax) * n),
+        w(size_t(Lmax) * n),
+        Q(w.size()),
+        P(size_t(Lmax + 1) * n),
+        Rt(w.size()),
+        Kh(w.size()),
         A(size_t(Lmax) * Lmax),
-        E(size_t(Lmax) * n) {}
+        E(w.size()) {}
 
   // r, k, lw point at token 0 of the chunk for this head; consecutive tokens are ld apart.
-  void decays(int len, const F* k, const F* lw, int ld) {
+  RWKV_WKV_SIMD void decays(int len, const F* k, const F* lw, int ld) {
     L = len;
-    std::fill(cum.begin(), cum.begin() + N, 0.0);
-    for (int t = 0; t < L; ++t)
-      for (int i = 0; i < N; ++i)
-        cum[size_t(t + 1) * N + i] = cum[size_t(t) * N + i] + lw[size_t(t) * ld + i];
-    const double* cL = cum.data() + size_t(L) * N;
-    for (int s = 0; s < L; ++s)
-      for (int i = 0; i < N; ++i)
-        Kh[size_t(s) * N + i] = k[size_t(s) * ld + i] * decay<F>(cL[i], cum[size_t(s + 1) * N + i]);
+    wkv_detail::chunk_decays(L, N, lw, ld, w.data(), P.data(), Q.data());
+    mul_rows(L, N, k, ld, Q.data(), Kh.data(), N);
   }
 
-  void attention(const F* r, const F* k, const F* u, int ld, int lda) {
+  RWKV_WKV_SIMD void attention(const F* r, const F* k, const F* u, int ld, int lda) {
+    mul_rows(L, N, r, ld, P.data(), Rt.data(), N);
     for (int t = 0; t < L; ++t) {
       const F* rt = r + size_t(t) * ld;
-      const double* ct = cum.data() + size_t(t) * N;
-      for (int i = 0; i < N; ++i) Rt[size_t(t) * N + i] = rt[i] * decay<F>(ct[i], 0);
       F* At = A.data() + size_t(t) * lda;
-      // E[s][i] = k_s[i] e^{cum_t[i] - cum_{s+1}[i]}, then A[t][0:t] = E r_t.
-      for (int s = 0; s < t; ++s) {
-        const F* ks = k + size_t(s) * ld;
-        const double* cs = cum.data() + size_t(s + 1) * N;
-        F* Es = E.data() + size_t(s) * N;
-        for (int i = 0; i < N; ++i) Es[i] = ks[i] * decay<F>(ct[i], cs[i]);
+      // E[s][i] = k_s[i] e^{cum_t[i] - cum_{s+1}[i]}: the previous token's rows times
+      // w_{t-1}, and row t-1 = k_{t-1}; then A[t][0:t] = E r_t.
+      if (t > 0) {
+        const F* wp = w.data() + size_t(t - 1) * N;
+        for (int s = 0; s + 1 < t; ++s)
+          for (int i = 0; i < N; ++i) E[size_t(s) * N + i] *= wp[i];
+        std::copy(k + size_t(t - 1) * ld, k + size_t(t - 1) * ld + N,
+                  E.begin() + size_t(t - 1) * N);
       }
-      if (t > 0) gemv(false, t, N, E.data(), N, rt, At);
+      for (int s = 0; s < t; ++s) At[s] = dot(E.data() + size_t(s) * N, rt, N);
       F diag = 0;
       const F* kt = k + size_t(t) * ld;
       for (int i = 0; i < N; ++i) diag += rt[i] * u[i] * kt[i];
@@ -189,12 +188,10 @@ struct Chunk6 {
   }
 
   // S <- diag(e^{cum_L}) S + K^^T V
-  void advance(F* S, const F* v, int ld) const {
-    const double* cL = cum.data() + size_t(L) * N;
-    for (int i = 0; i < N; ++i) {
-      const F d = decay<F>(cL[i], 0);
-      for (int j = 0; j < N; ++j) S[size_t(i) * N + j] *= d;
-    }
+  RWKV_WKV_SIMD void advance(F* S, const F* v, int ld) const {
+    const F* PL = P.data() + size_t(L) * N;
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j) S[size_t(i) * N + j] *= PL[i];
     gemm(true, false, N, N, L, F(1), Kh.data(), N, v, ld, F(1), S, N);
   }
 };
@@ -211,24 +208,132 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   Chunk6<F> ch(Lmax, N);
-  std::vector<F> S(NN);
+  // Chunks outermost, heads inside: a chunk of all heads is L contiguous token rows, read
+  // in order (head by head, the rows of one head are N-float pieces H N floats apart).
+  std::vector<F> S(size_t(h1 - h0) * NN);  // [h1-h0, N, N]
   for (int b = 0; b < B; ++b) {
-    for (int h = h0; h < h1; ++h) {
-      const size_t sofs = (size_t(b) * H + h) * NN;
-      load_state(S, state_in, sofs);
-      for (int t0 = 0; t0 < T; t0 += Lmax) {
-        const int L = std::min(Lmax, T - t0);
+    const size_t sofs = (size_t(b) * H + h0) * NN;
+    load_state(S, state_in, sofs);
+    for (int t0 = 0; t0 < T; t0 += Lmax) {
+      const int L = std::min(Lmax, T - t0);
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
+        F* Sh = S.data() + size_t(h - h0) * NN;
         ch.decays(L, k + o, lw + o, ld);
         ch.attention(r + o, k + o, u + size_t(h) * N, ld, Lmax);
-        gemm(false, false, L, N, N, F(1), ch.Rt.data(), N, S.data(), N, F(0), y + o, ld);
+        gemm(false, false, L, N, N, F(1), ch.Rt.data(), N, Sh, N, F(0), y + o, ld);
         gemm(false, false, L, N, L, F(1), ch.A.data(), Lmax, v + o, ld, F(1), y + o, ld);
-        ch.advance(S.data(), v + o, ld);
+        ch.advance(Sh, v + o, ld);
       }
-      if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
     }
+    if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
   }
 }
+
+namespace {
+
+// The pair (t, s), s < t, of the chunked backward over the channels i: g = dA[t][s],
+// e = e^{cum_t - cum_{s+1}}. Adds to dr_t and dk_s; D_s gets the prefix acc (pairs
+// s' < s of row t). The pointers never overlap.
+template <typename F>
+inline void pair_grads(int N, F g, const F* __restrict e, const F* __restrict rt,
+                       const F* __restrict ks, F* __restrict drt, F* __restrict dks,
+                       F* __restrict Ds, F* __restrict acc) {
+  for (int i = 0; i < N; ++i) {
+    const F ge = g * e[i];
+    drt[i] += ge * ks[i];
+    dks[i] += ge * rt[i];
+    Ds[i] += acc[i];
+    acc[i] += ge * rt[i] * ks[i];
+  }
+}
+
+// Scratch and the per-chunk step of the chunked backward.
+template <typename F>
+struct Back6 {
+  std::vector<F> dA;              // [Lmax, Lmax]
+  std::vector<F> dRt, dKh, D, E;  // [Lmax, N]
+  std::vector<F> X, acc, run;     // [N]
+  Back6(int Lmax, int N)
+      : dA(size_t(Lmax) * Lmax),
+        dRt(size_t(Lmax) * N),
+        dKh(dRt.size()),
+        D(dRt.size()),
+        E(dRt.size()),
+        X(N),
+        acc(N),
+        run(N) {}
+
+  // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
+  // duh the head's u and du [N]); S the state entering the chunk; dS: dS_out on entry,
+  // dS_in on exit. ch is this struct's forward scratch (overwritten).
+  RWKV_WKV_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
+                           const F* v, const F* lw, const F* uh, const F* dy, const F* S, F* dS,
+                           F* dr, F* dk, F* dv, F* dlw, F* duh) {
+    const int N = ch.N;
+    ch.decays(L, k, lw, ld);
+    ch.attention(r, k, uh, ld, Lmax);
+    const F* P = ch.P.data();
+    const F* PL = P + size_t(L) * N;  // e^{cum_L}
+    gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dA.data(), Lmax);
+    gemm(true, false, L, N, L, F(1), ch.A.data(), Lmax, dy, ld, F(0), dv, ld);
+    gemm(false, false, L, N, N, F(1), ch.Kh.data(), N, dS, N, F(1), dv, ld);
+    gemm(false, true, L, N, N, F(1), dy, ld, S, N, F(0), dRt.data(), N);
+    gemm(false, true, L, N, N, F(1), v, ld, dS, N, F(0), dKh.data(), N);
+    mul_rows(L, N, dRt.data(), N, P, dr, ld);
+    mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
+    std::fill(D.begin(), D.end(), F(0));
+    for (int t = 0; t < L; ++t) {
+      const F* rt = r + size_t(t) * ld;
+      F* drt = dr + size_t(t) * ld;
+      std::fill(acc.begin(), acc.end(), F(0));
+      // E[s] = e^{cum_t - cum_{s+1}}, s < t: the previous token's rows times w_{t-1}.
+      if (t > 0) {
+        const F* wp = ch.w.data() + size_t(t - 1) * N;
+        for (int s = 0; s + 1 < t; ++s)
+          for (int i = 0; i < N; ++i) E[size_t(s) * N + i] *= wp[i];
+        std::fill(E.begin() + size_t(t - 1) * N, E.begin() + size_t(t) * N, F(1));
+      }
+      for (int s = 0; s < t; ++s)
+        pair_grads(N, dA[size_t(t) * Lmax + s], E.data() + size_t(s) * N, rt, k + size_t(s) * ld,
+                   drt, dk + size_t(s) * ld, D.data() + size_t(s) * N, acc.data());
+      const F g = dA[size_t(t) * Lmax + t];
+      const F* kt = k + size_t(t) * ld;
+      F* dkt = dk + size_t(t) * ld;
+      for (int i = 0; i < N; ++i) {
+        drt[i] += g * uh[i] * kt[i];
+        dkt[i] += g * uh[i] * rt[i];
+        duh[i] += g * rt[i] * kt[i];
+      }
+    }
+    for (int i = 0; i < N; ++i) X[i] = PL[i] * dot(S + size_t(i) * N, dS + size_t(i) * N, N);
+    // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward).
+    std::fill(run.begin(), run.end(), F(0));
+    for (int t = 0; t < L; ++t) {
+      F* dl = dlw + size_t(t) * ld;
+      const size_t ti = size_t(t) * N;
+      for (int i = 0; i < N; ++i) {
+        dl[i] = X[i] + D[ti + i] + run[i];
+        run[i] += ch.Kh[ti + i] * dKh[ti + i];
+      }
+    }
+    std::fill(run.begin(), run.end(), F(0));
+    for (int t = L - 1; t >= 0; --t) {
+      F* dl = dlw + size_t(t) * ld;
+      const size_t ti = size_t(t) * N;
+      for (int i = 0; i < N; ++i) {
+        dl[i] += run[i];
+        run[i] += ch.Rt[ti + i] * dRt[ti + i];
+      }
+    }
+    // dS_in = diag(e^{cum_L}) dS_out + R~^T dY
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= PL[i];
+    gemm(true, false, N, N, L, F(1), ch.Rt.data(), N, dy, ld, F(1), dS, N);
+  }
+};
+
+}  // namespace
 
 template <typename F>
 void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* k,
@@ -239,102 +344,33 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   const int nchunks = (T + Lmax - 1) / Lmax;
+  const int nh = h1 - h0;
   Chunk6<F> ch(Lmax, N);
-  std::vector<F> Sin(size_t(std::max(nchunks, 1)) * NN), dS(NN), dA(size_t(Lmax) * Lmax);
-  std::vector<F> dRt(size_t(Lmax) * N), dKh(size_t(Lmax) * N), D(size_t(Lmax) * N);
-  std::vector<F> X(N), acc(N), run(N), dut(size_t(H) * N, F(0));
+  Back6<F> bk(Lmax, N);
+  // Sin[c][h] = the state entering chunk c; dS [nh, N, N]. Chunks outermost, heads
+  // inside, as in the forward.
+  std::vector<F> Sin(size_t(std::max(nchunks, 1)) * nh * NN), dS(size_t(nh) * NN);
+  std::vector<F> dut(size_t(H) * N, F(0));
   for (int b = 0; b < B; ++b) {
-    for (int h = h0; h < h1; ++h) {
-      const F* uh = u + size_t(h) * N;
-      F* duh = dut.data() + size_t(h) * N;
-      // Forward over chunks: the state entering each chunk.
-      std::fill(Sin.begin(), Sin.begin() + NN, F(0));
-      for (int c = 0; c + 1 < nchunks; ++c) {
+    std::fill(Sin.begin(), Sin.begin() + size_t(nh) * NN, F(0));
+    for (int c = 0; c + 1 < nchunks; ++c) {
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + size_t(c) * Lmax) * H + h) * N;
-        std::copy(Sin.begin() + c * NN, Sin.begin() + (c + 1) * NN, Sin.begin() + (c + 1) * NN);
+        const F* cur = Sin.data() + (size_t(c) * nh + (h - h0)) * NN;
+        F* next = Sin.data() + (size_t(c + 1) * nh + (h - h0)) * NN;
+        std::copy(cur, cur + NN, next);
         ch.decays(Lmax, k + o, lw + o, ld);
-        ch.advance(Sin.data() + (c + 1) * NN, v + o, ld);
+        ch.advance(next, v + o, ld);
       }
-      std::fill(dS.begin(), dS.end(), F(0));
-      for (int c = nchunks - 1; c >= 0; --c) {
-        const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+    }
+    std::fill(dS.begin(), dS.end(), F(0));
+    for (int c = nchunks - 1; c >= 0; --c) {
+      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
-        const F *rc = r + o, *kc = k + o, *vc = v + o, *gc = dy + o;
-        const F* S = Sin.data() + c * NN;
-        ch.decays(L, kc, lw + o, ld);
-        ch.attention(rc, kc, uh, ld, Lmax);
-        const double* cum = ch.cum.data();
-        const double* cL = cum + size_t(L) * N;
-        gemm(false, true, L, L, N, F(1), gc, ld, vc, ld, F(0), dA.data(), Lmax);
-        gemm(true, false, L, N, L, F(1), ch.A.data(), Lmax, gc, ld, F(0), dv + o, ld);
-        gemm(false, false, L, N, N, F(1), ch.Kh.data(), N, dS.data(), N, F(1), dv + o, ld);
-        gemm(false, true, L, N, N, F(1), gc, ld, S, N, F(0), dRt.data(), N);
-        gemm(false, true, L, N, N, F(1), vc, ld, dS.data(), N, F(0), dKh.data(), N);
-        for (int t = 0; t < L; ++t)
-          for (int i = 0; i < N; ++i) {
-            const size_t ti = size_t(t) * N + i;
-            dr[o + size_t(t) * ld + i] = dRt[ti] * decay<F>(cum[ti], 0);
-            dk[o + size_t(t) * ld + i] = dKh[ti] * decay<F>(cL[i], cum[ti + N]);
-          }
-        std::fill(D.begin(), D.end(), F(0));
-        for (int t = 0; t < L; ++t) {
-          const F* rt = rc + size_t(t) * ld;
-          const double* ct = cum + size_t(t) * N;
-          F* drt = dr + o + size_t(t) * ld;
-          std::fill(acc.begin(), acc.end(), F(0));
-          for (int s = 0; s < t; ++s) {
-            const F g = dA[size_t(t) * Lmax + s];
-            const F* ks = kc + size_t(s) * ld;
-            const double* cs = cum + size_t(s + 1) * N;
-            F* dks = dk + o + size_t(s) * ld;
-            F* Ds = D.data() + size_t(s) * N;
-            for (int i = 0; i < N; ++i) {
-              const F e = g * decay<F>(ct[i], cs[i]);
-              drt[i] += e * ks[i];
-              dks[i] += e * rt[i];
-              Ds[i] += acc[i];
-              acc[i] += e * rt[i] * ks[i];
-            }
-          }
-          const F g = dA[size_t(t) * Lmax + t];
-          const F* kt = kc + size_t(t) * ld;
-          F* dkt = dk + o + size_t(t) * ld;
-          for (int i = 0; i < N; ++i) {
-            drt[i] += g * uh[i] * kt[i];
-            dkt[i] += g * uh[i] * rt[i];
-            duh[i] += g * rt[i] * kt[i];
-          }
-        }
-        for (int i = 0; i < N; ++i) {
-          F x = 0;
-          for (int j = 0; j < N; ++j) x += S[size_t(i) * N + j] * dS[size_t(i) * N + j];
-          X[i] = decay<F>(cL[i], 0) * x;
-        }
-        // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward).
-        std::fill(run.begin(), run.end(), F(0));
-        for (int t = 0; t < L; ++t) {
-          F* dl = dlw + o + size_t(t) * ld;
-          const size_t ti = size_t(t) * N;
-          for (int i = 0; i < N; ++i) {
-            dl[i] = X[i] + D[ti + i] + run[i];
-            run[i] += ch.Kh[ti + i] * dKh[ti + i];
-          }
-        }
-        std::fill(run.begin(), run.end(), F(0));
-        for (int t = L - 1; t >= 0; --t) {
-          F* dl = dlw + o + size_t(t) * ld;
-          const size_t ti = size_t(t) * N;
-          for (int i = 0; i < N; ++i) {
-            dl[i] += run[i];
-            run[i] += ch.Rt[ti + i] * dRt[ti + i];
-          }
-        }
-        // dS_in = diag(e^{cum_L}) dS_out + R~^T dY
-        for (int i = 0; i < N; ++i) {
-          const F d = decay<F>(cL[i], 0);
-          for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= d;
-        }
-        gemm(true, false, N, N, L, F(1), ch.Rt.data(), N, gc, ld, F(1), dS.data(), N);
+        bk.chunk(ch, L, Lmax, ld, r + o, k + o, v + o, lw + o, u + size_t(h) * N, dy + o,
+                 Sin.data() + (size_t(c) * nh + (h - h0)) * NN, dS.data() + size_t(h - h0) * NN,
+                 dr + o, dk + o, dv + o, dlw + o, dut.data() + size_t(h) * N);
       }
     }
   }

@@ -10,10 +10,10 @@ namespace rwkv::kernels {
 namespace {
 
 using wkv_detail::check_heads;
-using wkv_detail::decay;
+using wkv_detail::dot;
 using wkv_detail::gemm;
-using wkv_detail::gemv;
 using wkv_detail::load_state;
+using wkv_detail::mul_rows;
 
 // One token: S <- S diag(w) + (S a) b^T + v k^T; then y = S r unless y is null (r is
 // not read then). S [N, N]; w = exp(lw) [N].
@@ -161,7 +161,8 @@ void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 // b_t gives
 //   S_t = S_in diag(e^{cum_{t+1}})
 //         + sum_{s<=t} (v_s k_s^T + sa_s b_s^T) diag(e^{cum_{t+1} - cum_{s+1}}).
-// Every exp is of cum_x - cum_y with x >= y, a decay in (0, 1] for any lw <= 0. With
+// Every exp is of cum_x - cum_y with x >= y, a decay in (0, 1] for any lw <= 0, computed
+// as a product of per-step factors (wkv_detail::chunk_decays). With
 //   A~[t] = a_t e^{cum_t},  R~[t] = r_t e^{cum_{t+1}},                       [L, N]
 //   K^[s] = k_s e^{cum_L - cum_{s+1}},  B^[s] = b_s e^{cum_L - cum_{s+1}},      [L, N]
 //   Aak[t][s] = sum_j a_t[j] k_s[j] e^{cum_t[j] - cum_{s+1}[j]}    (s < t; Aab with b_s)
@@ -173,19 +174,27 @@ void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 //   S_out = S_in diag(e^{cum_L}) + V^T K^ + SA^T B^.
 namespace {
 
+// Scratch of Chunk7::run: Ek, Eb [Lmax, N], rw [N].
+template <typename F>
+struct PairScratch7 {
+  std::vector<F> Ek, Eb, rw;
+  PairScratch7(int Lmax, int N) : Ek(size_t(Lmax) * N), Eb(Ek.size()), rw(N) {}
+};
+
+// The quantities of one chunk that the backward reuses.
 template <typename F>
 struct Chunk7 {
   int Lmax, N;
-  std::vector<double> cum;            // [Lmax+1, N]
-  std::vector<F> w;                   // [Lmax, N]
+  std::vector<F> w, Q;                // [Lmax, N]: e^{lw_t}, e^{cum_L - cum_{t+1}}
+  std::vector<F> P;                   // [Lmax+1, N]: e^{cum_t}
   std::vector<F> At, Rt, Kh, Bh, SA;  // [Lmax, N]
   std::vector<F> Aak, Aab, Ark, Arb;  // [Lmax, Lmax]
-  std::vector<F> Ek, Eb, rw;          // scratch: [Lmax, N], [Lmax, N], [N]
   Chunk7(int lmax, int n)
       : Lmax(lmax),
         N(n),
-        cum(size_t(lmax + 1) * n),
         w(size_t(lmax) * n),
+        Q(w.size()),
+        P(size_t(lmax + 1) * n),
         At(w.size()),
         Rt(w.size()),
         Kh(w.size()),
@@ -194,65 +203,50 @@ struct Chunk7 {
         Aak(size_t(lmax) * lmax),
         Aab(Aak.size()),
         Ark(Aak.size()),
-        Arb(Aak.size()),
-        Ek(w.size()),
-        Eb(w.size()),
-        rw(n) {}
+        Arb(Aak.size()) {}
 
-  // L tokens from the pointers (consecutive tokens ld apart); S [N, N] in/out; y may
-  // be null (only the state is wanted).
-  void run(int L, int ld, const F* r, const F* lw, const F* k, const F* v, const F* a, const F* b,
-           F* S, F* y) {
-    std::fill(cum.begin(), cum.begin() + N, 0.0);
-    for (int t = 0; t < L; ++t)
-      for (int j = 0; j < N; ++j) {
-        const F l = lw[size_t(t) * ld + j];
-        cum[size_t(t + 1) * N + j] = cum[size_t(t) * N + j] + l;
-        w[size_t(t) * N + j] = std::exp(l);
-      }
-    const double* cL = cum.data() + size_t(L) * N;
-    for (int t = 0; t < L; ++t)
-      for (int j = 0; j < N; ++j) {
-        const size_t tj = size_t(t) * N + j, o = size_t(t) * ld + j;
-        At[tj] = a[o] * decay<F>(cum[tj], 0);
-        Rt[tj] = r[o] * decay<F>(cum[tj + N], 0);
-        const F e = decay<F>(cL[j], cum[tj + N]);
-        Kh[tj] = k[o] * e;
-        Bh[tj] = b[o] * e;
-      }
+  // L tokens from the pointers (consecutive tokens ld apart); S the state before the
+  // chunk, S_out [N, N] the state after it (may be S); y may be null (only the state is
+  // wanted).
+  RWKV_WKV_SIMD void run(int L, int ld, const F* r, const F* lw, const F* k, const F* v, const F* a,
+                         const F* b, const F* S, F* S_out, F* y, PairScratch7<F>& sc) {
+    F *Ek = sc.Ek.data(), *Eb = sc.Eb.data(), *rw = sc.rw.data();
+    wkv_detail::chunk_decays(L, N, lw, ld, w.data(), P.data(), Q.data());
+    mul_rows(L, N, a, ld, P.data(), At.data(), N);
+    mul_rows(L, N, r, ld, P.data() + N, Rt.data(), N);
+    mul_rows(L, N, k, ld, Q.data(), Kh.data(), N);
+    mul_rows(L, N, b, ld, Q.data(), Bh.data(), N);
     for (int t = 0; t < L; ++t) {
       const F *at = a + size_t(t) * ld, *rt = r + size_t(t) * ld;
-      const double* ct = cum.data() + size_t(t) * N;
       const F* wt = w.data() + size_t(t) * N;
       const size_t row = size_t(t) * Lmax;
-      // Ek[s][j] = k_s[j] e^{cum_t[j] - cum_{s+1}[j]} (Eb with b_s), s < t; then the rows
-      // t of Aak, Aab are Ek a_t, Eb a_t and of Ark, Arb Ek (w_t r_t), Eb (w_t r_t).
-      for (int s = 0; s < t; ++s) {
-        const F *ks = k + size_t(s) * ld, *bs = b + size_t(s) * ld;
-        const double* cs = cum.data() + size_t(s + 1) * N;
-        F* Eks = Ek.data() + size_t(s) * N;
-        F* Ebs = Eb.data() + size_t(s) * N;
-        for (int j = 0; j < N; ++j) {
-          const F e = decay<F>(ct[j], cs[j]);
-          Eks[j] = ks[j] * e;
-          Ebs[j] = bs[j] * e;
-        }
-      }
+      // Ek[s][j] = k_s[j] e^{cum_t[j] - cum_{s+1}[j]} (Eb with b_s), s < t: the rows of
+      // the previous token times w_{t-1}, and row t-1 = k_{t-1}. Then the rows t of
+      // Aak, Aab are Ek a_t, Eb a_t and of Ark, Arb Ek (w_t r_t), Eb (w_t r_t).
       if (t > 0) {
-        for (int j = 0; j < N; ++j) rw[j] = rt[j] * wt[j];
-        gemv(false, t, N, Ek.data(), N, at, Aak.data() + row);
-        gemv(false, t, N, Eb.data(), N, at, Aab.data() + row);
-        gemv(false, t, N, Ek.data(), N, rw.data(), Ark.data() + row);
-        gemv(false, t, N, Eb.data(), N, rw.data(), Arb.data() + row);
+        const F* wp = w.data() + size_t(t - 1) * N;
+        for (int s = 0; s + 1 < t; ++s) {
+          F* Eks = Ek + size_t(s) * N;
+          F* Ebs = Eb + size_t(s) * N;
+          for (int j = 0; j < N; ++j) {
+            Eks[j] *= wp[j];
+            Ebs[j] *= wp[j];
+          }
+        }
+        std::copy(k + size_t(t - 1) * ld, k + size_t(t - 1) * ld + N, Ek + size_t(t - 1) * N);
+        std::copy(b + size_t(t - 1) * ld, b + size_t(t - 1) * ld + N, Eb + size_t(t - 1) * N);
       }
-      const F *kt = k + size_t(t) * ld, *bt = b + size_t(t) * ld;
-      F rk = 0, rb = 0;
-      for (int j = 0; j < N; ++j) {
-        rk += rt[j] * kt[j];
-        rb += rt[j] * bt[j];
+      for (int j = 0; j < N; ++j) rw[j] = rt[j] * wt[j];
+      for (int s = 0; s < t; ++s) {
+        const F* Eks = Ek + size_t(s) * N;
+        const F* Ebs = Eb + size_t(s) * N;
+        Aak[row + s] = dot(Eks, at, N);
+        Aab[row + s] = dot(Ebs, at, N);
+        Ark[row + s] = dot(Eks, rw, N);
+        Arb[row + s] = dot(Ebs, rw, N);
       }
-      Ark[row + t] = rk;
-      Arb[row + t] = rb;
+      Ark[row + t] = dot(rt, k + size_t(t) * ld, N);
+      Arb[row + t] = dot(rt, b + size_t(t) * ld, N);
       std::fill(Aak.begin() + row + t, Aak.begin() + row + Lmax, F(0));
       std::fill(Aab.begin() + row + t, Aab.begin() + row + Lmax, F(0));
       std::fill(Ark.begin() + row + t + 1, Ark.begin() + row + Lmax, F(0));
@@ -273,10 +267,11 @@ struct Chunk7 {
       gemm(false, false, L, N, L, F(1), Ark.data(), Lmax, v, ld, F(1), y, ld);
       gemm(false, false, L, N, L, F(1), Arb.data(), Lmax, SA.data(), N, F(1), y, ld);
     }
+    const F* PL = P.data() + size_t(L) * N;
     for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) S[size_t(i) * N + j] *= decay<F>(cL[j], 0);
-    gemm(true, false, N, N, L, F(1), v, ld, Kh.data(), N, F(1), S, N);
-    gemm(true, false, N, N, L, F(1), SA.data(), N, Bh.data(), N, F(1), S, N);
+      for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
+    gemm(true, false, N, N, L, F(1), v, ld, Kh.data(), N, F(1), S_out, N);
+    gemm(true, false, N, N, L, F(1), SA.data(), N, Bh.data(), N, F(1), S_out, N);
   }
 };
 
@@ -292,18 +287,22 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   Chunk7<F> ch(Lmax, N);
-  std::vector<F> S(NN);
+  PairScratch7<F> sc(Lmax, N);
+  // Chunks outermost, heads inside: a chunk of all heads is L contiguous token rows, read
+  // in order (head by head, the rows of one head are N-float pieces H N floats apart).
+  std::vector<F> S(size_t(h1 - h0) * NN);  // [h1-h0, N, N]
   for (int bi = 0; bi < B; ++bi) {
-    for (int h = h0; h < h1; ++h) {
-      const size_t sofs = (size_t(bi) * H + h) * NN;
-      load_state(S, state_in, sofs);
-      for (int t0 = 0; t0 < T; t0 += Lmax) {
+    const size_t sofs = (size_t(bi) * H + h0) * NN;
+    load_state(S, state_in, sofs);
+    for (int t0 = 0; t0 < T; t0 += Lmax) {
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        ch.run(std::min(Lmax, T - t0), ld, r + o, lw + o, k + o, v + o, a + o, b + o, S.data(),
-               y + o);
+        F* Sh = S.data() + size_t(h - h0) * NN;
+        ch.run(std::min(Lmax, T - t0), ld, r + o, lw + o, k + o, v + o, a + o, b + o, Sh, Sh, y + o,
+               sc);
       }
-      if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
     }
+    if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
   }
 }
 
@@ -326,15 +325,13 @@ namespace {
 // ea = e^{cum_t - cum_{s+1}} (a-pairs) and ea w_t (r-pairs); ga, gb, hr, hb the entries
 // (t, s) of dAak, dAab, dArk, dArb. Adds to da_t, dr_t, dk_s, db_s; D_s gets the a-pair
 // prefix acc (pairs s' < s of row t), D_{s+1} the r-pair prefix run (s' <= s). The
-// pointers never overlap. Kept out of line: inlined, GCC loses the __restrict
-// guarantees and does not vectorise the loop.
+// pointers never overlap (__restrict: otherwise GCC does not vectorise the loop).
 template <typename F>
-[[gnu::noinline]] void pair_grads(int N, F ga, F gb, F hr, F hb, const F* __restrict ea,
-                                  const F* __restrict wt, const F* __restrict at,
-                                  const F* __restrict rt, const F* __restrict ks,
-                                  const F* __restrict bs, F* __restrict dat, F* __restrict drt,
-                                  F* __restrict dks, F* __restrict dbs, F* __restrict Ds,
-                                  F* __restrict Ds1, F* __restrict acc, F* __restrict run) {
+inline void pair_grads(int N, F ga, F gb, F hr, F hb, const F* __restrict ea,
+                       const F* __restrict wt, const F* __restrict at, const F* __restrict rt,
+                       const F* __restrict ks, const F* __restrict bs, F* __restrict dat,
+                       F* __restrict drt, F* __restrict dks, F* __restrict dbs, F* __restrict Ds,
+                       F* __restrict Ds1, F* __restrict acc, F* __restrict run) {
   for (int j = 0; j < N; ++j) {
     const F e = ea[j], er = e * wt[j];
     const F pa = (ga * ks[j] + gb * bs[j]) * e;
@@ -353,7 +350,8 @@ template <typename F>
 template <typename F>
 struct Back7 {
   std::vector<F> dX, dAt, dRt, dKh, dBh, D;  // [Lmax, N]
-  std::vector<F> Xs, acc, run, ea;           // [N]
+  std::vector<F> E;                          // [Lmax, N]
+  std::vector<F> Xs, acc, run;               // [N]
   std::vector<F> dAak, dAab, dArk, dArb;     // [Lmax, Lmax]
   Back7(int Lmax, int N)
       : dX(size_t(Lmax) * N),
@@ -362,10 +360,10 @@ struct Back7 {
         dKh(dX.size()),
         dBh(dX.size()),
         D(dX.size()),
+        E(dX.size()),
         Xs(N),
         acc(N),
         run(N),
-        ea(N),
         dAak(size_t(Lmax) * Lmax),
         dAab(dAak.size()),
         dArk(dAak.size()),
@@ -374,12 +372,11 @@ struct Back7 {
   // One chunk of L tokens; ch holds the forward quantities of this chunk (run() from
   // S_in). Pointers at the chunk's first token, tokens ld apart. dS: dS_out on entry,
   // dS_in on exit.
-  void chunk(const Chunk7<F>& ch, int L, int ld, const F* r, const F* k, const F* v, const F* a,
-             const F* b, const F* dy, const F* S_in, F* dS, F* dr, F* dlw, F* dk, F* dv, F* da,
-             F* db) {
+  RWKV_WKV_SIMD void chunk(const Chunk7<F>& ch, int L, int ld, const F* r, const F* k, const F* v,
+                           const F* a, const F* b, const F* dy, const F* S_in, F* dS, F* dr, F* dlw,
+                           F* dk, F* dv, F* da, F* db) {
     const int N = ch.N, Lm = ch.Lmax;
-    const double* cum = ch.cum.data();
-    const double* cL = cum + size_t(L) * N;
+    const F* PL = ch.P.data() + size_t(L) * N;  // e^{cum_L}
     // dX: dSA, then the back substitution dX[s] += sum_{t>s} Aab[t][s] dX[t].
     gemm(true, false, L, N, L, F(1), ch.Arb.data(), Lm, dy, ld, F(0), dX.data(), N);
     gemm(false, true, L, N, N, F(1), ch.Bh.data(), N, dS, N, F(1), dX.data(), N);
@@ -406,36 +403,35 @@ struct Back7 {
     for (int j = 0; j < N; ++j) Xs[j] = 0;
     for (int i = 0; i < N; ++i)
       for (int j = 0; j < N; ++j) Xs[j] += dS[size_t(i) * N + j] * S_in[size_t(i) * N + j];
-    for (int j = 0; j < N; ++j) Xs[j] *= decay<F>(cL[j], 0);
+    for (int j = 0; j < N; ++j) Xs[j] *= PL[j];
     for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= decay<F>(cL[j], 0);
+      for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= PL[j];
     gemm(true, false, N, N, L, F(1), dX.data(), N, ch.At.data(), N, F(1), dS, N);
     gemm(true, false, N, N, L, F(1), dy, ld, ch.Rt.data(), N, F(1), dS, N);
 
-    for (int t = 0; t < L; ++t)
-      for (int j = 0; j < N; ++j) {
-        const size_t tj = size_t(t) * N + j, o = size_t(t) * ld + j;
-        da[o] = dAt[tj] * decay<F>(cum[tj], 0);
-        dr[o] = dRt[tj] * decay<F>(cum[tj + N], 0);
-        const F e = decay<F>(cL[j], cum[tj + N]);
-        dk[o] = dKh[tj] * e;
-        db[o] = dBh[tj] * e;
-      }
+    mul_rows(L, N, dAt.data(), N, ch.P.data(), da, ld);
+    mul_rows(L, N, dRt.data(), N, ch.P.data() + N, dr, ld);
+    mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
+    mul_rows(L, N, dBh.data(), N, ch.Q.data(), db, ld);
     // Pairs (t, s), s < t: e = e^{cum_t - cum_{s+1}} (a-pairs), e w_t (r-pairs). D[m]
     // collects both crossing sums: a-pairs over s < m < t, r-pairs over s < m <= t.
     std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
     for (int t = 0; t < L; ++t) {
       const F *at = a + size_t(t) * ld, *rt = r + size_t(t) * ld;
       const F* wt = ch.w.data() + size_t(t) * N;
-      const double* ct = cum + size_t(t) * N;
       F *dat = da + size_t(t) * ld, *drt = dr + size_t(t) * ld;
       std::fill(acc.begin(), acc.end(), F(0));  // a-pair prefix over s
       std::fill(run.begin(), run.end(), F(0));  // r-pair prefix over s
+      // E[s] = e^{cum_t - cum_{s+1}}, s < t: the previous token's rows times w_{t-1}.
+      if (t > 0) {
+        const F* wp = ch.w.data() + size_t(t - 1) * N;
+        for (int s = 0; s + 1 < t; ++s)
+          for (int j = 0; j < N; ++j) E[size_t(s) * N + j] *= wp[j];
+        std::fill(E.begin() + size_t(t - 1) * N, E.begin() + size_t(t) * N, F(1));
+      }
       for (int s = 0; s < t; ++s) {
         const size_t ts = size_t(t) * Lm + s;
-        const double* cs = cum + size_t(s + 1) * N;
-        for (int j = 0; j < N; ++j) ea[j] = decay<F>(ct[j], cs[j]);
-        pair_grads(N, dAak[ts], dAab[ts], dArk[ts], dArb[ts], ea.data(), wt, at, rt,
+        pair_grads(N, dAak[ts], dAab[ts], dArk[ts], dArb[ts], E.data() + size_t(s) * N, wt, at, rt,
                    k + size_t(s) * ld, b + size_t(s) * ld, dat, drt, dk + size_t(s) * ld,
                    db + size_t(s) * ld, D.data() + size_t(s) * N, D.data() + size_t(s + 1) * N,
                    acc.data(), run.data());
@@ -485,29 +481,35 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   const int nchunks = (T + Lmax - 1) / Lmax;
-  // One Chunk7 per chunk: the forward pass over the chunks keeps each chunk's matrices
-  // and SA for the backward pass (about (8 L N + 4 L^2) values per chunk).
-  std::vector<Chunk7<F>> chunks(size_t(nchunks), Chunk7<F>(Lmax, N));
+  const int nh = h1 - h0;
+  // One Chunk7 per chunk and head: the forward pass over the chunks keeps each chunk's
+  // matrices and SA for the backward pass (about (8 L N + 4 L^2) values each). Chunks
+  // outermost, heads inside, as in the forward.
+  std::vector<Chunk7<F>> chunks(size_t(nchunks) * nh, Chunk7<F>(Lmax, N));
+  PairScratch7<F> sc(Lmax, N);
   Back7<F> bk(Lmax, N);
-  std::vector<F> ckpt(size_t(nchunks + 1) * NN), dS(NN);
+  // ckpt[c][h] = the state entering chunk c; dS [nh, N, N].
+  std::vector<F> ckpt(size_t(nchunks + 1) * nh * NN), dS(size_t(nh) * NN);
   for (int bi = 0; bi < B; ++bi) {
-    for (int h = h0; h < h1; ++h) {
-      // ckpt[c] = the state entering chunk c.
-      std::fill(ckpt.begin(), ckpt.begin() + NN, F(0));
-      for (int c = 0; c < nchunks; ++c) {
-        const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+    std::fill(ckpt.begin(), ckpt.begin() + size_t(nh) * NN, F(0));
+    for (int c = 0; c < nchunks; ++c) {
+      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        F* next = ckpt.data() + (c + 1) * NN;
-        std::copy(ckpt.begin() + c * NN, ckpt.begin() + (c + 1) * NN, next);
-        chunks[c].run(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, next,
-                      static_cast<F*>(nullptr));
+        const F* cur = ckpt.data() + (size_t(c) * nh + (h - h0)) * NN;
+        F* next = ckpt.data() + (size_t(c + 1) * nh + (h - h0)) * NN;
+        chunks[size_t(c) * nh + (h - h0)].run(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, cur,
+                                              next, static_cast<F*>(nullptr), sc);
       }
-      std::fill(dS.begin(), dS.end(), F(0));
-      for (int c = nchunks - 1; c >= 0; --c) {
-        const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+    }
+    std::fill(dS.begin(), dS.end(), F(0));
+    for (int c = nchunks - 1; c >= 0; --c) {
+      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+      for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        bk.chunk(chunks[c], L, ld, r + o, k + o, v + o, a + o, b + o, dy + o, ckpt.data() + c * NN,
-                 dS.data(), dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
+        bk.chunk(chunks[size_t(c) * nh + (h - h0)], L, ld, r + o, k + o, v + o, a + o, b + o,
+                 dy + o, ckpt.data() + (size_t(c) * nh + (h - h0)) * NN,
+                 dS.data() + size_t(h - h0) * NN, dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
       }
     }
   }
