@@ -4,8 +4,9 @@
 #
 #   scripts/gpu_check.sh prepare   on a development machine: copies what the GPU
 #                                  machine lacks into .gpu/ (GoogleTest sources,
-#                                  nccl.h, the reference BLAS that the CPU kernels
-#                                  the gpu tests compare against link to); send
+#                                  nccl.h, the reference BLAS and LAPACK that the
+#                                  CPU kernels and the model's init the gpu tests
+#                                  compare against link to; about 15 MB); send
 #                                  .gpu/ along with the run
 #   scripts/gpu_check.sh           on the GPU machine: builds the CUDA backend and
 #                                  its gpu tests for sm_90 (RWKV_GPU_ONLY), runs
@@ -22,15 +23,21 @@ if [[ "${1:-}" == "prepare" ]]; then
   cp -r /usr/src/googletest .gpu/googletest
   cp "$(dirname "$(command -v nvcc)")/../include/nccl.h" .gpu/include/
   # Netlib's reference BLAS with CBLAS (Debian libblas3/libblas-dev, 0.5 MB):
-  # OpenBLAS is 36 MB, and speed does not matter for the CPU side of the checks.
-  (cd .gpu/deb && apt-get download libblas3 libblas-dev >/dev/null 2>&1) ||
-    { echo "prepare: apt-get download libblas3 libblas-dev failed" >&2; exit 1; }
+  # OpenBLAS is 36 MB, and speed does not matter for the CPU side of the checks. The
+  # model's orthogonal init needs LAPACK (dgeqrf_, dorgqr_: netlib's liblapack3, 7 MB)
+  # and its Fortran runtime (libgfortran5, libquadmath0).
+  (cd .gpu/deb && apt-get download libblas3 libblas-dev liblapack3 libgfortran5 libquadmath0 \
+    >/dev/null 2>&1) ||
+    { echo "prepare: apt-get download of the BLAS and LAPACK packages failed" >&2; exit 1; }
   for f in .gpu/deb/*.deb; do dpkg -x "$f" .gpu/deb/root; done
   inc=.gpu/deb/root/usr/include/x86_64-linux-gnu
+  lib=.gpu/deb/root/usr/lib/x86_64-linux-gnu
   cp "$inc/cblas-netlib.h" .gpu/blas/include/cblas.h
   cp "$inc/cblas_mangling.h" .gpu/blas/include/
-  cp -L .gpu/deb/root/usr/lib/x86_64-linux-gnu/blas/libblas.so.3 .gpu/blas/lib/
+  cp -L "$lib/blas/libblas.so.3" "$lib/lapack/liblapack.so.3" "$lib/libgfortran.so.5" \
+    "$lib/libquadmath.so.0" .gpu/blas/lib/
   ln -sf libblas.so.3 .gpu/blas/lib/libblas.so
+  ln -sf liblapack.so.3 .gpu/blas/lib/liblapack.so
   rm -rf .gpu/deb
   git rev-parse HEAD >.gpu/commit 2>/dev/null || true
   du -sh .gpu

@@ -1,0 +1,123 @@
+#pragma once
+// Launch helpers shared by the pointwise op families (elementwise.cu, token_shift.cu,
+// rwkv_pointwise.cu); include from .cu files only. An op is a small functor holding
+// its pointers, called once per element:
+//   op(o)           flat ops on [n]                   (launch_flat)
+//   op(o, c)        channel ops on [n, C], o = i*C + c (launch_channels)
+//   g = op(o, c)    channel ops whose backward also sums g over the rows into a
+//                   per-channel gradient sum[c]       (launch_channels_sum)
+// The per-channel sums are deterministic and need no scratch: one block per group of
+// 32 channels, the block's row lanes stride over the rows, then a fixed-order tree in
+// shared memory (no atomics: bitwise reproducible run to run). That grid has only
+// ceil(C / 32) blocks; filling a large GPU would take partial sums over row chunks,
+// which need scratch memory.
+#include <cuda_runtime_api.h>
+
+#include <climits>
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <utility>
+
+#include "common/error.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace rwkv::cuda::pointwise {
+
+constexpr int kThreads = 256;  // flat kernels: one thread per element
+
+// Channel sums: the grid has only ceil(C / 32) blocks, so each is as large as allowed.
+constexpr int kColWidth = 32;                       // channels per block (128 bytes of a row)
+constexpr int kRowLanes = 32;                       // rows in flight per block
+constexpr int kSumThreads = kColWidth * kRowLanes;  // 1024
+
+// Throws rwkv::Error naming the function and the size when a size is negative.
+inline void check_sizes(const char* fn,
+                        std::initializer_list<std::pair<const char*, int64_t>> sizes) {
+  for (const auto& [name, value] : sizes)
+    if (value < 0) {
+      std::ostringstream msg;
+      msg << fn << ": " << name << " = " << value << " must be >= 0";
+      throw Error(msg.str());
+    }
+}
+
+// Blocks of kThreads covering n elements, checked against the grid's limit.
+inline int flat_blocks(const char* fn, int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  if (blocks > INT_MAX) {
+    std::ostringstream msg;
+    msg << fn << ": " << n << " elements are more than one launch covers";
+    throw Error(msg.str());
+  }
+  return int(blocks);
+}
+
+template <typename Op>
+__global__ void flat_kernel(Op op, int64_t n) {
+  const int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (o < n) op(o);
+}
+
+template <typename Op>
+__global__ void channels_kernel(Op op, int64_t n, int64_t C) {
+  const int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (o < n * C) op(o, o % C);
+}
+
+// Block: kColWidth x kRowLanes threads, lane = channel within the group (coalesced
+// rows), row lane r takes rows r, r + kRowLanes, ... Then sum[c] += the tree over the
+// row lanes' partials.
+template <typename Op>
+__global__ void __launch_bounds__(kSumThreads)
+    channel_sum_kernel(Op op, int64_t n, int64_t C, float* sum) {
+  __shared__ float part[kRowLanes * kColWidth];  // [row lane, lane]
+  const int lane = threadIdx.x % kColWidth, row = threadIdx.x / kColWidth;
+  const int64_t c = int64_t(blockIdx.x) * kColWidth + lane;
+  float s = 0.f;
+  if (c < C)
+    for (int64_t i = row; i < n; i += kRowLanes) s += op(i * C + c, c);
+  part[threadIdx.x] = s;
+  __syncthreads();
+  // Row lanes [h, 2h) fold into [0, h); the two halves are disjoint within a step.
+  for (int h = kRowLanes / 2; h > 0; h /= 2) {
+    if (row < h) part[threadIdx.x] += part[threadIdx.x + h * kColWidth];
+    __syncthreads();
+  }
+  if (row == 0 && c < C) sum[c] += part[lane];
+}
+
+template <typename Op>
+void launch_flat(const char* fn, Op op, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  const int blocks = flat_blocks(fn, n);
+  flat_kernel<<<blocks, kThreads, 0, stream>>>(op, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <typename Op>
+void launch_channels(const char* fn, Op op, int64_t n, int64_t C, cudaStream_t stream) {
+  if (n * C == 0) return;
+  const int blocks = flat_blocks(fn, n * C);
+  channels_kernel<<<blocks, kThreads, 0, stream>>>(op, n, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+// With sum null the op runs flat (the per-element gradients only).
+template <typename Op>
+void launch_channels_sum(const char* fn, Op op, int64_t n, int64_t C, float* sum,
+                         cudaStream_t stream) {
+  if (sum == nullptr) return launch_channels(fn, op, n, C, stream);
+  if (n * C == 0) return;
+  const int64_t blocks = (C + kColWidth - 1) / kColWidth;
+  if (blocks > INT_MAX) {
+    std::ostringstream msg;
+    msg << fn << ": C = " << C << " channels are more than one launch covers";
+    throw Error(msg.str());
+  }
+  const int grid = int(blocks);
+  channel_sum_kernel<<<grid, kSumThreads, 0, stream>>>(op, n, C, sum);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace rwkv::cuda::pointwise

@@ -1,0 +1,243 @@
+#include <cmath>
+
+#include "common/error.h"
+#include "kernels/cuda/pointwise_launch.cuh"
+#include "kernels/cuda/rwkv_pointwise.h"
+
+// The formulas and their evaluation order are those of kernels/cpu/rwkv_pointwise.cpp,
+// one thread per element (launch shapes: kernels/cuda/pointwise_launch.cuh).
+
+namespace rwkv::cuda {
+namespace {
+
+using pointwise::check_sizes;
+
+struct DecayV6Forward {
+  float* lw;
+  const float *time_decay, *ww;
+  __device__ void operator()(int64_t o, int64_t c) const {
+    lw[o] = -expf(time_decay[c] + (ww ? ww[o] : 0.f));
+  }
+};
+
+// d lw / d (time_decay + ww) = lw. Returns dtime_decay's term.
+struct DecayV6Backward {
+  float* dww;
+  const float *dlw, *lw;
+  __device__ float operator()(int64_t o, int64_t) const {
+    const float g = dlw[o] * lw[o];
+    if (dww) dww[o] += g;
+    return g;
+  }
+};
+
+// scale = exp(-0.5), computed on the host like the CPU's.
+struct DecayV7Forward {
+  float* lw;
+  const float *w0, *z;
+  float scale;
+  __device__ void operator()(int64_t o, int64_t c) const {
+    lw[o] = -scale / (1.f + expf(-(w0[c] + z[o])));
+  }
+};
+
+// Returns dw0's term.
+struct DecayV7Backward {
+  float* dz;
+  const float *dlw, *w0, *z;
+  float scale;
+  __device__ float operator()(int64_t o, int64_t c) const {
+    const float s = 1.f / (1.f + expf(-(w0[c] + z[o])));
+    const float g = -scale * s * (1.f - s) * dlw[o];
+    if (dz) dz[o] += g;
+    return g;
+  }
+};
+
+struct ValueResidualForward {
+  float* out;
+  const float *v, *v_first, *s;
+  __device__ void operator()(int64_t o) const { out[o] = v[o] + (v_first[o] - v[o]) * s[o]; }
+};
+
+struct ValueResidualBackward {
+  float *dv, *dv_first, *ds;
+  const float *dout, *v, *v_first, *s;
+  __device__ void operator()(int64_t o) const {
+    if (dv) dv[o] += dout[o] * (1.f - s[o]);
+    if (dv_first) dv_first[o] += dout[o] * s[o];
+    if (ds) ds[o] += dout[o] * (v_first[o] - v[o]);
+  }
+};
+
+struct KeyAdjustForward {
+  float* out;
+  const float *k, *a, *k_a;
+  __device__ void operator()(int64_t o, int64_t c) const {
+    out[o] = k[o] * (1.f + (a[o] - 1.f) * k_a[c]);
+  }
+};
+
+// Returns dk_a's term.
+struct KeyAdjustBackward {
+  float *dk, *da;
+  const float *dout, *k, *a, *k_a;
+  __device__ float operator()(int64_t o, int64_t c) const {
+    if (dk) dk[o] += dout[o] * (1.f + (a[o] - 1.f) * k_a[c]);
+    if (da) da[o] += dout[o] * k[o] * k_a[c];
+    return dout[o] * k[o] * (a[o] - 1.f);
+  }
+};
+
+struct Wkv7AbForward {
+  float *wa, *wb;
+  const float *kk, *a;
+  __device__ void operator()(int64_t o) const {
+    wa[o] = -kk[o];
+    wb[o] = kk[o] * a[o];
+  }
+};
+
+struct Wkv7AbBackward {
+  float *dkk, *da;
+  const float *dwa, *dwb, *kk, *a;
+  __device__ void operator()(int64_t o) const {
+    if (dkk) dkk[o] += -dwa[o] + dwb[o] * a[o];
+    if (da) da[o] += dwb[o] * kk[o];
+  }
+};
+
+// The bonus runs as a channel op on [n, H*N], channel c = h N + j. Every thread of a
+// head recomputes the head's sums over its N channels, in the CPU's order: N loads per
+// element, but the threads of a warp read the same addresses (one broadcast), so the
+// memory traffic stays that of reading the tensors once.
+struct BonusV7Forward {
+  float* out;
+  const float *r, *k, *v, *r_k;
+  int64_t N;
+  __device__ void operator()(int64_t o, int64_t c) const {
+    const int64_t j = c % N, head = o - j, rk = c - j;  // head's first element, r_k row
+    float dot = 0.f;
+    for (int64_t q = 0; q < N; ++q) dot += r[head + q] * k[head + q] * r_k[rk + q];
+    out[o] += dot * v[o];
+  }
+};
+
+// Returns dr_k's term.
+struct BonusV7Backward {
+  float *dr, *dk, *dv;
+  const float *dout, *r, *k, *v, *r_k;
+  int64_t N;
+  __device__ float operator()(int64_t o, int64_t c) const {
+    const int64_t j = c % N, head = o - j, rk = c - j;
+    float dot = 0.f, ddot = 0.f;
+    for (int64_t q = 0; q < N; ++q) {
+      dot += r[head + q] * k[head + q] * r_k[rk + q];
+      ddot += dout[head + q] * v[head + q];
+    }
+    if (dv) dv[o] += dout[o] * dot;
+    if (dr) dr[o] += ddot * k[o] * r_k[c];
+    if (dk) dk[o] += ddot * r[o] * r_k[c];
+    return ddot * r[o] * k[o];
+  }
+};
+
+}  // namespace
+
+void decay_v6_forward(float* lw, const float* time_decay, const float* ww, int64_t n, int64_t C,
+                      cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::decay_v6_forward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  pointwise::launch_channels(fn, DecayV6Forward{lw, time_decay, ww}, n, C, stream);
+}
+
+void decay_v6_backward(float* dtime_decay, float* dww, const float* dlw, const float* lw, int64_t n,
+                       int64_t C, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::decay_v6_backward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  if (dtime_decay || dww)
+    pointwise::launch_channels_sum(fn, DecayV6Backward{dww, dlw, lw}, n, C, dtime_decay, stream);
+}
+
+void decay_v7_forward(float* lw, const float* w0, const float* z, int64_t n, int64_t C,
+                      cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::decay_v7_forward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  pointwise::launch_channels(fn, DecayV7Forward{lw, w0, z, std::exp(-0.5f)}, n, C, stream);
+}
+
+void decay_v7_backward(float* dw0, float* dz, const float* dlw, const float* w0, const float* z,
+                       int64_t n, int64_t C, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::decay_v7_backward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  if (dw0 || dz)
+    pointwise::launch_channels_sum(fn, DecayV7Backward{dz, dlw, w0, z, std::exp(-0.5f)}, n, C, dw0,
+                                   stream);
+}
+
+void value_residual_forward(float* out, const float* v, const float* v_first, const float* s,
+                            int64_t n, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::value_residual_forward";
+  check_sizes(fn, {{"n", n}});
+  pointwise::launch_flat(fn, ValueResidualForward{out, v, v_first, s}, n, stream);
+}
+
+void value_residual_backward(float* dv, float* dv_first, float* ds, const float* dout,
+                             const float* v, const float* v_first, const float* s, int64_t n,
+                             cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::value_residual_backward";
+  check_sizes(fn, {{"n", n}});
+  if (dv || dv_first || ds)
+    pointwise::launch_flat(fn, ValueResidualBackward{dv, dv_first, ds, dout, v, v_first, s}, n,
+                           stream);
+}
+
+void key_adjust_forward(float* out, const float* k, const float* a, const float* k_a, int64_t n,
+                        int64_t C, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::key_adjust_forward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  pointwise::launch_channels(fn, KeyAdjustForward{out, k, a, k_a}, n, C, stream);
+}
+
+void key_adjust_backward(float* dk, float* da, float* dk_a, const float* dout, const float* k,
+                         const float* a, const float* k_a, int64_t n, int64_t C,
+                         cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::key_adjust_backward";
+  check_sizes(fn, {{"n", n}, {"C", C}});
+  if (dk || da || dk_a)
+    pointwise::launch_channels_sum(fn, KeyAdjustBackward{dk, da, dout, k, a, k_a}, n, C, dk_a,
+                                   stream);
+}
+
+void wkv7_ab_forward(float* wa, float* wb, const float* kk, const float* a, int64_t n,
+                     cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv7_ab_forward";
+  check_sizes(fn, {{"n", n}});
+  pointwise::launch_flat(fn, Wkv7AbForward{wa, wb, kk, a}, n, stream);
+}
+
+void wkv7_ab_backward(float* dkk, float* da, const float* dwa, const float* dwb, const float* kk,
+                      const float* a, int64_t n, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv7_ab_backward";
+  check_sizes(fn, {{"n", n}});
+  if (dkk || da) pointwise::launch_flat(fn, Wkv7AbBackward{dkk, da, dwa, dwb, kk, a}, n, stream);
+}
+
+void bonus_v7_forward(float* out, const float* r, const float* k, const float* v, const float* r_k,
+                      int64_t n, int64_t H, int64_t N, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::bonus_v7_forward";
+  check_sizes(fn, {{"n", n}, {"H", H}, {"N", N}});
+  pointwise::launch_channels(fn, BonusV7Forward{out, r, k, v, r_k, N}, n, H * N, stream);
+}
+
+void bonus_v7_backward(float* dr, float* dk, float* dv, float* dr_k, const float* dout,
+                       const float* r, const float* k, const float* v, const float* r_k, int64_t n,
+                       int64_t H, int64_t N, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::bonus_v7_backward";
+  check_sizes(fn, {{"n", n}, {"H", H}, {"N", N}});
+  if (dr || dk || dv || dr_k)
+    pointwise::launch_channels_sum(fn, BonusV7Backward{dr, dk, dv, dout, r, k, v, r_k, N}, n, H * N,
+                                   dr_k, stream);
+}
+
+}  // namespace rwkv::cuda

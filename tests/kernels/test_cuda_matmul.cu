@@ -1,0 +1,196 @@
+// cuBLAS products (kernels/cuda/matmul.h, label gpu) against the CPU kernels
+// (kernels/cpu/matmul.h) on random inputs: both weight layouts, forward with and without
+// accumulation, backward with dx and dw each present or null, odd sizes, leading
+// dimensions wider than the rows, and LoRA-like column slices of wider tensors.
+// Measure: ||gpu - cpu||_2 / ||cpu||_2 over the elements the op writes, <= 1e-5 in fp32;
+// every element outside them must be left bitwise as it was. A non-accumulating
+// forward's output is poisoned with NaN (bytes 0xFF) first, so that an element left
+// unwritten fails; gradients start from random values (the op accumulates). Argument
+// errors need no GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/matmul.h"
+#include "tests/kernels/cuda_test_util.h"
+
+namespace {
+
+using rwkv::kernels::WLayout;
+
+// x is the columns [xoff, xoff + K) of a [M, ldx] tensor; out the columns
+// [ooff, ooff + N) of a [M, ldo] tensor.
+struct Case {
+  int64_t M, K, N, ldx, xoff, ldo, ooff;
+  WLayout layout;
+  unsigned seed;
+};
+
+std::string describe(const Case& c) {
+  std::ostringstream s;
+  s << "M=" << c.M << " K=" << c.K << " N=" << c.N << " ldx=" << c.ldx << " xoff=" << c.xoff
+    << " ldo=" << c.ldo << " ooff=" << c.ooff << " layout "
+    << (c.layout == WLayout::OutIn ? "OutIn" : "InOut");
+  return s.str();
+}
+
+const std::vector<Case> kCases = {
+    {1, 1, 1, 1, 0, 1, 0, WLayout::OutIn, 1},
+    {37, 19, 23, 19, 0, 23, 0, WLayout::OutIn, 2},
+    {37, 19, 23, 19, 0, 23, 0, WLayout::InOut, 3},
+    {50, 33, 65, 40, 5, 70, 3, WLayout::OutIn, 4},  // slices of wider rows
+    {50, 33, 65, 40, 7, 70, 0, WLayout::InOut, 5},
+    // LoRA-like: x [n, 5 * 24] holds five mixes; one of them times a [24, 8] weight,
+    // written into a column slice of an [n, 5 * 8] output.
+    {29, 24, 8, 120, 48, 40, 16, WLayout::InOut, 6},
+    {29, 8, 24, 40, 16, 120, 72, WLayout::InOut, 7},
+    {64, 96, 80, 96, 0, 80, 0, WLayout::OutIn, 8},
+};
+
+// Relative L2 error of got vs ref over the columns [off, off + width) of [rows, ld];
+// the other elements must equal `before` bitwise.
+::testing::AssertionResult close(const char* what, const Case& c, const std::vector<float>& got,
+                                 const std::vector<float>& ref, const std::vector<float>& before,
+                                 int64_t rows, int64_t ld, int64_t off, int64_t width) {
+  double num = 0, den = 0;
+  size_t changed = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < ld; ++j) {
+      const size_t e = static_cast<size_t>(i * ld + j);
+      if (j < off || j >= off + width) {
+        if (std::memcmp(&got[e], &before[e], sizeof(float)) != 0) ++changed;
+        continue;
+      }
+      const double d = double(got[e]) - double(ref[e]);
+      num += std::isfinite(d) ? d * d : 1e30;  // an unwritten (NaN) element fails
+      den += double(ref[e]) * double(ref[e]);
+    }
+  const double rel = std::sqrt(num / den);
+  if (rel <= 1e-5 && changed == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << " (" << describe(c) << "): relative L2 error "
+                                       << rel << " (tol 1e-5), " << changed
+                                       << " elements outside the written part changed";
+}
+
+struct CudaMatmul : ::testing::Test {
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    CUDA_CHECK(cudaStreamCreate(&stream));
+    CUBLAS_CHECK(cublasCreate(&handle));
+  }
+  void TearDown() override {
+    if (handle) cublasDestroy(handle);
+    if (stream) cudaStreamDestroy(stream);
+  }
+  std::vector<float> get(const DevBuf& d) {
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    return d.get();
+  }
+  cudaStream_t stream = nullptr;
+  cublasHandle_t handle = nullptr;
+};
+
+TEST_F(CudaMatmul, ForwardMatchesCpu) {
+  for (const Case& c : kCases) {
+    std::mt19937 rng(c.seed);
+    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    const auto out0 = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+    DevBuf dx(x), dw(w);
+    for (bool acc : {false, true}) {
+      // CPU: a non-accumulating forward overwrites, so its start does not matter.
+      std::vector<float> ref = out0;
+      rwkv::kernels::matmul_forward<float>(ref.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                           w.data(), c.M, c.K, c.N, c.layout, acc);
+      DevBuf dout(out0);
+      if (!acc) {  // poison the written columns only: the rest must keep out0's values
+        std::vector<float> start = out0;
+        for (int64_t i = 0; i < c.M; ++i)
+          std::memset(&start[static_cast<size_t>(i * c.ldo + c.ooff)], 0xff,
+                      static_cast<size_t>(c.N) * sizeof(float));
+        CUDA_CHECK(cudaMemcpy(dout.p, start.data(), start.size() * sizeof(float),
+                              cudaMemcpyHostToDevice));
+      }
+      rwkv::cuda::matmul_forward(dout.p + c.ooff, c.ldo, dx.p + c.xoff, c.ldx, dw.p, c.M, c.K, c.N,
+                                 c.layout, acc, handle, stream);
+      EXPECT_TRUE(close(acc ? "out (accumulate)" : "out", c, get(dout), ref, out0, c.M, c.ldo,
+                        c.ooff, c.N));
+    }
+  }
+}
+
+TEST_F(CudaMatmul, BackwardMatchesCpuAndSkipsNull) {
+  for (const Case& c : kCases) {
+    std::mt19937 rng(c.seed + 100);
+    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+    const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    std::vector<float> ref_gx = gx0, ref_gw = gw0;
+    rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
+                                          dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                          w.data(), c.M, c.K, c.N, c.layout);
+    DevBuf d_x(x), d_w(w), d_dout(dout);
+    for (int variant = 0; variant < 3; ++variant) {  // both, dx only, dw only
+      DevBuf gx(gx0), gw(gw0);
+      rwkv::cuda::matmul_backward(variant != 2 ? gx.p + c.xoff : nullptr,
+                                  variant != 1 ? gw.p : nullptr, d_dout.p + c.ooff, c.ldo,
+                                  d_x.p + c.xoff, c.ldx, d_w.p, c.M, c.K, c.N, c.layout, handle,
+                                  stream);
+      const auto got_gx = get(gx), got_gw = get(gw);
+      if (variant != 2)
+        EXPECT_TRUE(close("dx", c, got_gx, ref_gx, gx0, c.M, c.ldx, c.xoff, c.K));
+      else
+        EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
+            << "dx was null but changed: " << describe(c);
+      if (variant != 1)
+        EXPECT_TRUE(close("dw", c, got_gw, ref_gw, gw0, 1, c.K * c.N, 0, c.K * c.N));
+      else
+        EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
+            << "dw was null but changed: " << describe(c);
+    }
+  }
+}
+
+TEST_F(CudaMatmul, BitwiseReproducible) {
+  const Case c = kCases.back();
+  std::mt19937 rng(9);
+  DevBuf x(uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng));
+  DevBuf w(uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng));
+  DevBuf out(static_cast<size_t>(c.M * c.ldo));
+  std::vector<float> first;
+  for (int run = 0; run < 3; ++run) {
+    rwkv::cuda::matmul_forward(out.p, c.ldo, x.p, c.ldx, w.p, c.M, c.K, c.N, c.layout, false,
+                               handle, stream);
+    const auto got = get(out);
+    if (run == 0)
+      first = got;
+    else
+      EXPECT_EQ(0, std::memcmp(got.data(), first.data(), got.size() * sizeof(float)));
+  }
+}
+
+// Checked before any cuBLAS call, so no GPU is needed.
+TEST(CudaMatmulArgs, BadShapesThrow) {
+  EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
+                                          WLayout::OutIn, false, nullptr, nullptr),
+               rwkv::Error);  // ldx < K
+  EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 3, nullptr, 3, nullptr, 3, 3, 4,
+                                          WLayout::InOut, false, nullptr, nullptr),
+               rwkv::Error);  // ldo < N
+  EXPECT_THROW(rwkv::cuda::matmul_backward(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0,
+                                           3, 4, WLayout::OutIn, nullptr, nullptr),
+               rwkv::Error);  // M = 0
+}
+
+}  // namespace
