@@ -1,15 +1,23 @@
-// Training speed of the whole model on the CUDA backend, fp32 (model/model.h on
-// kernels/cuda/backend_cuda.h): full steps (zero_grad, forward with the loss, backward
-// with L2Wrap, AdamW), 2 warm-up steps, then kSteps steps timed together with CUDA
-// events on the backend's stream. Printed per model: ms per step, tokens/s, and the
-// TFLOP/s achieved by the model's training FLOPs (model::count_flops, model/param_count.h:
-// 6 per matrix weight and token plus the WKV). Models: RWKV-7 0.1b
-// (configs/model/rwkv7-0.1b.yaml: 12 layers, C 768, vocab 65536) at B 4, T 1024, and
-// the small preset (configs/model/small.yaml: 6 layers, C 256, vocab 512) at B 16, T 512.
-// Parameters are uniform in [-0.02, 0.02] (the official init's QR of the 65536-row
-// embedding takes minutes with the reference LAPACK of GPU machines; the speed does not
-// depend on the values); tokens are a fixed random stream. No data files are read.
-// Command-line arguments are ignored (scripts/gpu_check.sh may pass some).
+// Training speed of the whole model on the CUDA backend (model/model.h on
+// kernels/cuda/backend_cuda.h), with fp32 products and with bf16 tensor-core products
+// (MatmulPrecision): full steps (zero_grad, forward with the loss, backward with L2Wrap,
+// AdamW), warm-up steps, then timed steps together with CUDA events on the backend's
+// stream. Printed per model and precision: ms per step, tokens/s, the TFLOP/s achieved by
+// the model's training FLOPs (model::count_flops, model/param_count.h: 6 per matrix
+// weight and token plus the WKV), and the MFU: that rate over the card's dense bf16
+// tensor-core rate measured first in the same run (the median of 5 cublasGemmEx
+// products of 8192^3, bf16 operands, fp32 output and accumulation, as the model's
+// products).
+// Models: RWKV-7 0.1b (configs/model/rwkv7-0.1b.yaml: 12 layers, C 768, vocab 65536) at
+// B 4, T 1024 and the small preset (6 layers, C 256, vocab 512) at B 16, T 512, both
+// precisions; the issue's end-to-end shape, RWKV-7 0.4b (24 layers, C 1024, vocab
+// 65536) at T 4096 in bf16 with the largest B of 4, 2, 1 whose step fits in a 60 GB
+// arena (0.1b at B 4, T 1024 used 13.3 GB: about 7 MB a token at 0.4b, so B 2 is near
+// the limit). Parameters are uniform in [-0.02, 0.02] (the official init's QR of the
+// 65536-row embedding takes minutes with the reference LAPACK of GPU machines; the speed
+// does not depend on the values); tokens are a fixed random stream. No data files are
+// read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -17,7 +25,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/error.h"
 #include "kernels/cuda/backend_cuda.h"
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "model/model.h"
@@ -25,23 +35,80 @@
 
 namespace {
 
-constexpr int kWarmup = 2, kSteps = 10;
+using rwkv::kernels::MatmulPrecision;
 
 struct Run {
   const char* name;
   rwkv::model::ModelConfig cfg;
   int B, T;
+  MatmulPrecision precision;
+  int warmup, steps;
 };
 
-void bench(const Run& run) {
-  using rwkv::kernels::CudaBackend;
+const char* precision_name(MatmulPrecision p) {
+  return p == MatmulPrecision::bf16 ? "bf16" : "fp32";
+}
+
+// The dense bf16 tensor-core rate of this card in TFLOP/s: median of 5 timed products
+// [n, n] @ [n, n] after one warm-up, random operands (zeros draw less power).
+double measure_bf16_gemm_tflops() {
+  const int n = 8192;
+  const size_t count = size_t{n} * n;
+  std::vector<float> host(count);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (float& x : host) x = u(rng);
+  float *src = nullptr, *c = nullptr;
+  __nv_bfloat16* a = nullptr;
+  CUDA_CHECK(cudaMalloc(&src, count * sizeof(float)));
+  CUDA_CHECK(cudaMalloc(&c, count * sizeof(float)));
+  CUDA_CHECK(cudaMalloc(&a, count * sizeof(__nv_bfloat16)));
+  CUDA_CHECK(cudaMemcpy(src, host.data(), count * sizeof(float), cudaMemcpyHostToDevice));
+  rwkv::cuda::to_bf16(a, src, n, n, n, nullptr);
+  cublasHandle_t handle;
+  CUBLAS_CHECK(cublasCreate(&handle));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  const float alpha = 1.f, beta = 0.f;
+  std::vector<float> ms;
+  for (int i = 0; i < 6; ++i) {
+    CUDA_CHECK(cudaEventRecord(start, nullptr));
+    CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n,
+                              a, CUDA_R_16BF, n, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+    CUDA_CHECK(cudaEventRecord(stop, nullptr));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float t = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    if (i > 0) ms.push_back(t);  // the first is the warm-up
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median_ms = ms[ms.size() / 2];
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  CUBLAS_CHECK(cublasDestroy(handle));
+  CUDA_CHECK(cudaFree(src));
+  CUDA_CHECK(cudaFree(c));
+  CUDA_CHECK(cudaFree(a));
+  return 2.0 * n * n * double(n) / (median_ms * 1e-3) * 1e-12;
+}
+
+// All of the free memory but 2 GiB (cuBLAS's handle, the CUDA context's growth), at
+// most max_bytes.
+size_t arena_bytes(size_t max_bytes) {
   size_t free_bytes = 0, total_bytes = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  // All of the free memory but 2 GiB (cuBLAS's handle, the CUDA context's growth).
   const size_t reserve = size_t{2} << 30;
   if (free_bytes <= 2 * reserve)
     throw std::runtime_error("less than 4 GiB of free device memory for the arena");
-  CudaBackend<float> be(free_bytes - reserve);
+  return std::min(free_bytes - reserve, max_bytes);
+}
+
+// Times one run and prints its line; throws rwkv::Error when the arena is too small.
+void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
+  using rwkv::kernels::CudaBackend;
+  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision);
   rwkv::model::Model<float> m(run.cfg, be);
 
   std::mt19937 rng(1);
@@ -63,14 +130,14 @@ void bench(const Run& run) {
     m.backward();
     m.adamw_step(h, t);
   };
-  for (int s = 1; s <= kWarmup; ++s) step(s);
+  for (int s = 1; s <= run.warmup; ++s) step(s);
   be.synchronize();
 
   cudaEvent_t start, stop;
   CUDA_CHECK(cudaEventCreate(&start));
   CUDA_CHECK(cudaEventCreate(&stop));
   CUDA_CHECK(cudaEventRecord(start, be.stream));
-  for (int s = 1; s <= kSteps; ++s) step(kWarmup + s);
+  for (int s = 1; s <= run.steps; ++s) step(run.warmup + s);
   CUDA_CHECK(cudaEventRecord(stop, be.stream));
   CUDA_CHECK(cudaEventSynchronize(stop));
   float ms = 0;
@@ -78,15 +145,16 @@ void bench(const Run& run) {
   CUDA_CHECK(cudaEventDestroy(start));
   CUDA_CHECK(cudaEventDestroy(stop));
 
-  const double step_ms = ms / kSteps, tokens_per_s = n / (step_ms * 1e-3);
+  const double step_ms = ms / run.steps, tokens_per_s = n / (step_ms * 1e-3);
   const auto flops = rwkv::model::count_flops(run.cfg);
   const auto params = rwkv::model::count_params(run.cfg);
+  const double tflops = tokens_per_s * double(flops.training_per_token) * 1e-12;
   std::printf(
-      "train fp32 %-34s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
-      "TFLOP/s (%.2f GFLOP/token), arena %.2f GB in use, last loss %.4f\n",
-      run.name, run.B, run.T, params.total * 1e-6, step_ms, tokens_per_s,
-      tokens_per_s * double(flops.training_per_token) * 1e-12,
-      double(flops.training_per_token) * 1e-9, be.arena.used() * 1e-9, loss);
+      "train %s %-30s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
+      "TFLOP/s, MFU %5.1f%% (%.2f GFLOP/token), arena %.2f GB in use, last loss %.4f\n",
+      precision_name(run.precision), run.name, run.B, run.T, params.total * 1e-6, step_ms,
+      tokens_per_s, tflops, 100.0 * tflops / peak_tflops, double(flops.training_per_token) * 1e-9,
+      be.arena.used() * 1e-9, loss);
   std::fflush(stdout);
 }
 
@@ -98,15 +166,34 @@ int main() {
     std::fprintf(stderr, "bench_cuda_train: no usable GPU: %s\n", info.reason.c_str());
     return 1;
   }
-  std::printf("bench_cuda_train on %s (%d SMs), %d warm-up + %d timed steps\n", info.name.c_str(),
-              info.sm_count, kWarmup, kSteps);
   using rwkv::model::make_model_config;
-  const Run runs[] = {
-      {"rwkv7-0.1b (L12 C768 V65536)", make_model_config(7, 12, 768, 64, 65536, 1024), 4, 1024},
-      {"small (v7 L6 C256 V512)", make_model_config(7, 6, 256, 64, 512, 512), 16, 512},
-  };
+  const size_t all = SIZE_MAX, sixty_gb = size_t{60} * 1000 * 1000 * 1000;
   try {
-    for (const Run& r : runs) bench(r);
+    const double peak = measure_bf16_gemm_tflops();
+    std::printf("bench_cuda_train on %s (%d SMs); dense bf16 GEMM 8192^3 (fp32 accumulation and "
+                "output): %.1f TFLOP/s, the MFU's denominator\n",
+                info.name.c_str(), info.sm_count, peak);
+    for (MatmulPrecision prec : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
+      const Run runs[] = {
+          {"rwkv7-0.1b (L12 C768 V65536)", make_model_config(7, 12, 768, 64, 65536, 1024), 4,
+           1024, prec, 2, 10},
+          {"small (v7 L6 C256 V512)", make_model_config(7, 6, 256, 64, 512, 512), 16, 512, prec,
+           2, 10},
+      };
+      for (const Run& r : runs) bench(r, all, peak);
+    }
+    // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
+    // takes seconds).
+    for (int B : {4, 2, 1}) {
+      const Run r{"rwkv7-0.4b (L24 C1024 V65536)", make_model_config(7, 24, 1024, 64, 65536, 4096),
+                  B, 4096, MatmulPrecision::bf16, 1, 3};
+      try {
+        bench(r, sixty_gb, peak);
+        break;
+      } catch (const rwkv::Error& e) {  // the arena is full: try half the batch
+        std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
+      }
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_train: %s\n", e.what());
     return 1;

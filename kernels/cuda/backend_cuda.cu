@@ -21,7 +21,8 @@ namespace rwkv::kernels {
 
 using F = float;
 
-CudaBackend<F>::CudaBackend(size_t arena_bytes) : arena(arena_bytes) {
+CudaBackend<F>::CudaBackend(size_t arena_bytes, MatmulPrecision precision_)
+    : arena(arena_bytes), precision(precision_) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas));
   CUBLAS_CHECK(cublasSetStream(cublas, stream));
@@ -176,13 +177,21 @@ void CudaBackend<F>::l2norm_heads_backward(F* dx, const F* dout, const F* out, c
 void CudaBackend<F>::matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w,
                                     int64_t M, int64_t K, int64_t N, WLayout layout,
                                     bool accumulate) {
-  cuda::matmul_forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, cublas, stream);
+  if (precision == MatmulPrecision::bf16)
+    cuda::matmul_forward_bf16(out, ldo, x, ldx, w, M, K, N, layout, accumulate,
+                              scratch(cuda::matmul_bf16_scratch_bytes(M, K, N)), cublas, stream);
+  else
+    cuda::matmul_forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, cublas, stream);
 }
 
 void CudaBackend<F>::matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x,
                                      int64_t ldx, const F* w, int64_t M, int64_t K, int64_t N,
                                      WLayout layout) {
-  cuda::matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, cublas, stream);
+  if (precision == MatmulPrecision::bf16)
+    cuda::matmul_backward_bf16(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout,
+                               scratch(cuda::matmul_bf16_scratch_bytes(M, K, N)), cublas, stream);
+  else
+    cuda::matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, cublas, stream);
 }
 
 void CudaBackend<F>::act_forward(Act act, F* out, const F* x, int64_t n) {

@@ -1,7 +1,15 @@
 #pragma once
-// The CUDA backend, fp32: every op of kernels/backend.h through the launchers of
+// The CUDA backend, fp32 storage: every op of kernels/backend.h through the launchers of
 // kernels/cuda/<op>.h (the same math as the CPU reference kernels/cpu/<op>.h), the
 // products through cuBLAS (kernels/cuda/matmul.h), on one stream of its own.
+//
+// Precision of the products (MatmulPrecision, chosen at construction): fp32 (the
+// default: the all-fp32 mode that the tests compare with the CPU within 1e-5), or
+// bf16: every matmul_forward / matmul_backward rounds its two operands to bf16 and
+// multiplies them on the tensor cores with fp32 accumulation into the fp32 output
+// (kernels/cuda/matmul.h, *_bf16). Everything else stays fp32: the weights (masters),
+// the activations between ops, the gradients, AdamW's moments, the WKV state. The bf16
+// copies live in the scratch block below (grown to the largest product seen).
 //
 // Memory: one cudaMalloc of arena_bytes at construction (kernels/cuda/arena.h); alloc
 // hands out zeroed 256-byte aligned blocks of it, so the training loop never calls
@@ -31,6 +39,9 @@
 
 namespace rwkv::kernels {
 
+// How CudaBackend multiplies matrices (see above).
+enum class MatmulPrecision { fp32, bf16 };
+
 template <typename F>
 struct CudaBackend;
 
@@ -41,7 +52,7 @@ struct CudaBackend<float> final : Backend<float> {
   static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 
   // arena_bytes: all the device memory this backend will use (device 0, current).
-  explicit CudaBackend(size_t arena_bytes);
+  explicit CudaBackend(size_t arena_bytes, MatmulPrecision precision = MatmulPrecision::fp32);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -153,6 +164,7 @@ struct CudaBackend<float> final : Backend<float> {
   cublasHandle_t cublas = nullptr;
   rwkv::cuda::Arena arena;
   char* base = nullptr;  // the arena's device memory
+  const MatmulPrecision precision;
 
  private:
   // A zeroed block of the arena / its release (null is ignored).
@@ -169,7 +181,7 @@ struct CudaBackend<float> final : Backend<float> {
   void* wkv_backward_workspace(const char* fn, const F* r, int B, int T, int H, int N) const;
   std::map<const F*, WkvWorkspace> wkv_ws_;
   // Scratch of the ops that need some only while they run (the RWKV-4 WKV backward, the
-  // embedding backward): one block, grown on demand. The stream orders its users.
+  // embedding backward, the bf16 products' operand copies): one block, grown on demand. The stream orders its users.
   void* scratch(size_t bytes);
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;

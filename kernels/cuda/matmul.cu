@@ -1,9 +1,11 @@
 #include "kernels/cuda/matmul.h"
 
 #include <climits>
+#include <cstddef>
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace rwkv::cuda {
@@ -14,18 +16,19 @@ using kernels::WLayout;
 
 // cuBLAS is column-major: a row-major [r, c] matrix with leading dimension ld is, in
 // the same memory, the column-major [c, r] matrix (its transpose) with the same ld. So
-// every row-major product C = A @ B below is computed as C^T = B^T @ A^T.
+// every row-major product C = A @ B below is computed as C^T = B^T @ A^T. The operands
+// a and b are of `type` (fp32 or bf16), c is fp32, accumulation fp32.
 void gemm(cublasHandle_t handle, cudaStream_t stream, cublasOperation_t ta, cublasOperation_t tb,
-          int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float beta, float* c, int64_t ldc) {
+          int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, const void* b, int64_t ldb,
+          float beta, float* c, int64_t ldc, cudaDataType type) {
   cudaStream_t current = nullptr;
   CUBLAS_CHECK(cublasGetStream(handle, &current));
   if (current != stream) CUBLAS_CHECK(cublasSetStream(handle, stream));
   const float alpha = 1.0f;
   CUBLAS_CHECK(cublasGemmEx(handle, ta, tb, static_cast<int>(m), static_cast<int>(n),
-                            static_cast<int>(k), &alpha, a, CUDA_R_32F, static_cast<int>(lda), b,
-                            CUDA_R_32F, static_cast<int>(ldb), &beta, c, CUDA_R_32F,
-                            static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            static_cast<int>(k), &alpha, a, type, static_cast<int>(lda), b, type,
+                            static_cast<int>(ldb), &beta, c, CUDA_R_32F, static_cast<int>(ldc),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void check_shape(const char* fn, int64_t ldo, int64_t ldx, int64_t M, int64_t K, int64_t N) {
@@ -38,36 +41,102 @@ void check_shape(const char* fn, int64_t ldo, int64_t ldx, int64_t M, int64_t K,
   }
 }
 
+// The products of matmul_forward with operands x (ld ldx) and w of `type`.
+void forward(float* out, int64_t ldo, const void* x, int64_t ldx, const void* w, int64_t M,
+             int64_t K, int64_t N, WLayout layout, bool accumulate, cudaDataType type,
+             cublasHandle_t handle, cudaStream_t stream) {
+  const float beta = accumulate ? 1.0f : 0.0f;  // beta 0: out is not read (may hold NaN)
+  // out^T [N, M] = W^T [N, K] @ x^T [K, M]. OutIn w [N, K] row-major is column-major
+  // [K, N], so W^T = op T of it; InOut w [K, N] row-major is W^T column-major as is.
+  if (layout == WLayout::OutIn)
+    gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, x, ldx, beta, out, ldo, type);
+  else
+    gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, w, N, x, ldx, beta, out, ldo, type);
+}
+
+// The products of matmul_backward with operands dout (ld ldo), x (ld ldx), w of `type`;
+// dx has leading dimension lddx (x's in the caller, not the operand copy's).
+void backward(float* dx, int64_t lddx, float* dw, const void* dout, int64_t ldo, const void* x,
+              int64_t ldx, const void* w, int64_t M, int64_t K, int64_t N, WLayout layout,
+              cudaDataType type, cublasHandle_t handle, cudaStream_t stream) {
+  if (layout == WLayout::OutIn) {
+    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w^T: w column-major [K, N] as is.
+    if (dx) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, ldo, 1.0f, dx, lddx,
+                 type);
+    // dw [N, K] row-major = dw^T column-major [K, N] += x^T [K, M] @ dout [M, N].
+    if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, ldx, dout, ldo, 1.0f, dw, K,
+                 type);
+  } else {
+    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w: w column-major [N, K], op T.
+    if (dx) gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, K, M, N, w, N, dout, ldo, 1.0f, dx, lddx,
+                 type);
+    // dw [K, N] row-major = column-major [N, K] += dout^T [N, M] @ x [M, K].
+    if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, N, K, M, dout, ldo, x, ldx, 1.0f, dw, N,
+                 type);
+  }
+}
+
+// bytes rounded up to a multiple of 256 (each bf16 copy starts 256-byte aligned).
+size_t pad(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+size_t bf16_bytes(int64_t rows, int64_t cols) {
+  return pad(static_cast<size_t>(rows) * static_cast<size_t>(cols) * sizeof(__nv_bfloat16));
+}
+
+// The bf16 copies in the scratch: x [M, K], then w [K, N], then dout [M, N], packed.
+struct Bf16Operands {
+  __nv_bfloat16 *x, *w, *dout;
+};
+
+Bf16Operands bf16_operands(void* scratch, int64_t M, int64_t K, int64_t N) {
+  char* p = static_cast<char*>(scratch);
+  auto* x = reinterpret_cast<__nv_bfloat16*>(p);
+  auto* w = reinterpret_cast<__nv_bfloat16*>(p + bf16_bytes(M, K));
+  auto* dout = reinterpret_cast<__nv_bfloat16*>(p + bf16_bytes(M, K) + bf16_bytes(K, N));
+  return {x, w, dout};
+}
+
 }  // namespace
+
+size_t matmul_bf16_scratch_bytes(int64_t M, int64_t K, int64_t N) {
+  return bf16_bytes(M, K) + bf16_bytes(K, N) + bf16_bytes(M, N);
+}
 
 void matmul_forward(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
                     int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate,
                     cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_forward", ldo, ldx, M, K, N);
-  const float beta = accumulate ? 1.0f : 0.0f;  // beta 0: out is not read (may hold NaN)
-  // out^T [N, M] = W^T [N, K] @ x^T [K, M]. OutIn w [N, K] row-major is column-major
-  // [K, N], so W^T = op T of it; InOut w [K, N] row-major is W^T column-major as is.
-  if (layout == WLayout::OutIn)
-    gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, w, K, x, ldx, beta, out, ldo);
-  else
-    gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, N, M, K, w, N, x, ldx, beta, out, ldo);
+  forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, CUDA_R_32F, handle, stream);
 }
 
 void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N, WLayout layout,
                      cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_backward", ldo, ldx, M, K, N);
-  if (layout == WLayout::OutIn) {
-    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w^T: w column-major [K, N] as is.
-    if (dx) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, ldo, 1.0f, dx, ldx);
-    // dw [N, K] row-major = dw^T column-major [K, N] += x^T [K, M] @ dout [M, N].
-    if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, ldx, dout, ldo, 1.0f, dw, K);
-  } else {
-    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w: w column-major [N, K], op T.
-    if (dx) gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, K, M, N, w, N, dout, ldo, 1.0f, dx, ldx);
-    // dw [K, N] row-major = column-major [N, K] += dout^T [N, M] @ x [M, K].
-    if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, N, K, M, dout, ldo, x, ldx, 1.0f, dw, N);
-  }
+  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, CUDA_R_32F, handle, stream);
+}
+
+void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
+                         int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate,
+                         void* scratch, cublasHandle_t handle, cudaStream_t stream) {
+  check_shape("matmul_forward_bf16", ldo, ldx, M, K, N);
+  const Bf16Operands b = bf16_operands(scratch, M, K, N);
+  to_bf16(b.x, x, M, K, ldx, stream);
+  to_bf16(b.w, w, 1, K * N, K * N, stream);  // either layout: the K * N values as they lie
+  forward(out, ldo, b.x, K, b.w, M, K, N, layout, accumulate, CUDA_R_16BF, handle, stream);
+}
+
+void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
+                          int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
+                          WLayout layout, void* scratch, cublasHandle_t handle,
+                          cudaStream_t stream) {
+  check_shape("matmul_backward_bf16", ldo, ldx, M, K, N);
+  if (!dx && !dw) return;
+  const Bf16Operands b = bf16_operands(scratch, M, K, N);
+  to_bf16(b.dout, dout, M, N, ldo, stream);
+  if (dx) to_bf16(b.w, w, 1, K * N, K * N, stream);  // only dx reads w, only dw reads x
+  if (dw) to_bf16(b.x, x, M, K, ldx, stream);
+  backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, CUDA_R_16BF, handle, stream);
 }
 
 }  // namespace rwkv::cuda

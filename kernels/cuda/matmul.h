@@ -8,9 +8,19 @@
 // The work goes to `stream` (set on `handle` when it differs); nothing is allocated or
 // synchronised. cuBLAS is deterministic for a given GPU and workspace, so repeated runs
 // give bitwise equal results. Bad shapes throw rwkv::Error naming the function.
+//
+// The *_bf16 variants are the mixed-precision products of the issue ("bf16 operands and
+// fp32 accumulation"): both operands are first rounded to bf16 (kernels/cuda/convert.h)
+// into `scratch`, then multiplied on the tensor cores with CUDA_R_16BF inputs,
+// CUBLAS_COMPUTE_32F accumulation and an fp32 output, so accumulate and the backward's
+// += work on the fp32 buffers as in fp32 mode. scratch: device memory of at least
+// matmul_bf16_scratch_bytes(M, K, N) bytes, 256-byte aligned, free while the stream runs
+// the call. Error against the fp32 product: rounding costs each operand at most 2^-9
+// relative (a single product 2^-8), about 2e-3 relative L2 on sums of random products.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/op_types.h"
@@ -27,5 +37,18 @@ void matmul_forward(float* out, int64_t ldo, const float* x, int64_t ldx, const 
 void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
                      kernels::WLayout layout, cublasHandle_t handle, cudaStream_t stream);
+
+// Scratch of the bf16 variants: the bf16 copies of x [M, K], w [K, N] and dout [M, N],
+// each padded to 256 bytes.
+size_t matmul_bf16_scratch_bytes(int64_t M, int64_t K, int64_t N);
+
+void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
+                         int64_t M, int64_t K, int64_t N, kernels::WLayout layout, bool accumulate,
+                         void* scratch, cublasHandle_t handle, cudaStream_t stream);
+
+void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
+                          int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
+                          kernels::WLayout layout, void* scratch, cublasHandle_t handle,
+                          cudaStream_t stream);
 
 }  // namespace rwkv::cuda

@@ -1,8 +1,11 @@
 // cuBLAS products (kernels/cuda/matmul.h, label gpu) against the CPU kernels
 // (kernels/cpu/matmul.h) on random inputs: both weight layouts, forward with and without
 // accumulation, backward with dx and dw each present or null, odd sizes, leading
-// dimensions wider than the rows, and LoRA-like column slices of wider tensors.
-// Measure: ||gpu - cpu||_2 / ||cpu||_2 over the elements the op writes, <= 1e-5 in fp32;
+// dimensions wider than the rows, and LoRA-like column slices of wider tensors; the
+// same for the bf16 tensor-core variants (*_bf16) against the CPU's fp32 product.
+// Measure: ||gpu - cpu||_2 / ||cpu||_2 over the elements the op writes, <= 1e-5 in fp32,
+// <= 5e-3 for bf16 (the issue's bf16 tolerance; rounding both operands to bf16 gives
+// at most 2^-8 relative error on a single product, ~2e-3 relative L2 on random sums);
 // every element outside them must be left bitwise as it was. A non-accumulating
 // forward's output is poisoned with NaN (bytes 0xFF) first, so that an element left
 // unwritten fails; gradients start from random values (the op accumulates). Argument
@@ -60,7 +63,8 @@ const std::vector<Case> kCases = {
 // the other elements must equal `before` bitwise.
 ::testing::AssertionResult close(const char* what, const Case& c, const std::vector<float>& got,
                                  const std::vector<float>& ref, const std::vector<float>& before,
-                                 int64_t rows, int64_t ld, int64_t off, int64_t width) {
+                                 int64_t rows, int64_t ld, int64_t off, int64_t width,
+                                 double tol = 1e-5) {
   double num = 0, den = 0;
   size_t changed = 0;
   for (int64_t i = 0; i < rows; ++i)
@@ -75,9 +79,9 @@ const std::vector<Case> kCases = {
       den += double(ref[e]) * double(ref[e]);
     }
   const double rel = std::sqrt(num / den);
-  if (rel <= 1e-5 && changed == 0) return ::testing::AssertionSuccess();
+  if (rel <= tol && changed == 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << what << " (" << describe(c) << "): relative L2 error "
-                                       << rel << " (tol 1e-5), " << changed
+                                       << rel << " (tol " << tol << "), " << changed
                                        << " elements outside the written part changed";
 }
 
@@ -180,6 +184,93 @@ TEST_F(CudaMatmul, BitwiseReproducible) {
   }
 }
 
+// The bf16 variants' scratch, as a float buffer (cudaMalloc aligns it to 256 bytes).
+struct Bf16Scratch : DevBuf {
+  Bf16Scratch(int64_t M, int64_t K, int64_t N)
+      : DevBuf(rwkv::cuda::matmul_bf16_scratch_bytes(M, K, N) / sizeof(float) + 1) {}
+};
+
+TEST_F(CudaMatmul, Bf16ForwardMatchesCpu) {
+  for (const Case& c : kCases) {
+    std::mt19937 rng(c.seed + 200);
+    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    const auto out0 = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+    DevBuf dx(x), dw(w);
+    Bf16Scratch scratch(c.M, c.K, c.N);
+    for (bool acc : {false, true}) {
+      std::vector<float> ref = out0;
+      rwkv::kernels::matmul_forward<float>(ref.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                           w.data(), c.M, c.K, c.N, c.layout, acc);
+      DevBuf dout(out0);
+      if (!acc) {
+        std::vector<float> start = out0;
+        for (int64_t i = 0; i < c.M; ++i)
+          std::memset(&start[static_cast<size_t>(i * c.ldo + c.ooff)], 0xff,
+                      static_cast<size_t>(c.N) * sizeof(float));
+        CUDA_CHECK(cudaMemcpy(dout.p, start.data(), start.size() * sizeof(float),
+                              cudaMemcpyHostToDevice));
+      }
+      rwkv::cuda::matmul_forward_bf16(dout.p + c.ooff, c.ldo, dx.p + c.xoff, c.ldx, dw.p, c.M, c.K,
+                                      c.N, c.layout, acc, scratch.p, handle, stream);
+      EXPECT_TRUE(close(acc ? "bf16 out (accumulate)" : "bf16 out", c, get(dout), ref, out0, c.M,
+                        c.ldo, c.ooff, c.N, 5e-3));
+    }
+  }
+}
+
+TEST_F(CudaMatmul, Bf16BackwardMatchesCpuAndSkipsNull) {
+  for (const Case& c : kCases) {
+    std::mt19937 rng(c.seed + 300);
+    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+    const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+    const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+    std::vector<float> ref_gx = gx0, ref_gw = gw0;
+    rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
+                                          dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                          w.data(), c.M, c.K, c.N, c.layout);
+    DevBuf d_x(x), d_w(w), d_dout(dout);
+    Bf16Scratch scratch(c.M, c.K, c.N);
+    for (int variant = 0; variant < 4; ++variant) {  // both, dx only, dw only, neither
+      DevBuf gx(gx0), gw(gw0);
+      const bool want_dx = variant == 0 || variant == 1, want_dw = variant == 0 || variant == 2;
+      rwkv::cuda::matmul_backward_bf16(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
+                                       d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M,
+                                       c.K, c.N, c.layout, scratch.p, handle, stream);
+      const auto got_gx = get(gx), got_gw = get(gw);
+      if (want_dx)
+        EXPECT_TRUE(close("bf16 dx", c, got_gx, ref_gx, gx0, c.M, c.ldx, c.xoff, c.K, 5e-3));
+      else
+        EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
+            << "bf16: dx was null but changed: " << describe(c);
+      if (want_dw)
+        EXPECT_TRUE(close("bf16 dw", c, got_gw, ref_gw, gw0, 1, c.K * c.N, 0, c.K * c.N, 5e-3));
+      else
+        EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
+            << "bf16: dw was null but changed: " << describe(c);
+    }
+  }
+}
+
+// The operands are rounded to bf16 (7 stored mantissa bits: spacing 2^-7 at 1) to the
+// nearest, ties to even, and the product is exact in fp32: out [3, 1] = x [3, 1] @ [[1]].
+TEST_F(CudaMatmul, Bf16RoundsOperandsToNearestEven) {
+  const float e = std::ldexp(1.0f, -8);
+  DevBuf x(std::vector<float>{1 + e, 1 + 3 * e, 1 + e + e / 4}), w(std::vector<float>{1});
+  DevBuf out(3);
+  Bf16Scratch scratch(3, 1, 1);
+  rwkv::cuda::matmul_forward_bf16(out.p, 1, x.p, 1, w.p, 3, 1, 1, WLayout::OutIn, false, scratch.p,
+                                  handle, stream);
+  // 1 + 2^-8: a tie, to the even 1; 1 + 3 * 2^-8: a tie, to the even 1 + 2^-6 (not
+  // 1 + 2^-7, as truncation would give); 1 + 2^-8 + 2^-10: past the tie, up to 1 + 2^-7.
+  const auto got = get(out);
+  EXPECT_EQ(got[0], 1.0f);
+  EXPECT_EQ(got[1], 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_EQ(got[2], 1.0f + std::ldexp(1.0f, -7));
+}
+
 // Checked before any cuBLAS call, so no GPU is needed.
 TEST(CudaMatmulArgs, BadShapesThrow) {
   EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
@@ -191,6 +282,13 @@ TEST(CudaMatmulArgs, BadShapesThrow) {
   EXPECT_THROW(rwkv::cuda::matmul_backward(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0,
                                            3, 4, WLayout::OutIn, nullptr, nullptr),
                rwkv::Error);  // M = 0
+  EXPECT_THROW(rwkv::cuda::matmul_forward_bf16(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
+                                               WLayout::OutIn, false, nullptr, nullptr, nullptr),
+               rwkv::Error);  // ldx < K
+  EXPECT_THROW(rwkv::cuda::matmul_backward_bf16(nullptr, nullptr, nullptr, 3, nullptr, 3, nullptr,
+                                                3, 3, 4, WLayout::InOut, nullptr, nullptr,
+                                                nullptr),
+               rwkv::Error);  // ldo < N
 }
 
 }  // namespace

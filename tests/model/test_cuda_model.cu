@@ -13,6 +13,17 @@
 // <= 1e-5; the 50-step curves <= 1e-3 at every step, as fp32 rounding differences grow
 // with training). The CPU runs the naive WKV (the reference recurrence). Head size 16:
 // the CUDA WKV kernels take 16, 32 or 64.
+//
+// bf16 products (MatmulPrecision::bf16) against the same fp32 CPU run: one step per
+// version and the 50-step curve. The issue's bf16 tolerance, 5e-3 relative, holds for
+// the loss and for the loss curve at every step; not for every gradient tensor: a CPU
+// emulation of this test (the CPU backend with each product's operands rounded to bf16
+// to nearest even) gives losses within 2.4e-4, the curve within 8.9e-4, the whole
+// gradient vector within 5.6e-3 to 8.3e-3, and single tensors up to 8e-2 (RWKV-5's
+// time_faaaa: a sum of terms that cancel). So the gradients are checked as a whole
+// within 2e-2 and per tensor within 0.25 (a wrong product, layout or missing += is off
+// by O(1)), and their error must exceed 1e-4, which shows that the products really ran
+// in bf16.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -99,6 +110,35 @@ TEST(CudaModel, TrainingStepsMatchCpu) {
   }
 }
 
+TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  for (int version : {4, 5, 6, 7}) {
+    const ModelConfig cfg = small_config(version);
+    const ParamTable table = build_param_table(cfg);
+    const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
+    const int B = 2, T = 37;
+    const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
+    const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
+    kernels::CpuBackend<float> cpu;
+    kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::bf16);
+    Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
+    mc.set_params(p0);
+    mg.set_params(p0);
+    const std::string where = "bf16, version " + std::to_string(version);
+    mc.zero_grad();
+    mg.zero_grad();
+    const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
+    EXPECT_NEAR(lg, lc, 5e-3 * lc) << where;
+    mc.backward();
+    mg.backward();
+    const auto gc = mc.get_grads(), gg = mg.get_grads();
+    const double whole = rel_l2(gg.data(), gc.data(), int64_t(gc.size()));
+    EXPECT_LE(whole, 2e-2) << "whole gradient, " << where;
+    EXPECT_GT(whole, 1e-4) << "whole gradient, " << where << ": as close as fp32 products";
+    expect_tensors_close("gradient", table, gg, gc, 0.25, where);
+  }
+}
+
 TEST(CudaModel, InferenceMatchesCpu) {
   SKIP_WITHOUT_GPU();
   for (int version : {4, 5, 6, 7}) {
@@ -126,8 +166,8 @@ TEST(CudaModel, InferenceMatchesCpu) {
   }
 }
 
-TEST(CudaModel, LossCurvesMatchCpuFor50Steps) {
-  SKIP_WITHOUT_GPU();
+// The losses of 50 steps of a 4-layer C = 128 RWKV-7 on five batches in turn.
+std::vector<double> loss_curve(kernels::Backend<float>& be) {
   const ModelConfig cfg = make_model_config(7, 4, 128, 32, 256, 128);
   const int B = 2, T = 64, kBatches = 5, kSteps = 50;
   std::vector<std::vector<int32_t>> idx, tgt;
@@ -144,24 +184,46 @@ TEST(CudaModel, LossCurvesMatchCpuFor50Steps) {
   // lr 3e-4 trains (loss 5.7 -> about 2) without memorising the five batches: at 1e-3
   // the loss falls below 1 and the runs' rounding differences grow to ~1e-3 by step 50.
   const kernels::AdamWHyper h{3e-4, 0.9, 0.99, 1e-8, 0.1};
-  auto curve = [&](kernels::Backend<float>& be) {
-    Model<float> m(cfg, be, kOpts);
-    m.init(7);
-    std::vector<double> losses;
-    for (int s = 0; s < kSteps; ++s) {
-      m.zero_grad();
-      losses.push_back(m.forward(idx[size_t(s % kBatches)], tgt[size_t(s % kBatches)], B, T));
-      m.backward();
-      m.adamw_step(h, s + 1);
-    }
-    return losses;
-  };
-  kernels::CpuBackend<float> cpu;
-  kernels::CudaBackend<float> gpu(kArenaBytes);
-  const auto ref = curve(cpu), got = curve(gpu);
-  for (int s = 0; s < kSteps; ++s)
-    EXPECT_NEAR(got[size_t(s)], ref[size_t(s)], 1e-3 * ref[size_t(s)]) << "step " << s + 1;
+  Model<float> m(cfg, be, kOpts);
+  m.init(7);
+  std::vector<double> losses;
+  for (int s = 0; s < kSteps; ++s) {
+    m.zero_grad();
+    losses.push_back(m.forward(idx[size_t(s % kBatches)], tgt[size_t(s % kBatches)], B, T));
+    m.backward();
+    m.adamw_step(h, s + 1);
+  }
+  return losses;
+}
+
+// The CPU's curve, computed once per process for the fp32 and the bf16 comparisons (ctest
+// runs each test in a process of its own: then once per test).
+const std::vector<double>& cpu_loss_curve() {
+  static const std::vector<double> curve = [] {
+    kernels::CpuBackend<float> cpu;
+    return loss_curve(cpu);
+  }();
+  return curve;
+}
+
+void expect_curves_close(const std::vector<double>& got, const std::vector<double>& ref,
+                         double tol, const char* what) {
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t s = 0; s < ref.size(); ++s)
+    EXPECT_NEAR(got[s], ref[s], tol * ref[s]) << what << ", step " << s + 1;
   EXPECT_LT(ref.back(), ref.front());  // the run trains: the comparison is not of a flat line
+}
+
+TEST(CudaModel, LossCurvesMatchCpuFor50Steps) {
+  SKIP_WITHOUT_GPU();
+  kernels::CudaBackend<float> gpu(kArenaBytes);
+  expect_curves_close(loss_curve(gpu), cpu_loss_curve(), 1e-3, "fp32");
+}
+
+TEST(CudaModel, Bf16LossCurveMatchesCpuFor50Steps) {
+  SKIP_WITHOUT_GPU();
+  kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::bf16);
+  expect_curves_close(loss_curve(gpu), cpu_loss_curve(), 5e-3, "bf16");
 }
 
 // The CUDA WKV backward needs the checkpoints of its forward: without one, a clear error.
