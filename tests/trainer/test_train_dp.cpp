@@ -24,46 +24,6 @@ namespace {
 
 using namespace train_test;
 
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-TrainResult run(const Config& cfg, MPI_Comm comm,
-                std::function<void(int64_t, std::span<float>)> hook = {}) {
-  TrainOptions o;
-  o.cfg = cfg;
-  o.program_version = "rwkv test";
-  o.grad_hook = std::move(hook);
-  std::ostringstream out;
-  return train(o, comm, out);
-}
-
-std::vector<float> params_of(const Config& cfg, const std::string& ckpt) {
-  const model::ModelConfig mc = model::model_config_from(cfg);
-  return load_checkpoint(ckpt, mc, model::build_param_table(mc)).params;
-}
-
-// One value of every "train" record of metrics.jsonl.
-std::vector<double> series(const fs::path& run_dir, const std::string& key) {
-  std::vector<double> out;
-  for (const auto& l : metrics_lines(run_dir, "train")) out.push_back(json_number(l, key));
-  return out;
-}
-
-// ||b - a|| / ||a|| (L2) over the whole buffer: single elements whose gradients are ~0
-// move by Adam's normalised step in any direction, so an elementwise bound would measure
-// the noise of those, not the training.
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(b[i]) - a[i]) * (static_cast<double>(b[i]) - a[i]);
-    norm += static_cast<double>(a[i]) * a[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // The same global batch of 4 windows per step three ways: one rank with micro-batch 4,
 // two ranks with 2 each, one rank accumulating two micro-batches of 2.
 TEST(TrainDataParallel, TwoRanksAndAccumulationEqualOneRankWithTheSameGlobalBatch) {
@@ -75,12 +35,12 @@ TEST(TrainDataParallel, TwoRanksAndAccumulationEqualOneRankWithTheSameGlobalBatc
   const Config acc =
       tiny_config(data, dir / "acc", {"train.micro_batch_size=2", "train.grad_accum=2"});
   std::string ckpt1, ckpt_acc;
-  if (rank() == 0) {
-    ckpt1 = run(one, MPI_COMM_SELF).checkpoint;
-    ckpt_acc = run(acc, MPI_COMM_SELF).checkpoint;
+  if (world_rank() == 0) {
+    ckpt1 = run_training(one, MPI_COMM_SELF).checkpoint;
+    ckpt_acc = run_training(acc, MPI_COMM_SELF).checkpoint;
   }
-  const TrainResult r2 = run(two, MPI_COMM_WORLD);
-  if (rank() != 0) return;
+  const TrainResult r2 = run_training(two, MPI_COMM_WORLD);
+  if (world_rank() != 0) return;
   const auto l1 = series(dir / "dp1", "loss"), g1 = series(dir / "dp1", "grad_norm");
   ASSERT_EQ(l1.size(), 20u);
   EXPECT_LT(l1.back(), l1.front());
@@ -109,16 +69,16 @@ TEST(TrainDataParallel, StopSignalOnOneRankThenResumeIsExact) {
   const auto sets = std::vector<std::string>{"train.steps=10"};
   const Config full = tiny_config(data, dir / "full", sets);
   const Config split = tiny_config(data, dir / "split", sets);
-  const TrainResult a = run(full, MPI_COMM_WORLD);
-  const TrainResult b = run(split, MPI_COMM_WORLD, [](int64_t step, std::span<float>) {
-    if (step == 4 && rank() == 1) std::raise(SIGUSR1);
+  const TrainResult a = run_training(full, MPI_COMM_WORLD);
+  const TrainResult b = run_training(split, MPI_COMM_WORLD, [](int64_t step, std::span<float>) {
+    if (step == 4 && world_rank() == 1) std::raise(SIGUSR1);
   });
   EXPECT_EQ(b.outcome, TrainOutcome::preempted);
   EXPECT_EQ(b.step, 4);          // both ranks stop after the same step
   EXPECT_EQ(b.signal, SIGUSR1);  // on both ranks
-  const TrainResult c = run(split, MPI_COMM_WORLD);
+  const TrainResult c = run_training(split, MPI_COMM_WORLD);
   EXPECT_EQ(c.outcome, TrainOutcome::finished);
-  if (rank() != 0) return;
+  if (world_rank() != 0) return;
   std::map<double, double> la, lc;  // by step; the resumed run logs steps 1-4 then 5-10
   for (const auto& l : metrics_lines(dir / "full", "train"))
     la[json_number(l, "step")] = json_number(l, "loss");

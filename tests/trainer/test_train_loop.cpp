@@ -47,11 +47,6 @@ TrainResult run(const Config& cfg, std::function<void(int64_t, std::span<float>)
   return r;
 }
 
-std::vector<float> final_params(const Config& cfg, const std::string& ckpt) {
-  const model::ModelConfig mc = model::model_config_from(cfg);
-  return load_checkpoint(ckpt, mc, model::build_param_table(mc)).params;
-}
-
 std::vector<double> losses(const fs::path& run_dir) {
   std::map<int64_t, double> by_step;  // a resumed run may log a step twice: keep the last
   for (const auto& l : metrics_lines(run_dir, "train"))
@@ -173,7 +168,7 @@ TEST(TrainLoop, StopSignalThenResumeIsExact) {
   EXPECT_EQ(c.outcome, TrainOutcome::finished);
   EXPECT_EQ(losses(full), losses(split));
   const Config cfg = tiny_config(env().data, full, sets);
-  EXPECT_EQ(final_params(cfg, a.checkpoint), final_params(cfg, c.checkpoint));
+  EXPECT_EQ(params_of(cfg, a.checkpoint), params_of(cfg, c.checkpoint));
 }
 
 // train.max_runtime of ~0 (6e-8 s): the first step's end is past it on any machine.

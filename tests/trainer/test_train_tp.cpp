@@ -26,43 +26,6 @@ namespace {
 
 using namespace train_test;
 
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-
-TrainResult run(const Config& cfg, MPI_Comm comm,
-                std::function<void(int64_t, std::span<float>)> hook = {}) {
-  TrainOptions o;
-  o.cfg = cfg;
-  o.program_version = "rwkv test";
-  o.grad_hook = std::move(hook);
-  std::ostringstream out;
-  return train(o, comm, out);
-}
-
-std::vector<float> params_of(const Config& cfg, const std::string& ckpt) {
-  const model::ModelConfig mc = model::model_config_from(cfg);
-  return load_checkpoint(ckpt, mc, model::build_param_table(mc)).params;
-}
-
-std::vector<double> losses(const fs::path& run_dir) {
-  std::vector<double> out;
-  for (const auto& l : metrics_lines(run_dir, "train")) out.push_back(json_number(l, "loss"));
-  return out;
-}
-
-// ||b - a|| / ||a|| over the whole buffer.
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(b[i]) - a[i]) * (static_cast<double>(b[i]) - a[i]);
-    norm += static_cast<double>(a[i]) * a[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 TEST(TrainTensorParallel, TwoByTwoGridMatchesOneRank) {
   const fs::path dir = fresh_dir("tp_grid");
   const RemoveDir cleanup{dir};
@@ -71,10 +34,10 @@ TEST(TrainTensorParallel, TwoByTwoGridMatchesOneRank) {
   const Config grid =
       tiny_config(data, dir / "grid", {"train.micro_batch_size=2", "parallel.tp=2"});
   std::string ckpt_one;
-  if (rank() == 0) ckpt_one = run(one, MPI_COMM_SELF).checkpoint;
-  const TrainResult r = run(grid, MPI_COMM_WORLD);
-  if (rank() != 0) return;
-  const auto l1 = losses(dir / "one"), l2 = losses(dir / "grid");
+  if (world_rank() == 0) ckpt_one = run_training(one, MPI_COMM_SELF).checkpoint;
+  const TrainResult r = run_training(grid, MPI_COMM_WORLD);
+  if (world_rank() != 0) return;
+  const auto l1 = series(dir / "one", "loss"), l2 = series(dir / "grid", "loss");
   ASSERT_EQ(l1.size(), 20u);
   ASSERT_EQ(l2.size(), 20u);
   EXPECT_LT(l1.back(), l1.front());
@@ -94,28 +57,28 @@ TEST(TrainTensorParallel, CheckpointOfTpTwoResumesAtTpOneAndTpFour) {
   const std::vector<std::string> tp2 = {"train.steps=10", "parallel.tp=2",
                                         "train.micro_batch_size=2"};
   const Config full = tiny_config(data, dir / "full", tp2);
-  const TrainResult a = run(full, MPI_COMM_WORLD);
+  const TrainResult a = run_training(full, MPI_COMM_WORLD);
   const Config stopped = tiny_config(data, dir / "stopped", tp2);
-  const TrainResult b = run(stopped, MPI_COMM_WORLD, [](int64_t step, std::span<float>) {
-    if (step == 5 && rank() == 3) std::raise(SIGUSR1);
+  const TrainResult b = run_training(stopped, MPI_COMM_WORLD, [](int64_t step, std::span<float>) {
+    if (step == 5 && world_rank() == 3) std::raise(SIGUSR1);
   });
   ASSERT_EQ(b.outcome, TrainOutcome::preempted);
   ASSERT_EQ(b.step, 5);
-  const auto full_losses = losses(dir / "full");
+  const auto full_losses = series(dir / "full", "loss");
   ASSERT_EQ(full_losses.size(), 10u);
   const auto want = params_of(full, a.checkpoint);
   for (const auto& [name, tp, micro] : {std::tuple{"tp1", "1", "1"}, std::tuple{"tp2", "2", "2"},
                                          std::tuple{"tp4", "4", "4"}}) {
     const fs::path run_dir = dir / name;
-    if (rank() == 0) fs::copy(dir / "stopped", run_dir, fs::copy_options::recursive);
+    if (world_rank() == 0) fs::copy(dir / "stopped", run_dir, fs::copy_options::recursive);
     MPI_Barrier(MPI_COMM_WORLD);
     const Config resumed = tiny_config(data, run_dir,
                                        {"train.steps=10", std::string("parallel.tp=") + tp,
                                         std::string("train.micro_batch_size=") + micro});
-    const TrainResult c = run(resumed, MPI_COMM_WORLD);
+    const TrainResult c = run_training(resumed, MPI_COMM_WORLD);
     EXPECT_EQ(c.outcome, TrainOutcome::finished) << name;
-    if (rank() != 0) continue;
-    const auto l = losses(run_dir);  // steps 1-5 from the tp = 2 run, then 6-10 resumed
+    if (world_rank() != 0) continue;
+    const auto l = series(run_dir, "loss");  // steps 1-5 from the tp = 2 run, then 6-10 resumed
     ASSERT_EQ(l.size(), 10u) << name;
     for (size_t i = 5; i < 10; ++i)
       EXPECT_NEAR(l[i], full_losses[i], 1e-5 * std::abs(full_losses[i]))

@@ -1,18 +1,26 @@
 #pragma once
 // Shared by the trainer tests: a small two-language dataset written with the byte
-// tokenizer, a config for the tiny model on it, and readers of a run's outputs.
+// tokenizer, a config for the tiny model on it, running the trainer, and readers of a
+// run's outputs.
 #include <mpi.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "data_pipeline/preprocess.h"
+#include "model/model_config.h"
+#include "model/param_table.h"
+#include "trainer/checkpoint.h"
+#include "trainer/train_loop.h"
 
 namespace train_test {
 
@@ -121,6 +129,50 @@ inline double json_number(const std::string& line, const std::string& key) {
   const size_t p = line.find(k);
   if (p == std::string::npos) return -1;
   return std::stod(line.substr(p + k.size()));
+}
+
+// This process's rank in MPI_COMM_WORLD.
+inline int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// rwkv::trainer::train on `comm` with its output discarded; hook as TrainOptions::grad_hook.
+inline rwkv::trainer::TrainResult run_training(
+    const rwkv::Config& cfg, MPI_Comm comm,
+    std::function<void(int64_t, std::span<float>)> hook = {}) {
+  rwkv::trainer::TrainOptions o;
+  o.cfg = cfg;
+  o.program_version = "rwkv test";
+  o.grad_hook = std::move(hook);
+  std::ostringstream out;
+  return rwkv::trainer::train(o, comm, out);
+}
+
+// The whole parameters of a checkpoint (read with the one-rank table, whatever tp wrote it).
+inline std::vector<float> params_of(const rwkv::Config& cfg, const std::string& ckpt) {
+  const rwkv::model::ModelConfig mc = rwkv::model::model_config_from(cfg);
+  return rwkv::trainer::load_checkpoint(ckpt, mc, rwkv::model::build_param_table(mc)).params;
+}
+
+// One value of every "train" record of metrics.jsonl.
+inline std::vector<double> series(const fs::path& run_dir, const std::string& key) {
+  std::vector<double> out;
+  for (const auto& l : metrics_lines(run_dir, "train")) out.push_back(json_number(l, key));
+  return out;
+}
+
+// ||b - a|| / ||a|| (L2) over the whole buffer: single elements whose gradients are ~0
+// move by Adam's normalised step in any direction, so an elementwise bound would measure
+// the noise of those, not the training.
+inline double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(b[i]) - a[i]) * (static_cast<double>(b[i]) - a[i]);
+    norm += static_cast<double>(a[i]) * a[i];
+  }
+  return std::sqrt(diff / norm);
 }
 
 }  // namespace train_test
