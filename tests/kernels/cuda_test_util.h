@@ -4,9 +4,11 @@
 // element a kernel leaves unwritten is caught.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -52,3 +54,52 @@ inline bool is_poison(float x) {
   std::memcpy(&u, &x, sizeof u);
   return u == 0xffffffffu;
 }
+
+// A device copy of int32 values, freed on scope exit.
+struct DevIds {
+  int32_t* p = nullptr;
+  size_t n = 0;
+  explicit DevIds(const std::vector<int32_t>& h) : n(h.size()) {
+    CUDA_CHECK(cudaMalloc(&p, n * sizeof(int32_t)));
+    CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
+  }
+  DevIds(const DevIds&) = delete;
+  DevIds& operator=(const DevIds&) = delete;
+  ~DevIds() { cudaFree(p); }
+  std::vector<int32_t> get() const {
+    std::vector<int32_t> h(n);
+    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+namespace rwkv::cuda::test {
+
+// Relative L2 error ||got - ref||_2 / ||ref||_2 <= tol, and every element finite (an
+// output poisoned with NaN and left unwritten fails).
+inline ::testing::AssertionResult close(const std::string& what, const std::vector<float>& got,
+                                        const std::vector<float>& ref, double tol = 1e-5) {
+  double num = 0, den = 0, max_abs = 0;
+  size_t worst = 0, bad = 0, first_bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = double(got[i]) - double(ref[i]);
+    if (!std::isfinite(d)) {
+      if (bad++ == 0) first_bad = i;
+      continue;
+    }
+    num += d * d;
+    den += double(ref[i]) * double(ref[i]);
+    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
+  }
+  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  if (bad == 0 && rel <= tol) return ::testing::AssertionSuccess();
+  auto r = ::testing::AssertionFailure();
+  r << what << ": relative L2 error " << rel << " (tol " << tol << "), max abs error " << max_abs
+    << " at [" << worst << "] (gpu " << got[worst] << ", cpu " << ref[worst] << ")";
+  if (bad)
+    r << "; " << bad << " elements unwritten or non-finite, first [" << first_bad << "] (gpu "
+      << got[first_bad] << ", cpu " << ref[first_bad] << ")";
+  return r;
+}
+
+}  // namespace rwkv::cuda::test

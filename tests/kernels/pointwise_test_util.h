@@ -1,7 +1,8 @@
 #pragma once
 // Shared by the tests of the CUDA pointwise ops (test_cuda_elementwise.cu,
 // test_cuda_token_shift.cu, test_cuda_rwkv_pointwise.cu): an op's inputs, outputs and
-// gradients on the host (for the CPU reference) and on the device, and the comparison.
+// gradients on the host (for the CPU reference) and on the device; the comparison is
+// rwkv::cuda::test::close (cuda_test_util.h).
 //
 // Measure: relative L2 error ||gpu - cpu||_2 / ||cpu||_2 <= 1e-5 (fp32), and every
 // element finite: forward outputs are poisoned with NaN before the GPU runs, so an
@@ -20,31 +21,6 @@
 #include "tests/kernels/cuda_test_util.h"
 
 namespace rwkv::cuda::test {
-
-inline ::testing::AssertionResult close(const std::string& what, const std::vector<float>& got,
-                                        const std::vector<float>& ref, double tol = 1e-5) {
-  double num = 0, den = 0, max_abs = 0;
-  size_t worst = 0, bad = 0, first_bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = double(got[i]) - double(ref[i]);
-    if (!std::isfinite(d)) {
-      if (bad++ == 0) first_bad = i;
-      continue;
-    }
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
-  }
-  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  if (bad == 0 && rel <= tol) return ::testing::AssertionSuccess();
-  auto r = ::testing::AssertionFailure();
-  r << what << ": relative L2 error " << rel << " (tol " << tol << "), max abs error " << max_abs
-    << " at [" << worst << "] (gpu " << got[worst] << ", cpu " << ref[worst] << ")";
-  if (bad)
-    r << "; " << bad << " elements unwritten or non-finite, first [" << first_bad << "] (gpu "
-      << got[first_bad] << ", cpu " << ref[first_bad] << ")";
-  return r;
-}
 
 // An input: uniform random values in [lo, hi] and their device copy.
 struct In {

@@ -26,42 +26,7 @@ using Vec = std::vector<float>;
 using Ids = std::vector<int32_t>;
 namespace cpu = rwkv::kernels;
 
-// A device copy of int32 values, freed on scope exit.
-struct DevIds {
-  int32_t* p = nullptr;
-  size_t n = 0;
-  explicit DevIds(const Ids& h) : n(h.size()) {
-    CUDA_CHECK(cudaMalloc(&p, n * sizeof(int32_t)));
-    CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  }
-  DevIds(const DevIds&) = delete;
-  DevIds& operator=(const DevIds&) = delete;
-  ~DevIds() { cudaFree(p); }
-  Ids get() const {
-    Ids h(n);
-    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
-
-::testing::AssertionResult close(const std::string& what, const Vec& got, const Vec& ref) {
-  double num = 0, den = 0, max_abs = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = double(got[i]) - double(ref[i]);
-    if (!std::isfinite(d))
-      return ::testing::AssertionFailure() << what << ": element " << i << " is " << got[i]
-                                           << " (unwritten if NaN), cpu " << ref[i];
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
-  }
-  const double rel = std::sqrt(num / den);
-  if (rel <= 1e-5) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": relative L2 error " << rel << " (tol 1e-5), max abs error " << max_abs
-         << " at " << worst << " (gpu " << got[worst] << ", cpu " << ref[worst] << ")";
-}
+using rwkv::cuda::test::close;
 
 struct Case {
   int64_t n, Vl, v0, V;  // rows; the slab [v0, v0 + Vl) of a vocabulary of V

@@ -21,18 +21,6 @@ namespace {
 
 using Vec = std::vector<float>;
 
-// A device copy of int32 ids, freed on scope exit.
-struct DevIds {
-  int32_t* p = nullptr;
-  explicit DevIds(const std::vector<int32_t>& h) {
-    CUDA_CHECK(cudaMalloc(&p, h.size() * sizeof(int32_t)));
-    CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  }
-  DevIds(const DevIds&) = delete;
-  DevIds& operator=(const DevIds&) = delete;
-  ~DevIds() { cudaFree(p); }
-};
-
 struct Case {
   int64_t n, C, V, v0, v1;
   int32_t id_lo, id_hi;  // ids uniform in [id_lo, id_hi]: a narrow range repeats them

@@ -23,24 +23,7 @@ namespace {
 using Vec = std::vector<float>;
 namespace cpu = rwkv::kernels;
 
-::testing::AssertionResult close(const std::string& what, const Vec& got, const Vec& ref) {
-  double num = 0, den = 0, max_abs = 0;
-  size_t worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const double d = double(got[i]) - double(ref[i]);
-    if (!std::isfinite(d))
-      return ::testing::AssertionFailure() << what << ": element " << i << " is " << got[i]
-                                           << " (unwritten if NaN), cpu " << ref[i];
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
-  }
-  const double rel = std::sqrt(num / den);
-  if (rel <= 1e-5) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": relative L2 error " << rel << " (tol 1e-5), max abs error " << max_abs
-         << " at " << worst << " (gpu " << got[worst] << ", cpu " << ref[worst] << ")";
-}
+using rwkv::cuda::test::close;
 
 struct Shape {
   int64_t n, H, N;  // rows, heads, head size (LayerNorm and RMSNorm: H = 1, N = C)
