@@ -278,10 +278,8 @@ Config resolve(const Entries& entries, const std::string& source, bool check_fil
     p.add(where("parallel.tp"), "'parallel.tp' (" + std::to_string(tp) +
                                     ") must divide 'model.dim_ffn' (" + std::to_string(F) + ")");
   }
-  // The vocabulary is split in slabs of ceil(V / tp) rows, the last one shorter
-  // (model/tensor_parallel.h): every rank needs at least one row.
-  const int64_t V = c.get_int("model.vocab_size"), slab = (V + tp - 1) / tp;
-  if (slab * (tp - 1) >= V) {
+  const int64_t V = c.get_int("model.vocab_size"), slab = vocab_slab_rows(V, tp);
+  if (!vocab_splits(V, tp)) {
     p.add(where("parallel.tp"), "'parallel.tp' (" + std::to_string(tp) +
                                     ") is too large for 'model.vocab_size' (" + std::to_string(V) +
                                     "): vocabulary slabs of " + std::to_string(slab) +

@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "common/error.h"
+#include "common/model_defaults.h"
 
 namespace rwkv::model {
 
@@ -100,8 +101,8 @@ TpRanges tp_ranges(const ModelConfig& cfg, TpRank tp) {
   if (cfg.dim_ffn % tp.size != 0)
     throw Error("parallel.tp (" + std::to_string(tp.size) + ") must divide model.dim_ffn (" +
                 std::to_string(cfg.dim_ffn) + ")");
-  const int64_t V = cfg.vocab_size, vslab = (V + tp.size - 1) / tp.size;
-  if (vslab * (tp.size - 1) >= V)
+  const int64_t V = cfg.vocab_size, vslab = vocab_slab_rows(V, tp.size);
+  if (!vocab_splits(V, tp.size))
     throw Error("parallel.tp (" + std::to_string(tp.size) + ") is too large for model.vocab_size (" +
                 std::to_string(V) + "): slabs of " + std::to_string(vslab) +
                 " rows leave the last rank without any");

@@ -46,11 +46,9 @@ struct ParamInfo {
   // (row-major), in increasing order.
   template <typename Fn>
   void for_each_run(Fn&& fn) const;
-  // Copies between the whole tensor [whole_size()] and this rank's slab [size].
+  // Copies this rank's slab [size] out of the whole tensor [whole_size()].
   template <typename A, typename B>
   void slab_from_whole(const A* whole, B* slab) const;
-  template <typename A, typename B>
-  void slab_to_whole(const A* slab, B* whole) const;
 };
 
 struct ParamTable {
@@ -85,13 +83,6 @@ template <typename A, typename B>
 void ParamInfo::slab_from_whole(const A* whole, B* slab) const {
   for_each_run([&](int64_t w, int64_t s, int64_t len) {
     for (int64_t i = 0; i < len; ++i) slab[s + i] = static_cast<B>(whole[w + i]);
-  });
-}
-
-template <typename A, typename B>
-void ParamInfo::slab_to_whole(const A* slab, B* whole) const {
-  for_each_run([&](int64_t w, int64_t s, int64_t len) {
-    for (int64_t i = 0; i < len; ++i) whole[w + i] = static_cast<B>(slab[s + i]);
   });
 }
 
