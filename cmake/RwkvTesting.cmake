@@ -27,12 +27,12 @@ function(rwkv_add_test name)
     PROPERTIES LABELS "${T_LABELS}")
 endfunction()
 
-# rwkv_add_mpi_test(name NP n SOURCES ... LIBS ...)
+# rwkv_add_mpi_test(name NP n SOURCES ... LIBS ... [LABELS ...])  (label mpi, plus LABELS)
 # The executable runs under `mpiexec -n NP --oversubscribe`; the main is the
 # project's MPI-aware gtest main (tests/mpi_gtest_main.cpp), which makes every rank
 # agree on the verdict.
 function(rwkv_add_mpi_test name)
-  cmake_parse_arguments(T "" "NP" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "" "NP" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest MPI::MPI_CXX rwkv_warnings)
   target_compile_definitions(${name} PRIVATE
@@ -40,7 +40,8 @@ function(rwkv_add_mpi_test name)
   add_test(NAME ${name}
     COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_NP} --oversubscribe
             ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS})
-  set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 300
+  set(labels mpi ${T_LABELS})
+  set_tests_properties(${name} PROPERTIES LABELS "${labels}" TIMEOUT 300
                        ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
 endfunction()
 

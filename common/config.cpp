@@ -278,6 +278,11 @@ Config resolve(const Entries& entries, const std::string& source, bool check_fil
     p.add(where("parallel.tp"), "'parallel.tp' (" + std::to_string(tp) +
                                     ") must divide 'model.dim_ffn' (" + std::to_string(F) + ")");
   }
+  if (c.get_string("train.matmul_precision") != "fp32" && c.get_string("train.device") != "cuda") {
+    p.add(where("train.matmul_precision"),
+          "'train.matmul_precision' (" + c.get_string("train.matmul_precision") +
+              ") needs 'train.device: cuda'; the CPU backend multiplies in fp32");
+  }
   const int64_t V = c.get_int("model.vocab_size"), slab = vocab_slab_rows(V, tp);
   if (!vocab_splits(V, tp)) {
     p.add(where("parallel.tp"), "'parallel.tp' (" + std::to_string(tp) +

@@ -55,6 +55,15 @@ std::vector<KeySpec> build_schema() {
       {"train.threads", K::Int, "0", 0, 4096, {},
        "CPU threads per rank; 0 = one per CPU the rank may run on. Exact resume needs "
        "the same count"},
+      {"train.device", K::Enum, "cpu", {}, {}, {"cpu", "cuda"},
+       "cpu, or cuda: one GPU per rank, the node-local rank's (a build with the CUDA "
+       "backend); collectives through NCCL"},
+      {"train.matmul_precision", K::Enum, "fp32", {}, {}, {"fp32", "bf16"},
+       "operands of the matrix products: bf16 (tensor cores, fp32 accumulation; cuda "
+       "only) or fp32; weights, optimizer state and everything else stay fp32"},
+      {"train.gpu_memory", K::Float, "0", 0, 1e6, {},
+       "GiB of GPU memory the backend allocates at start (cuda); 0 = all the free "
+       "memory but 2 GiB left to CUDA and NCCL"},
 
       // optimizer: AdamW and the learning-rate schedule.
       {"optimizer.lr_init", K::Float, "6e-4", 0, 1, {}, "peak learning rate"},

@@ -158,6 +158,11 @@ struct Backend {
   // kernels/cpu/adamw.h
   virtual void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,
                           const AdamWHyper& h, int64_t t) = 0;
+
+  // kernels/cpu/grad_norm.h (gradient clipping). sum_squares returns to the host: it
+  // waits for the queued work. Deterministic: the same inputs give the same bits.
+  virtual double sum_squares(const F* x, int64_t n) = 0;
+  virtual void scale(F* x, F s, int64_t n) = 0;
 };
 
 }  // namespace rwkv::kernels

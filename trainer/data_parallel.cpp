@@ -53,6 +53,18 @@ void GradReducer::finish(double scale) {
     for (int64_t i = b.offset; i < b.offset + b.size; ++i) grads[i] *= s;
 }
 
+MpiGradSync::MpiGradSync(float* grads_, const std::vector<GradBucket>& buckets_, MPI_Comm comm_)
+    : grads(grads_), buckets(buckets_), comm(comm_) {}
+
+void MpiGradSync::start() { step.emplace(grads, buckets, comm); }
+
+void MpiGradSync::ready(int64_t from) { step->ready(from); }
+
+void MpiGradSync::finish(double scale) {
+  step->finish(scale);
+  step.reset();
+}
+
 void allreduce_gradients(float* grads, const std::vector<GradBucket>& buckets, double scale,
                          MPI_Comm comm) {
   GradReducer(grads, buckets, comm).finish(scale);

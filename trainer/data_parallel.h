@@ -15,6 +15,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "model/param_table.h"
@@ -45,6 +46,29 @@ struct GradReducer {
   int ranks = 1;
   size_t issued = 0;  // buckets[0, issued) have been issued
   std::vector<MPI_Request> reqs;
+};
+
+// A step's data-parallel gradient reduction, whatever memory the gradients live in
+// (train_device.h picks the implementation: MPI on host memory, NCCL on a GPU's).
+// start() begins a step; ready(from) and finish(scale) are GradReducer's.
+struct GradSync {
+  virtual ~GradSync() = default;
+  virtual void start() = 0;
+  virtual void ready(int64_t from) = 0;
+  virtual void finish(double scale) = 0;
+};
+
+// GradSync over MPI: one GradReducer per step.
+struct MpiGradSync final : GradSync {
+  MpiGradSync(float* grads, const std::vector<GradBucket>& buckets, MPI_Comm comm);
+  void start() override;
+  void ready(int64_t from) override;
+  void finish(double scale) override;
+
+  float* grads;
+  const std::vector<GradBucket>& buckets;
+  MPI_Comm comm;
+  std::optional<GradReducer> step;
 };
 
 // GradReducer with every bucket issued at once, after backward.

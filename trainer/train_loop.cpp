@@ -11,7 +11,6 @@
 #include "data_pipeline/loader.h"
 #include "data_pipeline/manifest.h"
 #include "data_pipeline/tokenizer.h"
-#include "kernels/cpu/backend_cpu.h"
 #include "model/model.h"
 #include "model/param_count.h"
 #include "trainer/checkpoint.h"
@@ -23,7 +22,7 @@
 #include "trainer/preemption.h"
 #include "trainer/schedule.h"
 #include "trainer/tensorboard_writer.h"
-#include "trainer/tp_comm_mpi.h"
+#include "trainer/train_device.h"
 
 namespace rwkv::trainer {
 
@@ -71,15 +70,23 @@ std::vector<uint32_t> token_byte_lengths(const std::string& dataset) {
 
 std::vector<int32_t> as_ids(const std::vector<uint32_t>& v) { return {v.begin(), v.end()}; }
 
-// sqrt(sum g^2), accumulated in double in index order (deterministic).
-// The L2 norm of the whole model's gradient: the squares of every slab, replicated
-// tensors counted once (by TP rank 0), summed over the TP group.
-double grad_norm(const model::ParamTable& t, const float* g, const ParallelGrid& grid) {
+// The L2 norm of the whole model's gradient g (backend memory): the squares of every
+// slab, replicated tensors counted once (by TP rank 0), summed over the TP group. The
+// counted tensors are summed in runs of adjacent ones (at TP rank 0 one run, the whole
+// buffer), each deterministically (Backend::sum_squares).
+double grad_norm(kernels::Backend<float>& be, const model::ParamTable& t, const float* g,
+                 const ParallelGrid& grid) {
   double s = 0;
+  int64_t run_begin = 0, run_end = 0;  // the open run [run_begin, run_end)
   for (const model::ParamInfo& p : t.params) {
     if (p.split_dim < 0 && grid.tp_rank != 0) continue;
-    for (int64_t i = p.offset; i < p.offset + p.size; ++i) s += static_cast<double>(g[i]) * g[i];
+    if (p.offset != run_end) {
+      s += be.sum_squares(g + run_begin, run_end - run_begin);
+      run_begin = p.offset;
+    }
+    run_end = p.offset + p.size;
   }
+  s += be.sum_squares(g + run_begin, run_end - run_begin);
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_SUM, grid.tp));
   return std::sqrt(s);
 }
@@ -136,10 +143,11 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     if (root) fs::create_directories(run_dir);
   });
 
-  kernels::CpuBackend<float> be(16, static_cast<int>(cfg.get_int("train.threads")));
-  TpCommMpi<float> tp_comm(grid.tp);
+  std::unique_ptr<TrainDevice> device;
+  on_all_ranks(comm, [&] { device = make_train_device(cfg, grid, comm); });
+  kernels::Backend<float>& be = device->backend();
   std::optional<model::Model<float>> built;
-  on_all_ranks(comm, [&] { built.emplace(mc, be, model::ModelOptions{}, &tp_comm); });
+  on_all_ranks(comm, [&] { built.emplace(mc, be, model::ModelOptions{}, &device->tp_comm()); });
   model::Model<float>& model = *built;
 
   // Where to start: the newest usable checkpoint, the weights of init_from, or init.
@@ -195,6 +203,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   const double flops_per_token = static_cast<double>(model::count_flops(mc).training_per_token);
 
   const std::vector<GradBucket> buckets = make_grad_buckets(model.table, int64_t{1} << 22);
+  const std::unique_ptr<GradSync> reducer = device->grad_sync(model.grads, buckets);
   std::unique_ptr<MetricsFile> metrics;
   std::unique_ptr<TensorBoardWriter> tb;
   if (root) {
@@ -203,7 +212,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     out << "model: RWKV-" << mc.version << ", " << mc.n_layer << " layers, n_embd " << mc.n_embd
         << ", " << model::count_params(mc).total << " parameters; " << grid.tp_size
         << " tensor-parallel x " << dp << " data-parallel rank" << (world > 1 ? "s" : "") << ", "
-        << sched.tokens_per_step << " tokens per step\n";
+        << sched.tokens_per_step << " tokens per step; " << device->describe() << "\n";
   }
 
   TrainResult result;
@@ -258,7 +267,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     const auto t0 = Clock::now();
     model.zero_grad();
     double loss = 0;
-    GradReducer reducer(model.grads, buckets, grid.dp);
+    reducer->start();
     for (int64_t a = 0; a < accum; ++a) {
       const data::Batch batch = loader->next();
       loss += model.forward(as_ids(batch.inputs), as_ids(batch.targets), static_cast<int>(B),
@@ -267,23 +276,25 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
       if (a + 1 < accum)
         model.backward();
       else
-        model.backward([&](int64_t ready_from) { reducer.ready(ready_from); });
+        model.backward([&](int64_t ready_from) { reducer->ready(ready_from); });
     }
     // Each micro-batch's gradient is of its mean loss: average over micro-batches and ranks.
-    reducer.finish(1.0 / static_cast<double>(accum * dp));
+    reducer->finish(1.0 / static_cast<double>(accum * dp));
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, grid.dp));
     loss /= static_cast<double>(accum * dp);
-    if (opts.grad_hook)
-      opts.grad_hook(st.step + 1,
-                     std::span<float>(model.grads, static_cast<size_t>(model.table.total)));
-    const double norm = grad_norm(model.table, model.grads, grid);
+    if (opts.grad_hook) {  // on a host copy: the gradients may be in device memory
+      std::vector<float> g(static_cast<size_t>(model.table.total));
+      be.download(g.data(), model.grads, model.table.total);
+      opts.grad_hook(st.step + 1, std::span<float>(g));
+      be.upload(model.grads, g.data(), model.table.total);
+    }
+    const double norm = grad_norm(be, model.table, model.grads, grid);
     const double lr = learning_rate(sched, st.step, st.tokens_seen);
     const bool finite = std::isfinite(loss) && std::isfinite(norm);
     if (finite) {
       // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above.
       if (grad_clip > 0 && norm > grad_clip) {
-        const auto s = static_cast<float>(grad_clip / (norm + 1e-6));
-        for (int64_t i = 0; i < model.table.total; ++i) model.grads[i] *= s;
+        be.scale(model.grads, static_cast<float>(grad_clip / (norm + 1e-6)), model.table.total);
       }
       hyper.lr = lr;
       model.adamw_step(hyper, ++st.optimizer_step);
@@ -325,13 +336,12 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     }
     if (st.nonfinite_skips >= max_skips) {
       const std::string last = result.checkpoint.empty() ? resume_path : result.checkpoint;
-      throw ConfigError(
-          "train: " + std::to_string(st.nonfinite_skips) +
-          " consecutive steps with a non-finite loss or gradient norm (up to step " +
-          std::to_string(st.step) + ", train.max_nonfinite_skips = " + std::to_string(max_skips) +
-          "); stopping. " +
-          (last.empty() ? std::string("No checkpoint was written")
-                        : "The last checkpoint, " + last + ", is untouched"));
+      throw ConfigError("train: " + std::to_string(st.nonfinite_skips) +
+                        " consecutive steps with a non-finite loss or gradient norm (up to step " +
+                        std::to_string(st.step) + ", train.max_nonfinite_skips = " +
+                        std::to_string(max_skips) + "); stopping. " +
+                        (last.empty() ? std::string("No checkpoint was written")
+                                      : "The last checkpoint, " + last + ", is untouched"));
     }
 
     if (eval_every > 0 && st.step % eval_every == 0) run_eval();

@@ -1,5 +1,5 @@
 #pragma once
-// The training loop of `rwkv train` (docs/training.md), on the CPU backend, data
+// The training loop of `rwkv train` (docs/training.md), on the CPU or a GPU (train_device.h), data
 // parallel over the ranks of a communicator:
 //   per step: grad_accum micro-batches (forward + backward, gradients summed) ->
 //   gradients averaged over ranks (data_parallel.h) -> global gradient norm ->

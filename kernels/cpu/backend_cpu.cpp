@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <array>
 #include <thread>
+#include <vector>
 
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/embedding.h"
+#include "kernels/cpu/grad_norm.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cpu/parallel.h"
@@ -500,6 +502,24 @@ void CpuBackend<F>::adamw_step(F* p, const F* g, F* m, F* v, std::span<const Ada
       const AdamWSegment part{s.offset + b, e - b, s.lr_mult, s.wd_mult};
       kernels::adamw_step(p, g, m, v, std::span<const AdamWSegment>(&part, 1), h, t);
     });
+}
+
+// The parts' sums are added in part order: the same bits for the same thread count.
+template <typename F>
+double CpuBackend<F>::sum_squares(const F* x, int64_t n) {
+  std::vector<double> part(static_cast<size_t>(threads), 0.0);
+  parallel_for(threads, n, kMinElems, [&](int64_t b, int64_t e, int64_t p) {
+    part[static_cast<size_t>(p)] = kernels::sum_squares(x + b, e - b);
+  });
+  double s = 0;
+  for (double v : part) s += v;
+  return s;
+}
+
+template <typename F>
+void CpuBackend<F>::scale(F* x, F s, int64_t n) {
+  parallel_for(threads, n, kMinElems,
+               [&](int64_t b, int64_t e, int64_t) { kernels::scale(x + b, s, e - b); });
 }
 
 template <typename F>

@@ -112,6 +112,8 @@ struct CpuBackend final : Backend<F> {
                    F scale, F l2wrap_factor) override;
   void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,
                   const AdamWHyper& h, int64_t t) override;
+  double sum_squares(const F* x, int64_t n) override;
+  void scale(F* x, F s, int64_t n) override;
 
   int wkv_chunk;
   int threads;

@@ -9,6 +9,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/grad_norm.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/rwkv_pointwise.h"
@@ -348,6 +349,20 @@ void CudaBackend<F>::adamw_step(F* p, const F* g, F* m, F* v,
                                 int64_t t) {
   cuda::adamw_step(p, g, m, v, segments, h, t, stream);
 }
+
+double CudaBackend<F>::sum_squares(const F* x, int64_t n) {
+  // The block sums, then the total after them, in the scratch block.
+  const size_t partial_bytes = cuda::sum_squares_scratch_bytes();
+  char* s = static_cast<char*>(scratch(partial_bytes + sizeof(double)));
+  auto* total = reinterpret_cast<double*>(s + partial_bytes);
+  cuda::sum_squares(total, x, n, s, stream);
+  double host = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  return host;
+}
+
+void CudaBackend<F>::scale(F* x, F s, int64_t n) { cuda::scale(x, s, n, stream); }
 
 // RWKV-4: the forward keeps nothing for the backward, which needs scratch only.
 void CudaBackend<F>::wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u,

@@ -156,6 +156,8 @@ struct CudaBackend<float> final : Backend<float> {
                    F scale, F l2wrap_factor) override;
   void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,
                   const AdamWHyper& h, int64_t t) override;
+  double sum_squares(const F* x, int64_t n) override;
+  void scale(F* x, F s, int64_t n) override;
 
   // Blocks every op until the queued work is done (for timing and for tests).
   void synchronize();

@@ -62,11 +62,12 @@ TEST(Config, EmbeddedDefaultIsTinyPreset) {
 }
 
 TEST(Config, PresetThenFileThenSet) {
-  const Config c = load_text("model: {preset: rwkv7-0.1b, n_layer: 6}\noptimizer:\n  lr_init: 3e-4\n",
-                             {"optimizer.lr_init=1e-3", "model.ctx_len=512"});
+  const Config c =
+      load_text("model: {preset: rwkv7-0.1b, n_layer: 6}\noptimizer:\n  lr_init: 3e-4\n",
+                {"optimizer.lr_init=1e-3", "model.ctx_len=512"});
   EXPECT_EQ(c.get_int("model.version"), 7);
-  EXPECT_EQ(c.get_int("model.n_embd"), 768);   // from the preset
-  EXPECT_EQ(c.get_int("model.n_layer"), 6);    // the file overrides the preset
+  EXPECT_EQ(c.get_int("model.n_embd"), 768);                 // from the preset
+  EXPECT_EQ(c.get_int("model.n_layer"), 6);                  // the file overrides the preset
   EXPECT_DOUBLE_EQ(c.get_float("optimizer.lr_init"), 1e-3);  // --set overrides the file
   EXPECT_EQ(c.get_int("model.ctx_len"), 512);
 }
@@ -87,9 +88,9 @@ TEST(Config, DepthAndWidthScaleSeparately) {
 TEST(Config, OfficialDimFfnDefaults) {
   EXPECT_EQ(default_dim_ffn(4, 768), 3072);
   EXPECT_EQ(default_dim_ffn(7, 768), 3072);
-  EXPECT_EQ(default_dim_ffn(5, 768), 2688);   // int(3.5*768)//32*32
+  EXPECT_EQ(default_dim_ffn(5, 768), 2688);  // int(3.5*768)//32*32
   EXPECT_EQ(default_dim_ffn(6, 2560), 8960);
-  EXPECT_EQ(default_dim_ffn(6, 100), 320);    // 350 -> 320
+  EXPECT_EQ(default_dim_ffn(6, 100), 320);  // 350 -> 320
   EXPECT_EQ(load_text("model: {preset: rwkv6-7.2b}\n").get_int("model.dim_ffn"), 14336);
   EXPECT_EQ(load_text("model: {preset: tiny, dim_ffn: 96}\n").get_int("model.dim_ffn"), 96);
 }
@@ -152,16 +153,20 @@ TEST(ConfigErrors, WrongTypeInteger) {
 }
 
 TEST(ConfigErrors, WrongTypeFractionForInteger) {
-  EXPECT_HAS(error_of("", {"train.micro_batch_size=2.5"}), "'train.micro_batch_size': expected an integer");
+  EXPECT_HAS(error_of("", {"train.micro_batch_size=2.5"}),
+             "'train.micro_batch_size': expected an integer");
 }
 
 TEST(ConfigErrors, WrongTypeNumber) {
-  EXPECT_HAS(error_of("optimizer:\n  lr_init: fast\n"), "'optimizer.lr_init': expected a finite number");
-  EXPECT_HAS(error_of("optimizer:\n  lr_init: .nan\n"), "'optimizer.lr_init': expected a finite number");
+  EXPECT_HAS(error_of("optimizer:\n  lr_init: fast\n"),
+             "'optimizer.lr_init': expected a finite number");
+  EXPECT_HAS(error_of("optimizer:\n  lr_init: .nan\n"),
+             "'optimizer.lr_init': expected a finite number");
 }
 
 TEST(ConfigErrors, WrongTypeMappingForScalar) {
-  EXPECT_HAS(error_of("model:\n  n_layer: {a: 1}\n"), "'model.n_layer': expected a single value, got a mapping");
+  EXPECT_HAS(error_of("model:\n  n_layer: {a: 1}\n"),
+             "'model.n_layer': expected a single value, got a mapping");
 }
 
 TEST(ConfigErrors, SectionNotAMapping) {
@@ -171,7 +176,8 @@ TEST(ConfigErrors, SectionNotAMapping) {
 TEST(ConfigErrors, OutOfRange) {
   EXPECT_HAS(error_of("model:\n  n_layer: 0\n"), "'model.n_layer' = 0 is out of range [1, 1024]");
   EXPECT_HAS(error_of("optimizer:\n  beta2: 1.5\n"), "'optimizer.beta2' = 1.5 is out of range");
-  EXPECT_HAS(error_of("", {"optimizer.lr_init=-1e-3"}), "'optimizer.lr_init' = -0.001 is out of range");
+  EXPECT_HAS(error_of("", {"optimizer.lr_init=-1e-3"}),
+             "'optimizer.lr_init' = -0.001 is out of range");
 }
 
 TEST(ConfigErrors, VersionNotOfficial) {
@@ -239,7 +245,8 @@ TEST(ConfigErrors, UnknownPresetSuggestsClosest) {
 }
 
 TEST(ConfigErrors, MissingPresetFile) {
-  EXPECT_HAS(error_of("model: {preset: presets/mine.yaml}\n"), "'model.preset': cannot read preset file");
+  EXPECT_HAS(error_of("model: {preset: presets/mine.yaml}\n"),
+             "'model.preset': cannot read preset file");
 }
 
 TEST(ConfigErrors, PresetFileMayOnlyHoldModel) {
@@ -258,6 +265,12 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesLine) {
   const std::string m = error_of("model:\n  n_layer: [1, 2\n");
   EXPECT_HAS(m, "YAML syntax error");
   EXPECT_HAS(m, "run.yaml:");
+}
+
+TEST(ConfigErrors, Bf16ProductsNeedCuda) {
+  const std::string m = error_of("train:\n  matmul_precision: bf16\n");
+  EXPECT_HAS(m, "'train.matmul_precision' (bf16) needs 'train.device: cuda'");
+  EXPECT_HAS(m, "run.yaml:2");
 }
 
 TEST(ConfigErrors, AllProblemsReportedAtOnce) {

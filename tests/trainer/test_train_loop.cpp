@@ -47,15 +47,6 @@ TrainResult run(const Config& cfg, std::function<void(int64_t, std::span<float>)
   return r;
 }
 
-std::vector<double> losses(const fs::path& run_dir) {
-  std::map<int64_t, double> by_step;  // a resumed run may log a step twice: keep the last
-  for (const auto& l : metrics_lines(run_dir, "train"))
-    by_step[static_cast<int64_t>(json_number(l, "step"))] = json_number(l, "loss");
-  std::vector<double> out;
-  for (const auto& [s, l] : by_step) out.push_back(l);
-  return out;
-}
-
 // 60 steps of 2 x 32 tokens, evaluated at steps 0, 30 and 60. At initialisation
 // the loss is ~ln(512) = 6.2 (uniform over the tiny model's vocabulary). The
 // threshold: a model that learned only the byte frequencies scores the unigram
@@ -144,6 +135,24 @@ TEST(TrainLoop, TooManyNonFiniteStepsStopTheRunAndKeepTheCheckpoint) {
   ASSERT_FALSE(ckpts.empty());
   EXPECT_EQ(ckpts.back().step, 4);
   EXPECT_NO_THROW(verify_checkpoint(ckpts.back().path));
+}
+
+// train.device: cuda where it cannot be had (CI: no GPU; or a build without CUDA) is a
+// ConfigError naming the key, before any work; with a GPU the run trains
+// (tests/trainer/test_train_cuda.cpp compares it with the CPU).
+TEST(TrainLoop, CudaDeviceWithoutAGpuIsAClearError) {
+  const fs::path rd = env().dir / "cuda";
+  try {
+    const TrainResult r = run(tiny_config(env().data, rd, {"train.steps=2", "train.device=cuda"}));
+    EXPECT_EQ(r.outcome, TrainOutcome::finished);
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("train.device: cuda"), std::string::npos) << m;
+    EXPECT_TRUE(m.find("no GPU") != std::string::npos ||
+                m.find("built without the CUDA backend") != std::string::npos)
+        << m;
+    EXPECT_FALSE(fs::exists(rd / "metrics.jsonl"));
+  }
 }
 
 // Uninterrupted 12 steps vs 6 steps, SIGTERM (raised during step 6), resume to 12:

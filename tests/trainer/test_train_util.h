@@ -8,8 +8,9 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <span>
 #include <sstream>
 #include <string>
@@ -160,6 +161,17 @@ inline std::vector<float> params_of(const rwkv::Config& cfg, const std::string& 
 inline std::vector<double> series(const fs::path& run_dir, const std::string& key) {
   std::vector<double> out;
   for (const auto& l : metrics_lines(run_dir, "train")) out.push_back(json_number(l, key));
+  return out;
+}
+
+// The loss of every step of metrics.jsonl, in step order; a step logged twice (a run
+// resumed from a checkpoint older than its last log line) counts once, the last time.
+inline std::vector<double> losses(const fs::path& run_dir) {
+  std::map<int64_t, double> by_step;
+  for (const auto& l : metrics_lines(run_dir, "train"))
+    by_step[static_cast<int64_t>(json_number(l, "step"))] = json_number(l, "loss");
+  std::vector<double> out;
+  for (const auto& [s, l] : by_step) out.push_back(l);
   return out;
 }
 

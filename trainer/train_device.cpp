@@ -1,0 +1,50 @@
+#include "trainer/train_device.h"
+
+#include <sstream>
+
+#include "common/error.h"
+#include "kernels/cpu/backend_cpu.h"
+#include "trainer/tp_comm_mpi.h"
+
+namespace rwkv::trainer {
+
+namespace {
+
+struct CpuTrainDevice final : TrainDevice {
+  CpuTrainDevice(int threads, const ParallelGrid& grid)
+      : be(16, threads), tp(grid.tp), dp_comm(grid.dp) {}
+  kernels::Backend<float>& backend() override { return be; }
+  model::TpComm<float>& tp_comm() override { return tp; }
+  std::unique_ptr<GradSync> grad_sync(float* grads,
+                                      const std::vector<GradBucket>& buckets) override {
+    return std::make_unique<MpiGradSync>(grads, buckets, dp_comm);
+  }
+  std::string describe() const override {
+    std::ostringstream s;
+    s << "CPU, " << be.threads << " thread" << (be.threads > 1 ? "s" : "");
+    return s.str();
+  }
+
+  kernels::CpuBackend<float> be;  // WKV chunk 16
+  TpCommMpi<float> tp;
+  MPI_Comm dp_comm;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const ParallelGrid& grid,
+                                               [[maybe_unused]] MPI_Comm world) {
+  const std::string device = cfg.get_string("train.device");
+  if (device == "cuda") {
+#ifdef RWKV_HAVE_CUDA
+    return make_cuda_train_device(cfg, grid, world);
+#else
+    throw ConfigError(
+        "train.device: cuda, but this rwkv was built without the CUDA backend (configure with "
+        "-DRWKV_CUDA=ON on a machine with the CUDA toolkit)");
+#endif
+  }
+  return std::make_unique<CpuTrainDevice>(static_cast<int>(cfg.get_int("train.threads")), grid);
+}
+
+}  // namespace rwkv::trainer

@@ -1,0 +1,49 @@
+#pragma once
+// Where `rwkv train` computes (train.device): the backend the model runs on and the
+// collectives that go with its memory.
+//   cpu:  kernels::CpuBackend (train.threads threads); TP and DP collectives over MPI
+//         on host memory (tp_comm_mpi.h, data_parallel.h).
+//   cuda: kernels::CudaBackend on one GPU per rank, the node-local rank's (ranks on a
+//         node found with MPI_Comm_split_type); TP and DP collectives through NCCL on
+//         device memory, communicators bootstrapped over MPI (nccl_comm.h). The DP
+//         all-reduce runs on a stream of its own, each bucket as soon as backward has
+//         queued the last kernel writing it, so it overlaps the rest of backward.
+// Both are built from the same Config and drive the same training loop.
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "kernels/backend.h"
+#include "model/tensor_parallel.h"
+#include "trainer/data_parallel.h"
+#include "trainer/parallel_grid.h"
+
+namespace rwkv::trainer {
+
+struct TrainDevice {
+  virtual ~TrainDevice() = default;
+  virtual kernels::Backend<float>& backend() = 0;
+  // The TP group's collectives (grid.tp), for the model.
+  virtual model::TpComm<float>& tp_comm() = 0;
+  // The DP reduction of grads [sum of the buckets' sizes] (backend memory) over grid.dp.
+  // grads and buckets must outlive it.
+  virtual std::unique_ptr<GradSync> grad_sync(float* grads,
+                                              const std::vector<GradBucket>& buckets) = 0;
+  // For the log, e.g. "CPU, 2 threads" or "GPU 0 (NVIDIA H100), bf16 products".
+  virtual std::string describe() const = 0;
+};
+
+// The device of train.device for this rank. Throws ConfigError naming the key when it
+// cannot be had (a build without CUDA, no GPU, more ranks on a node than GPUs, too
+// little GPU memory); the caller makes every rank agree (a rank may fail alone).
+std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const ParallelGrid& grid,
+                                               MPI_Comm world);
+
+// The cuda device (train_device_cuda.cpp, in builds with the CUDA backend only).
+std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const ParallelGrid& grid,
+                                                    MPI_Comm world);
+
+}  // namespace rwkv::trainer
