@@ -8,14 +8,58 @@
 #                                  CPU kernels and the model's init the gpu tests
 #                                  compare against link to; about 15 MB); send
 #                                  .gpu/ along with the run
+#                                  It also builds, here, the `rwkv` binary and the
+#                                  trainer's gpu test for sm_90 and packs them with
+#                                  every shared library they need that is not glibc
+#                                  or CUDA's own (Open MPI with the components a
+#                                  singleton needs, HDF5, yaml-cpp, Boost, ...) into
+#                                  .gpu/trainer.tar.xz (~20 MB): the GPU machine has
+#                                  no MPI, so the trainer can only run there this way
 #   scripts/gpu_check.sh           on the GPU machine: builds the CUDA backend and
 #                                  its gpu tests for sm_90 (RWKV_GPU_ONLY), runs
-#                                  them, runs the GPU benchmarks, prints a table
+#                                  them, runs the GPU benchmarks, then the carried
+#                                  trainer: its gpu test and `rwkv train` of the
+#                                  0.4B preset at ctx 4096; prints a table
 #
 # Logs and the table go to $OUT (or .gpu/out when OUT is unset). Record every run in
 # docs/gpu-results.md (date, card, commit, each verdict, each benchmark).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# Libraries the GPU machine has or must provide itself: glibc's, and CUDA's (its
+# toolkit's cudart and cuBLAS, the NCCL that PyTorch ships). OpenBLAS is carried (36 MB,
+# 9 MB packed): the model's orthogonal init of the 0.4B preset needs its LAPACK speed.
+not_carried='^(libc|libm|libdl|libpthread|librt|libresolv|ld-linux-x86-64|linux-vdso|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so'
+# Open MPI components a singleton (MPI_Init without mpirun) loads, the fabric ones aside.
+ompi_components="allocator_basic allocator_bucket bml_r2 btl_self btl_sm btl_tcp btl_vader
+  coll_adapt coll_basic coll_han coll_inter coll_libnbc coll_self coll_sm coll_sync coll_tuned
+  errmgr_default_app ess_singleton mpool_hugepage op_avx osc_rdma osc_sm pmix_isolated pml_cm
+  pml_ob1 rcache_grdma reachable_weighted schizo_ompi schizo_orte shmem_mmap shmem_posix
+  shmem_sysv state_app"
+
+# The trainer bundle (see the header): built in build-gpu-trainer, packed into
+# .gpu/trainer.tar.xz with bin/ (rwkv, test_train_cuda) and lib/ (the libraries;
+# lib/openmpi3 the components).
+pack_trainer() {
+  local b=build-gpu-trainer stage=.gpu/trainer-stage ompi=/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3
+  cmake -S . -B $b -G Ninja -DCMAKE_BUILD_TYPE=Release -DRWKV_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null ||
+    { echo "prepare: configure of $b failed" >&2; return 1; }
+  ninja -C $b -j "$(nproc)" rwkv test_train_cuda >/dev/null ||
+    { echo "prepare: build of rwkv / test_train_cuda failed" >&2; return 1; }
+  rm -rf $stage && mkdir -p $stage/bin $stage/lib/openmpi3
+  cp $b/cli/rwkv $b/tests/trainer/test_train_cuda $stage/bin/
+  local objs=($stage/bin/rwkv $stage/bin/test_train_cuda)
+  for c in $ompi_components; do
+    cp $ompi/mca_$c.so $stage/lib/openmpi3/ && objs+=($stage/lib/openmpi3/mca_$c.so)
+  done
+  # Every library any of them needs, transitively (ldd resolves the whole closure).
+  ldd "${objs[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
+    while read -r name path; do
+      [[ $name =~ $not_carried ]] || cp -L "$path" $stage/lib/
+    done
+  tar -C $stage -cJf .gpu/trainer.tar.xz . && rm -rf $stage
+}
 
 if [[ "${1:-}" == "prepare" ]]; then
   rm -rf .gpu/googletest .gpu/include .gpu/blas .gpu/deb
@@ -39,6 +83,7 @@ if [[ "${1:-}" == "prepare" ]]; then
   ln -sf libblas.so.3 .gpu/blas/lib/libblas.so
   ln -sf liblapack.so.3 .gpu/blas/lib/liblapack.so
   rm -rf .gpu/deb
+  pack_trainer || exit 1
   git rev-parse HEAD >.gpu/commit 2>/dev/null || true
   du -sh .gpu
   exit 0
@@ -99,9 +144,52 @@ for b in $benches; do
   timeout 150 "$b" 2>&1 | tee -a "$out/bench.log"
 done
 
+# The trainer, carried as built here (see prepare): its gpu test, then `rwkv train` of
+# the rwkv7-0.4b preset at ctx 4096 (bytes of generated text; bf16 products), MFU
+# against the bf16 GEMM rate bench_cuda_train measured above.
+trainer_rc=0
+echo "== trainer (carried build)"
+if [[ -f .gpu/trainer.tar.xz ]]; then
+  tb=/tmp/rwkv-trainer
+  rm -rf $tb && mkdir -p $tb && tar -xJf .gpu/trainer.tar.xz -C $tb
+  cuda_lib="$(dirname "$(command -v nvcc)")/../lib64"
+  export LD_LIBRARY_PATH="$tb/lib:$cuda_lib:$LD_LIBRARY_PATH"
+  export OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_mca_base_component_path=$tb/lib/openmpi3
+  export OMPI_MCA_mca_base_component_show_load_errors=0 OMPI_ALLOW_RUN_AS_ROOT=1
+  export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  timeout 300 $tb/bin/test_train_cuda >"$out/train_cuda.log" 2>&1
+  trainer_rc=$?
+  grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|Failure|error" "$out/train_cuda.log" | head -20
+  peak=$(grep -oE "GEMM 8192\^3 [^:]*: [0-9.]+" "$out/bench.log" 2>/dev/null | grep -oE "[0-9.]+$" | head -1)
+  work=/tmp/rwkv-e2e
+  rm -rf $work && mkdir -p $work
+  python3 - "$work/corpus.jsonl" <<'PY'
+import json, random, sys
+random.seed(1)
+words = ["river", "stone", "light", "garden", "window", "morning", "music", "letter", "bridge",
+         "forest", "harbour", "winter", "silver", "market", "candle", "number", "quiet", "yellow"]
+with open(sys.argv[1], "w") as f:
+    for d in range(3000):
+        text = " ".join(random.choice(words) for _ in range(random.randint(60, 200)))
+        f.write(json.dumps({"text": text, "lang": "en"}) + "\n")
+PY
+  $tb/bin/rwkv preprocess "$work/corpus.jsonl" -o "$work/data" --tokenizer bytes \
+    >"$out/e2e_preprocess.log" 2>&1 || { tail -5 "$out/e2e_preprocess.log"; trainer_rc=1; }
+  timeout 400 $tb/bin/rwkv train --set model.preset=rwkv7-0.4b --set model.ctx_len=4096 \
+    --set data.path="$work/data" --set log.run_dir="$work/run" --set train.device=cuda \
+    --set train.matmul_precision=bf16 --set train.micro_batch_size=2 --set train.steps=8 \
+    --set train.eval_every=0 --set checkpoint.save_every_steps=0 \
+    --set log.peak_flops="${peak:-0}e12" >"$out/e2e_train.log" 2>&1 || trainer_rc=1
+  grep -E "^model|^step|error" "$out/e2e_train.log" | tail -6
+  rm -rf $work
+else
+  echo "(no .gpu/trainer.tar.xz: run 'scripts/gpu_check.sh prepare' here first)"
+fi
+
 echo "== results"
 grep -E "Test +#[0-9]+: " "$out/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+/ /' \
   | tr -d '*' | awk '{printf "| %-55s | %s |\n", $1, $2}' | tee "$out/results.md"
 grep -E "tests passed|tests failed" "$out/ctest.log"
 echo "RESULT: gpu tests $([[ $rc -eq 0 ]] && echo PASSED || echo FAILED)"
-exit $rc
+echo "RESULT: trainer $([[ $trainer_rc -eq 0 ]] && echo PASSED || echo FAILED)"
+exit $(( rc != 0 || trainer_rc != 0 ))
