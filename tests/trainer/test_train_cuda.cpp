@@ -12,19 +12,13 @@
 
 #include <csignal>
 
-#include "kernels/cuda/device.h"
 #include "test_train_util.h"
+#include "tests/kernels/cuda_test_util.h"
 
 namespace rwkv::trainer {
 namespace {
 
 using namespace train_test;
-
-#define SKIP_WITHOUT_GPU()                                                 \
-  do {                                                                     \
-    const auto info = rwkv::cuda::query_devices();                         \
-    if (info.count == 0) GTEST_SKIP() << "no usable GPU: " << info.reason; \
-  } while (0)
 
 struct Env {
   fs::path dir = fresh_dir("cuda");
