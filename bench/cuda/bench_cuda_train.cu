@@ -16,7 +16,9 @@
 // the limit). Parameters are uniform in [-0.02, 0.02] (the official init's QR of the
 // 65536-row embedding takes minutes with the reference LAPACK of GPU machines; the speed
 // does not depend on the values); tokens are a fixed random stream. No data files are
-// read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some).
+// read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some). The
+// 0.4b run ends with one more step timed op by op (kernels/profiled_backend.h), printed
+// as a table: where the step's time goes.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -30,6 +32,8 @@
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/op_clock_cuda.h"
+#include "kernels/profiled_backend.h"
 #include "model/model.h"
 #include "model/param_count.h"
 
@@ -43,6 +47,7 @@ struct Run {
   int B, T;
   MatmulPrecision precision;
   int warmup, steps;
+  bool op_profile = false;  // then one more step, timed op by op (CUDA events)
 };
 
 const char* precision_name(MatmulPrecision p) {
@@ -109,7 +114,9 @@ size_t arena_bytes(size_t max_bytes) {
 void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
   CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision);
-  rwkv::model::Model<float> m(run.cfg, be);
+  // Ops forwarded through ProfiledBackend, with no clock until the op profile.
+  rwkv::kernels::ProfiledBackend<float> profiled(be, nullptr);
+  rwkv::model::Model<float> m(run.cfg, profiled);
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-0.02f, 0.02f);
@@ -155,6 +162,14 @@ void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
       precision_name(run.precision), run.name, run.B, run.T, params.total * 1e-6, step_ms,
       tokens_per_s, tflops, 100.0 * tflops / peak_tflops, double(flops.training_per_token) * 1e-9,
       be.arena.used() * 1e-9, loss);
+  if (run.op_profile) {
+    rwkv::cuda::CudaOpClock clock(be.stream);
+    profiled.clock = &clock;
+    step(run.warmup + run.steps + 1);
+    profiled.clock = nullptr;
+    std::printf("one step of the run above, op by op (CUDA events around each op):\n%s",
+                rwkv::kernels::format_op_profile(clock.totals(), 1).c_str());
+  }
   std::fflush(stdout);
 }
 
@@ -170,23 +185,30 @@ int main() {
   const size_t all = SIZE_MAX, sixty_gb = size_t{60} * 1000 * 1000 * 1000;
   try {
     const double peak = measure_bf16_gemm_tflops();
-    std::printf("bench_cuda_train on %s (%d SMs); dense bf16 GEMM 8192^3 (fp32 accumulation and "
-                "output): %.1f TFLOP/s, the MFU's denominator\n",
-                info.name.c_str(), info.sm_count, peak);
+    std::printf(
+        "bench_cuda_train on %s (%d SMs); dense bf16 GEMM 8192^3 (fp32 accumulation and "
+        "output): %.1f TFLOP/s, the MFU's denominator\n",
+        info.name.c_str(), info.sm_count, peak);
     for (MatmulPrecision prec : {MatmulPrecision::fp32, MatmulPrecision::bf16}) {
       const Run runs[] = {
-          {"rwkv7-0.1b (L12 C768 V65536)", make_model_config(7, 12, 768, 64, 65536, 1024), 4,
-           1024, prec, 2, 10},
-          {"small (v7 L6 C256 V512)", make_model_config(7, 6, 256, 64, 512, 512), 16, 512, prec,
-           2, 10},
+          {"rwkv7-0.1b (L12 C768 V65536)", make_model_config(7, 12, 768, 64, 65536, 1024), 4, 1024,
+           prec, 2, 10},
+          {"small (v7 L6 C256 V512)", make_model_config(7, 6, 256, 64, 512, 512), 16, 512, prec, 2,
+           10},
       };
       for (const Run& r : runs) bench(r, all, peak);
     }
     // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
     // takes seconds).
     for (int B : {4, 2, 1}) {
-      const Run r{"rwkv7-0.4b (L24 C1024 V65536)", make_model_config(7, 24, 1024, 64, 65536, 4096),
-                  B, 4096, MatmulPrecision::bf16, 1, 3};
+      const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
+                  make_model_config(7, 24, 1024, 64, 65536, 4096),
+                  B,
+                  4096,
+                  MatmulPrecision::bf16,
+                  1,
+                  3,
+                  true};
       try {
         bench(r, sixty_gb, peak);
         break;

@@ -1,0 +1,59 @@
+// Where the CPU training step's time goes, op by op: the step of bench_train_step.cpp
+// (6 layers, C 512, head 64, vocab 8192, B 4, T 512, fp32; threads: one per CPU) run
+// through ProfiledBackend (kernels/profiled_backend.h), per version: after a warm-up
+// step, the wall time of each backend op summed over `steps` steps (argument 1,
+// default 2), per step, as a markdown table. Usage: bench_train_step_ops [steps] [versions]
+// e.g. bench_train_step_ops 2 7.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/backend_cpu.h"
+#include "kernels/profiled_backend.h"
+#include "model/model.h"
+
+namespace {
+
+constexpr int kLayers = 6, kEmbd = 512, kHead = 64, kVocab = 8192, kB = 4, kT = 512;
+
+void profile(int version, int steps) {
+  const rwkv::model::ModelConfig cfg =
+      rwkv::model::make_model_config(version, kLayers, kEmbd, kHead, kVocab, kT);
+  rwkv::kernels::CpuBackend<float> cpu;
+  rwkv::kernels::HostOpClock clock;
+  rwkv::kernels::ProfiledBackend<float> be(cpu, &clock);
+  rwkv::model::Model<float> m(cfg, be);
+  m.init(1);
+  std::mt19937 rng(2);
+  std::vector<int32_t> idx(size_t(kB) * kT), tgt(size_t(kB) * kT);
+  for (auto& x : idx) x = static_cast<int32_t>(rng() % kVocab);
+  for (auto& x : tgt) x = static_cast<int32_t>(rng() % kVocab);
+  const rwkv::kernels::AdamWHyper h{6e-4, 0.9, 0.99, 1e-8, 0.1};
+  int64_t step = 0;
+  auto train_step = [&] {
+    m.zero_grad();
+    m.forward(idx, tgt, kB, kT);
+    m.backward();
+    m.adamw_step(h, ++step);
+  };
+  train_step();  // warm-up: allocates and first-touches the activations
+  clock.reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) train_step();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+      steps;
+  std::printf("\nRWKV-%d, %d threads: %.1f ms per step (wall), ops below\n\n%s", version,
+              cpu.threads, ms, rwkv::kernels::format_op_profile(clock.totals(), steps).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int steps = argc > 1 ? std::max(1, std::stoi(argv[1])) : 2;
+  const std::string versions = argc > 2 ? argv[2] : "4567";
+  for (char v : versions) profile(v - '0', steps);
+}
