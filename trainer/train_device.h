@@ -26,10 +26,11 @@ namespace rwkv::trainer {
 struct TrainDevice {
   virtual ~TrainDevice() = default;
   virtual kernels::Backend<float>& backend() = 0;
-  // The TP group's collectives (grid.tp), for the model.
+  // The TP group's collectives (grid.tp), for the model; the first call is collective
+  // over the group (every rank makes it at the same point).
   virtual model::TpComm<float>& tp_comm() = 0;
   // The DP reduction of grads [sum of the buckets' sizes] (backend memory) over grid.dp.
-  // grads and buckets must outlive it.
+  // grads and buckets must outlive it. Collective over grid.dp.
   virtual std::unique_ptr<GradSync> grad_sync(float* grads,
                                               const std::vector<GradBucket>& buckets) = 0;
   // For the log, e.g. "CPU, 2 threads" or "GPU 0 (NVIDIA H100), bf16 products".

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/mpi_check.h"
+#include "common/mpi_util.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "trainer/nccl_comm.h"
@@ -135,14 +136,20 @@ struct CudaTrainDevice final : TrainDevice {
         be(arena_bytes(cfg), cfg.get_string("train.matmul_precision") == "bf16"
                                  ? kernels::MatmulPrecision::bf16
                                  : kernels::MatmulPrecision::fp32),
-        dp_comm(grid.dp) {
-    if (grid.tp_size > 1)
-      tp = std::make_unique<TpCommNccl>(grid.tp, be);
-    else
-      tp = std::make_unique<model::TpSolo<float>>();
-  }
+        tp_group(grid.tp),
+        dp_comm(grid.dp) {}
   kernels::Backend<float>& backend() override { return be; }
-  model::TpComm<float>& tp_comm() override { return *tp; }
+  // Made on first use, not in the constructor: NCCL's set-up is collective, and the
+  // constructor may fail on one rank alone (no GPU, no memory) before the ranks agree.
+  model::TpComm<float>& tp_comm() override {
+    if (!tp) {
+      if (comm_size(tp_group) > 1)
+        tp = std::make_unique<TpCommNccl>(tp_group, be);
+      else
+        tp = std::make_unique<model::TpSolo<float>>();
+    }
+    return *tp;
+  }
   std::unique_ptr<GradSync> grad_sync(float* grads,
                                       const std::vector<GradBucket>& buckets) override {
     return std::make_unique<NcclGradSync>(grads, buckets, dp_comm, be);
@@ -159,6 +166,7 @@ struct CudaTrainDevice final : TrainDevice {
 
   int gpu;
   kernels::CudaBackend<float> be;
+  MPI_Comm tp_group;
   std::unique_ptr<model::TpComm<float>> tp;
   MPI_Comm dp_comm;
 };
