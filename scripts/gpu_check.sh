@@ -17,7 +17,10 @@
 #                                  no MPI, so the trainer can only run there this way
 #   scripts/gpu_check.sh           on the GPU machine: builds the CUDA backend and
 #                                  its gpu tests for sm_90 (RWKV_GPU_ONLY), runs
-#                                  them, runs the GPU benchmarks, then the carried
+#                                  them, runs the GPU benchmarks and flash-linear-
+#                                  attention's chunked RWKV-6/7 kernels side by side
+#                                  (bench/cuda/side_by_side_wkv.py, wheels carried in
+#                                  .gpu/whl), then the carried
 #                                  trainer: its gpu test and `rwkv train` of the
 #                                  0.4B preset at ctx 4096; prints a table
 #
@@ -83,6 +86,19 @@ if [[ "${1:-}" == "prepare" ]]; then
   ln -sf libblas.so.3 .gpu/blas/lib/libblas.so
   ln -sf liblapack.so.3 .gpu/blas/lib/liblapack.so
   rm -rf .gpu/deb
+  # flash-linear-attention's wheels for bench/cuda/side_by_side_wkv.py (pure Python, 1.5 MB;
+  # the GPU machine has torch, triton, einops and transformers but no internet; fla-core
+  # imports packaging without declaring it). Offline, .gpu/whl stays as it was, and
+  # without wheels the benchmark reports fla missing while the rest of the check runs.
+  rm -rf .gpu/whl.new && mkdir -p .gpu/whl.new
+  if python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+    -d .gpu/whl.new flash-linear-attention==0.6.0 fla-core==0.6.0 packaging==26.0 >/dev/null 2>&1; then
+    rm -rf .gpu/whl && mv .gpu/whl.new .gpu/whl
+  else
+    rm -rf .gpu/whl.new
+    echo "prepare: pip download of flash-linear-attention failed (offline?); .gpu/whl left as it was" >&2
+  fi
   pack_trainer || exit 1
   git rev-parse HEAD >.gpu/commit 2>/dev/null || true
   du -sh .gpu
@@ -144,6 +160,21 @@ for b in $benches; do
   timeout 150 "$b" 2>&1 | tee -a "$out/bench.log"
 done
 
+# flash-linear-attention's chunked RWKV-6 / RWKV-7 Triton kernels on the same card (issue
+# 7): its wheels, carried in .gpu/whl by prepare, go to /tmp/site, on PYTHONPATH for this
+# command only. The script fails soft and keeps to its own time budget (170 s here: the
+# whole check must stay within one 600 s device call).
+echo "== side by side (flash-linear-attention)"
+rm -rf /tmp/site
+if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl 2>&1 | tail -3
+else
+  echo "(no wheels in .gpu/whl: run 'scripts/gpu_check.sh prepare' here first)"
+fi
+PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" OUT="$out" \
+  timeout 200 python3 bench/cuda/side_by_side_wkv.py --budget-s 170 2>&1 | tee -a "$out/bench.log"
+
 # The trainer, carried as built here (see prepare): its gpu test, then `rwkv train` of
 # the rwkv7-0.4b preset at ctx 4096 (bytes of generated text; bf16 products), MFU
 # against the bf16 GEMM rate bench_cuda_train measured above.
@@ -177,7 +208,7 @@ PY
     >"$out/e2e_preprocess.log" 2>&1 || { tail -5 "$out/e2e_preprocess.log"; trainer_rc=1; }
   timeout 400 $tb/bin/rwkv train --set model.preset=rwkv7-0.4b --set model.ctx_len=4096 \
     --set data.path="$work/data" --set log.run_dir="$work/run" --set train.device=cuda \
-    --set train.matmul_precision=bf16 --set train.micro_batch_size=2 --set train.steps=8 \
+    --set train.matmul_precision=bf16 --set train.micro_batch_size=2 --set train.steps=6 \
     --set train.eval_every=0 --set checkpoint.save_every_steps=0 \
     --set log.peak_flops="${peak:-0}e12" >"$out/e2e_train.log" 2>&1 || trainer_rc=1
   grep -E "^model|^step|error" "$out/e2e_train.log" | tail -6
