@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/wkv_common.h"
@@ -161,119 +162,197 @@ void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 // b_t gives
 //   S_t = S_in diag(e^{cum_{t+1}})
 //         + sum_{s<=t} (v_s k_s^T + sa_s b_s^T) diag(e^{cum_{t+1} - cum_{s+1}}).
-// Every exp is of cum_x - cum_y with x >= y, a decay in (0, 1] for any lw <= 0, computed
-// as a product of per-step factors (wkv_detail::chunk_decays). With
-//   A~[t] = a_t e^{cum_t},  R~[t] = r_t e^{cum_{t+1}},                       [L, N]
-//   K^[s] = k_s e^{cum_L - cum_{s+1}},  B^[s] = b_s e^{cum_L - cum_{s+1}},      [L, N]
-//   Aak[t][s] = sum_j a_t[j] k_s[j] e^{cum_t[j] - cum_{s+1}[j]}    (s < t; Aab with b_s)
-//   Ark[t][s] = sum_j r_t[j] k_s[j] e^{cum_{t+1}[j] - cum_{s+1}[j]} (s <= t; Arb with b_s)
-// the values SA [L, N] (row t = sa_t) solve the unit lower-triangular system
+// The decays are products of per-step factors, one exp per token and channel: P_t =
+// e^{cum_t} = prod_{m<t} e^{lw_m}, Q_s = e^{cum_L - cum_{s+1}} = P_L / P_{s+1}. Inside
+// the chunk a decay between two tokens factors as e^{cum_t} e^{-cum_{s+1}}, which turns
+// the token pairs into matrix products (the decay-scaled form of flash-linear-attention's
+// chunked DPLR kernels); wkv_detail::chunk_length cuts a chunk short where e^{-cum}
+// would grow past e^{30} or a step decays faster than e^{-2} (there the factored dlw
+// would lose accuracy). With
+//   A~[t] = a_t P_t,   R~[t] = r_t P_{t+1},                                 [L, N]
+//   K~[s] = k_s / P_{s+1},  B~[s] = b_s / P_{s+1}  (s < L-1; row L-1 = 0),    [L, N]
+//   K^[s] = k_s Q_s,   B^[s] = b_s Q_s,                                     [L, N]
+//   Aak = A~ K~^T, Aab = A~ B~^T        (strictly lower: s < t)             [L, L]
+//   Ark = R~ K~^T, Arb = R~ B~^T        (s < t), diagonals r_t.k_t, r_t.b_t  [L, L]
+// (entry (t, s) of Aak is sum_j a_t[j] k_s[j] e^{cum_t[j] - cum_{s+1}[j]}), the values
+// SA [L, N] (row t = sa_t) solve the unit lower-triangular system
 //   (I - Aab) SA = A~ S_in^T + Aak V                    (forward substitution)
 // and
 //   Y     = R~ S_in^T + Ark V + Arb SA
-//   S_out = S_in diag(e^{cum_L}) + V^T K^ + SA^T B^.
+//   S_out = S_in diag(P_L) + V^T K^ + SA^T B^.
+// Row blocks are stacked so that each pair of products is one GEMM: AR = [A~; R~],
+// KB = [K~; B~], KBh = [K^; B^], VS = [V; SA] ([2L, N] each) and M = AR KB^T =
+// [Aak Aab; Ark Arb] [2L, 2L].
 namespace {
 
-// Scratch of Chunk7::run: Ek, Eb [Lmax, N], rw [N].
+// Token t of Chunk7::prepare over the channels j: P_{t+1} = P_t e^{lw_t},
+// Pinv = 1 / P_{t+1}, A~ = a P_t, K~ = k Pinv, B~ = b Pinv, and v copied, in one loop.
 template <typename F>
-struct PairScratch7 {
-  std::vector<F> Ek, Eb, rw;
-  PairScratch7(int Lmax, int N) : Ek(size_t(Lmax) * N), Eb(Ek.size()), rw(N) {}
-};
+[[gnu::always_inline]] inline void scale_token(int N, const F* __restrict lw, const F* __restrict a,
+                                               const F* __restrict k, const F* __restrict b,
+                                               const F* __restrict v, const F* __restrict Pt,
+                                               F* __restrict Pt1, F* __restrict Pinv,
+                                               F* __restrict At, F* __restrict Kt, F* __restrict Bt,
+                                               F* __restrict Vt) {
+  for (int j = 0; j < N; ++j) {
+    const F p1 = Pt[j] * wkv_detail::fast_exp(lw[j]), inv = F(1) / p1;
+    Pt1[j] = p1;
+    Pinv[j] = inv;
+    At[j] = a[j] * Pt[j];
+    Kt[j] = k[j] * inv;
+    Bt[j] = b[j] * inv;
+    Vt[j] = v[j];
+  }
+}
 
-// The quantities of one chunk that the backward reuses.
+// Q_t = P_L / P_{t+1} (1 for the last token), K^ = k Q_t, B^ = b Q_t.
+template <typename F>
+[[gnu::always_inline]] inline void scale_token_end(int N, bool last, const F* __restrict k,
+                                                   const F* __restrict b, const F* __restrict PL,
+                                                   const F* __restrict Pinv, F* __restrict Qt,
+                                                   F* __restrict Kh, F* __restrict Bh) {
+  if (last) {
+    for (int j = 0; j < N; ++j) {
+      Qt[j] = F(1);
+      Kh[j] = k[j];
+      Bh[j] = b[j];
+    }
+    return;
+  }
+  for (int j = 0; j < N; ++j) {
+    const F q = PL[j] * Pinv[j];
+    Qt[j] = q;
+    Kh[j] = k[j] * q;
+    Bh[j] = b[j] * q;
+  }
+}
+
+// The quantities of one chunk of one head; buffers for up to Lmax tokens, a chunk of L
+// tokens packs its 2L-row blocks at the front (row L starts the second block).
 template <typename F>
 struct Chunk7 {
-  int Lmax, N;
-  std::vector<F> w, Q;                // [Lmax, N]: e^{lw_t}, e^{cum_L - cum_{t+1}}
-  std::vector<F> P;                   // [Lmax+1, N]: e^{cum_t}
-  std::vector<F> At, Rt, Kh, Bh, SA;  // [Lmax, N]
-  std::vector<F> Aak, Aab, Ark, Arb;  // [Lmax, Lmax]
+  int Lmax, N, L = 0;
+  std::vector<F> Q, Pinv;          // [Lmax, N]: Q_t, 1/P_{t+1} (row L-1: 0)
+  std::vector<F> P;                // [Lmax+1, N]: P_t
+  std::vector<F> AR, KB, KBh, VS;  // [2 Lmax, N]
+  std::vector<F> M;                // [2 Lmax, 2 Lmax], row stride 2L
   Chunk7(int lmax, int n)
       : Lmax(lmax),
         N(n),
-        w(size_t(lmax) * n),
-        Q(w.size()),
+        Q(size_t(lmax) * n),
+        Pinv(Q.size()),
         P(size_t(lmax + 1) * n),
-        At(w.size()),
-        Rt(w.size()),
-        Kh(w.size()),
-        Bh(w.size()),
-        SA(w.size()),
-        Aak(size_t(lmax) * lmax),
-        Aab(Aak.size()),
-        Ark(Aak.size()),
-        Arb(Aak.size()) {}
+        AR(2 * Q.size()),
+        KB(AR.size()),
+        KBh(AR.size()),
+        VS(AR.size()),
+        M(size_t(4) * lmax * lmax) {}
 
-  // L tokens from the pointers (consecutive tokens ld apart); S the state before the
-  // chunk, S_out [N, N] the state after it (may be S); y may be null (only the state is
-  // wanted).
-  RWKV_WKV_SIMD void run(int L, int ld, const F* r, const F* lw, const F* k, const F* v, const F* a,
-                         const F* b, const F* S, F* S_out, F* y, PairScratch7<F>& sc) {
-    F *Ek = sc.Ek.data(), *Eb = sc.Eb.data(), *rw = sc.rw.data();
-    wkv_detail::chunk_decays(L, N, lw, ld, w.data(), P.data(), Q.data());
-    mul_rows(L, N, a, ld, P.data(), At.data(), N);
-    mul_rows(L, N, r, ld, P.data() + N, Rt.data(), N);
-    mul_rows(L, N, k, ld, Q.data(), Kh.data(), N);
-    mul_rows(L, N, b, ld, Q.data(), Bh.data(), N);
+  // Decays, AR, KB, KBh, M and V (into VS) of L tokens from the pointers (consecutive
+  // tokens ld apart). with_r false: only what the state needs (no R~, no Ark, Arb; r is
+  // not read).
+  RWKV_WKV_SIMD void prepare(int l, int ld, const F* r, const F* lw, const F* k, const F* v,
+                             const F* a, const F* b, bool with_r) {
+    L = l;
+    const int L2 = 2 * L;
+    const size_t LN = size_t(L) * N;
+    std::fill(P.begin(), P.begin() + N, F(1));
     for (int t = 0; t < L; ++t) {
-      const F *at = a + size_t(t) * ld, *rt = r + size_t(t) * ld;
-      const F* wt = w.data() + size_t(t) * N;
-      const size_t row = size_t(t) * Lmax;
-      // Ek[s][j] = k_s[j] e^{cum_t[j] - cum_{s+1}[j]} (Eb with b_s), s < t: the rows of
-      // the previous token times w_{t-1}, and row t-1 = k_{t-1}. Then the rows t of
-      // Aak, Aab are Ek a_t, Eb a_t and of Ark, Arb Ek (w_t r_t), Eb (w_t r_t).
-      if (t > 0) {
-        const F* wp = w.data() + size_t(t - 1) * N;
-        for (int s = 0; s + 1 < t; ++s) {
-          F* Eks = Ek + size_t(s) * N;
-          F* Ebs = Eb + size_t(s) * N;
-          for (int j = 0; j < N; ++j) {
-            Eks[j] *= wp[j];
-            Ebs[j] *= wp[j];
-          }
-        }
-        std::copy(k + size_t(t - 1) * ld, k + size_t(t - 1) * ld + N, Ek + size_t(t - 1) * N);
-        std::copy(b + size_t(t - 1) * ld, b + size_t(t - 1) * ld + N, Eb + size_t(t - 1) * N);
-      }
-      for (int j = 0; j < N; ++j) rw[j] = rt[j] * wt[j];
-      for (int s = 0; s < t; ++s) {
-        const F* Eks = Ek + size_t(s) * N;
-        const F* Ebs = Eb + size_t(s) * N;
-        Aak[row + s] = dot(Eks, at, N);
-        Aab[row + s] = dot(Ebs, at, N);
-        Ark[row + s] = dot(Eks, rw, N);
-        Arb[row + s] = dot(Ebs, rw, N);
-      }
-      Ark[row + t] = dot(rt, k + size_t(t) * ld, N);
-      Arb[row + t] = dot(rt, b + size_t(t) * ld, N);
-      std::fill(Aak.begin() + row + t, Aak.begin() + row + Lmax, F(0));
-      std::fill(Aab.begin() + row + t, Aab.begin() + row + Lmax, F(0));
-      std::fill(Ark.begin() + row + t + 1, Ark.begin() + row + Lmax, F(0));
-      std::fill(Arb.begin() + row + t + 1, Arb.begin() + row + Lmax, F(0));
+      const size_t o = size_t(t) * ld, tj = size_t(t) * N;
+      scale_token(N, lw + o, a + o, k + o, b + o, v + o, P.data() + tj, P.data() + tj + N,
+                  Pinv.data() + tj, AR.data() + tj, KB.data() + tj, KB.data() + LN + tj,
+                  VS.data() + tj);
     }
-    gemm(false, true, L, N, N, F(1), At.data(), N, S, N, F(0), SA.data(), N);
-    gemm(false, false, L, N, L, F(1), Aak.data(), Lmax, v, ld, F(1), SA.data(), N);
-    for (int t = 1; t < L; ++t) {
-      F* SAt = SA.data() + size_t(t) * N;
-      for (int s = 0; s < t; ++s) {
-        const F c = Aab[size_t(t) * Lmax + s];
-        const F* SAs = SA.data() + size_t(s) * N;
-        for (int i = 0; i < N; ++i) SAt[i] += c * SAs[i];
-      }
+    // Pinv of the last token (1 / P_L) is never used and may not be finite; K~, B~ there 0.
+    std::fill(Pinv.begin() + (LN - N), Pinv.begin() + LN, F(0));
+    std::fill(KB.begin() + (LN - N), KB.begin() + LN, F(0));
+    std::fill(KB.begin() + (2 * LN - N), KB.begin() + 2 * LN, F(0));
+    for (int t = 0; t < L; ++t) {
+      const size_t o = size_t(t) * ld, tj = size_t(t) * N;
+      scale_token_end(N, t == L - 1, k + o, b + o, P.data() + LN, Pinv.data() + tj, Q.data() + tj,
+                      KBh.data() + tj, KBh.data() + LN + tj);
     }
+    if (with_r) mul_rows(L, N, r, ld, P.data() + N, AR.data() + LN, N);
+    const int rows = with_r ? L2 : L;
+    gemm(false, true, rows, L2, N, F(1), AR.data(), N, KB.data(), N, F(0), M.data(), L2);
+    // Keep the strictly lower triangle of each L x L block (the pairs s < t).
+    for (int t = 0; t < rows; ++t) {
+      F* row = M.data() + size_t(t) * L2;
+      const int tt = t % L;
+      std::fill(row + tt, row + L, F(0));
+      std::fill(row + L + tt, row + L2, F(0));
+    }
+    if (!with_r) return;
+    for (int t = 0; t < L; ++t) {
+      const F* rt = r + size_t(t) * ld;
+      F* row = M.data() + size_t(L + t) * L2;
+      row[t] = dot(rt, k + size_t(t) * ld, N);
+      row[L + t] = dot(rt, b + size_t(t) * ld, N);
+    }
+  }
+
+  // After prepare: SA into VS rows L.., y = Y (rows ld apart) unless y is null (then
+  // prepare may have skipped R~), S_out = the state after the chunk (may be S). S and
+  // S_out are [N, N], S[i][j] (value i, key j), or S^T when key_major: the products with
+  // S^T then read S^T as stored (OpenBLAS's small-matrix kernels take a row-major
+  // B^T operand at about 0.7x the rate of B).
+  RWKV_WKV_SIMD void forward(int ld, const F* S, F* S_out, F* y, bool key_major) {
+    const int L2 = 2 * L;
+    const size_t LN = size_t(L) * N;
+    F* SA = VS.data() + LN;
+    gemm(false, !key_major, L, N, N, F(1), AR.data(), N, S, N, F(0), SA, N);
+    gemm(false, false, L, N, L, F(1), M.data(), L2, VS.data(), N, F(1), SA, N);
+    substitute_forward(SA);
     if (y) {
-      gemm(false, true, L, N, N, F(1), Rt.data(), N, S, N, F(0), y, ld);
-      gemm(false, false, L, N, L, F(1), Ark.data(), Lmax, v, ld, F(1), y, ld);
-      gemm(false, false, L, N, L, F(1), Arb.data(), Lmax, SA.data(), N, F(1), y, ld);
+      gemm(false, !key_major, L, N, N, F(1), AR.data() + LN, N, S, N, F(0), y, ld);
+      gemm(false, false, L, N, L2, F(1), M.data() + size_t(L) * L2, L2, VS.data(), N, F(1), y, ld);
     }
-    const F* PL = P.data() + size_t(L) * N;
-    for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
-    gemm(true, false, N, N, L, F(1), v, ld, Kh.data(), N, F(1), S_out, N);
-    gemm(true, false, N, N, L, F(1), SA.data(), N, Bh.data(), N, F(1), S_out, N);
+    const F* PL = P.data() + LN;
+    if (key_major) {
+      for (int j = 0; j < N; ++j)
+        for (int i = 0; i < N; ++i) S_out[size_t(j) * N + i] = S[size_t(j) * N + i] * PL[j];
+      gemm(true, false, N, N, L2, F(1), KBh.data(), N, VS.data(), N, F(1), S_out, N);
+    } else {
+      for (int i = 0; i < N; ++i)
+        for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
+      gemm(true, false, N, N, L2, F(1), VS.data(), N, KBh.data(), N, F(1), S_out, N);
+    }
+  }
+
+  // X <- (I - Aab)^{-1} X, X [L, N]: X[t] += sum_{s<t} Aab[t][s] X[s], t ascending.
+  RWKV_WKV_SIMD void substitute_forward(F* X) const {
+    for (int t = 1; t < L; ++t) {
+      F* Xt = X + size_t(t) * N;
+      const F* Mt = M.data() + size_t(t) * 2 * L + L;
+      for (int s = 0; s < t; ++s) {
+        const F c = Mt[s];
+        const F* Xs = X + size_t(s) * N;
+        for (int i = 0; i < N; ++i) Xt[i] += c * Xs[i];
+      }
+    }
+  }
+
+  // X <- (I - Aab)^{-T} X: X[s] += sum_{t>s} Aab[t][s] X[t], s descending.
+  RWKV_WKV_SIMD void substitute_backward(F* X) const {
+    for (int s = L - 2; s >= 0; --s) {
+      F* Xs = X + size_t(s) * N;
+      for (int t = s + 1; t < L; ++t) {
+        const F c = M[size_t(t) * 2 * L + L + s];
+        const F* Xt = X + size_t(t) * N;
+        for (int i = 0; i < N; ++i) Xs[i] += c * Xt[i];
+      }
+    }
   }
 };
+
+// out[h] = x[h]^T for nh consecutive N x N matrices.
+template <typename F>
+void transpose_heads(int nh, int N, const F* x, F* out) {
+  const size_t NN = size_t(N) * N;
+  for (size_t h = 0; h < size_t(nh); ++h)
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j) out[h * NN + size_t(j) * N + i] = x[h * NN + size_t(i) * N + j];
+}
 
 }  // namespace
 
@@ -287,185 +366,194 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   Chunk7<F> ch(Lmax, N);
-  PairScratch7<F> sc(Lmax, N);
+  std::vector<F> cum(size_t(h1 - h0) * N);
   // Chunks outermost, heads inside: a chunk of all heads is L contiguous token rows, read
   // in order (head by head, the rows of one head are N-float pieces H N floats apart).
-  std::vector<F> S(size_t(h1 - h0) * NN);  // [h1-h0, N, N]
+  // The state runs key-major (St = S^T per head, see Chunk7::forward).
+  std::vector<F> S(size_t(h1 - h0) * NN), St(S.size());  // [h1-h0, N, N]
   for (int bi = 0; bi < B; ++bi) {
     const size_t sofs = (size_t(bi) * H + h0) * NN;
     load_state(S, state_in, sofs);
-    for (int t0 = 0; t0 < T; t0 += Lmax) {
+    transpose_heads(h1 - h0, N, S.data(), St.data());
+    for (int t0 = 0, L = 0; t0 < T; t0 += L) {
+      const size_t row = (size_t(bi) * T + t0) * H;
+      L = wkv_detail::chunk_length(T, t0, Lmax, (h1 - h0) * N, lw + (row + h0) * N, ld, cum.data());
+      const int Ln = std::min(Lmax, T - t0 - L);
       for (int h = h0; h < h1; ++h) {
-        const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        F* Sh = S.data() + size_t(h - h0) * NN;
-        ch.run(std::min(Lmax, T - t0), ld, r + o, lw + o, k + o, v + o, a + o, b + o, Sh, Sh, y + o,
-               sc);
+        const size_t o = (row + h) * N;
+        for (const F* x : {r, lw, k, v, a, b})
+          wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
+        F* Sh = St.data() + size_t(h - h0) * NN;
+        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
+        ch.forward(ld, Sh, Sh, y + o, true);
       }
     }
-    if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
+    if (!state_out) continue;
+    transpose_heads(h1 - h0, N, St.data(), S.data());
+    std::copy(S.begin(), S.end(), state_out + sofs);
   }
 }
 
 // Chunked backward: reverse-mode of the chunk equations above. Given dY and dS_out
-// (the gradient of the state after the chunk):
-//   dSA   = Arb^T dY + B^ dS_out^T
+// (the gradient of the state after the chunk), with DY = [dX; dY] [2L, N]:
+//   [dV^; dSA^] = KBh dS_out^T                         (the S_out terms of dV, dSA)
+//   dSA   = dSA^ + Arb^T dY
 //   dX    = (I - Aab)^{-T} dSA                         (back substitution)
-//   dAab  = dX SA^T, dAak = dX V^T  (s < t);   dArk = dY V^T, dArb = dY SA^T  (s <= t)
-//   dV    = Aak^T dX + Ark^T dY + K^ dS_out^T
-//   dA~   = dX S_in, dR~ = dY S_in, dK^ = V dS_out, dB^ = SA dS_out
-//   dS_in = dS_out diag(e^{cum_L}) + dX^T A~ + dY^T R~
-// then da, dr, dk, db from these and the entries of the four L x L matrices. dlw_m is
-// the sum of the terms whose decay exponent contains lw_m: e^{cum_L} (all m), A~[t]
-// (m < t), R~[t] (m <= t), K^[s] and B^[s] (m > s), the a-pairs (t, s) (s < m < t) and
-// the r-pairs (s < m <= t). Each is a sum of terms that carry the decay of step m, so
-// no cancellation (see wkv6.cpp).
+//   dM    = DY VS^T = [dAak dAab; dArk dArb], kept where M is a product (s < t); the
+//           diagonals of dArk, dArb give r.k, r.b terms
+//   dV    = dV^ + [Aak; Ark]^T DY
+//   dAR   = DY S_in + dM KB,   dKB = dM^T AR,   dKBh = VS dS_out
+//   dS_in = dS_out diag(P_L) + DY^T AR
+// then da = dA~ P_t, dr = dR~ P_{t+1}, dk = dK^ Q + dK~ / P_{s+1} (db alike) plus the
+// diagonal terms. dlw_m sums x dx (d/dcum of x e^{cum}) over the factors whose exponent
+// holds lw_m: A~[t] (m < t), R~[t] (m <= t), K~[s] and B~[s] with a minus (m <= s),
+// K^[s] and B^[s] (m > s), P_L (all m).
 namespace {
 
-// The pair (t, s), s < t, of the chunked backward over the channels j, with
-// ea = e^{cum_t - cum_{s+1}} (a-pairs) and ea w_t (r-pairs); ga, gb, hr, hb the entries
-// (t, s) of dAak, dAab, dArk, dArb. Adds to da_t, dr_t, dk_s, db_s; D_s gets the a-pair
-// prefix acc (pairs s' < s of row t), D_{s+1} the r-pair prefix run (s' <= s). The
-// pointers never overlap (__restrict: otherwise GCC does not vectorise the loop).
+// The loops of Back7::chunk over the channels of one token, with __restrict pointers
+// (the rows of several [B, T, C] tensors: without it GCC does not vectorise them).
+// out[t] = x[t] f[t] + y[t] g[t], t < L; x, y, f, g [L, N], out rows ld apart.
 template <typename F>
-inline void pair_grads(int N, F ga, F gb, F hr, F hb, const F* __restrict ea,
-                       const F* __restrict wt, const F* __restrict at, const F* __restrict rt,
-                       const F* __restrict ks, const F* __restrict bs, F* __restrict dat,
-                       F* __restrict drt, F* __restrict dks, F* __restrict dbs, F* __restrict Ds,
-                       F* __restrict Ds1, F* __restrict acc, F* __restrict run) {
+[[gnu::always_inline]] inline void mul2_rows(int L, int N, const F* __restrict x,
+                                             const F* __restrict y, const F* __restrict f,
+                                             const F* __restrict g, F* __restrict out, int ld) {
+  for (int t = 0; t < L; ++t)
+    for (int j = 0; j < N; ++j) {
+      const size_t i = size_t(t) * N + j;
+      out[size_t(t) * ld + j] = x[i] * f[i] + y[i] * g[i];
+    }
+}
+
+// X[j] = P_L[j] sum_i dS[i][j] S[i][j] (X zero on entry), then dS <- dS diag(P_L).
+template <typename F>
+[[gnu::always_inline]] inline void state_decay_grad(int N, const F* __restrict PL,
+                                                    const F* __restrict S, F* __restrict dS,
+                                                    F* __restrict X) {
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j) {
+      const size_t ij = size_t(i) * N + j;
+      X[j] += dS[ij] * S[ij];
+      dS[ij] *= PL[j];
+    }
+  for (int j = 0; j < N; ++j) X[j] *= PL[j];
+}
+
+// out += p x.
+template <typename F>
+[[gnu::always_inline]] inline void axpy(int N, F p, const F* __restrict x, F* __restrict out) {
+  for (int j = 0; j < N; ++j) out[j] += p * x[j];
+}
+
+// dl = Xs + run, then run += x1 dx1 + x2 dx2.
+template <typename F>
+[[gnu::always_inline]] inline void dlw_prefix(int N, const F* __restrict x1,
+                                              const F* __restrict dx1, const F* __restrict x2,
+                                              const F* __restrict dx2, const F* __restrict Xs,
+                                              F* __restrict run, F* __restrict dl) {
   for (int j = 0; j < N; ++j) {
-    const F e = ea[j], er = e * wt[j];
-    const F pa = (ga * ks[j] + gb * bs[j]) * e;
-    const F pr = (hr * ks[j] + hb * bs[j]) * er;
-    dat[j] += pa;
-    drt[j] += pr;
-    dks[j] += (ga * e) * at[j] + (hr * er) * rt[j];
-    dbs[j] += (gb * e) * at[j] + (hb * er) * rt[j];
-    Ds[j] += acc[j];
-    acc[j] += pa * at[j];
-    run[j] += pr * rt[j];
-    Ds1[j] += run[j];
+    dl[j] = Xs[j] + run[j];
+    run[j] += x1[j] * dx1[j] + x2[j] * dx2[j];
+  }
+}
+
+// run += R~ dR~ - K~ dK~ - B~ dB~, dl += run, then run += A~ dA~.
+template <typename F>
+[[gnu::always_inline]] inline void dlw_suffix(int N, const F* __restrict at,
+                                              const F* __restrict dat, const F* __restrict rt,
+                                              const F* __restrict drt, const F* __restrict kt,
+                                              const F* __restrict dkt, const F* __restrict bt,
+                                              const F* __restrict dbt, F* __restrict run,
+                                              F* __restrict dl) {
+  for (int j = 0; j < N; ++j) {
+    run[j] += rt[j] * drt[j] - kt[j] * dkt[j] - bt[j] * dbt[j];
+    dl[j] += run[j];
+    run[j] += at[j] * dat[j];
   }
 }
 
 template <typename F>
 struct Back7 {
-  std::vector<F> dX, dAt, dRt, dKh, dBh, D;  // [Lmax, N]
-  std::vector<F> E;                          // [Lmax, N]
-  std::vector<F> Xs, acc, run;               // [N]
-  std::vector<F> dAak, dAab, dArk, dArb;     // [Lmax, Lmax]
+  std::vector<F> DY, dAR, dKB, dKBh;  // [2 Lmax, N]
+  std::vector<F> dM;                  // [2 Lmax, 2 Lmax], row stride 2L
+  std::vector<F> gk, gb;              // [Lmax]: diagonals of dArk, dArb
+  std::vector<F> Xs, run;             // [N]
   Back7(int Lmax, int N)
-      : dX(size_t(Lmax) * N),
-        dAt(dX.size()),
-        dRt(dX.size()),
-        dKh(dX.size()),
-        dBh(dX.size()),
-        D(dX.size()),
-        E(dX.size()),
+      : DY(size_t(2) * Lmax * N),
+        dAR(DY.size()),
+        dKB(DY.size()),
+        dKBh(DY.size()),
+        dM(size_t(4) * Lmax * Lmax),
+        gk(Lmax),
+        gb(Lmax),
         Xs(N),
-        acc(N),
-        run(N),
-        dAak(size_t(Lmax) * Lmax),
-        dAab(dAak.size()),
-        dArk(dAak.size()),
-        dArb(dAak.size()) {}
+        run(N) {}
 
-  // One chunk of L tokens; ch holds the forward quantities of this chunk (run() from
-  // S_in). Pointers at the chunk's first token, tokens ld apart. dS: dS_out on entry,
-  // dS_in on exit.
-  RWKV_WKV_SIMD void chunk(const Chunk7<F>& ch, int L, int ld, const F* r, const F* k, const F* v,
-                           const F* a, const F* b, const F* dy, const F* S_in, F* dS, F* dr, F* dlw,
-                           F* dk, F* dv, F* da, F* db) {
-    const int N = ch.N, Lm = ch.Lmax;
-    const F* PL = ch.P.data() + size_t(L) * N;  // e^{cum_L}
-    // dX: dSA, then the back substitution dX[s] += sum_{t>s} Aab[t][s] dX[t].
-    gemm(true, false, L, N, L, F(1), ch.Arb.data(), Lm, dy, ld, F(0), dX.data(), N);
-    gemm(false, true, L, N, N, F(1), ch.Bh.data(), N, dS, N, F(1), dX.data(), N);
-    for (int s = L - 2; s >= 0; --s) {
-      F* dXs = dX.data() + size_t(s) * N;
-      for (int t = s + 1; t < L; ++t) {
-        const F c = ch.Aab[size_t(t) * Lm + s];
-        const F* dXt = dX.data() + size_t(t) * N;
-        for (int i = 0; i < N; ++i) dXs[i] += c * dXt[i];
+  // One chunk; ch is prepared (with_r) for it and holds SA in VS rows L... Pointers at
+  // the chunk's first token, tokens ld apart. dS: dS_out on entry, dS_in on exit.
+  RWKV_WKV_SIMD void chunk(const Chunk7<F>& ch, int ld, const F* r, const F* k, const F* b,
+                           const F* dy, const F* S_in, F* dS, F* dr, F* dlw, F* dk, F* dv, F* da,
+                           F* db) {
+    const int N = ch.N, L = ch.L, L2 = 2 * L;
+    const size_t LN = size_t(L) * N;
+    const F* M = ch.M.data();
+    F* dX = DY.data();
+    for (int t = 0; t < L; ++t)
+      std::copy(dy + size_t(t) * ld, dy + size_t(t) * ld + N, DY.data() + LN + size_t(t) * N);
+    // KBh dS_out^T as two products of L rows, straight into dv and dX (OpenBLAS's
+    // small-matrix kernels take a row-major B^T operand only for small outputs).
+    gemm(false, true, L, N, N, F(1), ch.KBh.data(), N, dS, N, F(0), dv, ld);
+    gemm(false, true, L, N, N, F(1), ch.KBh.data() + LN, N, dS, N, F(0), dX, N);
+    gemm(true, false, L, N, L, F(1), M + size_t(L) * L2 + L, L2, DY.data() + LN, N, F(1), dX, N);
+    ch.substitute_backward(dX);
+    gemm(false, true, L2, L2, N, F(1), DY.data(), N, ch.VS.data(), N, F(0), dM.data(), L2);
+    for (int t = 0; t < L2; ++t) {
+      F* row = dM.data() + size_t(t) * L2;
+      const int tt = t % L;
+      if (t >= L) {
+        gk[tt] = row[tt];
+        gb[tt] = row[L + tt];
       }
+      std::fill(row + tt, row + L, F(0));
+      std::fill(row + L + tt, row + L2, F(0));
     }
-    gemm(false, true, L, L, N, F(1), dX.data(), N, ch.SA.data(), N, F(0), dAab.data(), Lm);
-    gemm(false, true, L, L, N, F(1), dX.data(), N, v, ld, F(0), dAak.data(), Lm);
-    gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dArk.data(), Lm);
-    gemm(false, true, L, L, N, F(1), dy, ld, ch.SA.data(), N, F(0), dArb.data(), Lm);
-    gemm(true, false, L, N, L, F(1), ch.Aak.data(), Lm, dX.data(), N, F(0), dv, ld);
-    gemm(true, false, L, N, L, F(1), ch.Ark.data(), Lm, dy, ld, F(1), dv, ld);
-    gemm(false, true, L, N, N, F(1), ch.Kh.data(), N, dS, N, F(1), dv, ld);
-    gemm(false, false, L, N, N, F(1), dX.data(), N, S_in, N, F(0), dAt.data(), N);
-    gemm(false, false, L, N, N, F(1), dy, ld, S_in, N, F(0), dRt.data(), N);
-    gemm(false, false, L, N, N, F(1), v, ld, dS, N, F(0), dKh.data(), N);
-    gemm(false, false, L, N, N, F(1), ch.SA.data(), N, dS, N, F(0), dBh.data(), N);
-    // The state-in/state-out term of dlw, before dS becomes dS_in.
-    for (int j = 0; j < N; ++j) Xs[j] = 0;
-    for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) Xs[j] += dS[size_t(i) * N + j] * S_in[size_t(i) * N + j];
-    for (int j = 0; j < N; ++j) Xs[j] *= PL[j];
-    for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= PL[j];
-    gemm(true, false, N, N, L, F(1), dX.data(), N, ch.At.data(), N, F(1), dS, N);
-    gemm(true, false, N, N, L, F(1), dy, ld, ch.Rt.data(), N, F(1), dS, N);
+    gemm(true, false, L, N, L2, F(1), M, L2, DY.data(), N, F(1), dv, ld);
+    gemm(false, false, L2, N, N, F(1), DY.data(), N, S_in, N, F(0), dAR.data(), N);
+    gemm(false, false, L2, N, L2, F(1), dM.data(), L2, ch.KB.data(), N, F(1), dAR.data(), N);
+    gemm(true, false, L2, N, L2, F(1), dM.data(), L2, ch.AR.data(), N, F(0), dKB.data(), N);
+    gemm(false, false, L2, N, N, F(1), ch.VS.data(), N, dS, N, F(0), dKBh.data(), N);
+    // The P_L term of dlw, before dS becomes dS_in.
+    const F* PL = ch.P.data() + LN;
+    std::fill(Xs.begin(), Xs.end(), F(0));
+    state_decay_grad(N, PL, S_in, dS, Xs.data());
+    gemm(true, false, N, N, L2, F(1), DY.data(), N, ch.AR.data(), N, F(1), dS, N);
 
-    mul_rows(L, N, dAt.data(), N, ch.P.data(), da, ld);
-    mul_rows(L, N, dRt.data(), N, ch.P.data() + N, dr, ld);
-    mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
-    mul_rows(L, N, dBh.data(), N, ch.Q.data(), db, ld);
-    // Pairs (t, s), s < t: e = e^{cum_t - cum_{s+1}} (a-pairs), e w_t (r-pairs). D[m]
-    // collects both crossing sums: a-pairs over s < m < t, r-pairs over s < m <= t.
-    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
+    const F *P = ch.P.data(), *Q = ch.Q.data(), *Pinv = ch.Pinv.data();
+    mul_rows(L, N, dAR.data(), N, P, da, ld);
+    mul_rows(L, N, dAR.data() + LN, N, P + N, dr, ld);
+    mul2_rows(L, N, dKBh.data(), dKB.data(), Q, Pinv, dk, ld);
+    mul2_rows(L, N, dKBh.data() + LN, dKB.data() + LN, Q, Pinv, db, ld);
     for (int t = 0; t < L; ++t) {
-      const F *at = a + size_t(t) * ld, *rt = r + size_t(t) * ld;
-      const F* wt = ch.w.data() + size_t(t) * N;
-      F *dat = da + size_t(t) * ld, *drt = dr + size_t(t) * ld;
-      std::fill(acc.begin(), acc.end(), F(0));  // a-pair prefix over s
-      std::fill(run.begin(), run.end(), F(0));  // r-pair prefix over s
-      // E[s] = e^{cum_t - cum_{s+1}}, s < t: the previous token's rows times w_{t-1}.
-      if (t > 0) {
-        const F* wp = ch.w.data() + size_t(t - 1) * N;
-        for (int s = 0; s + 1 < t; ++s)
-          for (int j = 0; j < N; ++j) E[size_t(s) * N + j] *= wp[j];
-        std::fill(E.begin() + size_t(t - 1) * N, E.begin() + size_t(t) * N, F(1));
-      }
-      for (int s = 0; s < t; ++s) {
-        const size_t ts = size_t(t) * Lm + s;
-        pair_grads(N, dAak[ts], dAab[ts], dArk[ts], dArb[ts], E.data() + size_t(s) * N, wt, at, rt,
-                   k + size_t(s) * ld, b + size_t(s) * ld, dat, drt, dk + size_t(s) * ld,
-                   db + size_t(s) * ld, D.data() + size_t(s) * N, D.data() + size_t(s + 1) * N,
-                   acc.data(), run.data());
-      }
-      const size_t tt = size_t(t) * Lm + t;
-      const F hr = dArk[tt], hb = dArb[tt];
-      const F *kt = k + size_t(t) * ld, *bt = b + size_t(t) * ld;
-      F *dkt = dk + size_t(t) * ld, *dbt = db + size_t(t) * ld;
-      for (int j = 0; j < N; ++j) {
-        drt[j] += hr * kt[j] + hb * bt[j];
-        dkt[j] += hr * rt[j];
-        dbt[j] += hb * rt[j];
-      }
+      const size_t o = size_t(t) * ld;
+      axpy(N, gk[t], k + o, dr + o);
+      axpy(N, gb[t], b + o, dr + o);
+      axpy(N, gk[t], r + o, dk + o);
+      axpy(N, gb[t], r + o, db + o);
     }
-    // dlw = e^{cum_L} term + D + prefix sums over s of K^ dK^ + B^ dB^ + suffix sums of
-    // A~ dA~ (t > m) and R~ dR~ (t >= m).
+    // dlw: prefix sums of K^ dK^ + B^ dB^ (s < m), then suffix sums of R~ dR~ - K~ dK~ -
+    // B~ dB~ (t >= m) and A~ dA~ (t > m).
+    const F *AR = ch.AR.data(), *KB = ch.KB.data(), *KBh = ch.KBh.data();
     std::fill(run.begin(), run.end(), F(0));
     for (int t = 0; t < L; ++t) {
       const size_t tj = size_t(t) * N;
-      F* dl = dlw + size_t(t) * ld;
-      for (int j = 0; j < N; ++j) {
-        dl[j] = Xs[j] + D[tj + j] + run[j];
-        run[j] += ch.Kh[tj + j] * dKh[tj + j] + ch.Bh[tj + j] * dBh[tj + j];
-      }
+      dlw_prefix(N, KBh + tj, dKBh.data() + tj, KBh + LN + tj, dKBh.data() + LN + tj, Xs.data(),
+                 run.data(), dlw + size_t(t) * ld);
     }
     std::fill(run.begin(), run.end(), F(0));
     for (int t = L - 1; t >= 0; --t) {
       const size_t tj = size_t(t) * N;
-      F* dl = dlw + size_t(t) * ld;
-      for (int j = 0; j < N; ++j) {
-        const F rr = ch.Rt[tj + j] * dRt[tj + j];
-        dl[j] += run[j] + rr;
-        run[j] += rr + ch.At[tj + j] * dAt[tj + j];
-      }
+      dlw_suffix(N, AR + tj, dAR.data() + tj, AR + LN + tj, dAR.data() + LN + tj, KB + tj,
+                 dKB.data() + tj, KB + LN + tj, dKB.data() + LN + tj, run.data(),
+                 dlw + size_t(t) * ld);
     }
   }
 };
@@ -480,36 +568,62 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   const size_t NN = size_t(N) * N;
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
-  const int nchunks = (T + Lmax - 1) / Lmax;
   const int nh = h1 - h0;
-  // One Chunk7 per chunk and head: the forward pass over the chunks keeps each chunk's
-  // matrices and SA for the backward pass (about (8 L N + 4 L^2) values each). Chunks
-  // outermost, heads inside, as in the forward.
-  std::vector<Chunk7<F>> chunks(size_t(nchunks) * nh, Chunk7<F>(Lmax, N));
-  PairScratch7<F> sc(Lmax, N);
+  Chunk7<F> ch(Lmax, N);
   Back7<F> bk(Lmax, N);
-  // ckpt[c][h] = the state entering chunk c; dS [nh, N, N].
-  std::vector<F> ckpt(size_t(nchunks + 1) * nh * NN), dS(size_t(nh) * NN);
+  std::vector<int> starts;  // first token of each chunk, then T
+  std::vector<F> cum(size_t(nh) * N), dS(size_t(nh) * NN);
+  // A forward pass over the chunks keeps, per chunk and head, the state entering it
+  // (states [nchunks+1, nh, N, N]) and SA (sas [T, nh, N]: the chunk at t0 of L tokens
+  // has head hh at rows t0 nh + hh L); the backward pass recomputes the rest of the chunk
+  // (prepare: O(L N (N + L)) next to the chunk's O(L N^2) products). One buffer for both,
+  // not zeroed (every value is written before it is read).
+  std::unique_ptr<F[]> buf;
+  size_t buf_size = 0;
   for (int bi = 0; bi < B; ++bi) {
-    std::fill(ckpt.begin(), ckpt.begin() + size_t(nh) * NN, F(0));
-    for (int c = 0; c < nchunks; ++c) {
-      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+    starts.clear();
+    for (int t0 = 0, L = 0; t0 < T; t0 += L) {
+      starts.push_back(t0);
+      L = wkv_detail::chunk_length(T, t0, Lmax, nh * N, lw + ((size_t(bi) * T + t0) * H + h0) * N,
+                                   ld, cum.data());
+    }
+    starts.push_back(T);
+    const size_t nchunks = starts.size() - 1, sa0 = (nchunks + 1) * nh * NN;
+    if (sa0 + size_t(T) * nh * N > buf_size) {
+      buf_size = sa0 + size_t(T) * nh * N;
+      buf = std::make_unique_for_overwrite<F[]>(buf_size);
+    }
+    F *states = buf.get(), *sas = buf.get() + sa0;
+    std::fill(states, states + size_t(nh) * NN, F(0));
+    for (size_t c = 0; c < nchunks; ++c) {
+      const int t0 = starts[c], L = starts[c + 1] - t0;
+      const size_t row = (size_t(bi) * T + t0) * H;
+      const int Ln = c + 1 < nchunks ? starts[c + 2] - starts[c + 1] : 0;
       for (int h = h0; h < h1; ++h) {
-        const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        const F* cur = ckpt.data() + (size_t(c) * nh + (h - h0)) * NN;
-        F* next = ckpt.data() + (size_t(c + 1) * nh + (h - h0)) * NN;
-        chunks[size_t(c) * nh + (h - h0)].run(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, cur,
-                                              next, static_cast<F*>(nullptr), sc);
+        const size_t o = (row + h) * N, hh = size_t(h - h0);
+        for (const F* x : {lw, k, v, a, b})
+          wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
+        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, false);
+        ch.forward(ld, states + (c * nh + hh) * NN, states + ((c + 1) * nh + hh) * NN,
+                   static_cast<F*>(nullptr), false);
+        std::copy(ch.VS.begin() + size_t(L) * N, ch.VS.begin() + size_t(2 * L) * N,
+                  sas + (size_t(t0) * nh + hh * L) * N);
       }
     }
     std::fill(dS.begin(), dS.end(), F(0));
-    for (int c = nchunks - 1; c >= 0; --c) {
-      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+    for (size_t c = nchunks; c-- > 0;) {
+      const int t0 = starts[c], L = starts[c + 1] - t0;
+      const size_t row = (size_t(bi) * T + t0) * H;
+      const int Lp = c > 0 ? t0 - starts[c - 1] : 0;
       for (int h = h0; h < h1; ++h) {
-        const size_t o = ((size_t(bi) * T + t0) * H + h) * N;
-        bk.chunk(chunks[size_t(c) * nh + (h - h0)], L, ld, r + o, k + o, v + o, a + o, b + o,
-                 dy + o, ckpt.data() + (size_t(c) * nh + (h - h0)) * NN,
-                 dS.data() + size_t(h - h0) * NN, dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
+        const size_t o = (row + h) * N, hh = size_t(h - h0);
+        for (const F* x : {r, lw, k, v, a, b, dy})
+          wkv_detail::prefetch_rows(x + o - size_t(Lp) * ld, Lp, ld, N);
+        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
+        const F* sa = sas + (size_t(t0) * nh + hh * L) * N;
+        std::copy(sa, sa + size_t(L) * N, ch.VS.begin() + size_t(L) * N);
+        bk.chunk(ch, ld, r + o, k + o, b + o, dy + o, states + (c * nh + hh) * NN,
+                 dS.data() + hh * NN, dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
       }
     }
   }

@@ -14,14 +14,16 @@
 //
 // naive: the recurrence token by token (the reference); its backward keeps all T
 // states of a head.
-// chunked forward: chunks of L tokens; inside a chunk the values S_{t-1} a_t come from
-// one unit lower-triangular solve (the WY / UT form of the delta rule, as in
-// flash-linear-attention's chunked DPLR kernels), the rest are dense products; between
-// chunks the state recurrence. See wkv7.cpp for the chunk equations.
+// chunked forward: chunks of up to L tokens (shorter where decays are strong: see
+// wkv_detail::chunk_length); inside a chunk the values S_{t-1} a_t come from one unit
+// lower-triangular solve (the WY / UT form of the delta rule, as in
+// flash-linear-attention's chunked DPLR kernels), the rest are dense products of
+// decay-scaled matrices; between chunks the state recurrence. See wkv7.cpp for the
+// chunk equations.
 // chunked backward: a forward pass over the chunks keeps the state entering each
-// chunk and the chunk's matrices (O(T (N + L) + T/L N^2) memory per head); then, chunk
-// by chunk from the last, the reverse-mode of the chunk equations gives the gradients
-// and the gradient of the entering state.
+// chunk and its values S_{t-1} a_t (O(T N + T/L N^2) memory per head); then, chunk by
+// chunk from the last, the chunk's matrices are recomputed and the reverse-mode of the
+// chunk equations gives the gradients and the gradient of the entering state.
 // State pointers are not deduced (std::type_identity_t), so nullptr can be passed.
 #include <type_traits>
 

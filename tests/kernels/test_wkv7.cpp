@@ -1,5 +1,6 @@
 // WKV7 kernels: the naive backward against central finite differences (double), the
-// chunked forward and backward against the naive ones (fp32), state carry, head
+// chunked forward and backward against the naive ones (fp32; also at the largest decay
+// scale and with chunks cut short by strong decays), chunk lengths, state carry, head
 // ranges, and the state on realistic inputs.
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/wkv7.h"
+#include "kernels/cpu/wkv_common.h"
 #include "tests/kernels/op_gradcheck.h"
 #include "tests/kernels/wkv_test_util.h"
 
@@ -100,12 +102,10 @@ Out run(const Inputs<float>& in, int h0, int h1, int chunk) {
   return o;
 }
 
-void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed,
-                                  bool realistic = true) {
+void expect_chunked_matches_naive(const Inputs<float>& in, int chunk) {
   const int h0 = 1, h1 = 3;
-  Inputs<float> in(2, 37, 4, 8, lw_lo, lw_hi, realistic, seed);
   const Out ref = run(in, h0, h1, 0);
-  const Out got = run(in, h0, h1, 16);
+  const Out got = run(in, h0, h1, chunk);
   const auto m = in.in_heads(h0, h1);
   const double tol = 1e-5;
   EXPECT_LT(rel_err(got.y, ref.y, m), tol);
@@ -123,6 +123,12 @@ void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed,
       }
     }
   }
+}
+
+// B = 2, T = 37, H = 4, N = 8, heads [1, 3), chunk 16.
+void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed,
+                                  bool realistic = true) {
+  expect_chunked_matches_naive(Inputs<float>(2, 37, 4, 8, lw_lo, lw_hi, realistic, seed), 16);
 }
 
 }  // namespace
@@ -159,6 +165,49 @@ TEST(Wkv7, ChunkedMatchesNaiveDecayNearOne) { expect_chunked_matches_naive(-2e-4
 TEST(Wkv7, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.0, -50.0, 4); }
 // a, b uniform in [-0.5, 0.5] instead of the model's -kk, kk * sigmoid.
 TEST(Wkv7, ChunkedMatchesNaiveGeneralAB) { expect_chunked_matches_naive(-1.0, -0.05, 11, false); }
+
+// The chunked forms scale by e^{-cum} inside a chunk (wkv7.cpp) and cut a chunk where
+// that would pass e^{kMaxChunkLogDecay} or a step decays by more than
+// e^{-kMaxStepLogDecay}. lw just above -kMaxChunkLogDecay / 15 (= -kMaxStepLogDecay):
+// chunks of 16 are not cut and reach the largest scale, e^{~30}.
+TEST(Wkv7, ChunkedMatchesNaiveAtLargestDecayScale) {
+  const double lo = -rk::wkv_detail::kMaxChunkLogDecay / 15;
+  expect_chunked_matches_naive(0.995 * lo, 0.98 * lo, 12);
+}
+// Chunks cut by the sum: chunk 64 with lw in [-2, -1.9] ends chunks after 16 tokens
+// (uncut, the scale would reach e^{120}, past fp32).
+TEST(Wkv7, ChunkedMatchesNaiveChunksCutBySum) {
+  expect_chunked_matches_naive(Inputs<float>(2, 70, 4, 8, -2.0, -1.9, true, 13), 64);
+}
+// Chunks cut by single steps: head 2 decays by e^{-10} at every 5th token, so chunks end
+// after tokens 3, 8, 13, ... instead of at multiples of 16.
+TEST(Wkv7, ChunkedMatchesNaiveChunksCutByStep) {
+  Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, true, 14);
+  for (int b = 0; b < in.B; ++b)
+    for (int t = 3; t < in.T; t += 5)
+      for (int j = 0; j < in.N; ++j) in.lw[((size_t(b) * in.T + t) * in.H + 2) * in.N + j] = -10.0f;
+  expect_chunked_matches_naive(in, 16);
+}
+// lw in [-12, -8]: every token ends its chunk.
+TEST(Wkv7, ChunkedMatchesNaiveStrongDecay) { expect_chunked_matches_naive(-12.0, -8.0, 15); }
+
+// chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
+// -kMaxStepLogDecay or where the sum of lw over the first L-1 tokens would fall below
+// -kMaxChunkLogDecay, in any channel.
+TEST(Wkv7, ChunkLengthCutsAtTheDecayBounds) {
+  const int C = 3, T = 100;
+  std::vector<float> lw(size_t(T) * C, -1.0f), cum(C);
+  const auto length = [&](int t0, int Lmax) {
+    return rk::wkv_detail::chunk_length(T, t0, Lmax, C, lw.data() + size_t(t0) * C, C, cum.data());
+  };
+  EXPECT_EQ(length(0, 16), 16);    // 15 tokens sum to -15
+  EXPECT_EQ(length(90, 16), 10);   // the end of the row
+  EXPECT_EQ(length(0, 64), 31);    // 30 tokens sum to -30, 31 to -31
+  lw[size_t(40) * C + 1] = -3.0f;  // one strong step in one channel ends its chunk
+  EXPECT_EQ(length(30, 16), 11);
+  EXPECT_EQ(length(40, 16), 1);
+  EXPECT_EQ(length(41, 16), 16);
+}
 
 // lw down to -1e4: decays underflow to 0, nothing overflows, results stay finite and
 // equal the naive ones.
