@@ -179,6 +179,7 @@ TEST(CudaWkv4, MatchesCpuLargeKeys) {
 TEST(CudaWkv4, MatchesCpuLongSequence) {
   SKIP_WITHOUT_GPU();
   expect_matches_cpu({1, 4096, 64, 0, 64, 1e-3, 1.0, -2.0, 2.0, 8});
+  expect_matches_cpu({1, 16384, 64, 0, 64, 1e-3, 1.0, -2.0, 2.0, 12});  // the issue's longest T
 }
 
 // A state from running the first 23 tokens on the CPU, carried into the GPU forward of

@@ -121,6 +121,7 @@ TEST(CudaWkv6, MatchesCpuDecayNearOne) {
 TEST(CudaWkv6, MatchesCpuLongSequence) {
   SKIP_WITHOUT_GPU();
   expect_matches_cpu({1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 8});
+  expect_matches_cpu({1, 16384, 1, 64, 0, 1, -1.0, -1e-3, 12});  // the issue's longest T
 }
 
 // A nonzero initial state: output and final state against the CPU; the forward
