@@ -1,71 +1,77 @@
 #include "kernels/cpu/elementwise.h"
 
-#include <cmath>
+#include "kernels/cpu/fast_math.h"
 
+// The float loops vectorise: exp, sigmoid and tanh from fast_math.h (libm's in double),
+// the ReLUs as bitwise selects, and per-channel parameter gradients summed row by row
+// in __restrict helpers (written inline next to other outputs that may alias, such
+// loops stay scalar). Those sums add the rows in order, whatever the vector width.
 namespace rwkv::kernels {
 
 namespace {
 
+// acc += dout * s (1 - s): the gradient through s = sigmoid(.), from s.
 template <typename F>
-F sigmoid(F x) {
-  return F(1) / (F(1) + std::exp(-x));
+[[gnu::always_inline]] inline void add_sigmoid_grad_row(F* __restrict acc, const F* __restrict dout,
+                                                        const F* __restrict s, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) acc[c] += dout[c] * s[c] * (F(1) - s[c]);
 }
 
 }  // namespace
 
 template <typename F>
-void act_forward(Act act, F* out, const F* x, int64_t n) {
+RWKV_CPU_SIMD void act_forward(Act act, F* out, const F* x, int64_t n) {
   switch (act) {
     case Act::sigmoid:
-      for (int64_t i = 0; i < n; ++i) out[i] = sigmoid(x[i]);
+      for (int64_t i = 0; i < n; ++i) out[i] = fast::sigmoid(x[i]);
       break;
     case Act::silu:
-      for (int64_t i = 0; i < n; ++i) out[i] = x[i] * sigmoid(x[i]);
+      for (int64_t i = 0; i < n; ++i) out[i] = x[i] * fast::sigmoid(x[i]);
       break;
     case Act::tanh:
-      for (int64_t i = 0; i < n; ++i) out[i] = std::tanh(x[i]);
+      for (int64_t i = 0; i < n; ++i) out[i] = fast::tanh(x[i]);
       break;
     case Act::relu:
-      for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0 ? x[i] : F(0);
+      for (int64_t i = 0; i < n; ++i) out[i] = fast::select(x[i] > 0, x[i], F(0));
       break;
     case Act::relu_sq:
-      for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0 ? x[i] * x[i] : F(0);
+      for (int64_t i = 0; i < n; ++i) out[i] = fast::select(x[i] > 0, x[i] * x[i], F(0));
       break;
     case Act::exp:
-      for (int64_t i = 0; i < n; ++i) out[i] = std::exp(x[i]);
+      for (int64_t i = 0; i < n; ++i) out[i] = fast::exp(x[i]);
       break;
   }
 }
 
 template <typename F>
-void act_backward(Act act, F* dx, const F* dout, const F* x, int64_t n) {
+RWKV_CPU_SIMD void act_backward(Act act, F* dx, const F* dout, const F* x, int64_t n) {
   switch (act) {
     case Act::sigmoid:
       for (int64_t i = 0; i < n; ++i) {
-        const F s = sigmoid(x[i]);
+        const F s = fast::sigmoid(x[i]);
         dx[i] += dout[i] * s * (F(1) - s);
       }
       break;
     case Act::silu:
       for (int64_t i = 0; i < n; ++i) {
-        const F s = sigmoid(x[i]);
+        const F s = fast::sigmoid(x[i]);
         dx[i] += dout[i] * s * (F(1) + x[i] * (F(1) - s));
       }
       break;
     case Act::tanh:
       for (int64_t i = 0; i < n; ++i) {
-        const F t = std::tanh(x[i]);
+        const F t = fast::tanh(x[i]);
         dx[i] += dout[i] * (F(1) - t * t);
       }
       break;
     case Act::relu:
-      for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0 ? dout[i] : F(0);
+      for (int64_t i = 0; i < n; ++i) dx[i] += fast::select(x[i] > 0, dout[i], F(0));
       break;
     case Act::relu_sq:
-      for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0 ? F(2) * x[i] * dout[i] : F(0);
+      for (int64_t i = 0; i < n; ++i) dx[i] += fast::select(x[i] > 0, F(2) * x[i] * dout[i], F(0));
       break;
     case Act::exp:
-      for (int64_t i = 0; i < n; ++i) dx[i] += dout[i] * std::exp(x[i]);
+      for (int64_t i = 0; i < n; ++i) dx[i] += dout[i] * fast::exp(x[i]);
       break;
   }
 }
@@ -100,30 +106,27 @@ void scale_channels_forward(F* out, const F* x, const F* vec, int64_t n, int64_t
 }
 
 template <typename F>
-void scale_channels_backward(F* dx, F* dvec, const F* dout, const F* x, const F* vec, int64_t n,
-                             int64_t C) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) {
-      if (dx) dx[i * C + c] += dout[i * C + c] * vec[c];
-      if (dvec) dvec[c] += dout[i * C + c] * x[i * C + c];
-    }
+RWKV_CPU_SIMD void scale_channels_backward(F* dx, F* dvec, const F* dout, const F* x, const F* vec,
+                                           int64_t n, int64_t C) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (dx) fast::add_product(dx + i * C, dout + i * C, vec, C);
+    if (dvec) fast::add_product(dvec, dout + i * C, x + i * C, C);
+  }
 }
 
 template <typename F>
-void bias_sigmoid_forward(F* out, const F* bias, const F* z, int64_t n, int64_t C) {
+RWKV_CPU_SIMD void bias_sigmoid_forward(F* out, const F* bias, const F* z, int64_t n, int64_t C) {
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) out[i * C + c] = sigmoid(bias[c] + z[i * C + c]);
+    for (int64_t c = 0; c < C; ++c) out[i * C + c] = fast::sigmoid(bias[c] + z[i * C + c]);
 }
 
 template <typename F>
-void bias_sigmoid_backward(F* dbias, F* dz, const F* dout, const F* out, int64_t n, int64_t C) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) {
-      const F s = out[i * C + c];
-      const F g = dout[i * C + c] * s * (F(1) - s);
-      if (dz) dz[i * C + c] += g;
-      if (dbias) dbias[c] += g;
-    }
+RWKV_CPU_SIMD void bias_sigmoid_backward(F* dbias, F* dz, const F* dout, const F* out, int64_t n,
+                                         int64_t C) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (dz) add_sigmoid_grad_row(dz + i * C, dout + i * C, out + i * C, C);
+    if (dbias) add_sigmoid_grad_row(dbias, dout + i * C, out + i * C, C);
+  }
 }
 
 #define RWKV_INSTANTIATE(F)                                                               \

@@ -2,45 +2,109 @@
 
 #include <cmath>
 
+#include "kernels/cpu/fast_math.h"
+
+// The float loops vectorise (as in elementwise.cpp): exp and sigmoid from fast_math.h,
+// the backward functions work row by row in __restrict helpers with one loop per
+// gradient, and sums over a head's channels are fast::sum's interleaved partial sums.
+// Per-channel parameter gradients add the rows in order.
 namespace rwkv::kernels {
 
+namespace {
+
+// One row [C] of decay_v7_backward: g = -e^{-1/2} s (1 - s) dlw, s = sigmoid(w0 + z).
 template <typename F>
-void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c)
-      lw[i * C + c] = -std::exp(time_decay[c] + (ww ? ww[i * C + c] : F(0)));
+[[gnu::always_inline]] inline void decay_v7_backward_row(F* __restrict dw0, F* __restrict dz,
+                                                         const F* __restrict dlw,
+                                                         const F* __restrict w0,
+                                                         const F* __restrict z, int64_t C) {
+  const F scale = fast::exp(F(-0.5));
+  auto grad = [&](int64_t c) {
+    const F s = fast::sigmoid(w0[c] + z[c]);
+    return -scale * s * (F(1) - s) * dlw[c];
+  };
+  if (dz && dw0) {
+    for (int64_t c = 0; c < C; ++c) {
+      const F g = grad(c);
+      dz[c] += g;
+      dw0[c] += g;
+    }
+  } else if (dz) {
+    for (int64_t c = 0; c < C; ++c) dz[c] += grad(c);
+  } else if (dw0) {
+    for (int64_t c = 0; c < C; ++c) dw0[c] += grad(c);
+  }
+}
+
+// One row [C] of key_adjust_backward.
+template <typename F>
+[[gnu::always_inline]] inline void key_adjust_backward_row(
+    F* __restrict dk, F* __restrict da, F* __restrict dk_a, const F* __restrict dout,
+    const F* __restrict k, const F* __restrict a, const F* __restrict k_a, int64_t C) {
+  if (dk)
+    for (int64_t c = 0; c < C; ++c) dk[c] += dout[c] * (F(1) + (a[c] - F(1)) * k_a[c]);
+  if (da)
+    for (int64_t c = 0; c < C; ++c) da[c] += dout[c] * k[c] * k_a[c];
+  if (dk_a)
+    for (int64_t c = 0; c < C; ++c) dk_a[c] += dout[c] * k[c] * (a[c] - F(1));
+}
+
+// One head [N] of bonus_v7_backward; dot = sum_j r k r_k, ddot = sum_j dout v.
+template <typename F>
+[[gnu::always_inline]] inline void bonus_v7_backward_head(
+    F* __restrict dr, F* __restrict dk, F* __restrict dv, F* __restrict dr_k,
+    const F* __restrict dout, const F* __restrict r, const F* __restrict k, const F* __restrict v,
+    const F* __restrict r_k, int64_t N) {
+  if (dv) {
+    const F dot = fast::sum<F>(N, [&](int64_t j) { return r[j] * k[j] * r_k[j]; });
+    for (int64_t j = 0; j < N; ++j) dv[j] += dout[j] * dot;
+  }
+  const F ddot = fast::sum<F>(N, [&](int64_t j) { return dout[j] * v[j]; });
+  if (dr)
+    for (int64_t j = 0; j < N; ++j) dr[j] += ddot * k[j] * r_k[j];
+  if (dk)
+    for (int64_t j = 0; j < N; ++j) dk[j] += ddot * r[j] * r_k[j];
+  if (dr_k)
+    for (int64_t j = 0; j < N; ++j) dr_k[j] += ddot * r[j] * k[j];
+}
+
+}  // namespace
+
+template <typename F>
+RWKV_CPU_SIMD void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) {
+  for (int64_t i = 0; i < n; ++i) {
+    F* out = lw + i * C;
+    if (ww) {
+      const F* wr = ww + i * C;
+      for (int64_t c = 0; c < C; ++c) out[c] = -fast::exp(time_decay[c] + wr[c]);
+    } else {
+      for (int64_t c = 0; c < C; ++c) out[c] = -fast::exp(time_decay[c]);
+    }
+  }
 }
 
 // d lw / d (time_decay + ww) = lw.
 template <typename F>
-void decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw, int64_t n, int64_t C) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) {
-      const F g = dlw[i * C + c] * lw[i * C + c];
-      if (dww) dww[i * C + c] += g;
-      if (dtime_decay) dtime_decay[c] += g;
-    }
+RWKV_CPU_SIMD void decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw, int64_t n,
+                                     int64_t C) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (dww) fast::add_product(dww + i * C, dlw + i * C, lw + i * C, C);
+    if (dtime_decay) fast::add_product(dtime_decay, dlw + i * C, lw + i * C, C);
+  }
 }
 
 template <typename F>
-void decay_v7_forward(F* lw, const F* w0, const F* z, int64_t n, int64_t C) {
-  const F scale = std::exp(F(-0.5));
+RWKV_CPU_SIMD void decay_v7_forward(F* lw, const F* w0, const F* z, int64_t n, int64_t C) {
+  const F scale = fast::exp(F(-0.5));
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c)
-      lw[i * C + c] = -scale / (F(1) + std::exp(-(w0[c] + z[i * C + c])));
+    for (int64_t c = 0; c < C; ++c) lw[i * C + c] = -scale * fast::sigmoid(w0[c] + z[i * C + c]);
 }
 
 template <typename F>
-void decay_v7_backward(F* dw0, F* dz, const F* dlw, const F* w0, const F* z, int64_t n,
-                       int64_t C) {
-  const F scale = std::exp(F(-0.5));
+RWKV_CPU_SIMD void decay_v7_backward(F* dw0, F* dz, const F* dlw, const F* w0, const F* z,
+                                     int64_t n, int64_t C) {
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) {
-      const F s = F(1) / (F(1) + std::exp(-(w0[c] + z[i * C + c])));
-      const F g = -scale * s * (F(1) - s) * dlw[i * C + c];
-      if (dz) dz[i * C + c] += g;
-      if (dw0) dw0[c] += g;
-    }
+    decay_v7_backward_row(dw0, dz ? dz + i * C : nullptr, dlw + i * C, w0, z + i * C, C);
 }
 
 template <typename F>
@@ -49,8 +113,8 @@ void value_residual_forward(F* out, const F* v, const F* v_first, const F* s, in
 }
 
 template <typename F>
-void value_residual_backward(F* dv, F* dv_first, F* ds, const F* dout, const F* v,
-                             const F* v_first, const F* s, int64_t n) {
+void value_residual_backward(F* dv, F* dv_first, F* ds, const F* dout, const F* v, const F* v_first,
+                             const F* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (dv) dv[i] += dout[i] * (F(1) - s[i]);
     if (dv_first) dv_first[i] += dout[i] * s[i];
@@ -68,15 +132,13 @@ void key_adjust_forward(F* out, const F* k, const F* a, const F* k_a, int64_t n,
 }
 
 template <typename F>
-void key_adjust_backward(F* dk, F* da, F* dk_a, const F* dout, const F* k, const F* a,
-                         const F* k_a, int64_t n, int64_t C) {
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t o = i * C + c;
-      if (dk) dk[o] += dout[o] * (F(1) + (a[o] - F(1)) * k_a[c]);
-      if (da) da[o] += dout[o] * k[o] * k_a[c];
-      if (dk_a) dk_a[c] += dout[o] * k[o] * (a[o] - F(1));
-    }
+RWKV_CPU_SIMD void key_adjust_backward(F* dk, F* da, F* dk_a, const F* dout, const F* k, const F* a,
+                                       const F* k_a, int64_t n, int64_t C) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t o = i * C;
+    key_adjust_backward_row(dk ? dk + o : nullptr, da ? da + o : nullptr, dk_a, dout + o, k + o,
+                            a + o, k_a, C);
+  }
 }
 
 template <typename F>
@@ -97,52 +159,45 @@ void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, co
 }
 
 template <typename F>
-void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, int64_t n,
-                      int64_t H, int64_t N) {
+RWKV_CPU_SIMD void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
+                                    int64_t n, int64_t H, int64_t N) {
   for (int64_t s = 0; s < n * H; ++s) {
-    const int64_t h = s % H;
-    F dot = 0;
-    for (int64_t j = 0; j < N; ++j) dot += r[s * N + j] * k[s * N + j] * r_k[h * N + j];
+    const F* rs = r + s * N;
+    const F* ks = k + s * N;
+    const F* rks = r_k + (s % H) * N;
+    const F dot = fast::sum<F>(N, [&](int64_t j) { return rs[j] * ks[j] * rks[j]; });
     for (int64_t j = 0; j < N; ++j) out[s * N + j] += dot * v[s * N + j];
   }
 }
 
 template <typename F>
-void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r, const F* k,
-                       const F* v, const F* r_k, int64_t n, int64_t H, int64_t N) {
+RWKV_CPU_SIMD void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
+                                     const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
+                                     int64_t N) {
   for (int64_t s = 0; s < n * H; ++s) {
-    const int64_t h = s % H;
-    F dot = 0, ddot = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      dot += r[s * N + j] * k[s * N + j] * r_k[h * N + j];
-      ddot += dout[s * N + j] * v[s * N + j];
-    }
-    for (int64_t j = 0; j < N; ++j) {
-      const int64_t o = s * N + j;
-      if (dv) dv[o] += dout[o] * dot;
-      if (dr) dr[o] += ddot * k[o] * r_k[h * N + j];
-      if (dk) dk[o] += ddot * r[o] * r_k[h * N + j];
-      if (dr_k) dr_k[h * N + j] += ddot * r[o] * k[o];
-    }
+    const int64_t o = s * N;
+    auto at = [o](F* g) { return g ? g + o : nullptr; };
+    bonus_v7_backward_head(at(dr), at(dk), at(dv), dr_k ? dr_k + (s % H) * N : nullptr, dout + o,
+                           r + o, k + o, v + o, r_k + (s % H) * N, N);
   }
 }
 
-#define RWKV_INSTANTIATE(F)                                                                     \
-  template void decay_v6_forward<F>(F*, const F*, const F*, int64_t, int64_t);                 \
-  template void decay_v6_backward<F>(F*, F*, const F*, const F*, int64_t, int64_t);            \
-  template void decay_v7_forward<F>(F*, const F*, const F*, int64_t, int64_t);                 \
-  template void decay_v7_backward<F>(F*, F*, const F*, const F*, const F*, int64_t, int64_t);  \
-  template void value_residual_forward<F>(F*, const F*, const F*, const F*, int64_t);          \
-  template void value_residual_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*, \
-                                           int64_t);                                            \
-  template void key_adjust_forward<F>(F*, const F*, const F*, const F*, int64_t, int64_t);     \
-  template void key_adjust_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,     \
-                                       int64_t, int64_t);                                       \
-  template void wkv7_ab_forward<F>(F*, F*, const F*, const F*, int64_t);                       \
-  template void wkv7_ab_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t);  \
-  template void bonus_v7_forward<F>(F*, const F*, const F*, const F*, const F*, int64_t,       \
-                                    int64_t, int64_t);                                          \
-  template void bonus_v7_backward<F>(F*, F*, F*, F*, const F*, const F*, const F*, const F*,   \
+#define RWKV_INSTANTIATE(F)                                                                       \
+  template void decay_v6_forward<F>(F*, const F*, const F*, int64_t, int64_t);                    \
+  template void decay_v6_backward<F>(F*, F*, const F*, const F*, int64_t, int64_t);               \
+  template void decay_v7_forward<F>(F*, const F*, const F*, int64_t, int64_t);                    \
+  template void decay_v7_backward<F>(F*, F*, const F*, const F*, const F*, int64_t, int64_t);     \
+  template void value_residual_forward<F>(F*, const F*, const F*, const F*, int64_t);             \
+  template void value_residual_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,    \
+                                           int64_t);                                              \
+  template void key_adjust_forward<F>(F*, const F*, const F*, const F*, int64_t, int64_t);        \
+  template void key_adjust_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,        \
+                                       int64_t, int64_t);                                         \
+  template void wkv7_ab_forward<F>(F*, F*, const F*, const F*, int64_t);                          \
+  template void wkv7_ab_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t);     \
+  template void bonus_v7_forward<F>(F*, const F*, const F*, const F*, const F*, int64_t, int64_t, \
+                                    int64_t);                                                     \
+  template void bonus_v7_backward<F>(F*, F*, F*, F*, const F*, const F*, const F*, const F*,      \
                                      const F*, int64_t, int64_t, int64_t);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)

@@ -1,6 +1,48 @@
 #include "kernels/cpu/token_shift.h"
 
+#include "kernels/cpu/fast_math.h"
+
+// The mixes work row by row in __restrict helpers with one loop per output (written
+// inline, with up to eight pointers that may alias, GCC keeps the loops scalar); the
+// coefficient c or 1 - c is base + sign c (exact either way), without a branch.
+// Per-channel parameter gradients add the rows in order.
 namespace rwkv::kernels {
+
+namespace {
+
+// One row [C] of mix_forward: out = x + xx (base + sign c + m), m null = 0.
+template <typename F>
+[[gnu::always_inline]] inline void mix_forward_row(F* __restrict out, const F* __restrict x,
+                                                   const F* __restrict xx, const F* __restrict c,
+                                                   const F* __restrict m, F base, F sign,
+                                                   int64_t C) {
+  if (m) {
+    for (int64_t j = 0; j < C; ++j) out[j] = x[j] + xx[j] * ((base + sign * c[j]) + m[j]);
+  } else {
+    for (int64_t j = 0; j < C; ++j) out[j] = x[j] + xx[j] * (base + sign * c[j]);
+  }
+}
+
+// One row [C] of mix_backward.
+template <typename F>
+[[gnu::always_inline]] inline void mix_backward_row(F* __restrict dx, F* __restrict dxx,
+                                                    F* __restrict dc, F* __restrict dm,
+                                                    const F* __restrict dout,
+                                                    const F* __restrict xx, const F* __restrict c,
+                                                    const F* __restrict m, F base, F sign,
+                                                    int64_t C) {
+  if (dx)
+    for (int64_t j = 0; j < C; ++j) dx[j] += dout[j];
+  if (dxx && m)
+    for (int64_t j = 0; j < C; ++j) dxx[j] += dout[j] * ((base + sign * c[j]) + m[j]);
+  if (dxx && !m)
+    for (int64_t j = 0; j < C; ++j) dxx[j] += dout[j] * (base + sign * c[j]);
+  if (dc)
+    for (int64_t j = 0; j < C; ++j) dc[j] += sign * (dout[j] * xx[j]);
+  if (dm) fast::add_product(dm, dout, xx, C);
+}
+
+}  // namespace
 
 template <typename F>
 void shift_diff_forward(F* xx, const F* x, const F* prev, int64_t B, int64_t T, int64_t C) {
@@ -20,10 +62,9 @@ void shift_diff_backward(F* dx, F* dprev, const F* dxx, int64_t B, int64_t T, in
       const F* g = dxx + (b * T + t) * C;
       F* cur = dx + (b * T + t) * C;
       F* before = t > 0 ? cur - C : (dprev ? dprev + b * C : nullptr);
-      for (int64_t c = 0; c < C; ++c) {
-        cur[c] -= g[c];
-        if (before) before[c] += g[c];
-      }
+      for (int64_t c = 0; c < C; ++c) cur[c] -= g[c];
+      if (before)
+        for (int64_t c = 0; c < C; ++c) before[c] += g[c];
     }
 }
 
@@ -34,28 +75,21 @@ void shift_last(F* last, const F* x, int64_t B, int64_t T, int64_t C) {
 }
 
 template <typename F>
-void mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m, bool one_minus, int64_t n,
-                 int64_t C) {
+RWKV_CPU_SIMD void mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m,
+                               bool one_minus, int64_t n, int64_t C) {
+  const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < C; ++j) {
-      const int64_t o = i * C + j;
-      const F coef = (one_minus ? F(1) - c[j] : c[j]) + (m ? m[o] : F(0));
-      out[o] = x[o] + xx[o] * coef;
-    }
+    mix_forward_row(out + i * C, x + i * C, xx + i * C, c, m ? m + i * C : nullptr, base, sign, C);
 }
 
 template <typename F>
-void mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx, const F* c, const F* m,
-                  bool one_minus, int64_t n, int64_t C) {
+RWKV_CPU_SIMD void mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx, const F* c,
+                                const F* m, bool one_minus, int64_t n, int64_t C) {
+  const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
+  auto at = [C](auto* p, int64_t i) { return p ? p + i * C : nullptr; };
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < C; ++j) {
-      const int64_t o = i * C + j;
-      const F coef = (one_minus ? F(1) - c[j] : c[j]) + (m ? m[o] : F(0));
-      if (dx) dx[o] += dout[o];
-      if (dxx) dxx[o] += dout[o] * coef;
-      if (dc) dc[j] += one_minus ? -dout[o] * xx[o] : dout[o] * xx[o];
-      if (dm) dm[o] += dout[o] * xx[o];
-    }
+    mix_backward_row(at(dx, i), at(dxx, i), dc, at(dm, i), dout + i * C, xx + i * C, c, at(m, i),
+                     base, sign, C);
 }
 
 #define RWKV_INSTANTIATE(F)                                                                   \
