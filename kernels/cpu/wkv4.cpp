@@ -11,7 +11,6 @@
 namespace rwkv::kernels {
 namespace {
 
-using wkv_detail::fast_exp;
 
 // pp of the empty state: e^pp is 0 in fp32 and double, and pp - w stays finite.
 constexpr double kEmptyPP = -1e38;
@@ -50,13 +49,13 @@ void wkv4_forward_naive(int B, int T, int C, int c0, int c1, const F* w, const F
         // Output: the current token enters with the bonus u.
         const F ww = u[c0 + c] + kk;
         F p = std::max(pp[c], ww);
-        F e1 = fast_exp(pp[c] - p), e2 = fast_exp(ww - p);
+        F e1 = fast::exp(pp[c] - p), e2 = fast::exp(ww - p);
         y[row + c] = (e1 * aa[c] + e2 * vv) / (e1 * bb[c] + e2);
         // State: decay by e^{-w}, then add the current token.
         const F wd = pp[c] - w[c0 + c];
         p = std::max(wd, kk);
-        e1 = fast_exp(wd - p);
-        e2 = fast_exp(kk - p);
+        e1 = fast::exp(wd - p);
+        e2 = fast::exp(kk - p);
         aa[c] = e1 * aa[c] + e2 * vv;
         bb[c] = e1 * bb[c] + e2;
         pp[c] = p;
@@ -108,7 +107,7 @@ void wkv4_backward_naive(int B, int T, int C, int c0, int c1, const F* w, const 
         const F kk = k[row + c], vv = v[row + c];
         const F ww = u[c0 + c] + kk;
         F p = std::max(pp[c], ww);
-        F e1 = fast_exp(pp[c] - p), e2 = fast_exp(ww - p);
+        F e1 = fast::exp(pp[c] - p), e2 = fast::exp(ww - p);
         const F den = e1 * bb[c] + e2;
         const F yy = (e1 * aa[c] + e2 * vv) / den;
         const F g = dy[row + c] / den;
@@ -119,8 +118,8 @@ void wkv4_backward_naive(int B, int T, int C, int c0, int c1, const F* w, const 
         pt[c] = p;
         const F wd = pp[c] - w[c0 + c];
         p = std::max(wd, kk);
-        e1 = fast_exp(wd - p);
-        e2 = fast_exp(kk - p);
+        e1 = fast::exp(wd - p);
+        e2 = fast::exp(kk - p);
         ga[c] = e1 * (ga[c] + aa[c]);
         gb[c] = e1 * (gb[c] + bb[c]);
         aa[c] = e1 * aa[c] + e2 * vv;
@@ -139,13 +138,13 @@ void wkv4_backward_naive(int B, int T, int C, int c0, int c1, const F* w, const 
       const F* pt = ps.data() + size_t(t) * nc;
       for (int c = 0; c < nc; ++c) {
         const F kk = k[row + c], vv = v[row + c], yy = yt[c], g = gt[c];
-        const F qe = g * fast_exp(u[c0 + c] + kk - pt[c]);  // q_t e^{u+k_t}
-        const F ek = fast_exp(kk + pp[c]);                  // e^{k_t} x scale of A_t
+        const F qe = g * fast::exp(u[c0 + c] + kk - pt[c]);  // q_t e^{u+k_t}
+        const F ek = fast::exp(kk + pp[c]);                  // e^{k_t} x scale of A_t
         dk[row + c] = qe * (vv - yy) + ek * (vv * aa[c] - bb[c]);
         dv[row + c] = qe + ek * aa[c];
         const F wd = pp[c] - w[c0 + c];
         const F p = std::max(wd, -pt[c]);
-        const F e1 = fast_exp(wd - p), e2 = fast_exp(-pt[c] - p) * g;
+        const F e1 = fast::exp(wd - p), e2 = fast::exp(-pt[c] - p) * g;
         aa[c] = e1 * aa[c] + e2;
         bb[c] = e1 * bb[c] + e2 * yy;
         pp[c] = p;

@@ -158,13 +158,13 @@ struct Chunk6 {
         E(w.size()) {}
 
   // r, k, lw point at token 0 of the chunk for this head; consecutive tokens are ld apart.
-  RWKV_WKV_SIMD void decays(int len, const F* k, const F* lw, int ld) {
+  RWKV_CPU_SIMD void decays(int len, const F* k, const F* lw, int ld) {
     L = len;
     wkv_detail::chunk_decays(L, N, lw, ld, w.data(), P.data(), Q.data());
     mul_rows(L, N, k, ld, Q.data(), Kh.data(), N);
   }
 
-  RWKV_WKV_SIMD void attention(const F* r, const F* k, const F* u, int ld, int lda) {
+  RWKV_CPU_SIMD void attention(const F* r, const F* k, const F* u, int ld, int lda) {
     mul_rows(L, N, r, ld, P.data(), Rt.data(), N);
     for (int t = 0; t < L; ++t) {
       const F* rt = r + size_t(t) * ld;
@@ -188,7 +188,7 @@ struct Chunk6 {
   }
 
   // S <- diag(e^{cum_L}) S + K^^T V
-  RWKV_WKV_SIMD void advance(F* S, const F* v, int ld) const {
+  RWKV_CPU_SIMD void advance(F* S, const F* v, int ld) const {
     const F* PL = P.data() + size_t(L) * N;
     for (int i = 0; i < N; ++i)
       for (int j = 0; j < N; ++j) S[size_t(i) * N + j] *= PL[i];
@@ -267,7 +267,7 @@ struct Back6 {
   // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
   // duh the head's u and du [N]); S the state entering the chunk; dS: dS_out on entry,
   // dS_in on exit. ch is this struct's forward scratch (overwritten).
-  RWKV_WKV_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
+  RWKV_CPU_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
                            const F* v, const F* lw, const F* uh, const F* dy, const F* S, F* dS,
                            F* dr, F* dk, F* dv, F* dlw, F* duh) {
     const int N = ch.N;

@@ -195,7 +195,7 @@ template <typename F>
                                                F* __restrict At, F* __restrict Kt, F* __restrict Bt,
                                                F* __restrict Vt) {
   for (int j = 0; j < N; ++j) {
-    const F p1 = Pt[j] * wkv_detail::fast_exp(lw[j]), inv = F(1) / p1;
+    const F p1 = Pt[j] * fast::exp(lw[j]), inv = F(1) / p1;
     Pt1[j] = p1;
     Pinv[j] = inv;
     At[j] = a[j] * Pt[j];
@@ -251,7 +251,7 @@ struct Chunk7 {
   // Decays, AR, KB, KBh, M and V (into VS) of L tokens from the pointers (consecutive
   // tokens ld apart). with_r false: only what the state needs (no R~, no Ark, Arb; r is
   // not read).
-  RWKV_WKV_SIMD void prepare(int l, int ld, const F* r, const F* lw, const F* k, const F* v,
+  RWKV_CPU_SIMD void prepare(int l, int ld, const F* r, const F* lw, const F* k, const F* v,
                              const F* a, const F* b, bool with_r) {
     L = l;
     const int L2 = 2 * L;
@@ -296,7 +296,7 @@ struct Chunk7 {
   // S_out are [N, N], S[i][j] (value i, key j), or S^T when key_major: the products with
   // S^T then read S^T as stored (OpenBLAS's small-matrix kernels take a row-major
   // B^T operand at about 0.7x the rate of B).
-  RWKV_WKV_SIMD void forward(int ld, const F* S, F* S_out, F* y, bool key_major) {
+  RWKV_CPU_SIMD void forward(int ld, const F* S, F* S_out, F* y, bool key_major) {
     const int L2 = 2 * L;
     const size_t LN = size_t(L) * N;
     F* SA = VS.data() + LN;
@@ -320,7 +320,7 @@ struct Chunk7 {
   }
 
   // X <- (I - Aab)^{-1} X, X [L, N]: X[t] += sum_{s<t} Aab[t][s] X[s], t ascending.
-  RWKV_WKV_SIMD void substitute_forward(F* X) const {
+  RWKV_CPU_SIMD void substitute_forward(F* X) const {
     for (int t = 1; t < L; ++t) {
       F* Xt = X + size_t(t) * N;
       const F* Mt = M.data() + size_t(t) * 2 * L + L;
@@ -333,7 +333,7 @@ struct Chunk7 {
   }
 
   // X <- (I - Aab)^{-T} X: X[s] += sum_{t>s} Aab[t][s] X[t], s descending.
-  RWKV_WKV_SIMD void substitute_backward(F* X) const {
+  RWKV_CPU_SIMD void substitute_backward(F* X) const {
     for (int s = L - 2; s >= 0; --s) {
       F* Xs = X + size_t(s) * N;
       for (int t = s + 1; t < L; ++t) {
@@ -490,7 +490,7 @@ struct Back7 {
 
   // One chunk; ch is prepared (with_r) for it and holds SA in VS rows L... Pointers at
   // the chunk's first token, tokens ld apart. dS: dS_out on entry, dS_in on exit.
-  RWKV_WKV_SIMD void chunk(const Chunk7<F>& ch, int ld, const F* r, const F* k, const F* b,
+  RWKV_CPU_SIMD void chunk(const Chunk7<F>& ch, int ld, const F* r, const F* k, const F* b,
                            const F* dy, const F* S_in, F* dS, F* dr, F* dlw, F* dk, F* dv, F* da,
                            F* db) {
     const int N = ch.N, L = ch.L, L2 = 2 * L;

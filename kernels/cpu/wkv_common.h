@@ -1,62 +1,22 @@
 #pragma once
-// Helpers shared by the WKV kernels (wkv4.cpp, wkv6.cpp, wkv7.cpp): a vectorisable exp,
-// chunk decays, chunk lengths, prefetching, small vector loops, a row-major GEMM wrapper
-// over OpenBLAS, state loading, argument checks, the per-CPU compilation of the chunk
-// code.
+// Helpers shared by the WKV kernels (wkv4.cpp, wkv6.cpp, wkv7.cpp), beside fast_math.h
+// (exp; RWKV_CPU_SIMD, the per-CPU clones of the chunk code, whose loops over the N
+// channels of a head run 16 lanes wide with AVX-512: 1.2x to 2.3x faster chunked
+// WKV6/7, docs/performance.md): chunk decays, chunk lengths, prefetching, small vector
+// loops, a row-major GEMM wrapper over OpenBLAS, state loading, argument checks.
 #include <cblas.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
 #include <vector>
 
 #include "common/error.h"
-
-// The chunk functions are compiled three times, for AVX-512, AVX2 and the baseline
-// (SSE2: the build has no -march), and the loader picks one for the CPU (an ifunc, so
-// ELF/glibc only). Their loops are over the N channels of a head: 16 lanes instead of 4
-// made the chunked WKV6/7 forward and backward 1.2x to 2.3x faster (docs/performance.md).
-// Results differ between the versions by rounding only (AVX-512 code fuses a * b + c).
-// GCC only: Clang does not multiversion templates.
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__clang__)
-#define RWKV_WKV_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RWKV_WKV_SIMD
-#endif
+#include "kernels/cpu/fast_math.h"
 
 namespace rwkv::kernels::wkv_detail {
 
-// e^x in fp32 without a libm call, so loops over channels vectorise (libm's expf does
-// not, without -ffast-math). Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a
-// degree-7 polynomial, 2^n put into the exponent bits; relative error ~2e-7 (a few
-// ulp). For x <= 88 (the WKV kernels only take exps of numbers <= 0). x < -87.3 (e^x
-// below the smallest normal float) gives 0; NaN gives NaN. The range tests are on the
-// integer bits: a float compare would stop GCC from vectorising (-ftrapping-math).
-inline float fast_exp(float x) {
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float t = x * 1.44269504088896341f + magic;
-  const float n = t - magic;
-  const uint32_t ni = std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(magic);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const float y = p * std::bit_cast<float>((ni + 127u) << 23);
-  // Negative floats order like their bits as unsigned: x < -87.3 <=> bits > bits(-87.3).
-  const uint32_t bits = std::bit_cast<uint32_t>(x);
-  const bool is_nan = (bits & 0x7fffffffu) > 0x7f800000u;
-  const bool tiny = bits > std::bit_cast<uint32_t>(-87.3f);
-  const uint32_t keep = 0u - uint32_t(is_nan || !tiny);
-  return std::bit_cast<float>(std::bit_cast<uint32_t>(y) & keep);
-}
-// Double is the test precision: libm.
-inline double fast_exp(double x) { return std::exp(x); }
 
 // The decay factors of one chunk of L tokens (lw at its first token, tokens ld apart),
 // with cum_0 = 0, cum_{t+1} = cum_t + lw_t:
@@ -65,7 +25,7 @@ inline double fast_exp(double x) { return std::exp(x); }
 //   Q[s] = e^{cum_L - cum_{s+1}} = prod_{s < m < L} w[m]  [L, N]  (Q[L-1] = 1)
 // Every decay of the chunked forms is such a product of per-step factors in [0, 1]:
 // one exp per token and channel instead of one per pair, and no cumulative sums. Each
-// factor is off by a few ulp plus |lw| eps (fast_exp rounds its argument), so a
+// factor is off by a few ulp plus |lw| eps (fast::exp rounds its argument), so a
 // product over L steps is as accurate as the exp of an exact difference of cumulative
 // sums rounded to F (off by |cum_x - cum_y| eps). Products underflow to 0 gradually;
 // nothing overflows.
@@ -73,7 +33,7 @@ template <typename F>
 [[gnu::always_inline]] inline void chunk_decays(int L, int N, const F* __restrict lw, int ld,
                                                 F* __restrict w, F* __restrict P, F* __restrict Q) {
   for (int t = 0; t < L; ++t)
-    for (int j = 0; j < N; ++j) w[size_t(t) * N + j] = fast_exp(lw[size_t(t) * ld + j]);
+    for (int j = 0; j < N; ++j) w[size_t(t) * N + j] = fast::exp(lw[size_t(t) * ld + j]);
   std::fill(P, P + N, F(1));
   for (int t = 0; t < L; ++t)
     for (int j = 0; j < N; ++j)
