@@ -2,8 +2,8 @@
 // (6 layers, C 512, head 64, vocab 8192, B 4, T 512, fp32; threads: one per CPU) run
 // through ProfiledBackend (kernels/profiled_backend.h), per version: after a warm-up
 // step, the wall time of each backend op summed over `steps` steps (argument 1,
-// default 2), per step, as a markdown table. Usage: bench_train_step_ops [steps] [versions]
-// e.g. bench_train_step_ops 2 7.
+// default 2), per step, as a markdown table. Usage: bench_train_step_ops [steps]
+// [versions] [wkv chunk], e.g. bench_train_step_ops 2 7 16 (the defaults: 2 4567 16).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,10 +19,10 @@ namespace {
 
 constexpr int kLayers = 6, kEmbd = 512, kHead = 64, kVocab = 8192, kB = 4, kT = 512;
 
-void profile(int version, int steps) {
+void profile(int version, int steps, int chunk) {
   const rwkv::model::ModelConfig cfg =
       rwkv::model::make_model_config(version, kLayers, kEmbd, kHead, kVocab, kT);
-  rwkv::kernels::CpuBackend<float> cpu;
+  rwkv::kernels::CpuBackend<float> cpu(chunk);
   rwkv::kernels::HostOpClock clock;
   rwkv::kernels::ProfiledBackend<float> be(cpu, &clock);
   rwkv::model::Model<float> m(cfg, be);
@@ -46,8 +46,9 @@ void profile(int version, int steps) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
       steps;
-  std::printf("\nRWKV-%d, %d threads: %.1f ms per step (wall), ops below\n\n%s", version,
-              cpu.threads, ms, rwkv::kernels::format_op_profile(clock.totals(), steps).c_str());
+  std::printf("\nRWKV-%d, %d threads, WKV chunk %d: %.1f ms per step (wall), ops below\n\n%s",
+              version, cpu.threads, chunk, ms,
+              rwkv::kernels::format_op_profile(clock.totals(), steps).c_str());
 }
 
 }  // namespace
@@ -55,5 +56,6 @@ void profile(int version, int steps) {
 int main(int argc, char** argv) {
   const int steps = argc > 1 ? std::max(1, std::stoi(argv[1])) : 2;
   const std::string versions = argc > 2 ? argv[2] : "4567";
-  for (char v : versions) profile(v - '0', steps);
+  const int chunk = argc > 3 ? std::stoi(argv[3]) : 16;
+  for (char v : versions) profile(v - '0', steps, chunk);
 }
