@@ -38,7 +38,9 @@ std::pair<int, int> local_rank(MPI_Comm world) {
   return {rank, size};
 }
 
-// Selects this rank's GPU; throws ConfigError when there is none for it.
+// Selects this rank's GPU: the node-local rank's when the rank sees every GPU of the
+// node, GPU 0 when the launcher gave each rank its own (one visible, e.g. srun
+// --gpus-per-task=1 or a CUDA_VISIBLE_DEVICES per rank); throws ConfigError otherwise.
 int select_gpu(MPI_Comm world) {
   const auto [rank, ranks] = local_rank(world);
   int count = 0;
@@ -49,14 +51,15 @@ int select_gpu(MPI_Comm world) {
         "train.device: cuda, but no GPU is visible on " + host_name() + " (" +
         (rc != cudaSuccess ? std::string(cudaGetErrorString(rc)) : std::string("no device")) + ")");
   }
-  if (ranks > count)
+  if (ranks > count && count != 1)
     throw ConfigError("train.device: cuda: " + std::to_string(ranks) + " ranks on " + host_name() +
                       " but " + std::to_string(count) +
-                      " GPU(s) visible; start one rank per GPU (e.g. srun "
+                      " GPUs visible to each; start one rank per GPU (e.g. srun "
                       "--ntasks-per-node=" +
                       std::to_string(count) + ")");
-  CUDA_CHECK(cudaSetDevice(rank));
-  return rank;
+  const int gpu = ranks > count ? 0 : rank;
+  CUDA_CHECK(cudaSetDevice(gpu));
+  return gpu;
 }
 
 // The arena: train.gpu_memory GiB, or all the free memory but 2 GiB.
