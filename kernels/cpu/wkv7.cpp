@@ -228,14 +228,17 @@ template <typename F>
 }
 
 // The quantities of one chunk of one head; buffers for up to Lmax tokens, a chunk of L
-// tokens packs its 2L-row blocks at the front (row L starts the second block).
+// tokens packs its 2L-row blocks at the front (row L starts the second block). VS points
+// at own_VS unless the caller points it elsewhere (the backward keeps [V; SA] of every
+// chunk in place there instead of copying SA out and back).
 template <typename F>
 struct Chunk7 {
   int Lmax, N, L = 0;
-  std::vector<F> Q, Pinv;          // [Lmax, N]: Q_t, 1/P_{t+1} (row L-1: 0)
-  std::vector<F> P;                // [Lmax+1, N]: P_t
-  std::vector<F> AR, KB, KBh, VS;  // [2 Lmax, N]
-  std::vector<F> M;                // [2 Lmax, 2 Lmax], row stride 2L
+  std::vector<F> Q, Pinv;              // [Lmax, N]: Q_t, 1/P_{t+1} (row L-1: 0)
+  std::vector<F> P;                    // [Lmax+1, N]: P_t
+  std::vector<F> AR, KB, KBh, own_VS;  // [2 Lmax, N]
+  std::vector<F> M;                    // [2 Lmax, 2 Lmax], row stride 2L
+  F* VS;                               // [2L, N]: [V; SA]
   Chunk7(int lmax, int n)
       : Lmax(lmax),
         N(n),
@@ -245,8 +248,11 @@ struct Chunk7 {
         AR(2 * Q.size()),
         KB(AR.size()),
         KBh(AR.size()),
-        VS(AR.size()),
-        M(size_t(4) * lmax * lmax) {}
+        own_VS(AR.size()),
+        M(size_t(4) * lmax * lmax),
+        VS(own_VS.data()) {}
+  Chunk7(const Chunk7&) = delete;  // VS may point into itself
+  Chunk7& operator=(const Chunk7&) = delete;
 
   // Decays, AR, KB, KBh, M and V (into VS) of L tokens from the pointers (consecutive
   // tokens ld apart). with_r false: only what the state needs (no R~, no Ark, Arb; r is
@@ -260,8 +266,7 @@ struct Chunk7 {
     for (int t = 0; t < L; ++t) {
       const size_t o = size_t(t) * ld, tj = size_t(t) * N;
       scale_token(N, lw + o, a + o, k + o, b + o, v + o, P.data() + tj, P.data() + tj + N,
-                  Pinv.data() + tj, AR.data() + tj, KB.data() + tj, KB.data() + LN + tj,
-                  VS.data() + tj);
+                  Pinv.data() + tj, AR.data() + tj, KB.data() + tj, KB.data() + LN + tj, VS + tj);
     }
     // Pinv of the last token (1 / P_L) is never used and may not be finite; K~, B~ there 0.
     std::fill(Pinv.begin() + (LN - N), Pinv.begin() + LN, F(0));
@@ -299,23 +304,23 @@ struct Chunk7 {
   RWKV_CPU_SIMD void forward(int ld, const F* S, F* S_out, F* y, bool key_major) {
     const int L2 = 2 * L;
     const size_t LN = size_t(L) * N;
-    F* SA = VS.data() + LN;
+    F* SA = VS + LN;
     gemm(false, !key_major, L, N, N, F(1), AR.data(), N, S, N, F(0), SA, N);
-    gemm(false, false, L, N, L, F(1), M.data(), L2, VS.data(), N, F(1), SA, N);
+    gemm(false, false, L, N, L, F(1), M.data(), L2, VS, N, F(1), SA, N);
     substitute_forward(SA);
     if (y) {
       gemm(false, !key_major, L, N, N, F(1), AR.data() + LN, N, S, N, F(0), y, ld);
-      gemm(false, false, L, N, L2, F(1), M.data() + size_t(L) * L2, L2, VS.data(), N, F(1), y, ld);
+      gemm(false, false, L, N, L2, F(1), M.data() + size_t(L) * L2, L2, VS, N, F(1), y, ld);
     }
     const F* PL = P.data() + LN;
     if (key_major) {
       for (int j = 0; j < N; ++j)
         for (int i = 0; i < N; ++i) S_out[size_t(j) * N + i] = S[size_t(j) * N + i] * PL[j];
-      gemm(true, false, N, N, L2, F(1), KBh.data(), N, VS.data(), N, F(1), S_out, N);
+      gemm(true, false, N, N, L2, F(1), KBh.data(), N, VS, N, F(1), S_out, N);
     } else {
       for (int i = 0; i < N; ++i)
         for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
-      gemm(true, false, N, N, L2, F(1), VS.data(), N, KBh.data(), N, F(1), S_out, N);
+      gemm(true, false, N, N, L2, F(1), VS, N, KBh.data(), N, F(1), S_out, N);
     }
   }
 
@@ -344,6 +349,15 @@ struct Chunk7 {
     }
   }
 };
+
+// Asks for rows [0, L) of n values, ld apart, to be brought into the L2 cache for
+// writing (wkv_detail::prefetch_rows for the outputs).
+template <typename F>
+inline void prefetch_rows_for_write(F* p, int L, int ld, int n) {
+  for (int t = 0; t < L; ++t)
+    for (int j = 0; j < n; j += 64 / int(sizeof(F)))
+      __builtin_prefetch(p + size_t(t) * ld + j, 1, 2);
+}
 
 // out[h] = x[h]^T for nh consecutive N x N matrices.
 template <typename F>
@@ -381,8 +395,13 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
       const int Ln = std::min(Lmax, T - t0 - L);
       for (int h = h0; h < h1; ++h) {
         const size_t o = (row + h) * N;
-        for (const F* x : {r, lw, k, v, a, b})
-          wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
+        // Prefetch the rows of the next head of this chunk, or of the next chunk's first
+        // head after the last (at most Ln rows).
+        const bool last = h + 1 == h1;
+        const size_t on = last ? (row + size_t(L) * H + h0) * N : o + N;
+        const int Lnx = last ? Ln : L;
+        for (const F* x : {r, lw, k, v, a, b}) wkv_detail::prefetch_rows(x + on, Lnx, ld, N);
+        prefetch_rows_for_write(y + on, Lnx, ld, N);
         F* Sh = St.data() + size_t(h - h0) * NN;
         ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
         ch.forward(ld, Sh, Sh, y + o, true);
@@ -505,7 +524,7 @@ struct Back7 {
     gemm(false, true, L, N, N, F(1), ch.KBh.data() + LN, N, dS, N, F(0), dX, N);
     gemm(true, false, L, N, L, F(1), M + size_t(L) * L2 + L, L2, DY.data() + LN, N, F(1), dX, N);
     ch.substitute_backward(dX);
-    gemm(false, true, L2, L2, N, F(1), DY.data(), N, ch.VS.data(), N, F(0), dM.data(), L2);
+    gemm(false, true, L2, L2, N, F(1), DY.data(), N, ch.VS, N, F(0), dM.data(), L2);
     for (int t = 0; t < L2; ++t) {
       F* row = dM.data() + size_t(t) * L2;
       const int tt = t % L;
@@ -520,7 +539,7 @@ struct Back7 {
     gemm(false, false, L2, N, N, F(1), DY.data(), N, S_in, N, F(0), dAR.data(), N);
     gemm(false, false, L2, N, L2, F(1), dM.data(), L2, ch.KB.data(), N, F(1), dAR.data(), N);
     gemm(true, false, L2, N, L2, F(1), dM.data(), L2, ch.AR.data(), N, F(0), dKB.data(), N);
-    gemm(false, false, L2, N, N, F(1), ch.VS.data(), N, dS, N, F(0), dKBh.data(), N);
+    gemm(false, false, L2, N, N, F(1), ch.VS, N, dS, N, F(0), dKBh.data(), N);
     // The P_L term of dlw, before dS becomes dS_in.
     const F* PL = ch.P.data() + LN;
     std::fill(Xs.begin(), Xs.end(), F(0));
@@ -574,10 +593,11 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   std::vector<int> starts;  // first token of each chunk, then T
   std::vector<F> cum(size_t(nh) * N), dS(size_t(nh) * NN);
   // A forward pass over the chunks keeps, per chunk and head, the state entering it
-  // (states [nchunks+1, nh, N, N]) and SA (sas [T, nh, N]: the chunk at t0 of L tokens
-  // has head hh at rows t0 nh + hh L); the backward pass recomputes the rest of the chunk
-  // (prepare: O(L N (N + L)) next to the chunk's O(L N^2) products). One buffer for both,
-  // not zeroed (every value is written before it is read).
+  // (states [nchunks+1, nh, N, N]) and [V; SA] (vss [2T, nh, N]: the chunk at t0 of L
+  // tokens has head hh at rows 2 (t0 nh + hh L), Chunk7::VS points there in both passes);
+  // the backward pass recomputes the rest of the chunk (prepare: O(L N (N + L)) next to
+  // the chunk's O(L N^2) products). One buffer for both, not zeroed (every value is
+  // written before it is read).
   std::unique_ptr<F[]> buf;
   size_t buf_size = 0;
   for (int bi = 0; bi < B; ++bi) {
@@ -588,12 +608,12 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
                                    ld, cum.data());
     }
     starts.push_back(T);
-    const size_t nchunks = starts.size() - 1, sa0 = (nchunks + 1) * nh * NN;
-    if (sa0 + size_t(T) * nh * N > buf_size) {
-      buf_size = sa0 + size_t(T) * nh * N;
+    const size_t nchunks = starts.size() - 1, vs0 = (nchunks + 1) * nh * NN;
+    if (vs0 + size_t(2) * T * nh * N > buf_size) {
+      buf_size = vs0 + size_t(2) * T * nh * N;
       buf = std::make_unique_for_overwrite<F[]>(buf_size);
     }
-    F *states = buf.get(), *sas = buf.get() + sa0;
+    F *states = buf.get(), *vss = buf.get() + vs0;
     std::fill(states, states + size_t(nh) * NN, F(0));
     for (size_t c = 0; c < nchunks; ++c) {
       const int t0 = starts[c], L = starts[c + 1] - t0;
@@ -603,11 +623,10 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
         const size_t o = (row + h) * N, hh = size_t(h - h0);
         for (const F* x : {lw, k, v, a, b})
           wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
+        ch.VS = vss + 2 * (size_t(t0) * nh + hh * L) * N;
         ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, false);
         ch.forward(ld, states + (c * nh + hh) * NN, states + ((c + 1) * nh + hh) * NN,
                    static_cast<F*>(nullptr), false);
-        std::copy(ch.VS.begin() + size_t(L) * N, ch.VS.begin() + size_t(2 * L) * N,
-                  sas + (size_t(t0) * nh + hh * L) * N);
       }
     }
     std::fill(dS.begin(), dS.end(), F(0));
@@ -617,11 +636,15 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
       const int Lp = c > 0 ? t0 - starts[c - 1] : 0;
       for (int h = h0; h < h1; ++h) {
         const size_t o = (row + h) * N, hh = size_t(h - h0);
-        for (const F* x : {r, lw, k, v, a, b, dy})
-          wkv_detail::prefetch_rows(x + o - size_t(Lp) * ld, Lp, ld, N);
+        // Prefetch the rows of the next head of this chunk, or of the previous chunk's
+        // first head after the last: inputs to read, gradients to write.
+        const bool last = h + 1 == h1;
+        const size_t on = last ? ((size_t(bi) * T + t0 - Lp) * H + h0) * N : o + N;
+        const int Lnx = last ? Lp : L;
+        for (const F* x : {r, lw, k, v, a, b, dy}) wkv_detail::prefetch_rows(x + on, Lnx, ld, N);
+        for (F* x : {dr, dlw, dk, dv, da, db}) prefetch_rows_for_write(x + on, Lnx, ld, N);
+        ch.VS = vss + 2 * (size_t(t0) * nh + hh * L) * N;
         ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
-        const F* sa = sas + (size_t(t0) * nh + hh * L) * N;
-        std::copy(sa, sa + size_t(L) * N, ch.VS.begin() + size_t(L) * N);
         bk.chunk(ch, ld, r + o, k + o, b + o, dy + o, states + (c * nh + hh) * NN,
                  dS.data() + hh * NN, dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
       }

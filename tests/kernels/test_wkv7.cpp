@@ -190,6 +190,16 @@ TEST(Wkv7, ChunkedMatchesNaiveChunksCutByStep) {
 }
 // lw in [-12, -8]: every token ends its chunk.
 TEST(Wkv7, ChunkedMatchesNaiveStrongDecay) { expect_chunked_matches_naive(-12.0, -8.0, 15); }
+// Batch rows cut differently: row 0 in chunks of 16, rows 1 and 2 cut after every token
+// in head 1 (row 1) or every 3rd token (row 2). The backward keeps each row's entering
+// states and [V; SA] in one buffer laid out by that row's chunks (more chunks: it grows).
+TEST(Wkv7, ChunkedMatchesNaiveRowsCutDifferently) {
+  Inputs<float> in(3, 37, 4, 8, -1.0, -0.05, true, 16);
+  for (int b = 1; b < in.B; ++b)
+    for (int t = 0; t < in.T; t += b == 1 ? 1 : 3)
+      for (int j = 0; j < in.N; ++j) in.lw[((size_t(b) * in.T + t) * in.H + 1) * in.N + j] = -10.0f;
+  expect_chunked_matches_naive(in, 16);
+}
 
 // chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
 // -kMaxStepLogDecay or where the sum of lw over the first L-1 tokens would fall below
