@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/wkv_common.h"
@@ -10,7 +12,6 @@ namespace rwkv::kernels {
 namespace {
 
 using wkv_detail::check_heads;
-using wkv_detail::dot;
 using wkv_detail::gemm;
 using wkv_detail::load_state;
 using wkv_detail::mul_rows;
@@ -137,6 +138,59 @@ void wkv6_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 // tiny dlw without cancellation.
 namespace {
 
+// Dot products in 16 interleaved partial sums: they vectorise without -ffast-math (as
+// wkv_detail::dot, which keeps 8), and an AVX-512 clone keeps them in one register.
+// The partial sums are added in halves, written out (as a loop GCC keeps them on the
+// stack).
+template <typename F>
+[[gnu::always_inline]] inline F sum16(const F* acc) {
+  F h8[8], h4[4];
+  for (int l = 0; l < 8; ++l) h8[l] = acc[l] + acc[l + 8];
+  for (int l = 0; l < 4; ++l) h4[l] = h8[l] + h8[l + 4];
+  return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+// sum_i x[i] y[i]
+template <typename F>
+[[gnu::always_inline]] inline F dot16(const F* __restrict x, const F* __restrict y, int n) {
+  F acc[16] = {};
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) acc[l] += x[j + l] * y[j + l];
+  F tail = 0;
+  for (; j < n; ++j) tail += x[j] * y[j];
+  return sum16(acc) + tail;
+}
+
+// sum_i x[i] y[i] z[i]
+template <typename F>
+[[gnu::always_inline]] inline F dot3(const F* __restrict x, const F* __restrict y,
+                                     const F* __restrict z, int n) {
+  F acc[16] = {};
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) acc[l] += x[j + l] * y[j + l] * z[j + l];
+  F tail = 0;
+  for (; j < n; ++j) tail += x[j] * y[j] * z[j];
+  return sum16(acc) + tail;
+}
+
+// x[s][i] *= f[i] for s < n rows of N (x and f disjoint).
+template <typename F>
+[[gnu::always_inline]] inline void scale_rows(int n, int N, F* __restrict x,
+                                              const F* __restrict f) {
+  for (int s = 0; s < n; ++s)
+    for (int i = 0; i < N; ++i) x[size_t(s) * N + i] *= f[i];
+}
+
+// out[i][j] = x[i][j] f[j] for an N x N matrix (out may be x).
+template <typename F>
+[[gnu::always_inline]] inline void scale_columns(int N, const F* __restrict f, const F* x,
+                                                 F* out) {
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j) out[size_t(i) * N + j] = x[size_t(i) * N + j] * f[j];
+}
+
 template <typename F>
 struct Chunk6 {
   int L;  // tokens in this chunk
@@ -172,17 +226,12 @@ struct Chunk6 {
       // E[s][i] = k_s[i] e^{cum_t[i] - cum_{s+1}[i]}: the previous token's rows times
       // w_{t-1}, and row t-1 = k_{t-1}; then A[t][0:t] = E r_t.
       if (t > 0) {
-        const F* wp = w.data() + size_t(t - 1) * N;
-        for (int s = 0; s + 1 < t; ++s)
-          for (int i = 0; i < N; ++i) E[size_t(s) * N + i] *= wp[i];
+        scale_rows(t - 1, N, E.data(), w.data() + size_t(t - 1) * N);
         std::copy(k + size_t(t - 1) * ld, k + size_t(t - 1) * ld + N,
                   E.begin() + size_t(t - 1) * N);
       }
-      for (int s = 0; s < t; ++s) At[s] = dot(E.data() + size_t(s) * N, rt, N);
-      F diag = 0;
-      const F* kt = k + size_t(t) * ld;
-      for (int i = 0; i < N; ++i) diag += rt[i] * u[i] * kt[i];
-      At[t] = diag;
+      for (int s = 0; s < t; ++s) At[s] = dot16(E.data() + size_t(s) * N, rt, N);
+      At[t] = dot3(rt, u, k + size_t(t) * ld, N);
       std::fill(At + t + 1, At + lda, F(0));
     }
   }
@@ -194,7 +243,30 @@ struct Chunk6 {
       for (int j = 0; j < N; ++j) S[size_t(i) * N + j] *= PL[i];
     gemm(true, false, N, N, L, F(1), Kh.data(), N, v, ld, F(1), S, N);
   }
+
+  // The same on transposed states (St = S^T): Stn = Stc diag(e^{cum_L}) + V^T K^.
+  RWKV_CPU_SIMD void advance_transposed(const F* Stc, F* Stn, const F* v, int ld) const {
+    scale_columns(N, P.data() + size_t(L) * N, Stc, Stn);
+    gemm(true, false, N, N, L, F(1), v, ld, Kh.data(), N, F(1), Stn, N);
+  }
 };
+
+// Rows [0, L) of n values, ld apart, of each tensor in xs, into the cache.
+template <typename F>
+inline void prefetch_chunk(std::initializer_list<const F*> xs, size_t o, int L, int ld, int n) {
+  for (const F* x : xs) wkv_detail::prefetch_rows(x + o, L, ld, n);
+}
+
+// The same for rows about to be written (the gradients: fetched for writing, so the
+// first store does not wait for them).
+template <typename F>
+inline void prefetch_chunk_for_write(std::initializer_list<F*> xs, size_t o, int L, int ld,
+                                     int n) {
+  for (F* x : xs)
+    for (int t = 0; t < L; ++t)
+      for (int j = 0; j < n; j += 64 / int(sizeof(F)))
+        __builtin_prefetch(x + o + size_t(t) * ld + j, 1, 2);
+}
 
 }  // namespace
 
@@ -210,15 +282,17 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
   Chunk6<F> ch(Lmax, N);
   // Chunks outermost, heads inside: a chunk of all heads is L contiguous token rows, read
   // in order (head by head, the rows of one head are N-float pieces H N floats apart).
+  // While a head computes, its rows of the next chunk are prefetched.
   std::vector<F> S(size_t(h1 - h0) * NN);  // [h1-h0, N, N]
   for (int b = 0; b < B; ++b) {
     const size_t sofs = (size_t(b) * H + h0) * NN;
     load_state(S, state_in, sofs);
     for (int t0 = 0; t0 < T; t0 += Lmax) {
-      const int L = std::min(Lmax, T - t0);
+      const int L = std::min(Lmax, T - t0), Ln = std::min(Lmax, std::max(T - t0 - L, 0));
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
         F* Sh = S.data() + size_t(h - h0) * NN;
+        prefetch_chunk({r, k, v, lw}, o + size_t(L) * ld, Ln, ld, N);
         ch.decays(L, k + o, lw + o, ld);
         ch.attention(r + o, k + o, u + size_t(h) * N, ld, Lmax);
         gemm(false, false, L, N, N, F(1), ch.Rt.data(), N, Sh, N, F(0), y + o, ld);
@@ -232,19 +306,62 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
 
 namespace {
 
-// The pair (t, s), s < t, of the chunked backward over the channels i: g = dA[t][s],
-// e = e^{cum_t - cum_{s+1}}. Adds to dr_t and dk_s; D_s gets the prefix acc (pairs
-// s' < s of row t). The pointers never overlap.
+// The pairs (t, s), s < t, of row t of the chunked backward, over the channels i in
+// blocks of W (N a multiple of W): with g = dA[t][s], e = e^{cum_t - cum_{s+1}} (E[s]),
+//   dr_t[i] += g e[i] k_s[i],  dk_s[i] += g e[i] r_t[i],
+//   D_s[i]  += sum_{s' < s} g' e'[i] r_t[i] k_s'[i]   (the pairs of row t before s).
+// Blocks of channels outside, pairs inside: dr_t and the running prefix of a block stay
+// in registers, each pair loads and stores only its dk_s and D_s.
+template <typename F, int W>
+[[gnu::always_inline]] inline void pair_row(int N, int t, const F* __restrict dAt,
+                                            const F* __restrict E, const F* __restrict rt,
+                                            const F* __restrict k, int ld, F* __restrict drt,
+                                            F* __restrict dk, F* __restrict D) {
+  for (int i0 = 0; i0 < N; i0 += W) {
+    F dra[W], acc[W], rb[W];
+    for (int l = 0; l < W; ++l) {
+      dra[l] = drt[i0 + l];
+      acc[l] = 0;
+      rb[l] = rt[i0 + l];
+    }
+    for (int s = 0; s < t; ++s) {
+      const F g = dAt[s];
+      const F* e = E + size_t(s) * N + i0;
+      const F* ks = k + size_t(s) * ld + i0;
+      F* dks = dk + size_t(s) * ld + i0;
+      F* Ds = D + size_t(s) * N + i0;
+      for (int l = 0; l < W; ++l) {
+        const F ge = g * e[l], gr = ge * rb[l];
+        dra[l] += ge * ks[l];
+        dks[l] += gr;
+        Ds[l] += acc[l];
+        acc[l] += gr * ks[l];
+      }
+    }
+    for (int l = 0; l < W; ++l) drt[i0 + l] = dra[l];
+  }
+}
+
+// out[j] = sum_i x[i][j] y[i][j] for N x N matrices.
 template <typename F>
-inline void pair_grads(int N, F g, const F* __restrict e, const F* __restrict rt,
-                       const F* __restrict ks, F* __restrict drt, F* __restrict dks,
-                       F* __restrict Ds, F* __restrict acc) {
+[[gnu::always_inline]] inline void column_dots(int N, const F* __restrict x,
+                                               const F* __restrict y, F* __restrict out) {
+  std::fill(out, out + N, F(0));
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j) out[j] += x[size_t(i) * N + j] * y[size_t(i) * N + j];
+}
+
+// The diagonal pair (t, t) with g = dA[t][t]: dr_t += g u k_t, dk_t += g u r_t,
+// du += g r_t k_t.
+template <typename F>
+[[gnu::always_inline]] inline void diag_grads(int N, F g, const F* __restrict u,
+                                              const F* __restrict rt, const F* __restrict kt,
+                                              F* __restrict drt, F* __restrict dkt,
+                                              F* __restrict du) {
   for (int i = 0; i < N; ++i) {
-    const F ge = g * e[i];
-    drt[i] += ge * ks[i];
-    dks[i] += ge * rt[i];
-    Ds[i] += acc[i];
-    acc[i] += ge * rt[i] * ks[i];
+    drt[i] += g * u[i] * kt[i];
+    dkt[i] += g * u[i] * rt[i];
+    du[i] += g * rt[i] * kt[i];
   }
 }
 
@@ -253,7 +370,7 @@ template <typename F>
 struct Back6 {
   std::vector<F> dA;              // [Lmax, Lmax]
   std::vector<F> dRt, dKh, D, E;  // [Lmax, N]
-  std::vector<F> X, acc, run;     // [N]
+  std::vector<F> X, run;          // [N]
   Back6(int Lmax, int N)
       : dA(size_t(Lmax) * Lmax),
         dRt(size_t(Lmax) * N),
@@ -261,52 +378,56 @@ struct Back6 {
         D(dRt.size()),
         E(dRt.size()),
         X(N),
-        acc(N),
         run(N) {}
 
   // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
-  // duh the head's u and du [N]); S the state entering the chunk; dS: dS_out on entry,
-  // dS_in on exit. ch is this struct's forward scratch (overwritten).
+  // duh the head's u and du [N]); St the state entering the chunk, transposed; dSt:
+  // dS_out^T on entry, dS_in^T on exit. ch is this struct's forward scratch (overwritten).
+  // The states are kept transposed so that the products dY S^T and V dS^T are plain
+  // (OpenBLAS's small-matrix kernel for row-major X Y^T is about half as fast).
   RWKV_CPU_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
-                           const F* v, const F* lw, const F* uh, const F* dy, const F* S, F* dS,
+                           const F* v, const F* lw, const F* uh, const F* dy, const F* St, F* dSt,
                            F* dr, F* dk, F* dv, F* dlw, F* duh) {
     const int N = ch.N;
     ch.decays(L, k, lw, ld);
-    ch.attention(r, k, uh, ld, Lmax);
     const F* P = ch.P.data();
     const F* PL = P + size_t(L) * N;  // e^{cum_L}
+    mul_rows(L, N, r, ld, P, ch.Rt.data(), N);
     gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dA.data(), Lmax);
-    gemm(true, false, L, N, L, F(1), ch.A.data(), Lmax, dy, ld, F(0), dv, ld);
-    gemm(false, false, L, N, N, F(1), ch.Kh.data(), N, dS, N, F(1), dv, ld);
-    gemm(false, true, L, N, N, F(1), dy, ld, S, N, F(0), dRt.data(), N);
-    gemm(false, true, L, N, N, F(1), v, ld, dS, N, F(0), dKh.data(), N);
+    gemm(false, false, L, N, N, F(1), dy, ld, St, N, F(0), dRt.data(), N);
+    gemm(false, false, L, N, N, F(1), v, ld, dSt, N, F(0), dKh.data(), N);
     mul_rows(L, N, dRt.data(), N, P, dr, ld);
     mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
-    std::fill(D.begin(), D.end(), F(0));
+    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
+    // Row t: E[s] = e^{cum_t - cum_{s+1}} (s < t; the previous row's values times
+    // w_{t-1}), the row A[t] of the forward, then the pairs (t, s <= t).
     for (int t = 0; t < L; ++t) {
       const F* rt = r + size_t(t) * ld;
+      const F* kt = k + size_t(t) * ld;
       F* drt = dr + size_t(t) * ld;
-      std::fill(acc.begin(), acc.end(), F(0));
-      // E[s] = e^{cum_t - cum_{s+1}}, s < t: the previous token's rows times w_{t-1}.
+      F* At = ch.A.data() + size_t(t) * Lmax;
+      const F* dAt = dA.data() + size_t(t) * Lmax;
       if (t > 0) {
-        const F* wp = ch.w.data() + size_t(t - 1) * N;
-        for (int s = 0; s + 1 < t; ++s)
-          for (int i = 0; i < N; ++i) E[size_t(s) * N + i] *= wp[i];
+        scale_rows(t - 1, N, E.data(), ch.w.data() + size_t(t - 1) * N);
         std::fill(E.begin() + size_t(t - 1) * N, E.begin() + size_t(t) * N, F(1));
       }
-      for (int s = 0; s < t; ++s)
-        pair_grads(N, dA[size_t(t) * Lmax + s], E.data() + size_t(s) * N, rt, k + size_t(s) * ld,
-                   drt, dk + size_t(s) * ld, D.data() + size_t(s) * N, acc.data());
-      const F g = dA[size_t(t) * Lmax + t];
-      const F* kt = k + size_t(t) * ld;
-      F* dkt = dk + size_t(t) * ld;
-      for (int i = 0; i < N; ++i) {
-        drt[i] += g * uh[i] * kt[i];
-        dkt[i] += g * uh[i] * rt[i];
-        duh[i] += g * rt[i] * kt[i];
+      for (int s = 0; s < t; ++s) At[s] = dot3(E.data() + size_t(s) * N, k + size_t(s) * ld, rt, N);
+      At[t] = dot3(rt, uh, kt, N);
+      std::fill(At + t + 1, At + L, F(0));
+      if (N % 16 == 0) {
+        pair_row<F, 16>(N, t, dAt, E.data(), rt, k, ld, drt, dk, D.data());
+      } else if (N % 8 == 0) {
+        pair_row<F, 8>(N, t, dAt, E.data(), rt, k, ld, drt, dk, D.data());
+      } else {
+        pair_row<F, 1>(N, t, dAt, E.data(), rt, k, ld, drt, dk, D.data());
       }
+      diag_grads(N, dAt[t], uh, rt, kt, drt, dk + size_t(t) * ld, duh);
     }
-    for (int i = 0; i < N; ++i) X[i] = PL[i] * dot(S + size_t(i) * N, dS + size_t(i) * N, N);
+    gemm(true, false, L, N, L, F(1), ch.A.data(), Lmax, dy, ld, F(0), dv, ld);
+    gemm(false, true, L, N, N, F(1), ch.Kh.data(), N, dSt, N, F(1), dv, ld);
+    // X[i] = e^{cum_L[i]} sum_j S[i][j] dS[i][j]
+    column_dots(N, St, dSt, X.data());
+    for (int i = 0; i < N; ++i) X[i] *= PL[i];
     // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward).
     std::fill(run.begin(), run.end(), F(0));
     for (int t = 0; t < L; ++t) {
@@ -326,10 +447,9 @@ struct Back6 {
         run[i] += ch.Rt[ti + i] * dRt[ti + i];
       }
     }
-    // dS_in = diag(e^{cum_L}) dS_out + R~^T dY
-    for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) dS[size_t(i) * N + j] *= PL[i];
-    gemm(true, false, N, N, L, F(1), ch.Rt.data(), N, dy, ld, F(1), dS, N);
+    // dS_in^T = dS_out^T diag(e^{cum_L}) + dY^T R~
+    scale_columns(N, PL, dSt, dSt);
+    gemm(true, false, N, N, L, F(1), dy, ld, ch.Rt.data(), N, F(1), dSt, N);
   }
 };
 
@@ -347,29 +467,35 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   const int nh = h1 - h0;
   Chunk6<F> ch(Lmax, N);
   Back6<F> bk(Lmax, N);
-  // Sin[c][h] = the state entering chunk c; dS [nh, N, N]. Chunks outermost, heads
-  // inside, as in the forward.
-  std::vector<F> Sin(size_t(std::max(nchunks, 1)) * nh * NN), dS(size_t(nh) * NN);
-  std::vector<F> dut(size_t(H) * N, F(0));
+  // Sin[c][h] = the state entering chunk c, transposed (one buffer, not zeroed: every
+  // state is written before it is read); dS [nh, N, N], transposed. Chunks outermost, heads inside, as in the
+  // forward; each head prefetches its rows of the chunk it does next.
+  const auto Sin = std::make_unique_for_overwrite<F[]>(size_t(std::max(nchunks, 1)) * nh * NN);
+  std::vector<F> dS(size_t(nh) * NN), dut(size_t(H) * N, F(0));
   for (int b = 0; b < B; ++b) {
-    std::fill(Sin.begin(), Sin.begin() + size_t(nh) * NN, F(0));
+    std::fill(Sin.get(), Sin.get() + size_t(nh) * NN, F(0));
     for (int c = 0; c + 1 < nchunks; ++c) {
+      const int Ln = c + 2 < nchunks ? Lmax : 0;
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + size_t(c) * Lmax) * H + h) * N;
-        const F* cur = Sin.data() + (size_t(c) * nh + (h - h0)) * NN;
-        F* next = Sin.data() + (size_t(c + 1) * nh + (h - h0)) * NN;
-        std::copy(cur, cur + NN, next);
+        const F* cur = Sin.get() + (size_t(c) * nh + (h - h0)) * NN;
+        F* next = Sin.get() + (size_t(c + 1) * nh + (h - h0)) * NN;
+        prefetch_chunk({k, v, lw}, o + size_t(Lmax) * ld, Ln, ld, N);
         ch.decays(Lmax, k + o, lw + o, ld);
-        ch.advance(next, v + o, ld);
+        ch.advance_transposed(cur, next, v + o, ld);
       }
     }
     std::fill(dS.begin(), dS.end(), F(0));
     for (int c = nchunks - 1; c >= 0; --c) {
-      const int t0 = c * Lmax, L = std::min(Lmax, T - t0);
+      const int t0 = c * Lmax, L = std::min(Lmax, T - t0), Lp = c > 0 ? Lmax : 0;
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
+        if (Lp > 0) {
+          prefetch_chunk({r, k, v, lw, dy}, o - size_t(Lp) * ld, Lp, ld, N);
+          prefetch_chunk_for_write({dr, dk, dv, dlw}, o - size_t(Lp) * ld, Lp, ld, N);
+        }
         bk.chunk(ch, L, Lmax, ld, r + o, k + o, v + o, lw + o, u + size_t(h) * N, dy + o,
-                 Sin.data() + (size_t(c) * nh + (h - h0)) * NN, dS.data() + size_t(h - h0) * NN,
+                 Sin.get() + (size_t(c) * nh + (h - h0)) * NN, dS.data() + size_t(h - h0) * NN,
                  dr + o, dk + o, dv + o, dlw + o, dut.data() + size_t(h) * N);
       }
     }

@@ -78,9 +78,9 @@ Grads run(const Inputs<float>& in, int h0, int h1, int chunk) {
   return g;
 }
 
-void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed) {
+void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed, int N = 8) {
   const int h0 = 1, h1 = 3;
-  Inputs<float> in(2, 37, 4, 8, lw_lo, lw_hi, seed);
+  Inputs<float> in(2, 37, 4, N, lw_lo, lw_hi, seed);
   const Grads ref = run(in, h0, h1, 0);
   const Grads got = run(in, h0, h1, 16);
   const auto m = in.in_heads(h0, h1);
@@ -139,6 +139,15 @@ TEST(Wkv6, NaiveBackwardMatchesFiniteDifferences) {
 TEST(Wkv6, ChunkedMatchesNaiveModerateDecay) { expect_chunked_matches_naive(-2.0, -0.01, 2); }
 TEST(Wkv6, ChunkedMatchesNaiveDecayNearOne) { expect_chunked_matches_naive(-2e-4, -5e-5, 3); }
 TEST(Wkv6, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.0, -50.0, 4); }
+
+// The chunked backward works on blocks of 16, 8 or 1 channels, chosen by N (the tests
+// above use N = 8): N = 32 (blocks of 16) and N = 6 (single channels), moderate decay.
+TEST(Wkv6, ChunkedMatchesNaiveChannelBlocks) {
+  for (int N : {32, 6}) {
+    SCOPED_TRACE(N);
+    expect_chunked_matches_naive(-2.0, -0.01, 10, N);
+  }
+}
 
 // lw down to -1e4: decays underflow to 0, nothing overflows, results stay finite and
 // equal the naive ones.
