@@ -7,16 +7,15 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
-#include <random>
 #include <vector>
 
+#include "bench/train_step_shape.h"
 #include "kernels/cpu/backend_cpu.h"
-#include "model/model.h"
 #include "model/param_count.h"
 
 namespace {
 
-constexpr int kLayers = 6, kEmbd = 512, kHead = 64, kVocab = 8192, kB = 4, kT = 512;
+using bench::kB, bench::kEmbd, bench::kT;
 
 void BM_Sgemm(benchmark::State& state) {
   const int M = kB * kT, K = kEmbd, N = 4 * kEmbd;
@@ -31,28 +30,12 @@ void BM_Sgemm(benchmark::State& state) {
 }
 
 void BM_TrainStep(benchmark::State& state) {
-  const int version = static_cast<int>(state.range(0));
-  const rwkv::model::ModelConfig cfg =
-      rwkv::model::make_model_config(version, kLayers, kEmbd, kHead, kVocab, kT);
   rwkv::kernels::CpuBackend<float> be;  // WKV chunk 16, one thread per CPU
-  rwkv::model::Model<float> m(cfg, be);
-  m.init(1);
-  std::mt19937 rng(2);
-  std::vector<int32_t> idx(size_t(kB) * kT), tgt(size_t(kB) * kT);
-  for (auto& x : idx) x = static_cast<int32_t>(rng() % kVocab);
-  for (auto& x : tgt) x = static_cast<int32_t>(rng() % kVocab);
-  const rwkv::kernels::AdamWHyper h{6e-4, 0.9, 0.99, 1e-8, 0.1};
-  int64_t step = 0;
-  auto train_step = [&] {
-    m.zero_grad();
-    benchmark::DoNotOptimize(m.forward(idx, tgt, kB, kT));
-    m.backward();
-    m.adamw_step(h, ++step);
-  };
+  bench::TrainStep train_step(static_cast<int>(state.range(0)), be);
   train_step();  // warm-up: allocates and first-touches the activations
-  for (auto _ : state) train_step();
+  for (auto _ : state) benchmark::DoNotOptimize(train_step());
   const double tokens = double(kB) * kT * double(state.iterations());
-  const double flops = double(rwkv::model::count_flops(cfg).training_per_token);
+  const double flops = double(rwkv::model::count_flops(train_step.cfg).training_per_token);
   state.counters["tokens/s"] = benchmark::Counter(tokens, benchmark::Counter::kIsRate);
   state.counters["GFLOP/s"] = benchmark::Counter(tokens * flops / 1e9, benchmark::Counter::kIsRate);
 }

@@ -7,38 +7,19 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <string>
-#include <vector>
 
+#include "bench/train_step_shape.h"
 #include "kernels/cpu/backend_cpu.h"
 #include "kernels/profiled_backend.h"
-#include "model/model.h"
 
 namespace {
 
-constexpr int kLayers = 6, kEmbd = 512, kHead = 64, kVocab = 8192, kB = 4, kT = 512;
-
 void profile(int version, int steps, int chunk) {
-  const rwkv::model::ModelConfig cfg =
-      rwkv::model::make_model_config(version, kLayers, kEmbd, kHead, kVocab, kT);
   rwkv::kernels::CpuBackend<float> cpu(chunk);
   rwkv::kernels::HostOpClock clock;
   rwkv::kernels::ProfiledBackend<float> be(cpu, &clock);
-  rwkv::model::Model<float> m(cfg, be);
-  m.init(1);
-  std::mt19937 rng(2);
-  std::vector<int32_t> idx(size_t(kB) * kT), tgt(size_t(kB) * kT);
-  for (auto& x : idx) x = static_cast<int32_t>(rng() % kVocab);
-  for (auto& x : tgt) x = static_cast<int32_t>(rng() % kVocab);
-  const rwkv::kernels::AdamWHyper h{6e-4, 0.9, 0.99, 1e-8, 0.1};
-  int64_t step = 0;
-  auto train_step = [&] {
-    m.zero_grad();
-    m.forward(idx, tgt, kB, kT);
-    m.backward();
-    m.adamw_step(h, ++step);
-  };
+  bench::TrainStep train_step(version, be);
   train_step();  // warm-up: allocates and first-touches the activations
   clock.reset();
   const auto t0 = std::chrono::steady_clock::now();
