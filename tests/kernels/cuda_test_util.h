@@ -4,10 +4,12 @@
 // element a kernel leaves unwritten is caught.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -75,13 +77,24 @@ struct DevIds {
 
 namespace rwkv::cuda::test {
 
-// Relative L2 error ||got - ref||_2 / ||ref||_2 <= tol, and every element finite (an
-// output poisoned with NaN and left unwritten fails).
-inline ::testing::AssertionResult close(const std::string& what, const std::vector<float>& got,
-                                        const std::vector<float>& ref, double tol = 1e-5) {
+// got vs ref for a tensor of rows of G groups of n elements each ([rows, G, n], row =
+// b T + t; element i is in group (i / n) % G): over the groups [g0, g1) the relative L2
+// error ||got - ref||_2 / ||ref||_2 <= tol and every element finite (an output poisoned
+// with NaN and left unwritten fails); an element of another group must still hold the
+// poison. Failure messages place elements as b, t, `group` (its label) and e.
+inline ::testing::AssertionResult close_groups(const std::string& what,
+                                               const std::vector<float>& got,
+                                               const std::vector<float>& ref, int64_t G, int64_t n,
+                                               int64_t g0, int64_t g1, int64_t T, const char* group,
+                                               double tol = 1e-5) {
   double num = 0, den = 0, max_abs = 0;
   size_t worst = 0, bad = 0, first_bad = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
+    const int64_t g = int64_t(i) / n % G;
+    if (g < g0 || g >= g1) {
+      if (!is_poison(got[i]) && bad++ == 0) first_bad = i;
+      continue;
+    }
     const double d = double(got[i]) - double(ref[i]);
     if (!std::isfinite(d)) {
       if (bad++ == 0) first_bad = i;
@@ -93,13 +106,27 @@ inline ::testing::AssertionResult close(const std::string& what, const std::vect
   }
   const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
   if (bad == 0 && rel <= tol) return ::testing::AssertionSuccess();
+  const auto where = [&](size_t i) {
+    std::ostringstream s;
+    const int64_t row = int64_t(i) / (G * n);
+    s << "[flat " << i << ": b=" << row / T << " t=" << row % T << " " << group << "="
+      << int64_t(i) / n % G << " e=" << int64_t(i) % n << "] gpu " << got[i] << " cpu " << ref[i];
+    return s.str();
+  };
   auto r = ::testing::AssertionFailure();
   r << what << ": relative L2 error " << rel << " (tol " << tol << "), max abs error " << max_abs
-    << " at [" << worst << "] (gpu " << got[worst] << ", cpu " << ref[worst] << ")";
+    << " at " << where(worst);
   if (bad)
-    r << "; " << bad << " elements unwritten or non-finite, first [" << first_bad << "] (gpu "
-      << got[first_bad] << ", cpu " << ref[first_bad] << ")";
+    r << "; " << bad << " elements unwritten or non-finite in range, or written outside it;"
+      << " first " << where(first_bad);
   return r;
+}
+
+// The whole tensor: relative L2 error <= tol and every element finite.
+inline ::testing::AssertionResult close(const std::string& what, const std::vector<float>& got,
+                                        const std::vector<float>& ref, double tol = 1e-5) {
+  const auto n = std::max<int64_t>(int64_t(ref.size()), 1);
+  return close_groups(what, got, ref, 1, n, 0, 1, 1, "-", tol);
 }
 
 }  // namespace rwkv::cuda::test

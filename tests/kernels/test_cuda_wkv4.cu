@@ -43,41 +43,8 @@ std::string describe(const Case& c) {
 // Element i is in channel (i / n) % C, row i / (C n) = b T + t.
 ::testing::AssertionResult close(const char* name, const Case& c, const std::vector<float>& got,
                                  const std::vector<float>& ref, int n = 1, int T = 0) {
-  const double tol = 1e-5;
-  if (T == 0) T = c.T;
-  double num = 0, den = 0, max_abs = 0;
-  size_t worst = 0, bad = 0, first_bad = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    const int ch = int(i / n) % c.C;
-    if (ch < c.c0 || ch >= c.c1) {
-      if (!is_poison(got[i]) && bad++ == 0) first_bad = i;
-      continue;
-    }
-    const double d = double(got[i]) - double(ref[i]);
-    if (!std::isfinite(d)) {
-      if (bad++ == 0) first_bad = i;
-      continue;
-    }
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-    if (std::abs(d) > max_abs) max_abs = std::abs(d), worst = i;
-  }
-  const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  const auto where = [&](size_t i) {
-    std::ostringstream s;
-    const size_t row = i / (size_t(c.C) * n);
-    s << "[flat " << i << ": b=" << row / T << " t=" << row % T << " c=" << (i / n) % c.C
-      << " e=" << i % n << "] gpu " << got[i] << " cpu " << ref[i];
-    return s.str();
-  };
-  if (bad == 0 && rel <= tol) return ::testing::AssertionSuccess();
-  auto r = ::testing::AssertionFailure();
-  r << name << " (" << describe(c) << "): relative L2 error " << rel << " (tol " << tol
-    << "), max abs error " << max_abs << " at " << where(worst);
-  if (bad)
-    r << "; " << bad << " elements unwritten or non-finite in range, or written outside it;"
-      << " first " << where(first_bad);
-  return r;
+  return rwkv::cuda::test::close_groups(std::string(name) + " (" + describe(c) + ")", got, ref, c.C,
+                                        n, c.c0, c.c1, T == 0 ? c.T : T, "c");
 }
 
 struct Inputs {
