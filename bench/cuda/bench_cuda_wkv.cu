@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -98,10 +99,11 @@ double time_ms(const std::function<void()>& f) {
   return ms[kReps / 2];
 }
 
-// n_in per-token tensors read and n_out written, [B, T, C] fp32 each.
+// n_in per-token tensors read and n_out written, [B, T, C] fp32 each (elems elements;
+// the published shape's when 0).
 void report(const char* name, const char* shape, double fwd_ms, int fwd_in, int fwd_out,
-            double bwd_ms, int bwd_in, int bwd_out) {
-  const double tensor = double(kB) * kT * kC * sizeof(float);
+            double bwd_ms, int bwd_in, int bwd_out, double elems = 0) {
+  const double tensor = (elems > 0 ? elems : double(kB) * kT * kC) * sizeof(float);
   const double fwd_bytes = tensor * (fwd_in + fwd_out), bwd_bytes = tensor * (bwd_in + bwd_out);
   std::printf(
       "%s fp32 %s: forward %8.3f ms (%6.1f GB/s of %.2f GB min), backward %8.3f ms (%6.1f GB/s "
@@ -154,21 +156,35 @@ void run() {
     });
     report("wkv6", shape, f, 4, 1, g, 5, 4);
   }
-  {  // WKV7: forward reads r, lw, k, v, a, b, writes y; backward reads those and dy, writes 6.
-    fill(lw, n, 9, -std::exp(-0.5f), -1e-3f);
-    fill(a, n, 10, -1.f, 1.f);
-    make_v7_ab<<<(n / kN + 255) / 256, 256>>>(a, b, n / kN, kN, 11);
+  // WKV7: forward reads r, lw, k, v, a, b, writes y; backward reads those and dy, writes 6.
+  // Each (b, h) as 1, 2, 4 or 8 blocks of rows (the backend takes wkv7_default_splits), at
+  // the published shape and at one layer of the rwkv7-0.4b preset at batch 2 (C = 1024:
+  // 32 (b, h) pairs, the shape of bench_cuda_train's 0.4B run).
+  for (const auto& [B, C] : {std::pair{kB, kC}, std::pair{2, 1024}}) {
+    const int H = C / kN;
+    const size_t m = size_t(B) * kT * C;
+    fill(lw, m, 9, -std::exp(-0.5f), -1e-3f);
+    fill(a, m, 10, -1.f, 1.f);
+    make_v7_ab<<<(m / kN + 255) / 256, 256>>>(a, b, m / kN, kN, 11);
     CUDA_CHECK_LAUNCH();
-    const Dev ws(rwkv::cuda::wkv7_workspace_bytes(kB, kT, kH, kN) / sizeof(float));
-    const double f = time_ms([&] {
-      rwkv::cuda::wkv7_forward(kB, kT, kH, kN, 0, kH, r, lw, k, v, a, b, y, nullptr, nullptr, ws.p,
-                               nullptr);
-    });
-    const double g = time_ms([&] {
-      rwkv::cuda::wkv7_backward(kB, kT, kH, kN, 0, kH, r, lw, k, v, a, b, dy, g1, g2, g3, g4, g5,
-                                g6, ws.p, nullptr);
-    });
-    report("wkv7", shape, f, 6, 1, g, 7, 6);
+    const Dev ws(rwkv::cuda::wkv7_workspace_bytes(B, kT, H, kN) / sizeof(float));
+    for (const int splits : {1, 2, 4, 8}) {
+      const size_t scratch_bytes = rwkv::cuda::wkv7_backward_scratch_bytes(B, kT, H, kN, splits);
+      const Dev scratch(std::max<size_t>(scratch_bytes / sizeof(float), 1));
+      const double f = time_ms([&] {
+        rwkv::cuda::wkv7_forward(B, kT, H, kN, 0, H, r, lw, k, v, a, b, y, nullptr, nullptr, ws.p,
+                                 splits, nullptr);
+      });
+      const double g = time_ms([&] {
+        rwkv::cuda::wkv7_backward(B, kT, H, kN, 0, H, r, lw, k, v, a, b, dy, g1, g2, g3, g4, g5, g6,
+                                  ws.p, scratch.p, splits, nullptr);
+      });
+      char label[96];
+      std::snprintf(label, sizeof label, "B=%d T=%d C=%d H=%d N=%d splits %d%s", B, kT, C, H, kN,
+                    splits,
+                    splits == rwkv::cuda::wkv7_default_splits(B, H, kN) ? " (default)" : "");
+      report("wkv7", label, f, 6, 1, g, 7, 6, double(m));
+    }
   }
 }
 

@@ -424,15 +424,18 @@ void CudaBackend<F>::wkv7_forward(WkvAlgo, int B, int T, int H, int N, int h0, i
                                   const F* lw, const F* k, const F* v, const F* a, const F* b,
                                   F* y, const F* state_in, F* state_out) {
   void* ws = wkv_forward_workspace(r, cuda::wkv7_workspace_bytes(B, T, H, N), B, T, H, N);
-  cuda::wkv7_forward(B, T, H, N, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws, stream);
+  cuda::wkv7_forward(B, T, H, N, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws,
+                     cuda::wkv7_default_splits(B, h1 - h0, N), stream);
 }
 
 void CudaBackend<F>::wkv7_backward(WkvAlgo, int B, int T, int H, int N, int h0, int h1, const F* r,
                                    const F* lw, const F* k, const F* v, const F* a, const F* b,
                                    const F* dy, F* dr, F* dlw, F* dk, F* dv, F* da, F* db) {
   void* ws = wkv_backward_workspace("CudaBackend::wkv7_backward", r, B, T, H, N);
+  const int splits = cuda::wkv7_default_splits(B, h1 - h0, N);
+  void* partials = scratch(cuda::wkv7_backward_scratch_bytes(B, T, h1 - h0, N, splits));
   cuda::wkv7_backward(B, T, H, N, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
-                      stream);
+                      partials, splits, stream);
 }
 
 }  // namespace rwkv::kernels

@@ -1,14 +1,25 @@
+#include <cstdint>
+#include <sstream>
+
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/wkv_segments.h"
 #include "kernels/cuda/wkv7.h"
+#include "kernels/cuda/wkv_segments.h"
 
-// The equations are those of kernels/cpu/wkv7.cpp (naive form). One block per
-// (b, h), one thread per channel of the head.
+// The equations are those of kernels/cpu/wkv7.cpp (naive form). Each (b, h) runs as
+// `splits` = G thread blocks of N threads; block g owns rows [g R, g R + R) of the state,
+// R = N / G (the rows of S are the value channels, and each row evolves on its own:
+// S_t[i] = S_{t-1}[i] diag(w_t) + (S_{t-1}[i] . a_t) b_t^T + v_t[i] k_t^T). With few
+// heads (the 0.4B preset at batch 2 has 32 (b, h) pairs for 132 SMs) one block per head
+// leaves most of the GPU idle and every token waits on a chain of N dependent steps;
+// G blocks per head use G times the SMs and shorten the chains to N / G.
 //
-// Forward: thread i keeps row i of the state, S[i][:], in registers (as RWKV-LM
-// RWKV-v7/train_temp/cuda/wkv7_cuda.cu); r, exp(lw), k, a, b of the token are shared.
-// With a workspace it stores the state before every kSeg-th token.
+// Forward: G consecutive threads (lanes) share row i, lane l keeping the columns
+// l, l + G, ... of S[i] in registers (for G = 1 thread i keeps the whole row, as RWKV-LM
+// RWKV-v7/train_temp/cuda/wkv7_cuda.cu); the two sums over a row, S a and S r, end in a
+// warp shuffle over the lanes. r, exp(lw), k, a, b of the token are shared. With a
+// workspace it stores the state before every kSeg-th token and every token's
+// sa_t = S_{t-1} a_t.
 //
 // Backward: per token, with dS = dL/dS_t from the later tokens and sa = S_{t-1} a_t,
 // first dS += dy_t r_t^T, then
@@ -16,20 +27,23 @@
 //   dsa  = dS b_t              db_t = dS^T sa         da_t = S_{t-1}^T dsa
 //   dlw_t[j] = w_t[j] sum_i dS[i][j] S_{t-1}[i][j]
 //   dS  <- dS diag(w_t) + dsa a_t^T
-// Thread p owns column p of everything: of dS (in registers) and of the states, so
-// the sums over i (dr, dk, db, da, dlw) are local to a thread. The two sums over j
-// (dv, dsa) go through a padded N x (N + 1) shared copy of dS, written by columns and
-// read by rows (both without bank conflicts). The states come from the forward's
+// The rows of dS evolve on their own too (dsa[i] needs row i only). Thread p owns column
+// p of the block's rows: of dS (in registers) and of the states, so the sums over those
+// rows (dr, dk, db, da, dlw) are local to a thread; with G > 1 each block writes its
+// partial sums to scratch and wkv7_sum_splits adds the G of them in a fixed order
+// (deterministic, no atomics). The two sums over j (dv, dsa) go through a padded
+// R x (N + G) shared copy of dS, written by columns and read by rows (both without bank
+// conflicts), G lanes per row as in the forward. The states come from the forward's
 // checkpoints: the tokens are walked in segments of kSeg from the last; for each segment
 // the states S_{t0-1} .. S_{t0+len-2} are recomputed by columns from its checkpoint,
 // which needs sa_t = S_{t-1} a_t: the forward stores it in the workspace. Every kKeep-th
 // of them goes to a per-(b, h) scratch; the reverse walk loads the nearest earlier one
 // and steps it forward again in registers (the same formula, so the same values; this
 // halves the scratch's memory traffic for one extra step every other token). Thread p
-// only ever touches column p of the scratch, so the scratch needs no barrier, and every
-// warp access to it is coalesced. dr_t is computed during the recompute, where S_t is
-// at hand. No division by w (the official kernel inverts the step, which needs w bounded
-// away from 0), so any lw <= 0 works.
+// only ever touches column p of the block's rows in the scratch, so the scratch needs
+// no barrier, and every warp access to it is coalesced. dr_t is computed during the
+// recompute, where S_t is at hand. No division by w (the official kernel inverts the
+// step, which needs w bounded away from 0), so any lw <= 0 works.
 //
 // Loops that index the register arrays are unrolled fully (so the arrays stay in
 // registers).
@@ -58,7 +72,33 @@ Workspace carve(void* ws, int B, int T, int H, int N) {
   return {base, sa, sa + BH * size_t(T) * N};
 }
 
+// The backward's per-block sums over its rows when G > 1: [G, B, T, nh, N] each (nh =
+// heads in range), from the caller's scratch.
+struct Partials {
+  float *dr, *dlw, *dk, *da, *db;
+};
+
+constexpr int kPartials = 5;
+
+Partials carve_partials(void* scratch, size_t one) {
+  float* base = static_cast<float*>(scratch);
+  return {base, base + one, base + 2 * one, base + 3 * one, base + 4 * one};
+}
+
+// x summed over the G lanes of a row (G consecutive threads of one warp, G a power of 2),
+// the result in every lane; fixed order, so deterministic.
+template <int G>
+__device__ __forceinline__ float lane_sum(float x, unsigned mask) {
+#pragma unroll
+  for (int o = G / 2; o > 0; o /= 2) x += __shfl_xor_sync(mask, x, o);
+  return x;
+}
+
+// The lanes of a warp in a block of N threads (a partial warp when N < 32).
 template <int N>
+constexpr unsigned kWarpMask = N >= 32 ? 0xffffffffu : (1u << N) - 1u;
+
+template <int N, int G>
 __global__ void __launch_bounds__(N)
     wkv7_forward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
                         const float* __restrict__ lw, const float* __restrict__ k,
@@ -66,26 +106,30 @@ __global__ void __launch_bounds__(N)
                         const float* __restrict__ b, float* __restrict__ y,
                         const float* __restrict__ state_in, float* __restrict__ state_out,
                         float* __restrict__ ckpt, float* __restrict__ sa_ws) {
+  constexpr int R = N / G, M = N / G;  // rows per block; columns per lane
   constexpr size_t NN = size_t(N) * N;
-  const int bi = blockIdx.x / nh, h = h0 + blockIdx.x % nh, i = threadIdx.x;
+  const int hb = blockIdx.x / G, g = blockIdx.x % G, tid = threadIdx.x;
+  const int bi = hb / nh, h = h0 + hb % nh;
+  const int i = g * R + tid / G, lane = tid % G;  // row i, columns lane + G m
   const size_t C = size_t(H) * N, bh = size_t(bi) * H + h;
   __shared__ float sr[N], sw[N], sk[N], sa[N], sb[N];
-  float S[N];  // S[i][j]
+  float S[M];  // S[i][lane + G m]
 #pragma unroll
-  for (int j = 0; j < N; ++j) S[j] = state_in ? state_in[bh * NN + i * N + j] : 0.f;
-  float* ck = ckpt ? ckpt + bh * nseg(T) * NN + i : nullptr;
-  float* sa_out = sa_ws ? sa_ws + bh * size_t(T) * N + i : nullptr;  // sa_t[i] at sa_out[t * N]
-  // Each token's inputs are loaded one token ahead, so that their latency overlaps the
-  // arithmetic of the token before.
-  const size_t o0 = size_t(bi) * T * C + size_t(h) * N + i;           // token 0, channel i
+  for (int m = 0; m < M; ++m) S[m] = state_in ? state_in[bh * NN + i * N + lane + G * m] : 0.f;
+  float* ck = ckpt ? ckpt + bh * nseg(T) * NN + i : nullptr;  // S[i][j] at ck[sg * NN + j * N]
+  float* sa_out = sa_ws && lane == 0 ? sa_ws + bh * size_t(T) * N + i : nullptr;  // at [t * N]
+  // Thread tid loads channel tid of the shared inputs and v of its row. Each token's
+  // inputs are loaded one token ahead, so that their latency overlaps the arithmetic of
+  // the token before.
+  const size_t o0 = size_t(bi) * T * C + size_t(h) * N;  // token 0, channel 0 of the head
   float nr = 0.f, nlw = 0.f, nk = 0.f, nv = 0.f, na = 0.f, nb = 0.f;  // the next token's
   const auto load_next = [&](size_t o) {
-    nr = r[o];
-    nlw = lw[o];
-    nk = k[o];
-    nv = v[o];
-    na = a[o];
-    nb = b[o];
+    nr = r[o + tid];
+    nlw = lw[o + tid];
+    nk = k[o + tid];
+    nv = v[o + i];
+    na = a[o + tid];
+    nb = b[o + tid];
   };
   if (T > 0) load_next(o0);
   for (int t = 0; t < T; ++t) {
@@ -95,58 +139,77 @@ __global__ void __launch_bounds__(N)
     if (ck && t % kSeg == 0) {
       float* c = ck + size_t(t / kSeg) * NN;
 #pragma unroll
-      for (int j = 0; j < N; ++j) c[j * N] = S[j];
+      for (int m = 0; m < M; ++m) c[(lane + G * m) * N] = S[m];
     }
     __syncthreads();  // the previous token's reads of the shared arrays are done
-    sr[i] = xr;
-    sw[i] = expf(xlw);
-    sk[i] = xk;
-    sa[i] = xa;
-    sb[i] = xb;
+    sr[tid] = xr;
+    sw[tid] = expf(xlw);
+    sk[tid] = xk;
+    sa[tid] = xa;
+    sb[tid] = xb;
     __syncthreads();
     float sai = 0.f;
 #pragma unroll
-    for (int j = 0; j < N; ++j) sai += S[j] * sa[j];
-    if (sa_out) sa_out[size_t(t) * N] = sai;
+    for (int m = 0; m < M; ++m) sai += S[m] * sa[lane + G * m];
+    sai = lane_sum<G>(sai, kWarpMask<N>);
     float yi = 0.f;
 #pragma unroll
-    for (int j = 0; j < N; ++j) {
-      S[j] = S[j] * sw[j] + sai * sb[j] + xv * sk[j];
-      yi += S[j] * sr[j];
+    for (int m = 0; m < M; ++m) {
+      const int j = lane + G * m;
+      S[m] = S[m] * sw[j] + sai * sb[j] + xv * sk[j];
+      yi += S[m] * sr[j];
     }
-    y[o] = yi;
+    yi = lane_sum<G>(yi, kWarpMask<N>);
+    if (lane == 0) y[o + i] = yi;
+    if (sa_out) sa_out[size_t(t) * N] = sai;
   }
   if (state_out) {
 #pragma unroll
-    for (int j = 0; j < N; ++j) state_out[bh * NN + i * N + j] = S[j];
+    for (int m = 0; m < M; ++m) state_out[bh * NN + i * N + lane + G * m] = S[m];
   }
 }
 
-template <int N>
+template <int N, int G>
 __global__ void __launch_bounds__(N)
-    wkv7_backward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
+    wkv7_backward_kernel(int B, int T, int H, int h0, int nh, const float* __restrict__ r,
                          const float* __restrict__ lw, const float* __restrict__ k,
                          const float* __restrict__ v, const float* __restrict__ a,
                          const float* __restrict__ b, const float* __restrict__ dy,
                          float* __restrict__ dr, float* __restrict__ dlw, float* __restrict__ dk,
                          float* __restrict__ dv, float* __restrict__ da, float* __restrict__ db,
-                         Workspace ws) {
+                         Workspace ws, Partials part) {
+  constexpr int R = N / G, M = N / G;  // rows per block; columns per lane of the row sums
   constexpr size_t NN = size_t(N) * N;
-  const int bi = blockIdx.x / nh, h = h0 + blockIdx.x % nh, p = threadIdx.x;
+  const int hb = blockIdx.x / G, g = blockIdx.x % G, p = threadIdx.x;
+  const int bi = hb / nh, h = h0 + hb % nh, i0 = g * R;
+  const int rl = p / G, lane = p % G;  // the row sums: row i0 + rl, columns lane + G m
   const size_t C = size_t(H) * N, bh = size_t(bi) * H + h;
   // The inputs of one segment that are read at every index, [kSeg, N] each (sw =
-  // exp(lw); ssa[s] = S_{t-1} a_t of its tokens, from the forward); sdS = the current
-  // dS (row padded to N + 1 floats: the column writes and the row reads are both free
-  // of bank conflicts); sdsa = dsa of the current token.
-  __shared__ float sw[kSeg][N], sk[kSeg][N], sv[kSeg][N], sb[kSeg][N], sdy[kSeg][N],
-      ssa[kSeg][N], sdS[N][N + 1], sdsa[N];
-  const float* ck = ws.ckpt + bh * nseg(T) * NN + size_t(p) * N;  // S[i][p] at ck[sg * NN + i]
-  const float* sag = ws.sa + bh * size_t(T) * N + p;              // sa_t[p] at sag[t * N]
-  float* sc = ws.scratch + bh * (kSeg / kKeep) * NN + p;  // S[i][p] of slot q: sc[q * NN + i * N]
-  const size_t ob = size_t(bi) * T * C + size_t(h) * N + p;  // token 0, channel p
-  float dS[N];                                               // dS[i][p]
+  // exp(lw); ssa[s] = S_{t-1} a_t of its tokens, from the forward); sdS = the block's rows
+  // of the current dS (rows padded to N + G floats: the column writes and the row reads
+  // are both free of bank conflicts); sdsa = dsa of the current token.
+  __shared__ float sw[kSeg][N], sk[kSeg][N], sv[kSeg][N], sb[kSeg][N], sdy[kSeg][N], ssa[kSeg][N],
+      sdS[R][N + G], sdsa[R];
+  // S[i0 + ii][p] at ck[sg * NN + ii]
+  const float* ck = ws.ckpt + bh * nseg(T) * NN + size_t(p) * N + i0;
+  const float* sag = ws.sa + bh * size_t(T) * N + p;  // sa_t[p] at sag[t * N]
+  // S[i0 + ii][p] of slot q: sc[q * NN + ii * N]
+  float* sc = ws.scratch + bh * (kSeg / kKeep) * NN + size_t(i0) * N + p;
+  const size_t ob = size_t(bi) * T * C + size_t(h) * N + p;          // token 0, channel p
+  const size_t orow = size_t(bi) * T * C + size_t(h) * N + i0 + rl;  // token 0, channel i0+rl
+  // Where a column sum of token t goes: the output itself when G = 1, else this block's
+  // partial [g, bi, t, h - h0, p].
+  const size_t pstride = size_t(B) * T * nh * N;
+  const size_t pb = g * pstride + size_t(bi) * T * nh * N + size_t(h - h0) * N + p;
+  const auto put = [&](float* out, float* partial, int t, float x) {
+    if (G == 1)
+      out[ob + size_t(t) * C] = x;
+    else
+      partial[pb + size_t(t) * nh * N] = x;
+  };
+  float dS[R];  // dS[i0 + ii][p]
 #pragma unroll
-  for (int i = 0; i < N; ++i) dS[i] = 0.f;
+  for (int ii = 0; ii < R; ++ii) dS[ii] = 0.f;
   for (int sg = nseg(T) - 1; sg >= 0; --sg) {
     const int t0 = sg * kSeg, len = min(kSeg, T - t0);
     __syncthreads();  // the previous segment's reads of shared memory are done
@@ -165,23 +228,23 @@ __global__ void __launch_bounds__(N)
     {
       // Column p of S_{t0+s} from S_{t0+s-1}, the forward's formula; slot s / kKeep gets
       // S_{t0+s-1} when kKeep divides s; dr_t = S_t^T dy_t on the way.
-      float S[N];
+      float S[R];
 #pragma unroll
-      for (int i = 0; i < N; ++i) S[i] = ck[size_t(sg) * NN + i];
+      for (int ii = 0; ii < R; ++ii) S[ii] = ck[size_t(sg) * NN + ii];
       for (int s = 0; s < len; ++s) {
         if (s % kKeep == 0) {
           float* slot = sc + size_t(s / kKeep) * NN;
 #pragma unroll
-          for (int i = 0; i < N; ++i) slot[i * N] = S[i];
+          for (int ii = 0; ii < R; ++ii) slot[ii * N] = S[ii];
         }
         const float wp = sw[s][p], kp = sk[s][p], bp = sb[s][p];
         float drp = 0.f;
 #pragma unroll
-        for (int i = 0; i < N; ++i) {
-          S[i] = S[i] * wp + ssa[s][i] * bp + sv[s][i] * kp;
-          drp += sdy[s][i] * S[i];
+        for (int ii = 0; ii < R; ++ii) {
+          S[ii] = S[ii] * wp + ssa[s][i0 + ii] * bp + sv[s][i0 + ii] * kp;
+          drp += sdy[s][i0 + ii] * S[ii];
         }
-        dr[ob + size_t(t0 + s) * C] = drp;
+        put(dr, part.dr, t0 + s, drp);
       }
     }
     // r_t[p] and a_t[p] are loaded one token ahead (their latency overlaps a token).
@@ -193,74 +256,117 @@ __global__ void __launch_bounds__(N)
         nr = r[o - C];
         na = a[o - C];
       }
-      float Sp[N];  // S_{t-1}[i][p]: the stored S_{t0+q-1}, stepped through tokens q .. s-1
+      float Sp[R];  // S_{t-1}[i0 + ii][p]: the stored S_{t0+q-1}, stepped through tokens q .. s-1
       const int q0 = s - s % kKeep;
       const float* slot = sc + size_t(q0 / kKeep) * NN;
 #pragma unroll
-      for (int i = 0; i < N; ++i) Sp[i] = slot[i * N];
+      for (int ii = 0; ii < R; ++ii) Sp[ii] = slot[ii * N];
 #pragma unroll
-      for (int i = 0; i < N; ++i) {
-        dS[i] = fmaf(sdy[s][i], rp, dS[i]);
-        sdS[i][p] = dS[i];
+      for (int ii = 0; ii < R; ++ii) {
+        dS[ii] = fmaf(sdy[s][i0 + ii], rp, dS[ii]);
+        sdS[ii][p] = dS[ii];
       }
       __syncthreads();  // sdS holds dS
-      // Row p of dS: dsa[p], dv[p].
+      // Row i0 + rl of dS: dsa, dv (lane's columns, then the sum over the lanes).
       float dsap = 0.f, dvp = 0.f;
 #pragma unroll 8
-      for (int j = 0; j < N; ++j) {
-        const float x = sdS[p][j];
+      for (int m = 0; m < M; ++m) {
+        const int j = lane + G * m;
+        const float x = sdS[rl][j];
         dsap += x * sb[s][j];
         dvp += x * sk[s][j];
       }
-      sdsa[p] = dsap;
+      dsap = lane_sum<G>(dsap, kWarpMask<N>);
+      dvp = lane_sum<G>(dvp, kWarpMask<N>);
+      if (lane == 0) {
+        sdsa[rl] = dsap;
+        dv[orow + size_t(t0 + s) * C] = dvp;
+      }
       // Here, so that the latency of the scratch loads overlaps the work above.
       for (int q = q0; q < s; ++q) {
         const float wq = sw[q][p], kq = sk[q][p], bq = sb[q][p];
 #pragma unroll
-        for (int i = 0; i < N; ++i) Sp[i] = Sp[i] * wq + ssa[q][i] * bq + sv[q][i] * kq;
+        for (int ii = 0; ii < R; ++ii)
+          Sp[ii] = Sp[ii] * wq + ssa[q][i0 + ii] * bq + sv[q][i0 + ii] * kq;
       }
       __syncthreads();  // sdsa is complete; the reads of sdS are done
       float dwp = 0.f, dbp = 0.f, dkp = 0.f, dap = 0.f;
 #pragma unroll
-      for (int i = 0; i < N; ++i) {
-        dwp += dS[i] * Sp[i];
-        dbp += ssa[s][i] * dS[i];
-        dkp += sv[s][i] * dS[i];
-        dap += sdsa[i] * Sp[i];
+      for (int ii = 0; ii < R; ++ii) {
+        dwp += dS[ii] * Sp[ii];
+        dbp += ssa[s][i0 + ii] * dS[ii];
+        dkp += sv[s][i0 + ii] * dS[ii];
+        dap += sdsa[ii] * Sp[ii];
       }
-      dv[o] = dvp;
-      dlw[o] = dwp * wp;
-      dk[o] = dkp;
-      da[o] = dap;
-      db[o] = dbp;
+      put(dlw, part.dlw, t0 + s, dwp * wp);
+      put(dk, part.dk, t0 + s, dkp);
+      put(da, part.da, t0 + s, dap);
+      put(db, part.db, t0 + s, dbp);
 #pragma unroll
-      for (int i = 0; i < N; ++i) dS[i] = fmaf(dS[i], wp, sdsa[i] * ap);
+      for (int ii = 0; ii < R; ++ii) dS[ii] = fmaf(dS[ii], wp, sdsa[ii] * ap);
       // The next token writes sdS only after this token's second barrier (every row read
       // done) and sdsa only after its own first barrier (every read of this sdsa done).
     }
   }
 }
 
-template <int N>
+// out[b, t, h0 + hh, n] = sum over g of the G partials [g, b, t, hh, n], g ascending.
+__global__ void wkv7_sum_splits_kernel(int64_t n, int G, int nhN, int HN, int h0N, Partials part,
+                                       float* __restrict__ dr, float* __restrict__ dlw,
+                                       float* __restrict__ dk, float* __restrict__ da,
+                                       float* __restrict__ db) {
+  const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (x >= n) return;
+  const int64_t o = (x / nhN) * HN + h0N + x % nhN;
+  float* outs[kPartials] = {dr, dlw, dk, da, db};
+  const float* parts[kPartials] = {part.dr, part.dlw, part.dk, part.da, part.db};
+#pragma unroll
+  for (int q = 0; q < kPartials; ++q) {
+    float s = 0.f;
+    for (int g = 0; g < G; ++g) s += parts[q][g * n + x];
+    outs[q][o] = s;
+  }
+}
+
+// Throws rwkv::Error naming the function unless `splits` is one the kernels are built
+// for: 1, or for N = 64 (every preset's head size) also 2, 4 or 8.
+void check_splits(const char* fn, int N, int splits) {
+  if (splits == 1 || (N == 64 && (splits == 2 || splits == 4 || splits == 8))) return;
+  std::ostringstream msg;
+  msg << fn << ": splits=" << splits << " is not supported for head size N=" << N
+      << " (1, or for N=64 also 2, 4 or 8)";
+  throw Error(msg.str());
+}
+
+template <int N, int G>
 void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
                     const float* k, const float* v, const float* a, const float* b, float* y,
                     const float* state_in, float* state_out, float* ckpt, float* sa,
                     cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv7_forward_kernel<N><<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y, state_in,
-                                                   state_out, ckpt, sa);
+  wkv7_forward_kernel<N, G><<<B * nh * G, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y,
+                                                          state_in, state_out, ckpt, sa);
   CUDA_CHECK_LAUNCH();
 }
 
-template <int N>
+template <int N, int G>
 void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
                      const float* k, const float* v, const float* a, const float* b,
                      const float* dy, float* dr, float* dlw, float* dk, float* dv, float* da,
-                     float* db, Workspace ws, cudaStream_t stream) {
+                     float* db, Workspace ws, void* scratch, cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv7_backward_kernel<N>
-      <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws);
+  const size_t one = size_t(B) * T * nh * N;  // one partial of one split
+  const Partials part = G > 1 ? carve_partials(scratch, G * one) : Partials{};
+  wkv7_backward_kernel<N, G><<<B * nh * G, N, 0, stream>>>(B, T, H, h0, nh, r, lw, k, v, a, b, dy,
+                                                           dr, dlw, dk, dv, da, db, ws, part);
   CUDA_CHECK_LAUNCH();
+  if (G > 1) {
+    constexpr int kThreads = 256;
+    const int blocks = int((one + kThreads - 1) / kThreads);
+    wkv7_sum_splits_kernel<<<blocks, kThreads, 0, stream>>>(int64_t(one), G, nh * N, H * N, h0 * N,
+                                                            part, dr, dlw, dk, da, db);
+    CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
@@ -271,50 +377,81 @@ size_t wkv7_workspace_bytes(int B, int T, int H, int N) {
   return (BH * (nseg(T) + kSeg / kKeep) * NN + BH * size_t(T) * N) * sizeof(float);
 }
 
+int wkv7_default_splits(int B, int nh, int N) {
+  if (N != 64) return 1;
+  int dev = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  int g = 1;
+  while (g < 8 && int64_t(B) * nh * g < sms) g *= 2;
+  return g;
+}
+
+size_t wkv7_backward_scratch_bytes(int B, int T, int nh, int N, int splits) {
+  check_args("rwkv::cuda::wkv7_backward_scratch_bytes", B, T, nh, N, 0, nh);
+  check_splits("rwkv::cuda::wkv7_backward_scratch_bytes", N, splits);
+  if (splits == 1) return 0;
+  return size_t(kPartials) * splits * B * size_t(T) * nh * N * sizeof(float);
+}
+
 void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
                   const float* k, const float* v, const float* a, const float* b, float* y,
-                  const float* state_in, float* state_out, void* workspace, cudaStream_t stream) {
+                  const float* state_in, float* state_out, void* workspace, int splits,
+                  cudaStream_t stream) {
   check_args("rwkv::cuda::wkv7_forward", B, T, H, N, h0, h1);
+  check_splits("rwkv::cuda::wkv7_forward", N, splits);
   if (B == 0 || h0 == h1) return;
   const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
-  switch (N) {
-    case 16:
-      launch_forward<16>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
-                          ws.sa, stream);
-      break;
-    case 32:
-      launch_forward<32>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
-                          ws.sa, stream);
-      break;
+  const auto launch = [&](auto kernel) {
+    kernel(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt, ws.sa, stream);
+  };
+  if (N == 16) return launch(launch_forward<16, 1>);
+  if (N == 32) return launch(launch_forward<32, 1>);
+  switch (splits) {
+    case 1:
+      return launch(launch_forward<64, 1>);
+    case 2:
+      return launch(launch_forward<64, 2>);
+    case 4:
+      return launch(launch_forward<64, 4>);
     default:
-      launch_forward<64>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
-                          ws.sa, stream);
+      return launch(launch_forward<64, 8>);
   }
 }
 
 void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
                    const float* k, const float* v, const float* a, const float* b, const float* dy,
                    float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
-                   void* workspace, cudaStream_t stream) {
-  check_args("rwkv::cuda::wkv7_backward", B, T, H, N, h0, h1);
+                   void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv7_backward";
+  check_args(fn, B, T, H, N, h0, h1);
+  check_splits(fn, N, splits);
   if (B == 0 || h0 == h1 || T == 0) return;
   if (workspace == nullptr)
     throw Error(
         "rwkv::cuda::wkv7_backward: workspace is null (it must hold the forward's "
         "checkpoints; size: wkv7_workspace_bytes)");
+  if (splits > 1 && scratch == nullptr) {
+    std::ostringstream msg;
+    msg << fn << ": scratch is null with splits=" << splits
+        << " (size: wkv7_backward_scratch_bytes)";
+    throw Error(msg.str());
+  }
   const Workspace ws = carve(workspace, B, T, H, N);
-  switch (N) {
-    case 16:
-      launch_backward<16>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
-                          stream);
-      break;
-    case 32:
-      launch_backward<32>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
-                          stream);
-      break;
+  const auto launch = [&](auto kernel) {
+    kernel(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws, scratch, stream);
+  };
+  if (N == 16) return launch(launch_backward<16, 1>);
+  if (N == 32) return launch(launch_backward<32, 1>);
+  switch (splits) {
+    case 1:
+      return launch(launch_backward<64, 1>);
+    case 2:
+      return launch(launch_backward<64, 2>);
+    case 4:
+      return launch(launch_backward<64, 4>);
     default:
-      launch_backward<64>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
-                          stream);
+      return launch(launch_backward<64, 8>);
   }
 }
 

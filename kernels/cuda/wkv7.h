@@ -2,20 +2,23 @@
 // WKV of RWKV-7 on the GPU, fp32: the generalised delta rule of the CPU reference
 // kernels/cpu/wkv7.h (which defines the math and the layouts),
 //   S_t = S_{t-1} diag(exp(lw_t)) + (S_{t-1} a_t) b_t^T + v_t k_t^T,   y_t = S_t r_t,
-// token by token, one thread block per (batch row, head), one thread per channel (a row
-// of S in the forward, a column in the backward), as RWKV-LM
-// RWKV-v7/train_temp/cuda/wkv7_cuda.cu.
+// token by token. Each (batch row, head) runs as `splits` thread blocks, each owning
+// N / splits rows of the state (one block per head, one thread per channel, as RWKV-LM
+// RWKV-v7/train_temp/cuda/wkv7_cuda.cu, when splits = 1); more splits fill more SMs
+// when there are few heads.
 //
 // Tensors are row-major device pointers: per-token ones [B, T, H, N]; state
 // [B, H, N, N]. Heads [h0, h1) of every batch row; outputs outside the range are left
-// untouched. Head size N = 16, 32 or 64. Launches go to `stream`; nothing is allocated.
-// Bad shapes throw rwkv::Error naming the function.
+// untouched. Head size N = 16, 32 or 64; splits 1, or for N = 64 also 2, 4 or 8 (any
+// count gives the same math; sums run in another order, so results differ in the last
+// bits). Launches go to `stream`; nothing is allocated. Bad shapes throw rwkv::Error
+// naming the function.
 //
 // Workspace: the forward stores the state before every 16th token and every token's
 // S_{t-1} a_t there (when workspace is not null, as the official kernel does); the
 // backward recomputes the states in between from those, in a scratch part of the same
 // workspace.
-// Size: wkv7_workspace_bytes(B, T, H, N), for any head range.
+// Size: wkv7_workspace_bytes(B, T, H, N), for any head range and splits.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -24,18 +27,26 @@ namespace rwkv::cuda {
 
 size_t wkv7_workspace_bytes(int B, int T, int H, int N);
 
+// Splits that fill this GPU's SMs with B x nh (b, h) pairs (nh = h1 - h0): the least
+// power of 2 (at most 8) that gives at least one block per SM; 1 unless N = 64.
+int wkv7_default_splits(int B, int nh, int N);
+
+// Bytes of the backward's scratch for its per-split partial sums: 0 when splits = 1.
+size_t wkv7_backward_scratch_bytes(int B, int T, int nh, int N, int splits);
+
 // y [B, T, H, N]. state_in null = zeros; state_out null = not wanted; workspace null =
 // no checkpoints (inference).
 void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
                   const float* k, const float* v, const float* a, const float* b, float* y,
-                  const float* state_in, float* state_out, void* workspace, cudaStream_t stream);
+                  const float* state_in, float* state_out, void* workspace, int splits,
+                  cudaStream_t stream);
 
 // Gradients for dy [B, T, H, N] of the forward call that filled `workspace` (same
 // shapes and inputs; its state_in included, no gradient for it): dr, dlw, dk, dv, da,
-// db [B, T, H, N].
+// db [B, T, H, N]. scratch: wkv7_backward_scratch_bytes (may be null for splits = 1).
 void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
                    const float* k, const float* v, const float* a, const float* b, const float* dy,
                    float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
-                   void* workspace, cudaStream_t stream);
+                   void* workspace, void* scratch, int splits, cudaStream_t stream);
 
 }  // namespace rwkv::cuda

@@ -74,27 +74,36 @@ Outputs run_cpu(const Case& c, const Inputs& in) {
   return o;
 }
 
-// Forward (with checkpoints and the final state) then backward, on poisoned outputs.
-Outputs run_gpu(const Case& c, const Inputs& in) {
+// Forward (with checkpoints and the final state) then backward, on poisoned outputs,
+// each (b, h) run as `splits` blocks.
+Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1) {
   const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy);
   const size_t sz = in.r.size();
   DevBuf y(sz), state(size_t(c.B) * c.H * c.N * c.N), dr(sz), dlw(sz), dk(sz), dv(sz), da(sz),
       db(sz);
   for (DevBuf* x : {&y, &state, &dr, &dlw, &dk, &dv, &da, &db}) x->poison();
-  void* ws = nullptr;
+  void *ws = nullptr, *scratch = nullptr;
   CUDA_CHECK(cudaMalloc(&ws, rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N)));
+  const size_t scratch_bytes =
+      rwkv::cuda::wkv7_backward_scratch_bytes(c.B, c.T, c.h1 - c.h0, c.N, splits);
+  if (scratch_bytes > 0) {
+    CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
+    CUDA_CHECK(cudaMemset(scratch, 0xFF, scratch_bytes));  // NaN: an unwritten partial fails
+  }
   rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
-                           nullptr, state.p, ws, nullptr);
+                           nullptr, state.p, ws, splits, nullptr);
   rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
-                            dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, nullptr);
+                            dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, scratch, splits, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaFree(ws));
+  if (scratch) CUDA_CHECK(cudaFree(scratch));
   return {y.get(), state.get(), dr.get(), dlw.get(), dk.get(), dv.get(), da.get(), db.get()};
 }
 
-void expect_matches_cpu(const Case& c) {
+void expect_matches_cpu(const Case& c, int splits = 1) {
+  SCOPED_TRACE("splits " + std::to_string(splits));
   const Inputs in(c);
-  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in);
+  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, splits);
   EXPECT_TRUE(close("y", c, got.y, ref.y));
   EXPECT_TRUE(close("state_out", c, got.state, ref.state, c.N * c.N, 1));
   EXPECT_TRUE(close("dr", c, got.dr, ref.dr));
@@ -163,9 +172,20 @@ TEST(CudaWkv7, ForwardWithInitialState) {
   void* ws = nullptr;
   CUDA_CHECK(cudaMalloc(&ws, rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N)));
   rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
-                           sin.p, sout.p, ws, nullptr);
+                           sin.p, sout.p, ws, 1, nullptr);
   rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y2.p,
-                           sin.p, nullptr, nullptr, nullptr);
+                           sin.p, nullptr, nullptr, 1, nullptr);
+  for (const int splits : {2, 8}) {  // the split forward reads the initial state by rows too
+    DevBuf y3(in.r.size()), sout3(s0.size());
+    y3.poison();
+    sout3.poison();
+    rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y3.p,
+                             sin.p, sout3.p, nullptr, splits, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    EXPECT_TRUE(close("y", c, y3.get(), y_ref));
+    EXPECT_TRUE(close("state_out", c, sout3.get(), s_ref, c.N * c.N, 1));
+  }
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaFree(ws));
   EXPECT_TRUE(close("y", c, y.get(), y_ref));
@@ -175,18 +195,36 @@ TEST(CudaWkv7, ForwardWithInitialState) {
       << "forward without workspace differs";
 }
 
-// Two runs on the same inputs give bitwise-identical outputs and gradients.
+// Each (b, h) as 2, 4 or 8 blocks of rows (partial sums added by a second kernel):
+// against the CPU with head ranges, T not a multiple of 16, decays near 0 and 1, and the
+// model's decays over a long sequence.
+TEST(CudaWkv7, SplitRowsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const int splits : {2, 4, 8}) {
+    expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, splits);
+    expect_matches_cpu({2, 1, 2, 64, 0, 2, -2.0, -0.01, 14}, splits);  // one token
+    expect_matches_cpu({2, 37, 2, 64, 0, 2, -60.0, -40.0, 15}, splits);
+    expect_matches_cpu({2, 100, 2, 64, 0, 2, -2e-4, -5e-5, 16}, splits);
+  }
+  expect_matches_cpu({1, 4096, 2, 64, 0, 2, -std::exp(-0.5), -1e-3, 17}, 8);
+}
+
+// Two runs on the same inputs give bitwise-identical outputs and gradients, with one
+// block per head and with the rows split over 8.
 TEST(CudaWkv7, Deterministic) {
   SKIP_WITHOUT_GPU();
   const Case c{3, 100, 4, 64, 0, 4, -2.0, -0.01, 11};
   const Inputs in(c);
-  const Outputs a = run_gpu(c, in), b = run_gpu(c, in);
-  const char* names[] = {"y", "state", "dr", "dlw", "dk", "dv", "da", "db"};
-  const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dlw, &a.dk, &a.dv, &a.da, &a.db};
-  const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dlw, &b.dk, &b.dv, &b.da, &b.db};
-  for (int i = 0; i < 8; ++i)
-    EXPECT_EQ(std::memcmp(xa[i]->data(), xb[i]->data(), xa[i]->size() * sizeof(float)), 0)
-        << names[i];
+  for (const int splits : {1, 8}) {
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    const Outputs a = run_gpu(c, in, splits), b = run_gpu(c, in, splits);
+    const char* names[] = {"y", "state", "dr", "dlw", "dk", "dv", "da", "db"};
+    const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dlw, &a.dk, &a.dv, &a.da, &a.db};
+    const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dlw, &b.dk, &b.dv, &b.da, &b.db};
+    for (int i = 0; i < 8; ++i)
+      EXPECT_EQ(std::memcmp(xa[i]->data(), xb[i]->data(), xa[i]->size() * sizeof(float)), 0)
+          << names[i];
+  }
 }
 
 // Argument checks run before any CUDA call: no GPU needed.
@@ -194,7 +232,7 @@ TEST(CudaWkv7, RejectsUnsupportedHeadSize) {
   try {
     rwkv::cuda::wkv7_backward(1, 4, 1, 128, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
                               nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                              nullptr, nullptr, nullptr);
+                              nullptr, nullptr, nullptr, 1, nullptr);
     FAIL() << "N=128 accepted";
   } catch (const rwkv::Error& e) {
     const std::string m = e.what();
@@ -207,10 +245,43 @@ TEST(CudaWkv7, RejectsUnsupportedHeadSize) {
 TEST(CudaWkv7, RejectsBadHeadRangeAndMissingWorkspace) {
   EXPECT_THROW(
       rwkv::cuda::wkv7_forward(1, 4, 2, 64, 2, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
-                               nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+                               nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr),
       rwkv::Error);
   EXPECT_THROW(rwkv::cuda::wkv7_backward(1, 4, 2, 64, 0, 2, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr),
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr),
                rwkv::Error);
+}
+
+// Splits the kernels are not built for, and a split backward without its scratch, are
+// errors naming the function and the value, before any CUDA call.
+TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
+  const auto expect_error = [](const auto& call, const std::string& want) {
+    try {
+      call();
+      FAIL() << "accepted: " << want;
+    } catch (const rwkv::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+    }
+  };
+  expect_error([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 64, 3); }, "splits=3");
+  expect_error([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 32, 2); }, "N=32");
+  expect_error(
+      [] {
+        rwkv::cuda::wkv7_forward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, nullptr, nullptr, nullptr, nullptr, 16, nullptr);
+      },
+      "wkv7_forward: splits=16");
+  float dummy = 0.f;
+  expect_error(
+      [&] {
+        rwkv::cuda::wkv7_backward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, &dummy, nullptr, 4, nullptr);
+      },
+      "scratch is null with splits=4");
+  EXPECT_EQ(rwkv::cuda::wkv7_backward_scratch_bytes(2, 10, 3, 64, 1), 0u);
+  EXPECT_EQ(rwkv::cuda::wkv7_backward_scratch_bytes(2, 10, 3, 64, 4),
+            size_t(5) * 4 * 2 * 10 * 3 * 64 * sizeof(float));
 }
