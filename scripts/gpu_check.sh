@@ -23,6 +23,9 @@
 #                                  .gpu/whl), then the carried
 #                                  trainer: its gpu test and `rwkv train` of the
 #                                  0.4B preset at ctx 4096; prints a table
+#   SIDE_BY_SIDE=0 scripts/gpu_check.sh   the same without flash-linear-attention (its
+#                                  autotuning takes ~110 s of the device time), for a
+#                                  second run in a lease that has already measured it
 #
 # Logs and the table go to $OUT (or .gpu/out when OUT is unset). Record every run in
 # docs/gpu-results.md (date, card, commit, each verdict, each benchmark).
@@ -166,14 +169,18 @@ done
 # whole check must stay within one 600 s device call).
 echo "== side by side (flash-linear-attention)"
 rm -rf /tmp/site
-if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+if [[ ${SIDE_BY_SIDE:-1} == 0 ]]; then
+  echo "(skipped: SIDE_BY_SIDE=0)"
+elif compgen -G ".gpu/whl/*.whl" >/dev/null; then
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile \
     --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl 2>&1 | tail -3
 else
   echo "(no wheels in .gpu/whl: run 'scripts/gpu_check.sh prepare' here first)"
 fi
-PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" OUT="$out" \
-  timeout 200 python3 bench/cuda/side_by_side_wkv.py --budget-s 170 2>&1 | tee -a "$out/bench.log"
+if [[ ${SIDE_BY_SIDE:-1} != 0 ]]; then
+  PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}" OUT="$out" \
+    timeout 200 python3 bench/cuda/side_by_side_wkv.py --budget-s 170 2>&1 | tee -a "$out/bench.log"
+fi
 
 # The trainer, carried as built here (see prepare): its gpu test, then `rwkv train` of
 # the rwkv7-0.4b preset at ctx 4096 (bytes of generated text; bf16 products), MFU
