@@ -26,6 +26,9 @@
 #   SIDE_BY_SIDE=0 scripts/gpu_check.sh   the same without flash-linear-attention (its
 #                                  autotuning takes ~110 s of the device time), for a
 #                                  second run in a lease that has already measured it
+#   TRAINER=0 scripts/gpu_check.sh  the same without the carried trainer (~60 s), when
+#                                  its bundle predates the commit under test (prepare
+#                                  rebuilds it: ~5 minutes here)
 #
 # Logs and the table go to $OUT (or .gpu/out when OUT is unset). Record every run in
 # docs/gpu-results.md (date, card, commit, each verdict, each benchmark).
@@ -187,7 +190,9 @@ fi
 # against the bf16 GEMM rate bench_cuda_train measured above.
 trainer_rc=0
 echo "== trainer (carried build)"
-if [[ -f .gpu/trainer.tar.xz ]]; then
+if [[ ${TRAINER:-1} == 0 ]]; then
+  echo "(skipped: TRAINER=0)"
+elif [[ -f .gpu/trainer.tar.xz ]]; then
   tb=/tmp/rwkv-trainer
   rm -rf $tb && mkdir -p $tb && tar -xJf .gpu/trainer.tar.xz -C $tb
   cuda_lib="$(dirname "$(command -v nvcc)")/../lib64"

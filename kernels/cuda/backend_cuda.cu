@@ -312,13 +312,15 @@ void CudaBackend<F>::wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb,
 
 void CudaBackend<F>::bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
                                       int64_t n, int64_t H, int64_t N) {
-  cuda::bonus_v7_forward(out, r, k, v, r_k, n, H, N, stream);
+  auto* dots = static_cast<float*>(scratch(cuda::bonus_v7_scratch_floats(n, H) * sizeof(float)));
+  cuda::bonus_v7_forward(out, r, k, v, r_k, n, H, N, dots, stream);
 }
 
 void CudaBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
                                        const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
                                        int64_t N) {
-  cuda::bonus_v7_backward(dr, dk, dv, dr_k, dout, r, k, v, r_k, n, H, N, stream);
+  auto* dots = static_cast<float*>(scratch(cuda::bonus_v7_scratch_floats(n, H) * sizeof(float)));
+  cuda::bonus_v7_backward(dr, dk, dv, dr_k, dout, r, k, v, r_k, n, H, N, dots, stream);
 }
 
 void CudaBackend<F>::ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,

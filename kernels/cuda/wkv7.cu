@@ -17,9 +17,9 @@
 // Forward: G consecutive threads (lanes) share row i, lane l keeping the columns
 // l, l + G, ... of S[i] in registers (for G = 1 thread i keeps the whole row, as RWKV-LM
 // RWKV-v7/train_temp/cuda/wkv7_cuda.cu); the two sums over a row, S a and S r, end in a
-// warp shuffle over the lanes. r, exp(lw), k, a, b of the token are shared. With a
-// workspace it stores the state before every kSeg-th token and every token's
-// sa_t = S_{t-1} a_t.
+// warp shuffle over the lanes. The inputs are loaded a segment of kSeg tokens at a time
+// into shared memory. With a workspace it stores the state before every kSeg-th token
+// and every token's sa_t = S_{t-1} a_t.
 //
 // Backward: per token, with dS = dL/dS_t from the later tokens and sa = S_{t-1} a_t,
 // first dS += dy_t r_t^T, then
@@ -112,56 +112,53 @@ __global__ void __launch_bounds__(N)
   const int bi = hb / nh, h = h0 + hb % nh;
   const int i = g * R + tid / G, lane = tid % G;  // row i, columns lane + G m
   const size_t C = size_t(H) * N, bh = size_t(bi) * H + h;
-  __shared__ float sr[N], sw[N], sk[N], sa[N], sb[N];
+  __shared__ float sr[kSeg][N], sw[kSeg][N], sk[kSeg][N], sv[kSeg][N], sa[kSeg][N], sb[kSeg][N];
   float S[M];  // S[i][lane + G m]
 #pragma unroll
   for (int m = 0; m < M; ++m) S[m] = state_in ? state_in[bh * NN + i * N + lane + G * m] : 0.f;
   float* ck = ckpt ? ckpt + bh * nseg(T) * NN + i : nullptr;  // S[i][j] at ck[sg * NN + j * N]
   float* sa_out = sa_ws && lane == 0 ? sa_ws + bh * size_t(T) * N + i : nullptr;  // at [t * N]
-  // Thread tid loads channel tid of the shared inputs and v of its row. Each token's
-  // inputs are loaded one token ahead, so that their latency overlaps the arithmetic of
-  // the token before.
+  // The inputs of one segment of kSeg tokens, [kSeg, N] each (sw = exp(lw)): thread tid
+  // loads channel tid of every token at once (all the loads in flight together, one
+  // barrier per segment instead of two per token).
   const size_t o0 = size_t(bi) * T * C + size_t(h) * N;  // token 0, channel 0 of the head
-  float nr = 0.f, nlw = 0.f, nk = 0.f, nv = 0.f, na = 0.f, nb = 0.f;  // the next token's
-  const auto load_next = [&](size_t o) {
-    nr = r[o + tid];
-    nlw = lw[o + tid];
-    nk = k[o + tid];
-    nv = v[o + i];
-    na = a[o + tid];
-    nb = b[o + tid];
-  };
-  if (T > 0) load_next(o0);
-  for (int t = 0; t < T; ++t) {
-    const size_t o = o0 + size_t(t) * C;
-    const float xr = nr, xlw = nlw, xk = nk, xv = nv, xa = na, xb = nb;
-    if (t + 1 < T) load_next(o + C);
-    if (ck && t % kSeg == 0) {
-      float* c = ck + size_t(t / kSeg) * NN;
+  for (int t0 = 0; t0 < T; t0 += kSeg) {
+    const int len = min(kSeg, T - t0);
+    if (ck) {
+      float* c = ck + size_t(t0 / kSeg) * NN;
 #pragma unroll
       for (int m = 0; m < M; ++m) c[(lane + G * m) * N] = S[m];
     }
-    __syncthreads();  // the previous token's reads of the shared arrays are done
-    sr[tid] = xr;
-    sw[tid] = expf(xlw);
-    sk[tid] = xk;
-    sa[tid] = xa;
-    sb[tid] = xb;
-    __syncthreads();
-    float sai = 0.f;
+    __syncthreads();  // the previous segment's reads of the shared arrays are done
 #pragma unroll
-    for (int m = 0; m < M; ++m) sai += S[m] * sa[lane + G * m];
-    sai = lane_sum<G>(sai, kWarpMask<N>);
-    float yi = 0.f;
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const int j = lane + G * m;
-      S[m] = S[m] * sw[j] + sai * sb[j] + xv * sk[j];
-      yi += S[m] * sr[j];
+    for (int s = 0; s < kSeg; ++s) {
+      if (s >= len) break;
+      const size_t o = o0 + size_t(t0 + s) * C + tid;
+      sr[s][tid] = r[o];
+      sw[s][tid] = expf(lw[o]);
+      sk[s][tid] = k[o];
+      sv[s][tid] = v[o];
+      sa[s][tid] = a[o];
+      sb[s][tid] = b[o];
     }
-    yi = lane_sum<G>(yi, kWarpMask<N>);
-    if (lane == 0) y[o + i] = yi;
-    if (sa_out) sa_out[size_t(t) * N] = sai;
+    __syncthreads();
+    for (int s = 0; s < len; ++s) {
+      float sai = 0.f;
+#pragma unroll
+      for (int m = 0; m < M; ++m) sai += S[m] * sa[s][lane + G * m];
+      sai = lane_sum<G>(sai, kWarpMask<N>);
+      const float xv = sv[s][i];
+      float yi = 0.f;
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const int j = lane + G * m;
+        S[m] = S[m] * sw[s][j] + sai * sb[s][j] + xv * sk[s][j];
+        yi += S[m] * sr[s][j];
+      }
+      yi = lane_sum<G>(yi, kWarpMask<N>);
+      if (lane == 0) y[o0 + size_t(t0 + s) * C + i] = yi;
+      if (sa_out) sa_out[size_t(t0 + s) * N] = sai;
+    }
   }
   if (state_out) {
 #pragma unroll
