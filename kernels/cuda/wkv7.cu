@@ -30,7 +30,7 @@
 // The rows of dS evolve on their own too (dsa[i] needs row i only). Thread p owns column
 // p of the block's rows: of dS (in registers) and of the states, so the sums over those
 // rows (dr, dk, db, da, dlw) are local to a thread; with G > 1 each block writes its
-// partial sums to scratch and wkv7_sum_splits adds the G of them in a fixed order
+// partial sums to scratch and wkv7_sum_splits_kernel adds the G of them in a fixed order
 // (deterministic, no atomics). The two sums over j (dv, dsa) go through a padded
 // R x (N + G) shared copy of dS, written by columns and read by rows (both without bank
 // conflicts), G lanes per row as in the forward. The states come from the forward's
