@@ -1,6 +1,9 @@
 // WKV kernels on the CPU, fp32: forward and backward, naive and chunked, for RWKV-4
 // (naive only), RWKV-5/6 and RWKV-7. Shape B = 4, T = 1024, C = 512 (8 heads of 64).
-// The chunked forms take the chunk length as the benchmark argument.
+// The chunked forms take the chunk length as the benchmark argument; WKV7 also whether
+// the forward keeps checkpoints for the backward (ckpt 1: what CpuBackend does; the
+// backward then reads them, after one forward outside the timing) or the backward
+// recomputes the states.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -61,6 +64,13 @@ void chunk_args(benchmark::internal::Benchmark* b) {
   b->ArgName("chunk")->Arg(0)->RangeMultiplier(2)->Range(8, 64)->Unit(benchmark::kMillisecond);
 }
 
+// The same and "ckpt" 0 or 1 (WKV7).
+void chunk_ckpt_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"chunk", "ckpt"})->Args({0, 0});
+  for (int chunk = 8; chunk <= 64; chunk *= 2) b->Args({chunk, 0})->Args({chunk, 1});
+  b->Unit(benchmark::kMillisecond);
+}
+
 void set_tokens(benchmark::State& state) { state.SetItemsProcessed(state.iterations() * B * T); }
 
 void BM_wkv4_forward_naive(benchmark::State& state) {
@@ -115,13 +125,16 @@ void BM_wkv6_backward(benchmark::State& state) {
 void BM_wkv7_forward(benchmark::State& state) {
   Data& d = data();
   const int chunk = int(state.range(0));
+  std::vector<float> ckpt(state.range(1) ? rk::wkv7_checkpoint_floats(B, T, H, N, chunk) : 0);
+  float* cp = ckpt.empty() ? nullptr : ckpt.data();
   for (auto _ : state) {
     if (chunk == 0) {
       rk::wkv7_forward_naive(B, T, H, N, 0, H, d.r.data(), d.lw.data(), d.k.data(), d.v.data(),
                              d.a.data(), d.b.data(), d.out[0].data(), nullptr, nullptr);
     } else {
       rk::wkv7_forward_chunked(B, T, H, N, 0, H, d.r.data(), d.lw.data(), d.k.data(), d.v.data(),
-                               d.a.data(), d.b.data(), d.out[0].data(), nullptr, nullptr, chunk);
+                               d.a.data(), d.b.data(), d.out[0].data(), nullptr, nullptr, chunk,
+                               cp);
     }
   }
   set_tokens(state);
@@ -130,6 +143,11 @@ void BM_wkv7_forward(benchmark::State& state) {
 void BM_wkv7_backward(benchmark::State& state) {
   Data& d = data();
   const int chunk = int(state.range(0));
+  std::vector<float> ckpt(state.range(1) ? rk::wkv7_checkpoint_floats(B, T, H, N, chunk) : 0);
+  float* cp = ckpt.empty() ? nullptr : ckpt.data();
+  if (cp)
+    rk::wkv7_forward_chunked(B, T, H, N, 0, H, d.r.data(), d.lw.data(), d.k.data(), d.v.data(),
+                             d.a.data(), d.b.data(), d.out[0].data(), nullptr, nullptr, chunk, cp);
   for (auto _ : state) {
     if (chunk == 0) {
       rk::wkv7_backward_naive(B, T, H, N, 0, H, d.r.data(), d.lw.data(), d.k.data(), d.v.data(),
@@ -139,7 +157,7 @@ void BM_wkv7_backward(benchmark::State& state) {
       rk::wkv7_backward_chunked(B, T, H, N, 0, H, d.r.data(), d.lw.data(), d.k.data(), d.v.data(),
                                 d.a.data(), d.b.data(), d.dy.data(), d.out[0].data(),
                                 d.out[1].data(), d.out[2].data(), d.out[3].data(), d.out[4].data(),
-                                d.out[5].data(), chunk);
+                                d.out[5].data(), chunk, cp);
     }
   }
   set_tokens(state);
@@ -151,5 +169,5 @@ BENCHMARK(BM_wkv4_forward_naive)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_wkv4_backward_naive)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_wkv6_forward)->Apply(chunk_args);
 BENCHMARK(BM_wkv6_backward)->Apply(chunk_args);
-BENCHMARK(BM_wkv7_forward)->Apply(chunk_args);
-BENCHMARK(BM_wkv7_backward)->Apply(chunk_args);
+BENCHMARK(BM_wkv7_forward)->Apply(chunk_ckpt_args);
+BENCHMARK(BM_wkv7_backward)->Apply(chunk_ckpt_args);

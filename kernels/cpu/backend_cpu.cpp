@@ -557,6 +557,30 @@ void CpuBackend<F>::wkv4_backward(int B, int T, int C, int c0, int c1, const F* 
 }
 
 template <typename F>
+F* CpuBackend<F>::forward_checkpoints(WkvAlgo algo, const F* r, size_t floats, int B, int T, int H,
+                                      int N, int h0, int h1) {
+  if (algo != WkvAlgo::chunked) {
+    wkv_ckpt_.erase(r);
+    return nullptr;
+  }
+  WkvCheckpoints& c = wkv_ckpt_[r];
+  if (c.data.size() < floats) c.data.resize(floats);
+  c.B = B, c.T = T, c.H = H, c.N = N, c.h0 = h0, c.h1 = h1, c.chunk = wkv_chunk;
+  return c.data.data();
+}
+
+template <typename F>
+const F* CpuBackend<F>::saved_checkpoints(WkvAlgo algo, const F* r, int B, int T, int H, int N,
+                                          int h0, int h1) const {
+  const auto it = wkv_ckpt_.find(r);
+  if (algo != WkvAlgo::chunked || it == wkv_ckpt_.end()) return nullptr;
+  const WkvCheckpoints& c = it->second;
+  const bool same = c.B == B && c.T == T && c.H == H && c.N == N && c.h0 == h0 && c.h1 == h1 &&
+                    c.chunk == wkv_chunk;
+  return same ? c.data.data() : nullptr;
+}
+
+template <typename F>
 void CpuBackend<F>::wkv6_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1,
                                  const F* r, const F* k, const F* v, const F* lw, const F* u, F* y,
                                  const F* state_in, F* state_out) {
@@ -582,15 +606,19 @@ void CpuBackend<F>::wkv6_backward(WkvAlgo algo, int B, int T, int H, int N, int 
   });
 }
 
+// The chunked WKV7 forward keeps checkpoints (the state entering each chunk and its values
+// S a) that its backward reads instead of recomputing them (docs/performance.md).
 template <typename F>
 void CpuBackend<F>::wkv7_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1,
                                  const F* r, const F* lw, const F* k, const F* v, const F* a,
                                  const F* b, F* y, const F* state_in, F* state_out) {
+  F* ckpt = forward_checkpoints(algo, r, wkv7_checkpoint_floats(B, T, H, N, wkv_chunk), B, T, H, N,
+                                h0, h1);
   parallel_for(threads, h1 - h0, min_heads(B, T, N), [&](int64_t b0, int64_t e0, int64_t) {
     const int hb = h0 + static_cast<int>(b0), he = h0 + static_cast<int>(e0);
     if (algo == WkvAlgo::chunked)
-      wkv7_forward_chunked(B, T, H, N, hb, he, r, lw, k, v, a, b, y, state_in, state_out,
-                           wkv_chunk);
+      wkv7_forward_chunked(B, T, H, N, hb, he, r, lw, k, v, a, b, y, state_in, state_out, wkv_chunk,
+                           ckpt);
     else
       wkv7_forward_naive(B, T, H, N, hb, he, r, lw, k, v, a, b, y, state_in, state_out);
   });
@@ -601,11 +629,12 @@ void CpuBackend<F>::wkv7_backward(WkvAlgo algo, int B, int T, int H, int N, int 
                                   const F* r, const F* lw, const F* k, const F* v, const F* a,
                                   const F* b, const F* dy, F* dr, F* dlw, F* dk, F* dv, F* da,
                                   F* db) {
+  const F* ckpt = saved_checkpoints(algo, r, B, T, H, N, h0, h1);
   parallel_for(threads, h1 - h0, min_heads(B, T, N), [&](int64_t b0, int64_t e0, int64_t) {
     const int hb = h0 + static_cast<int>(b0), he = h0 + static_cast<int>(e0);
     if (algo == WkvAlgo::chunked)
       wkv7_backward_chunked(B, T, H, N, hb, he, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db,
-                            wkv_chunk);
+                            wkv_chunk, ckpt);
     else
       wkv7_backward_naive(B, T, H, N, hb, he, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db);
   });

@@ -1,6 +1,9 @@
 #pragma once
 // The CPU backend: host memory, and the reference kernels of kernels/cpu/ (OpenBLAS
 // for the products). See kernels/backend.h for the interface and its conventions.
+#include <unordered_map>
+#include <vector>
+
 #include "kernels/backend.h"
 
 namespace rwkv::kernels {
@@ -117,6 +120,21 @@ struct CpuBackend final : Backend<F> {
 
   int wkv_chunk;
   int threads;
+
+ private:
+  // The checkpoints of the chunked WKV7 forward (kernels/cpu/wkv7.h: the state entering
+  // every chunk and its values S a), by the forward's r (each layer's activations have
+  // their own): the backward with the same r, shape, head range and chunk reads them
+  // instead of recomputing the states. A naive forward drops them.
+  struct WkvCheckpoints {
+    std::vector<F> data;
+    int B, T, H, N, h0, h1, chunk;
+  };
+  std::unordered_map<const F*, WkvCheckpoints> wkv_ckpt_;
+  F* forward_checkpoints(WkvAlgo algo, const F* r, size_t floats, int B, int T, int H, int N,
+                         int h0, int h1);
+  const F* saved_checkpoints(WkvAlgo algo, const F* r, int B, int T, int H, int N, int h0,
+                             int h1) const;
 };
 
 extern template struct CpuBackend<float>;

@@ -186,14 +186,13 @@ void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 namespace {
 
 // Token t of Chunk7::prepare over the channels j: P_{t+1} = P_t e^{lw_t},
-// Pinv = 1 / P_{t+1}, A~ = a P_t, K~ = k Pinv, B~ = b Pinv, and v copied, in one loop.
+// Pinv = 1 / P_{t+1}, A~ = a P_t, K~ = k Pinv, B~ = b Pinv, in one loop.
 template <typename F>
 [[gnu::always_inline]] inline void scale_token(int N, const F* __restrict lw, const F* __restrict a,
                                                const F* __restrict k, const F* __restrict b,
-                                               const F* __restrict v, const F* __restrict Pt,
-                                               F* __restrict Pt1, F* __restrict Pinv,
-                                               F* __restrict At, F* __restrict Kt, F* __restrict Bt,
-                                               F* __restrict Vt) {
+                                               const F* __restrict Pt, F* __restrict Pt1,
+                                               F* __restrict Pinv, F* __restrict At,
+                                               F* __restrict Kt, F* __restrict Bt) {
   for (int j = 0; j < N; ++j) {
     const F p1 = Pt[j] * fast::exp(lw[j]), inv = F(1) / p1;
     Pt1[j] = p1;
@@ -201,7 +200,6 @@ template <typename F>
     At[j] = a[j] * Pt[j];
     Kt[j] = k[j] * inv;
     Bt[j] = b[j] * inv;
-    Vt[j] = v[j];
   }
 }
 
@@ -229,8 +227,8 @@ template <typename F>
 
 // The quantities of one chunk of one head; buffers for up to Lmax tokens, a chunk of L
 // tokens packs its 2L-row blocks at the front (row L starts the second block). VS points
-// at own_VS unless the caller points it elsewhere (the backward keeps [V; SA] of every
-// chunk in place there instead of copying SA out and back).
+// at own_VS unless the caller points it elsewhere (the backward's buffer of [V; SA] for
+// every chunk, so SA is never copied out and back).
 template <typename F>
 struct Chunk7 {
   int Lmax, N, L = 0;
@@ -254,20 +252,23 @@ struct Chunk7 {
   Chunk7(const Chunk7&) = delete;  // VS may point into itself
   Chunk7& operator=(const Chunk7&) = delete;
 
-  // Decays, AR, KB, KBh, M and V (into VS) of L tokens from the pointers (consecutive
-  // tokens ld apart). with_r false: only what the state needs (no R~, no Ark, Arb; r is
-  // not read).
+  // Decays, AR, KB, KBh and M of L tokens from the pointers (consecutive tokens ld
+  // apart), and V into VS when copy_v (the backward's second pass finds it there).
+  // with_r false: only what the state needs (no R~, no Ark, Arb; r is not read).
   RWKV_CPU_SIMD void prepare(int l, int ld, const F* r, const F* lw, const F* k, const F* v,
-                             const F* a, const F* b, bool with_r) {
+                             const F* a, const F* b, bool with_r, bool copy_v) {
     L = l;
     const int L2 = 2 * L;
     const size_t LN = size_t(L) * N;
     std::fill(P.begin(), P.begin() + N, F(1));
     for (int t = 0; t < L; ++t) {
       const size_t o = size_t(t) * ld, tj = size_t(t) * N;
-      scale_token(N, lw + o, a + o, k + o, b + o, v + o, P.data() + tj, P.data() + tj + N,
-                  Pinv.data() + tj, AR.data() + tj, KB.data() + tj, KB.data() + LN + tj, VS + tj);
+      scale_token(N, lw + o, a + o, k + o, b + o, P.data() + tj, P.data() + tj + N,
+                  Pinv.data() + tj, AR.data() + tj, KB.data() + tj, KB.data() + LN + tj);
     }
+    if (copy_v)
+      for (int t = 0; t < L; ++t)
+        std::copy(v + size_t(t) * ld, v + size_t(t) * ld + N, VS + size_t(t) * N);
     // Pinv of the last token (1 / P_L) is never used and may not be finite; K~, B~ there 0.
     std::fill(Pinv.begin() + (LN - N), Pinv.begin() + LN, F(0));
     std::fill(KB.begin() + (LN - N), KB.begin() + LN, F(0));
@@ -298,30 +299,22 @@ struct Chunk7 {
 
   // After prepare: SA into VS rows L.., y = Y (rows ld apart) unless y is null (then
   // prepare may have skipped R~), S_out = the state after the chunk (may be S). S and
-  // S_out are [N, N], S[i][j] (value i, key j), or S^T when key_major: the products with
-  // S^T then read S^T as stored (OpenBLAS's small-matrix kernels take a row-major
-  // B^T operand at about 0.7x the rate of B).
-  RWKV_CPU_SIMD void forward(int ld, const F* S, F* S_out, F* y, bool key_major) {
+  // S_out are [N, N], S[i][j] (value i, key j).
+  RWKV_CPU_SIMD void forward(int ld, const F* S, F* S_out, F* y) {
     const int L2 = 2 * L;
     const size_t LN = size_t(L) * N;
     F* SA = VS + LN;
-    gemm(false, !key_major, L, N, N, F(1), AR.data(), N, S, N, F(0), SA, N);
+    gemm(false, true, L, N, N, F(1), AR.data(), N, S, N, F(0), SA, N);
     gemm(false, false, L, N, L, F(1), M.data(), L2, VS, N, F(1), SA, N);
     substitute_forward(SA);
     if (y) {
-      gemm(false, !key_major, L, N, N, F(1), AR.data() + LN, N, S, N, F(0), y, ld);
+      gemm(false, true, L, N, N, F(1), AR.data() + LN, N, S, N, F(0), y, ld);
       gemm(false, false, L, N, L2, F(1), M.data() + size_t(L) * L2, L2, VS, N, F(1), y, ld);
     }
     const F* PL = P.data() + LN;
-    if (key_major) {
-      for (int j = 0; j < N; ++j)
-        for (int i = 0; i < N; ++i) S_out[size_t(j) * N + i] = S[size_t(j) * N + i] * PL[j];
-      gemm(true, false, N, N, L2, F(1), KBh.data(), N, VS, N, F(1), S_out, N);
-    } else {
-      for (int i = 0; i < N; ++i)
-        for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
-      gemm(true, false, N, N, L2, F(1), VS, N, KBh.data(), N, F(1), S_out, N);
-    }
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j) S_out[size_t(i) * N + j] = S[size_t(i) * N + j] * PL[j];
+    gemm(true, false, N, N, L2, F(1), VS, N, KBh.data(), N, F(1), S_out, N);
   }
 
   // X <- (I - Aab)^{-1} X, X [L, N]: X[t] += sum_{s<t} Aab[t][s] X[s], t ascending.
@@ -359,37 +352,57 @@ inline void prefetch_rows_for_write(F* p, int L, int ld, int n) {
       __builtin_prefetch(p + size_t(t) * ld + j, 1, 2);
 }
 
-// out[h] = x[h]^T for nh consecutive N x N matrices.
-template <typename F>
-void transpose_heads(int nh, int N, const F* x, F* out) {
-  const size_t NN = size_t(N) * N;
-  for (size_t h = 0; h < size_t(nh); ++h)
-    for (int i = 0; i < N; ++i)
-      for (int j = 0; j < N; ++j) out[h * NN + size_t(j) * N + i] = x[h * NN + size_t(i) * N + j];
-}
+// Where wkv7_forward_chunked keeps, for the backward, the state entering chunk c of head
+// h of batch row bi ([B, H, cmax, N, N], S[i][j]) and [V; SA] of the chunk starting at
+// token t0 ([B, H, 2T, N]: the chunk's L rows of V, then its L rows of SA). Laid out by
+// head, so the threads that split the heads write disjoint parts. The backward keeps
+// what it recomputes in the same layout (one batch row, its heads, its chunk count).
+// G is F or const F.
+template <typename G>
+struct Checkpoints7 {
+  G* p;
+  int B, T, H, N;
+  size_t cmax;
+  size_t floats() const { return size_t(B) * H * (cmax * N * N + size_t(2) * T * N); }
+  G* state(int bi, int h, size_t c) const { return p + ((size_t(bi) * H + h) * cmax + c) * N * N; }
+  G* vs(int bi, int h, int t0) const {
+    return p + size_t(B) * H * cmax * N * N + ((size_t(bi) * H + h) * 2 * T + 2 * size_t(t0)) * N;
+  }
+};
+
+// The number of chunks of T tokens uncut: the state slots of the checkpoints.
+inline size_t max_chunks(int T, int Lmax) { return size_t(T + Lmax - 1) / Lmax; }
 
 }  // namespace
+
+size_t wkv7_checkpoint_floats(int B, int T, int H, int N, int chunk) {
+  const int Lmax = std::min(std::max(chunk, 1), std::max(T, 1));
+  return Checkpoints7<float>{nullptr, B, T, H, N, max_chunks(T, Lmax)}.floats();
+}
 
 template <typename F>
 void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
                           const F* k, const F* v, const F* a, const F* b, F* y,
                           const std::type_identity_t<F>* state_in,
-                          std::type_identity_t<F>* state_out, int chunk) {
+                          std::type_identity_t<F>* state_out, int chunk,
+                          std::type_identity_t<F>* ckpt) {
   check_heads("wkv7_forward_chunked", B, T, H, N, h0, h1, chunk);
   const size_t NN = size_t(N) * N;
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
+  const Checkpoints7<F> cp{ckpt, B, T, H, N, max_chunks(T, Lmax)};
   Chunk7<F> ch(Lmax, N);
   std::vector<F> cum(size_t(h1 - h0) * N);
   // Chunks outermost, heads inside: a chunk of all heads is L contiguous token rows, read
   // in order (head by head, the rows of one head are N-float pieces H N floats apart).
-  // The state runs key-major (St = S^T per head, see Chunk7::forward).
-  std::vector<F> S(size_t(h1 - h0) * NN), St(S.size());  // [h1-h0, N, N]
+  // Checkpoints go out with stores that bypass the cache (wkv_detail::stream_copy): the
+  // backward reads them long after.
+  std::vector<F> S(size_t(h1 - h0) * NN);  // [h1-h0, N, N]
   for (int bi = 0; bi < B; ++bi) {
     const size_t sofs = (size_t(bi) * H + h0) * NN;
     load_state(S, state_in, sofs);
-    transpose_heads(h1 - h0, N, S.data(), St.data());
-    for (int t0 = 0, L = 0; t0 < T; t0 += L) {
+    size_t c = 0;
+    for (int t0 = 0, L = 0; t0 < T; t0 += L, ++c) {
       const size_t row = (size_t(bi) * T + t0) * H;
       L = wkv_detail::chunk_length(T, t0, Lmax, (h1 - h0) * N, lw + (row + h0) * N, ld, cum.data());
       const int Ln = std::min(Lmax, T - t0 - L);
@@ -402,15 +415,18 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
         const int Lnx = last ? Ln : L;
         for (const F* x : {r, lw, k, v, a, b}) wkv_detail::prefetch_rows(x + on, Lnx, ld, N);
         prefetch_rows_for_write(y + on, Lnx, ld, N);
-        F* Sh = St.data() + size_t(h - h0) * NN;
-        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
-        ch.forward(ld, Sh, Sh, y + o, true);
+        F* Sh = S.data() + size_t(h - h0) * NN;
+        // Chunks cut short by strong decays can outnumber the slots; the backward then
+        // recomputes the states (it finds the same chunks).
+        if (ckpt && c < cp.cmax) wkv_detail::stream_copy(Sh, NN, cp.state(bi, h, c));
+        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true, true);
+        ch.forward(ld, Sh, Sh, y + o);
+        if (ckpt) wkv_detail::stream_copy(ch.VS, 2 * size_t(L) * N, cp.vs(bi, h, t0));
       }
     }
-    if (!state_out) continue;
-    transpose_heads(h1 - h0, N, St.data(), S.data());
-    std::copy(S.begin(), S.end(), state_out + sofs);
+    if (state_out) std::copy(S.begin(), S.end(), state_out + sofs);
   }
+  wkv_detail::stream_fence();
 }
 
 // Chunked backward: reverse-mode of the chunk equations above. Given dY and dS_out
@@ -507,11 +523,12 @@ struct Back7 {
         Xs(N),
         run(N) {}
 
-  // One chunk; ch is prepared (with_r) for it and holds SA in VS rows L... Pointers at
-  // the chunk's first token, tokens ld apart. dS: dS_out on entry, dS_in on exit.
-  RWKV_CPU_SIMD void chunk(const Chunk7<F>& ch, int ld, const F* r, const F* k, const F* b,
-                           const F* dy, const F* S_in, F* dS, F* dr, F* dlw, F* dk, F* dv, F* da,
-                           F* db) {
+  // One chunk; ch is prepared (with_r) for it, VS [2L, N] = [V; SA] of the chunk.
+  // Pointers at the chunk's first token, tokens ld apart. dS: dS_out on entry, dS_in on
+  // exit.
+  RWKV_CPU_SIMD void chunk(const Chunk7<F>& ch, const F* VS, int ld, const F* r, const F* k,
+                           const F* b, const F* dy, const F* S_in, F* dS, F* dr, F* dlw, F* dk,
+                           F* dv, F* da, F* db) {
     const int N = ch.N, L = ch.L, L2 = 2 * L;
     const size_t LN = size_t(L) * N;
     const F* M = ch.M.data();
@@ -524,7 +541,7 @@ struct Back7 {
     gemm(false, true, L, N, N, F(1), ch.KBh.data() + LN, N, dS, N, F(0), dX, N);
     gemm(true, false, L, N, L, F(1), M + size_t(L) * L2 + L, L2, DY.data() + LN, N, F(1), dX, N);
     ch.substitute_backward(dX);
-    gemm(false, true, L2, L2, N, F(1), DY.data(), N, ch.VS, N, F(0), dM.data(), L2);
+    gemm(false, true, L2, L2, N, F(1), DY.data(), N, VS, N, F(0), dM.data(), L2);
     for (int t = 0; t < L2; ++t) {
       F* row = dM.data() + size_t(t) * L2;
       const int tt = t % L;
@@ -539,7 +556,7 @@ struct Back7 {
     gemm(false, false, L2, N, N, F(1), DY.data(), N, S_in, N, F(0), dAR.data(), N);
     gemm(false, false, L2, N, L2, F(1), dM.data(), L2, ch.KB.data(), N, F(1), dAR.data(), N);
     gemm(true, false, L2, N, L2, F(1), dM.data(), L2, ch.AR.data(), N, F(0), dKB.data(), N);
-    gemm(false, false, L2, N, N, F(1), ch.VS, N, dS, N, F(0), dKBh.data(), N);
+    gemm(false, false, L2, N, N, F(1), VS, N, dS, N, F(0), dKBh.data(), N);
     // The P_L term of dlw, before dS becomes dS_in.
     const F* PL = ch.P.data() + LN;
     std::fill(Xs.begin(), Xs.end(), F(0));
@@ -582,22 +599,23 @@ struct Back7 {
 template <typename F>
 void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
                            const F* k, const F* v, const F* a, const F* b, const F* dy, F* dr,
-                           F* dlw, F* dk, F* dv, F* da, F* db, int chunk) {
+                           F* dlw, F* dk, F* dv, F* da, F* db, int chunk,
+                           const std::type_identity_t<F>* ckpt) {
   check_heads("wkv7_backward_chunked", B, T, H, N, h0, h1, chunk);
   const size_t NN = size_t(N) * N;
   const int ld = H * N;
   const int Lmax = std::min(chunk, std::max(T, 1));
   const int nh = h1 - h0;
+  const Checkpoints7<const F> saved{ckpt, B, T, H, N, max_chunks(T, Lmax)};
   Chunk7<F> ch(Lmax, N);
   Back7<F> bk(Lmax, N);
   std::vector<int> starts;  // first token of each chunk, then T
   std::vector<F> cum(size_t(nh) * N), dS(size_t(nh) * NN);
-  // A forward pass over the chunks keeps, per chunk and head, the state entering it
-  // (states [nchunks+1, nh, N, N]) and [V; SA] (vss [2T, nh, N]: the chunk at t0 of L
-  // tokens has head hh at rows 2 (t0 nh + hh L), Chunk7::VS points there in both passes);
-  // the backward pass recomputes the rest of the chunk (prepare: O(L N (N + L)) next to
-  // the chunk's O(L N^2) products). One buffer for both, not zeroed (every value is
-  // written before it is read).
+  // Without the forward's checkpoints (or where strong decays cut more chunks than they
+  // have slots), a forward pass over the chunks keeps, per chunk and head, the state
+  // entering it and [V; SA] in `own` (one buffer, not zeroed: every value is written
+  // before it is read); the backward pass recomputes the rest of the chunk (prepare:
+  // O(L N (N + L)) next to the chunk's O(L N^2) products).
   std::unique_ptr<F[]> buf;
   size_t buf_size = 0;
   for (int bi = 0; bi < B; ++bi) {
@@ -608,25 +626,29 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
                                    ld, cum.data());
     }
     starts.push_back(T);
-    const size_t nchunks = starts.size() - 1, vs0 = (nchunks + 1) * nh * NN;
-    if (vs0 + size_t(2) * T * nh * N > buf_size) {
-      buf_size = vs0 + size_t(2) * T * nh * N;
-      buf = std::make_unique_for_overwrite<F[]>(buf_size);
-    }
-    F *states = buf.get(), *vss = buf.get() + vs0;
-    std::fill(states, states + size_t(nh) * NN, F(0));
-    for (size_t c = 0; c < nchunks; ++c) {
-      const int t0 = starts[c], L = starts[c + 1] - t0;
-      const size_t row = (size_t(bi) * T + t0) * H;
-      const int Ln = c + 1 < nchunks ? starts[c + 2] - starts[c + 1] : 0;
-      for (int h = h0; h < h1; ++h) {
-        const size_t o = (row + h) * N, hh = size_t(h - h0);
-        for (const F* x : {lw, k, v, a, b})
-          wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
-        ch.VS = vss + 2 * (size_t(t0) * nh + hh * L) * N;
-        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, false);
-        ch.forward(ld, states + (c * nh + hh) * NN, states + ((c + 1) * nh + hh) * NN,
-                   static_cast<F*>(nullptr), false);
+    const size_t nchunks = starts.size() - 1;
+    const bool use_saved = ckpt && nchunks <= saved.cmax;
+    Checkpoints7<F> own{nullptr, 1, T, nh, N, nchunks + 1};
+    if (!use_saved) {
+      if (own.floats() > buf_size) {
+        buf_size = own.floats();
+        buf = std::make_unique_for_overwrite<F[]>(buf_size);
+      }
+      own.p = buf.get();
+      for (int hh = 0; hh < nh; ++hh) std::fill(own.state(0, hh, 0), own.state(0, hh, 1), F(0));
+      for (size_t c = 0; c < nchunks; ++c) {
+        const int t0 = starts[c], L = starts[c + 1] - t0;
+        const size_t row = (size_t(bi) * T + t0) * H;
+        const int Ln = c + 1 < nchunks ? starts[c + 2] - starts[c + 1] : 0;
+        for (int h = h0; h < h1; ++h) {
+          const size_t o = (row + h) * N;
+          const int hh = h - h0;
+          for (const F* x : {lw, k, v, a, b})
+            wkv_detail::prefetch_rows(x + o + size_t(L) * ld, Ln, ld, N);
+          ch.VS = own.vs(0, hh, t0);
+          ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, false, true);
+          ch.forward(ld, own.state(0, hh, c), own.state(0, hh, c + 1), static_cast<F*>(nullptr));
+        }
       }
     }
     std::fill(dS.begin(), dS.end(), F(0));
@@ -635,7 +657,8 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
       const size_t row = (size_t(bi) * T + t0) * H;
       const int Lp = c > 0 ? t0 - starts[c - 1] : 0;
       for (int h = h0; h < h1; ++h) {
-        const size_t o = (row + h) * N, hh = size_t(h - h0);
+        const size_t o = (row + h) * N;
+        const int hh = h - h0;
         // Prefetch the rows of the next head of this chunk, or of the previous chunk's
         // first head after the last: inputs to read, gradients to write.
         const bool last = h + 1 == h1;
@@ -643,10 +666,11 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
         const int Lnx = last ? Lp : L;
         for (const F* x : {r, lw, k, v, a, b, dy}) wkv_detail::prefetch_rows(x + on, Lnx, ld, N);
         for (F* x : {dr, dlw, dk, dv, da, db}) prefetch_rows_for_write(x + on, Lnx, ld, N);
-        ch.VS = vss + 2 * (size_t(t0) * nh + hh * L) * N;
-        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true);
-        bk.chunk(ch, ld, r + o, k + o, b + o, dy + o, states + (c * nh + hh) * NN,
-                 dS.data() + hh * NN, dr + o, dlw + o, dk + o, dv + o, da + o, db + o);
+        const F* S_in = use_saved ? saved.state(bi, h, c) : own.state(0, hh, c);
+        const F* VS = use_saved ? saved.vs(bi, h, t0) : own.vs(0, hh, t0);
+        ch.prepare(L, ld, r + o, lw + o, k + o, v + o, a + o, b + o, true, false);
+        bk.chunk(ch, VS, ld, r + o, k + o, b + o, dy + o, S_in, dS.data() + size_t(hh) * NN, dr + o,
+                 dlw + o, dk + o, dv + o, da + o, db + o);
       }
     }
   }
@@ -660,10 +684,10 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
                                        F*);                                                        \
   template void wkv7_forward_chunked<F>(int, int, int, int, int, int, const F*, const F*,          \
                                         const F*, const F*, const F*, const F*, F*, const F*, F*,  \
-                                        int);                                                      \
+                                        int, F*);                                                  \
   template void wkv7_backward_chunked<F>(int, int, int, int, int, int, const F*, const F*,         \
                                          const F*, const F*, const F*, const F*, const F*, F*, F*, \
-                                         F*, F*, F*, F*, int);
+                                         F*, F*, F*, F*, int, const F*);
 RWKV_WKV7_INSTANTIATE(float)
 RWKV_WKV7_INSTANTIATE(double)
 #undef RWKV_WKV7_INSTANTIATE

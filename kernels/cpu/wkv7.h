@@ -20,11 +20,14 @@
 // flash-linear-attention's chunked DPLR kernels), the rest are dense products of
 // decay-scaled matrices; between chunks the state recurrence. See wkv7.cpp for the
 // chunk equations.
-// chunked backward: a forward pass over the chunks keeps the state entering each
-// chunk and its values S_{t-1} a_t (O(T N + T/L N^2) memory per head); then, chunk by
-// chunk from the last, the chunk's matrices are recomputed and the reverse-mode of the
-// chunk equations gives the gradients and the gradient of the entering state.
-// State pointers are not deduced (std::type_identity_t), so nullptr can be passed.
+// chunked backward: it needs the state entering each chunk and the chunk's values
+// S_{t-1} a_t (O(T N + T/L N^2) memory per head): from the checkpoints its forward kept,
+// or else from a forward pass over the chunks of its own; then, chunk by chunk from the
+// last, the chunk's matrices are recomputed and the reverse-mode of the chunk equations
+// gives the gradients and the gradient of the entering state.
+// State and checkpoint pointers are not deduced (std::type_identity_t), so nullptr can
+// be passed.
+#include <cstddef>
 #include <type_traits>
 
 namespace rwkv::kernels {
@@ -43,15 +46,28 @@ void wkv7_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
                          const F* k, const F* v, const F* a, const F* b, const F* dy, F* dr, F* dlw,
                          F* dk, F* dv, F* da, F* db);
 
+// Floats of the checkpoints the chunked forward keeps for its backward: the state
+// entering every chunk and the chunk's [v; S_{t-1} a_t], [B, H, ceil(T / L), N, N] +
+// [B, H, 2 T, N] (at N = 64 and L = 16 six floats per input element).
+size_t wkv7_checkpoint_floats(int B, int T, int H, int N, int chunk);
+
+// ckpt: null, or wkv7_checkpoint_floats(B, T, H, N, chunk) values that this call fills
+// for the heads [h0, h1), to be passed to wkv7_backward_chunked.
 template <typename F>
 void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
                           const F* k, const F* v, const F* a, const F* b, F* y,
                           const std::type_identity_t<F>* state_in,
-                          std::type_identity_t<F>* state_out, int chunk);
+                          std::type_identity_t<F>* state_out, int chunk,
+                          std::type_identity_t<F>* ckpt = nullptr);
 
+// ckpt: null (the backward recomputes the states from a zero initial state), or what
+// wkv7_forward_chunked wrote with the same shape, head range, chunk and inputs (the
+// gradients are then those of that forward, from its initial state). Where strong
+// decays cut more chunks than the checkpoints hold, that batch row recomputes.
 template <typename F>
 void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r, const F* lw,
                            const F* k, const F* v, const F* a, const F* b, const F* dy, F* dr,
-                           F* dlw, F* dk, F* dv, F* da, F* db, int chunk);
+                           F* dlw, F* dk, F* dv, F* da, F* db, int chunk,
+                           const std::type_identity_t<F>* ckpt = nullptr);
 
 }  // namespace rwkv::kernels

@@ -1,7 +1,8 @@
 // WKV7 kernels: the naive backward against central finite differences (double), the
 // chunked forward and backward against the naive ones (fp32; also at the largest decay
-// scale and with chunks cut short by strong decays), chunk lengths, state carry, head
-// ranges, and the state on realistic inputs.
+// scale and with chunks cut short by strong decays), with and without the forward's
+// checkpoints, chunk lengths, state carry, head ranges, and the state on realistic
+// inputs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/backend_cpu.h"
 #include "kernels/cpu/wkv7.h"
 #include "kernels/cpu/wkv_common.h"
 #include "tests/kernels/op_gradcheck.h"
@@ -81,9 +83,14 @@ struct Out {
 // Outputs start as a sentinel so the test sees what the kernel left untouched.
 constexpr float kSentinel = 7.5f;
 
-Out run(const Inputs<float>& in, int h0, int h1, int chunk) {
+// chunk 0: naive. ckpt: the chunked backward reads the checkpoints of the forward (a
+// buffer filled with NaN before, so a value it reads but the forward did not write
+// shows) instead of recomputing the states.
+Out run(const Inputs<float>& in, int h0, int h1, int chunk, bool ckpt = false) {
   Out o;
   for (auto* x : {&o.y, &o.dr, &o.dlw, &o.dk, &o.dv, &o.da, &o.db}) x->assign(in.size(), kSentinel);
+  std::vector<float> cp;
+  if (ckpt) cp.assign(rk::wkv7_checkpoint_floats(in.B, in.T, in.H, in.N, chunk), std::nanf(""));
   if (chunk == 0) {
     rk::wkv7_forward_naive(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.lw.data(), in.k.data(),
                            in.v.data(), in.a.data(), in.b.data(), o.y.data(), nullptr, nullptr);
@@ -91,35 +98,40 @@ Out run(const Inputs<float>& in, int h0, int h1, int chunk) {
                             in.v.data(), in.a.data(), in.b.data(), in.dy.data(), o.dr.data(),
                             o.dlw.data(), o.dk.data(), o.dv.data(), o.da.data(), o.db.data());
   } else {
+    float* c = ckpt ? cp.data() : nullptr;
     rk::wkv7_forward_chunked(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.lw.data(), in.k.data(),
                              in.v.data(), in.a.data(), in.b.data(), o.y.data(), nullptr, nullptr,
-                             chunk);
+                             chunk, c);
     rk::wkv7_backward_chunked(in.B, in.T, in.H, in.N, h0, h1, in.r.data(), in.lw.data(),
                               in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(),
                               o.dr.data(), o.dlw.data(), o.dk.data(), o.dv.data(), o.da.data(),
-                              o.db.data(), chunk);
+                              o.db.data(), chunk, c);
   }
   return o;
 }
 
+// Without and with checkpoints.
 void expect_chunked_matches_naive(const Inputs<float>& in, int chunk) {
   const int h0 = 1, h1 = 3;
   const Out ref = run(in, h0, h1, 0);
-  const Out got = run(in, h0, h1, chunk);
-  const auto m = in.in_heads(h0, h1);
-  const double tol = 1e-5;
-  EXPECT_LT(rel_err(got.y, ref.y, m), tol);
-  EXPECT_LT(rel_err(got.dr, ref.dr, m), tol);
-  EXPECT_LT(rel_err(got.dlw, ref.dlw, m), tol);
-  EXPECT_LT(rel_err(got.dk, ref.dk, m), tol);
-  EXPECT_LT(rel_err(got.dv, ref.dv, m), tol);
-  EXPECT_LT(rel_err(got.da, ref.da, m), tol);
-  EXPECT_LT(rel_err(got.db, ref.db, m), tol);
-  // Heads outside [h0, h1) are left as they were.
-  for (const auto* x : {&got.y, &got.dr, &got.dlw, &got.dk, &got.dv, &got.da, &got.db}) {
-    for (size_t i = 0; i < x->size(); ++i) {
-      if (!m(i)) {
-        ASSERT_EQ((*x)[i], kSentinel) << i;
+  for (bool ckpt : {false, true}) {
+    SCOPED_TRACE(ckpt ? "with checkpoints" : "recomputing the states");
+    const Out got = run(in, h0, h1, chunk, ckpt);
+    const auto m = in.in_heads(h0, h1);
+    const double tol = 1e-5;
+    EXPECT_LT(rel_err(got.y, ref.y, m), tol);
+    EXPECT_LT(rel_err(got.dr, ref.dr, m), tol);
+    EXPECT_LT(rel_err(got.dlw, ref.dlw, m), tol);
+    EXPECT_LT(rel_err(got.dk, ref.dk, m), tol);
+    EXPECT_LT(rel_err(got.dv, ref.dv, m), tol);
+    EXPECT_LT(rel_err(got.da, ref.da, m), tol);
+    EXPECT_LT(rel_err(got.db, ref.db, m), tol);
+    // Heads outside [h0, h1) are left as they were.
+    for (const auto* x : {&got.y, &got.dr, &got.dlw, &got.dk, &got.dv, &got.da, &got.db}) {
+      for (size_t i = 0; i < x->size(); ++i) {
+        if (!m(i)) {
+          ASSERT_EQ((*x)[i], kSentinel) << i;
+        }
       }
     }
   }
@@ -153,13 +165,18 @@ TEST(Wkv7, NaiveBackwardMatchesFiniteDifferences) {
                             dlw.data(), dk.data(), dv.data(), da.data(), db.data());
   };
   rkt::check_gradients(loss, backward,
-                       {{"r", &in.r, &dr}, {"lw", &in.lw, &dlw}, {"k", &in.k, &dk},
-                        {"v", &in.v, &dv}, {"a", &in.a, &da}, {"b", &in.b, &db}},
+                       {{"r", &in.r, &dr},
+                        {"lw", &in.lw, &dlw},
+                        {"k", &in.k, &dk},
+                        {"v", &in.v, &dv},
+                        {"a", &in.a, &da},
+                        {"b", &in.b, &db}},
                        /*accumulates=*/false);
 }
 
 // Relative error ||chunked - naive|| / ||naive|| < 1e-5 in fp32, T = 37 with chunk 16,
-// B = 2, H = 4, heads [1, 3); realistic a and b unless said otherwise.
+// B = 2, H = 4, heads [1, 3); realistic a and b unless said otherwise; the chunked
+// backward with and without the forward's checkpoints.
 TEST(Wkv7, ChunkedMatchesNaiveModerateDecay) { expect_chunked_matches_naive(-2.0, -0.01, 2); }
 TEST(Wkv7, ChunkedMatchesNaiveDecayNearOne) { expect_chunked_matches_naive(-2e-4, -5e-5, 3); }
 TEST(Wkv7, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.0, -50.0, 4); }
@@ -191,14 +208,141 @@ TEST(Wkv7, ChunkedMatchesNaiveChunksCutByStep) {
 // lw in [-12, -8]: every token ends its chunk.
 TEST(Wkv7, ChunkedMatchesNaiveStrongDecay) { expect_chunked_matches_naive(-12.0, -8.0, 15); }
 // Batch rows cut differently: row 0 in chunks of 16, rows 1 and 2 cut after every token
-// in head 1 (row 1) or every 3rd token (row 2). The backward keeps each row's entering
-// states and [V; SA] in one buffer laid out by that row's chunks (more chunks: it grows).
+// in head 1 (row 1) or every 3rd token (row 2). Recomputing, the backward keeps each
+// row's entering states and [V; SA] in one buffer laid out by that row's chunks (more
+// chunks: it grows); with checkpoints, rows 1 and 2 have more chunks than the forward
+// has state slots (3 for T = 37), so the backward recomputes those rows and reads row 0.
 TEST(Wkv7, ChunkedMatchesNaiveRowsCutDifferently) {
   Inputs<float> in(3, 37, 4, 8, -1.0, -0.05, true, 16);
   for (int b = 1; b < in.B; ++b)
     for (int t = 0; t < in.T; t += b == 1 ? 1 : 3)
       for (int j = 0; j < in.N; ++j) in.lw[((size_t(b) * in.T + t) * in.H + 1) * in.N + j] = -10.0f;
   expect_chunked_matches_naive(in, 16);
+}
+
+// A chunk cut short that still leaves room: one strong step at token 20 makes the
+// chunks [0, 16), [16, 21), [21, 37), three as for T = 37 uncut, so the checkpoints
+// hold them all and the backward reads states of chunks that do not start at multiples
+// of 16.
+TEST(Wkv7, ChunkedMatchesNaiveCutChunkInCheckpoints) {
+  Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, true, 17);
+  for (int b = 0; b < in.B; ++b)
+    for (int j = 0; j < in.N; ++j) in.lw[((size_t(b) * in.T + 20) * in.H + 2) * in.N + j] = -10.0f;
+  expect_chunked_matches_naive(in, 16);
+}
+
+// The backward reads the checkpoints rather than recomputing: zeroed between the forward
+// and the backward, they change dr (the case above, whose chunks fit, and uncut chunks).
+TEST(Wkv7, ChunkedBackwardReadsCheckpoints) {
+  for (int cut : {-1, 20}) {
+    Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, true, 17);
+    if (cut >= 0)
+      for (int b = 0; b < in.B; ++b)
+        for (int j = 0; j < in.N; ++j)
+          in.lw[((size_t(b) * in.T + cut) * in.H + 2) * in.N + j] = -10.0f;
+    const Out ref = run(in, 0, in.H, 16);
+    std::vector<float> cp(rk::wkv7_checkpoint_floats(in.B, in.T, in.H, in.N, 16));
+    Out got = ref;
+    rk::wkv7_forward_chunked(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
+                             in.k.data(), in.v.data(), in.a.data(), in.b.data(), got.y.data(),
+                             nullptr, nullptr, 16, cp.data());
+    std::fill(cp.begin(), cp.end(), 0.0f);
+    rk::wkv7_backward_chunked(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
+                              in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(),
+                              got.dr.data(), got.dlw.data(), got.dk.data(), got.dv.data(),
+                              got.da.data(), got.db.data(), 16, cp.data());
+    EXPECT_GT(rel_err(got.dr, ref.dr, kAll), 1e-2) << "cut " << cut;
+  }
+}
+
+// CpuBackend keeps the chunked forward's checkpoints by r and hands them to the backward
+// of the same r, shape and head range (its threads split the heads the same way in
+// both): that backward equals the kernels' (checkpoints or not: within 1e-5). After a
+// forward with another shape or a naive forward at the same r, the backward recomputes
+// the states: bitwise the kernels' backward without checkpoints (one thread each).
+TEST(Wkv7, CpuBackendUsesCheckpointsOfTheSameForward) {
+  Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, true, 23);
+  const auto backward = [&](rk::CpuBackend<float>& be, int T, Out& o) {
+    be.wkv7_backward(rk::WkvAlgo::chunked, in.B, T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
+                     in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(), o.dr.data(),
+                     o.dlw.data(), o.dk.data(), o.dv.data(), o.da.data(), o.db.data());
+  };
+  const auto forward = [&](rk::CpuBackend<float>& be, rk::WkvAlgo algo, int T, Out& o) {
+    be.wkv7_forward(algo, in.B, T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(), in.k.data(),
+                    in.v.data(), in.a.data(), in.b.data(), o.y.data(), nullptr, nullptr);
+  };
+  const Out ref = run(in, 0, in.H, 16);
+  rk::CpuBackend<float> be2(16, 2);
+  Out got = ref;
+  forward(be2, rk::WkvAlgo::chunked, in.T, got);
+  backward(be2, in.T, got);
+  for (const auto& [g, r] : {std::pair{&got.dr, &ref.dr},
+                             {&got.dlw, &ref.dlw},
+                             {&got.dk, &ref.dk},
+                             {&got.dv, &ref.dv},
+                             {&got.da, &ref.da},
+                             {&got.db, &ref.db}})
+    EXPECT_LT(rel_err(*g, *r, kAll), 1e-5);
+
+  // T = 30 over the same arrays: the checkpoints of T = 37 do not fit.
+  Inputs<float> in30 = in;
+  in30.T = 30;
+  const Out ref30 = run(in30, 0, in.H, 16);
+  rk::CpuBackend<float> be1(16, 1);
+  Out o = ref;
+  forward(be1, rk::WkvAlgo::chunked, in.T, o);
+  backward(be1, 30, o);
+  for (size_t i = 0; i < size_t(in.B) * 30 * in.H * in.N; ++i)
+    ASSERT_EQ(o.dr[i], ref30.dr[i]) << "T = 30 after T = 37, element " << i;
+
+  // A chunked forward of other decays, then a naive forward of these: no checkpoints.
+  const std::vector<float> lw = in.lw;
+  for (float& x : in.lw) x *= 0.5f;
+  forward(be1, rk::WkvAlgo::chunked, in.T, o);
+  in.lw = lw;
+  forward(be1, rk::WkvAlgo::naive, in.T, o);
+  backward(be1, in.T, o);
+  EXPECT_EQ(o.dr, ref.dr) << "after a naive forward";
+  EXPECT_EQ(o.dlw, ref.dlw) << "after a naive forward";
+}
+
+// The chunked backward from the checkpoints of a forward with a nonzero initial state
+// gives that forward's gradients: loss = sum(y * dy) by central finite differences in
+// double (relative L2 error per tensor < 1e-6), chunks of 4 over T = 11.
+TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
+  Inputs<double> in(2, 11, 2, 3, -1.5, -0.05, false, 18);
+  std::mt19937 rng(19);
+  const auto s0 = uniform<double>(size_t(in.B) * in.H * in.N * in.N, -1, 1, rng);
+  const int chunk = 4;
+  std::vector<double> cp(rk::wkv7_checkpoint_floats(in.B, in.T, in.H, in.N, chunk));
+  std::vector<double> y(in.size());
+  const auto forward = [&]() {
+    rk::wkv7_forward_chunked(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
+                             in.k.data(), in.v.data(), in.a.data(), in.b.data(), y.data(),
+                             s0.data(), nullptr, chunk, cp.data());
+  };
+  const auto loss = [&]() {
+    forward();
+    double l = 0;
+    for (size_t i = 0; i < y.size(); ++i) l += y[i] * in.dy[i];
+    return l;
+  };
+  std::vector<double> dr, dlw, dk, dv, da, db;
+  const auto backward = [&]() {
+    forward();
+    rk::wkv7_backward_chunked(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
+                              in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(),
+                              dr.data(), dlw.data(), dk.data(), dv.data(), da.data(), db.data(),
+                              chunk, cp.data());
+  };
+  rkt::check_gradients(loss, backward,
+                       {{"r", &in.r, &dr},
+                        {"lw", &in.lw, &dlw},
+                        {"k", &in.k, &dk},
+                        {"v", &in.v, &dv},
+                        {"a", &in.a, &da},
+                        {"b", &in.b, &db}},
+                       /*accumulates=*/false);
 }
 
 // chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
