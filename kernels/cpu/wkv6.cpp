@@ -136,6 +136,18 @@ void wkv6_backward_naive(int B, int T, int H, int N, int h0, int h1, const F* r,
 //   + sum_{s < m < t'} dA[t'][s] r_t'[i] k_s[i] e^{cum_t'[i] - cum_{s+1}[i]}.
 // All are sums of terms that each carry the decay of step m, so a tiny decay gives a
 // tiny dlw without cancellation.
+//
+// Factored pairs. Where a chunk's decays are mild (no step below -kMaxStepLogDecay but
+// the last, cum_{L-1} >= -kMaxChunkLogDecay in every channel of the head: what
+// wkv_detail::chunk_length would not cut; a model's v5/v6 decays at initialisation,
+// lw in [-0.37, 0), always are), the pair decay splits as e^{cum_t} e^{-cum_{s+1}}
+// (as in the chunked WKV7, wkv7.cpp) and the pairs become products with
+//   K~[s][i] = k_s[i] e^{-cum_{s+1}[i]}  (s < L-1; row L-1 = 0)              [L, N]
+//   A = R~ K~^T (strictly lower),  dR~ += dA K~,  dK~ = dA^T R~  (dA strictly lower),
+// dk_s += dK~[s] e^{-cum_{s+1}}, and the pair term of dlw_m becomes
+//   sum_{t' > m} R~[t'] dR~[t'] (now the whole dR~) - sum_{s >= m} K~[s] dK~[s]:
+// the pairs that do not straddle m cancel between the two sums, which
+// kMaxStepLogDecay keeps accurate (wkv_common.h). Other chunks take the exact pair loops.
 namespace {
 
 // Dot products in 16 interleaved partial sums: they vectorise without -ffast-math (as
@@ -185,8 +197,7 @@ template <typename F>
 
 // out[i][j] = x[i][j] f[j] for an N x N matrix (out may be x).
 template <typename F>
-[[gnu::always_inline]] inline void scale_columns(int N, const F* __restrict f, const F* x,
-                                                 F* out) {
+[[gnu::always_inline]] inline void scale_columns(int N, const F* __restrict f, const F* x, F* out) {
   for (int i = 0; i < N; ++i)
     for (int j = 0; j < N; ++j) out[size_t(i) * N + j] = x[size_t(i) * N + j] * f[j];
 }
@@ -195,21 +206,27 @@ template <typename F>
 struct Chunk6 {
   int L;  // tokens in this chunk
   int N;
-  std::vector<F> w, Q;    // [Lmax, N]: e^{lw_t}, e^{cum_L - cum_{t+1}}
-  std::vector<F> P;       // [Lmax+1, N]: e^{cum_t}
-  std::vector<F> Rt, Kh;  // [Lmax, N]
-  std::vector<F> A;       // [Lmax, Lmax]
-  std::vector<F> E;       // [Lmax, N] scratch
+  bool factored = false;      // the pairs as products (the chunk's decays are mild)
+  std::vector<F> w, Q;        // [Lmax, N]: e^{lw_t}, e^{cum_L - cum_{t+1}}
+  std::vector<F> P;           // [Lmax+1, N]: e^{cum_t}
+  std::vector<F> Pinv;        // [Lmax, N]: e^{-cum_{t+1}} (row L-1: 0), when factored
+  std::vector<F> Rt, Kh, Kt;  // [Lmax, N]: R~, K^, K~ (when factored)
+  std::vector<F> A;           // [Lmax, Lmax]
+  std::vector<F> E;           // [Lmax, N] scratch
+  std::vector<F> cum;         // [N] scratch
   Chunk6(int Lmax, int n)
       : L(0),
         N(n),
         w(size_t(Lmax) * n),
         Q(w.size()),
         P(size_t(Lmax + 1) * n),
+        Pinv(w.size()),
         Rt(w.size()),
         Kh(w.size()),
+        Kt(w.size()),
         A(size_t(Lmax) * Lmax),
-        E(w.size()) {}
+        E(w.size()),
+        cum(n) {}
 
   // r, k, lw point at token 0 of the chunk for this head; consecutive tokens are ld apart.
   RWKV_CPU_SIMD void decays(int len, const F* k, const F* lw, int ld) {
@@ -218,8 +235,28 @@ struct Chunk6 {
     mul_rows(L, N, k, ld, Q.data(), Kh.data(), N);
   }
 
+  // After decays, for the pairs of the chunk (attention, Back6::chunk): whether they
+  // are factored, and then Pinv and K~.
+  RWKV_CPU_SIMD void pair_factors(const F* k, const F* lw, int ld) {
+    factored = wkv_detail::chunk_length(L, 0, L, N, lw, ld, cum.data()) == L;
+    if (!factored) return;
+    for (int t = 0; t + 1 < L; ++t)
+      for (int i = 0; i < N; ++i) Pinv[size_t(t) * N + i] = F(1) / P[size_t(t + 1) * N + i];
+    std::fill(Pinv.begin() + size_t(L - 1) * N, Pinv.begin() + size_t(L) * N, F(0));
+    mul_rows(L, N, k, ld, Pinv.data(), Kt.data(), N);
+  }
+
   RWKV_CPU_SIMD void attention(const F* r, const F* k, const F* u, int ld, int lda) {
     mul_rows(L, N, r, ld, P.data(), Rt.data(), N);
+    if (factored) {
+      gemm(false, true, L, L, N, F(1), Rt.data(), N, Kt.data(), N, F(0), A.data(), lda);
+      for (int t = 0; t < L; ++t) {
+        F* At = A.data() + size_t(t) * lda;
+        At[t] = dot3(r + size_t(t) * ld, u, k + size_t(t) * ld, N);
+        std::fill(At + t + 1, At + lda, F(0));
+      }
+      return;
+    }
     for (int t = 0; t < L; ++t) {
       const F* rt = r + size_t(t) * ld;
       F* At = A.data() + size_t(t) * lda;
@@ -260,8 +297,7 @@ inline void prefetch_chunk(std::initializer_list<const F*> xs, size_t o, int L, 
 // The same for rows about to be written (the gradients: fetched for writing, so the
 // first store does not wait for them).
 template <typename F>
-inline void prefetch_chunk_for_write(std::initializer_list<F*> xs, size_t o, int L, int ld,
-                                     int n) {
+inline void prefetch_chunk_for_write(std::initializer_list<F*> xs, size_t o, int L, int ld, int n) {
   for (F* x : xs)
     for (int t = 0; t < L; ++t)
       for (int j = 0; j < n; j += 64 / int(sizeof(F)))
@@ -294,6 +330,7 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
         F* Sh = S.data() + size_t(h - h0) * NN;
         prefetch_chunk({r, k, v, lw}, o + size_t(L) * ld, Ln, ld, N);
         ch.decays(L, k + o, lw + o, ld);
+        ch.pair_factors(k + o, lw + o, ld);
         ch.attention(r + o, k + o, u + size_t(h) * N, ld, Lmax);
         gemm(false, false, L, N, N, F(1), ch.Rt.data(), N, Sh, N, F(0), y + o, ld);
         gemm(false, false, L, N, L, F(1), ch.A.data(), Lmax, v + o, ld, F(1), y + o, ld);
@@ -344,11 +381,18 @@ template <typename F, int W>
 
 // out[j] = sum_i x[i][j] y[i][j] for N x N matrices.
 template <typename F>
-[[gnu::always_inline]] inline void column_dots(int N, const F* __restrict x,
-                                               const F* __restrict y, F* __restrict out) {
+[[gnu::always_inline]] inline void column_dots(int N, const F* __restrict x, const F* __restrict y,
+                                               F* __restrict out) {
   std::fill(out, out + N, F(0));
   for (int i = 0; i < N; ++i)
     for (int j = 0; j < N; ++j) out[j] += x[size_t(i) * N + j] * y[size_t(i) * N + j];
+}
+
+// run -= x y (over N channels).
+template <typename F>
+[[gnu::always_inline]] inline void axpy_neg_prod(int N, const F* __restrict x,
+                                                 const F* __restrict y, F* __restrict run) {
+  for (int i = 0; i < N; ++i) run[i] -= x[i] * y[i];
 }
 
 // The diagonal pair (t, t) with g = dA[t][t]: dr_t += g u k_t, dk_t += g u r_t,
@@ -368,37 +412,29 @@ template <typename F>
 // Scratch and the per-chunk step of the chunked backward.
 template <typename F>
 struct Back6 {
-  std::vector<F> dA;              // [Lmax, Lmax]
-  std::vector<F> dRt, dKh, D, E;  // [Lmax, N]
-  std::vector<F> X, run;          // [N]
+  std::vector<F> dA;                   // [Lmax, Lmax]
+  std::vector<F> dRt, dKh, dKt, D, E;  // [Lmax, N]
+  std::vector<F> gd;                   // [Lmax]: the diagonal of dA
+  std::vector<F> X, run;               // [N]
   Back6(int Lmax, int N)
       : dA(size_t(Lmax) * Lmax),
         dRt(size_t(Lmax) * N),
         dKh(dRt.size()),
+        dKt(dRt.size()),
         D(dRt.size()),
         E(dRt.size()),
+        gd(Lmax),
         X(N),
         run(N) {}
 
-  // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
-  // duh the head's u and du [N]); St the state entering the chunk, transposed; dSt:
-  // dS_out^T on entry, dS_in^T on exit. ch is this struct's forward scratch (overwritten).
-  // The states are kept transposed so that the products dY S^T and V dS^T are plain
-  // (OpenBLAS's small-matrix kernel for row-major X Y^T is about half as fast).
-  RWKV_CPU_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
-                           const F* v, const F* lw, const F* uh, const F* dy, const F* St, F* dSt,
-                           F* dr, F* dk, F* dv, F* dlw, F* duh) {
+  // The pairs (t, s <= t) one by one, with the decays e^{cum_t - cum_{s+1}} as running
+  // products (E): dr, dk from dRt, dKh and the pairs, D, and A (the forward's, for dv).
+  [[gnu::always_inline]] inline void pairs_exact(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r,
+                                                 const F* k, const F* uh, F* dr, F* dk, F* duh) {
     const int N = ch.N;
-    ch.decays(L, k, lw, ld);
-    const F* P = ch.P.data();
-    const F* PL = P + size_t(L) * N;  // e^{cum_L}
-    mul_rows(L, N, r, ld, P, ch.Rt.data(), N);
-    gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dA.data(), Lmax);
-    gemm(false, false, L, N, N, F(1), dy, ld, St, N, F(0), dRt.data(), N);
-    gemm(false, false, L, N, N, F(1), v, ld, dSt, N, F(0), dKh.data(), N);
-    mul_rows(L, N, dRt.data(), N, P, dr, ld);
+    mul_rows(L, N, r, ld, ch.P.data(), ch.Rt.data(), N);
+    mul_rows(L, N, dRt.data(), N, ch.P.data(), dr, ld);
     mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
-    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
     // Row t: E[s] = e^{cum_t - cum_{s+1}} (s < t; the previous row's values times
     // w_{t-1}), the row A[t] of the forward, then the pairs (t, s <= t).
     for (int t = 0; t < L; ++t) {
@@ -423,12 +459,59 @@ struct Back6 {
       }
       diag_grads(N, dAt[t], uh, rt, kt, drt, dk + size_t(t) * ld, duh);
     }
+  }
+
+  // The pairs s < t as products (the chunk's decays are mild: Chunk6::factored):
+  // dR~ += dA K~, dK~ = dA^T R~ with dA strictly lower; then dr, dk, the diagonal pairs,
+  // and A (for dv).
+  [[gnu::always_inline]] inline void pairs_factored(Chunk6<F>& ch, int L, int Lmax, int ld,
+                                                    const F* r, const F* k, const F* uh, F* dr,
+                                                    F* dk, F* duh) {
+    const int N = ch.N;
+    ch.attention(r, k, uh, ld, Lmax);
+    for (int t = 0; t < L; ++t) {
+      F* dAt = dA.data() + size_t(t) * Lmax;
+      gd[t] = dAt[t];
+      std::fill(dAt + t, dAt + L, F(0));
+    }
+    gemm(false, false, L, N, L, F(1), dA.data(), Lmax, ch.Kt.data(), N, F(1), dRt.data(), N);
+    gemm(true, false, L, N, L, F(1), dA.data(), Lmax, ch.Rt.data(), N, F(0), dKt.data(), N);
+    mul_rows(L, N, dRt.data(), N, ch.P.data(), dr, ld);
+    wkv_detail::mul2_rows(L, N, dKh.data(), dKt.data(), ch.Q.data(), ch.Pinv.data(), dk, ld);
+    for (int t = 0; t < L; ++t)
+      diag_grads(N, gd[t], uh, r + size_t(t) * ld, k + size_t(t) * ld, dr + size_t(t) * ld,
+                 dk + size_t(t) * ld, duh);
+  }
+
+  // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
+  // duh the head's u and du [N]); St the state entering the chunk, transposed; dSt:
+  // dS_out^T on entry, dS_in^T on exit. ch is this struct's forward scratch (overwritten).
+  // The states are kept transposed so that the products dY S^T and V dS^T are plain
+  // (OpenBLAS's small-matrix kernel for row-major X Y^T is about half as fast).
+  RWKV_CPU_SIMD void chunk(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r, const F* k,
+                           const F* v, const F* lw, const F* uh, const F* dy, const F* St, F* dSt,
+                           F* dr, F* dk, F* dv, F* dlw, F* duh) {
+    const int N = ch.N;
+    ch.decays(L, k, lw, ld);
+    ch.pair_factors(k, lw, ld);
+    const F* P = ch.P.data();
+    const F* PL = P + size_t(L) * N;  // e^{cum_L}
+    gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dA.data(), Lmax);
+    gemm(false, false, L, N, N, F(1), dy, ld, St, N, F(0), dRt.data(), N);
+    gemm(false, false, L, N, N, F(1), v, ld, dSt, N, F(0), dKh.data(), N);
+    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
+    if (ch.factored) {
+      pairs_factored(ch, L, Lmax, ld, r, k, uh, dr, dk, duh);
+    } else {
+      pairs_exact(ch, L, Lmax, ld, r, k, uh, dr, dk, duh);
+    }
     gemm(true, false, L, N, L, F(1), ch.A.data(), Lmax, dy, ld, F(0), dv, ld);
     gemm(false, true, L, N, N, F(1), ch.Kh.data(), N, dSt, N, F(1), dv, ld);
     // X[i] = e^{cum_L[i]} sum_j S[i][j] dS[i][j]
     column_dots(N, St, dSt, X.data());
     for (int i = 0; i < N; ++i) X[i] *= PL[i];
-    // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward).
+    // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward),
+    // factored: - suffix sums of K~ dK~ (including the token's own) in place of D.
     std::fill(run.begin(), run.end(), F(0));
     for (int t = 0; t < L; ++t) {
       F* dl = dlw + size_t(t) * ld;
@@ -442,6 +525,7 @@ struct Back6 {
     for (int t = L - 1; t >= 0; --t) {
       F* dl = dlw + size_t(t) * ld;
       const size_t ti = size_t(t) * N;
+      if (ch.factored) axpy_neg_prod(N, ch.Kt.data() + ti, dKt.data() + ti, run.data());
       for (int i = 0; i < N; ++i) {
         dl[i] += run[i];
         run[i] += ch.Rt[ti + i] * dRt[ti + i];
@@ -468,8 +552,8 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   Chunk6<F> ch(Lmax, N);
   Back6<F> bk(Lmax, N);
   // Sin[c][h] = the state entering chunk c, transposed (one buffer, not zeroed: every
-  // state is written before it is read); dS [nh, N, N], transposed. Chunks outermost, heads inside, as in the
-  // forward; each head prefetches its rows of the chunk it does next.
+  // state is written before it is read); dS [nh, N, N], transposed. Chunks outermost, heads inside,
+  // as in the forward; each head prefetches its rows of the chunk it does next.
   const auto Sin = std::make_unique_for_overwrite<F[]>(size_t(std::max(nchunks, 1)) * nh * NN);
   std::vector<F> dS(size_t(nh) * NN), dut(size_t(H) * N, F(0));
   for (int b = 0; b < B; ++b) {

@@ -14,7 +14,9 @@
 // naive: the recurrence token by token (the reference).
 // chunked: the same values computed chunk by chunk (chunk = L tokens; T need not be a
 // multiple): inside a chunk, dense products with decays exp(cum lw difference) <= 1,
-// between chunks the state recurrence; see wkv6.cpp for the chunk equations.
+// between chunks the state recurrence; the token pairs of a chunk as products of
+// decay-scaled matrices where its decays are mild, else one by one; see wkv6.cpp for
+// the chunk equations.
 // State pointers are not deduced (std::type_identity_t), so nullptr can be passed.
 #include <type_traits>
 

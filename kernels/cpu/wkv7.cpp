@@ -14,6 +14,7 @@ using wkv_detail::check_heads;
 using wkv_detail::dot;
 using wkv_detail::gemm;
 using wkv_detail::load_state;
+using wkv_detail::mul2_rows;
 using wkv_detail::mul_rows;
 
 // One token: S <- S diag(w) + (S a) b^T + v k^T; then y = S r unless y is null (r is
@@ -447,17 +448,6 @@ namespace {
 
 // The loops of Back7::chunk over the channels of one token, with __restrict pointers
 // (the rows of several [B, T, C] tensors: without it GCC does not vectorise them).
-// out[t] = x[t] f[t] + y[t] g[t], t < L; x, y, f, g [L, N], out rows ld apart.
-template <typename F>
-[[gnu::always_inline]] inline void mul2_rows(int L, int N, const F* __restrict x,
-                                             const F* __restrict y, const F* __restrict f,
-                                             const F* __restrict g, F* __restrict out, int ld) {
-  for (int t = 0; t < L; ++t)
-    for (int j = 0; j < N; ++j) {
-      const size_t i = size_t(t) * N + j;
-      out[size_t(t) * ld + j] = x[i] * f[i] + y[i] * g[i];
-    }
-}
 
 // X[j] = P_L[j] sum_i dS[i][j] S[i][j] (X zero on entry), then dS <- dS diag(P_L).
 template <typename F>

@@ -48,8 +48,9 @@ template <typename F>
       Q[size_t(s) * N + j] = Q[size_t(s + 1) * N + j] * w[size_t(s + 1) * N + j];
 }
 
-// Bounds of the factored chunk forms (wkv7.cpp). They write a decay e^{cum_t - cum_s}
-// (s < t, cum the running sum of lw inside the chunk) as e^{cum_t} times e^{-cum_s}:
+// Bounds of the factored chunk forms (wkv7.cpp; wkv6.cpp's factored pairs). They write
+// a decay e^{cum_t - cum_s} (s < t, cum the running sum of lw inside the chunk) as
+// e^{cum_t} times e^{-cum_s}:
 // - kMaxChunkLogDecay bounds -cum_s over the chunk: e^{cum_s} >= 9.4e-14 and
 //   e^{-cum_s} <= 1.1e13 stay far inside fp32 (normal from e^{-87}, finite to e^{88})
 //   with room for the values and gradients they multiply.
@@ -133,6 +134,18 @@ template <typename F>
   for (int t = 0; t < L; ++t)
     for (int j = 0; j < N; ++j)
       out[size_t(t) * ldo + j] = x[size_t(t) * ldx + j] * f[size_t(t) * N + j];
+}
+
+// out[t] = x[t] f[t] + y[t] g[t], t < L; x, y, f, g [L, N], out rows ld apart.
+template <typename F>
+[[gnu::always_inline]] inline void mul2_rows(int L, int N, const F* __restrict x,
+                                             const F* __restrict y, const F* __restrict f,
+                                             const F* __restrict g, F* __restrict out, int ld) {
+  for (int t = 0; t < L; ++t)
+    for (int j = 0; j < N; ++j) {
+      const size_t i = size_t(t) * N + j;
+      out[size_t(t) * ld + j] = x[i] * f[i] + y[i] * g[i];
+    }
 }
 
 // sum_j x[j] y[j] in 8 interleaved partial sums: GCC vectorises this without

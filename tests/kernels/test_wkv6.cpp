@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/wkv6.h"
+#include "kernels/cpu/wkv_common.h"
 #include "tests/kernels/op_gradcheck.h"
 #include "tests/kernels/wkv_test_util.h"
 
@@ -78,9 +79,8 @@ Grads run(const Inputs<float>& in, int h0, int h1, int chunk) {
   return g;
 }
 
-void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed, int N = 8) {
+void expect_chunked_matches_naive(const Inputs<float>& in) {
   const int h0 = 1, h1 = 3;
-  Inputs<float> in(2, 37, 4, N, lw_lo, lw_hi, seed);
   const Grads ref = run(in, h0, h1, 0);
   const Grads got = run(in, h0, h1, 16);
   const auto m = in.in_heads(h0, h1);
@@ -107,6 +107,11 @@ void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed, int
   }
 }
 
+// B = 2, T = 37, H = 4, heads [1, 3), chunk 16.
+void expect_chunked_matches_naive(double lw_lo, double lw_hi, unsigned seed, int N = 8) {
+  expect_chunked_matches_naive(Inputs<float>(2, 37, 4, N, lw_lo, lw_hi, seed));
+}
+
 }  // namespace
 
 // Loss = sum(y * dy). Measure per tensor (tests/kernels/op_gradcheck.h):
@@ -125,26 +130,52 @@ TEST(Wkv6, NaiveBackwardMatchesFiniteDifferences) {
   std::vector<double> dr, dk, dv, dlw, du;
   const auto backward = [&]() {
     rk::wkv6_backward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.k.data(), in.v.data(),
-                            in.lw.data(), in.u.data(), in.dy.data(), dr.data(), dk.data(), dv.data(),
-                            dlw.data(), du.data());
+                            in.lw.data(), in.u.data(), in.dy.data(), dr.data(), dk.data(),
+                            dv.data(), dlw.data(), du.data());
   };
   rkt::check_gradients(loss, backward,
-                       {{"r", &in.r, &dr}, {"k", &in.k, &dk}, {"v", &in.v, &dv},
-                        {"lw", &in.lw, &dlw}, {"u", &in.u, &du}},
+                       {{"r", &in.r, &dr},
+                        {"k", &in.k, &dk},
+                        {"v", &in.v, &dv},
+                        {"lw", &in.lw, &dlw},
+                        {"u", &in.u, &du}},
                        /*accumulates=*/false);
 }
 
 // Relative error ||chunked - naive|| / ||naive|| < 1e-5 in fp32, T = 37 with chunk 16,
-// B = 2, H = 4, heads [1, 3).
+// B = 2, H = 4, heads [1, 3). Chunks whose decays are mild (every step but the last >=
+// -2, their sum >= -30) take the factored pairs, the others the exact pair loops
+// (wkv6.cpp): moderate decays and decays near one the first, decays near zero the
+// second.
 TEST(Wkv6, ChunkedMatchesNaiveModerateDecay) { expect_chunked_matches_naive(-2.0, -0.01, 2); }
 TEST(Wkv6, ChunkedMatchesNaiveDecayNearOne) { expect_chunked_matches_naive(-2e-4, -5e-5, 3); }
 TEST(Wkv6, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.0, -50.0, 4); }
+// lw just above -kMaxChunkLogDecay / 15 (= -kMaxStepLogDecay): chunks of 16 are factored
+// and their scale e^{-cum} reaches e^{~30}.
+TEST(Wkv6, ChunkedMatchesNaiveAtLargestDecayScale) {
+  const double lo = -rk::wkv_detail::kMaxChunkLogDecay / 15;
+  expect_chunked_matches_naive(0.995 * lo, 0.98 * lo, 12);
+}
+// Factored and exact chunks side by side: head 2 decays by e^{-80} at token 20 of row 0
+// (its chunk [16, 32) takes the exact loops; factored, e^{-cum} would overflow) and at
+// token 31 of row 1 (the last token of a chunk does not count: factored), the other
+// chunks and heads are factored.
+TEST(Wkv6, ChunkedMatchesNaiveMixedDecays) {
+  Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, 13);
+  for (int j = 0; j < in.N; ++j) {
+    in.lw[((size_t(0) * in.T + 20) * in.H + 2) * in.N + j] = -80.0f;
+    in.lw[((size_t(1) * in.T + 31) * in.H + 2) * in.N + j] = -80.0f;
+  }
+  expect_chunked_matches_naive(in);
+}
 
-// The chunked backward works on blocks of 16, 8 or 1 channels, chosen by N (the tests
-// above use N = 8): N = 32 (blocks of 16) and N = 6 (single channels), moderate decay.
+// The exact pair loops work on blocks of 16, 8 or 1 channels, chosen by N (the tests
+// above use N = 8): N = 32 (blocks of 16) and N = 6 (single channels), decays near zero
+// (exact) and moderate (factored).
 TEST(Wkv6, ChunkedMatchesNaiveChannelBlocks) {
   for (int N : {32, 6}) {
     SCOPED_TRACE(N);
+    expect_chunked_matches_naive(-80.0, -50.0, 10, N);
     expect_chunked_matches_naive(-2.0, -0.01, 10, N);
   }
 }
