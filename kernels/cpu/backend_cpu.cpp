@@ -566,6 +566,7 @@ F* CpuBackend<F>::forward_checkpoints(WkvAlgo algo, const F* r, size_t floats, i
   WkvCheckpoints& c = wkv_ckpt_[r];
   if (c.data.size() < floats) c.data.resize(floats);
   c.B = B, c.T = T, c.H = H, c.N = N, c.h0 = h0, c.h1 = h1, c.chunk = wkv_chunk;
+  c.threads = threads;
   return c.data.data();
 }
 
@@ -576,7 +577,7 @@ const F* CpuBackend<F>::saved_checkpoints(WkvAlgo algo, const F* r, int B, int T
   if (algo != WkvAlgo::chunked || it == wkv_ckpt_.end()) return nullptr;
   const WkvCheckpoints& c = it->second;
   const bool same = c.B == B && c.T == T && c.H == H && c.N == N && c.h0 == h0 && c.h1 == h1 &&
-                    c.chunk == wkv_chunk;
+                    c.chunk == wkv_chunk && c.threads == threads;
   return same ? c.data.data() : nullptr;
 }
 

@@ -124,11 +124,12 @@ struct CpuBackend final : Backend<F> {
  private:
   // The checkpoints of the chunked WKV7 forward (kernels/cpu/wkv7.h: the state entering
   // every chunk and its values S a), by the forward's r (each layer's activations have
-  // their own): the backward with the same r, shape, head range and chunk reads them
+  // their own): the backward with the same r, shape, head range, chunk and threads
+  // (which split the heads, and chunks end where a thread's heads decay fast) reads them
   // instead of recomputing the states. A naive forward drops them.
   struct WkvCheckpoints {
     std::vector<F> data;
-    int B, T, H, N, h0, h1, chunk;
+    int B, T, H, N, h0, h1, chunk, threads;
   };
   std::unordered_map<const F*, WkvCheckpoints> wkv_ckpt_;
   F* forward_checkpoints(WkvAlgo algo, const F* r, size_t floats, int B, int T, int H, int N,

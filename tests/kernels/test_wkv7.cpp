@@ -80,6 +80,24 @@ struct Out {
   std::vector<float> y, dr, dlw, dk, dv, da, db;
 };
 
+// Gradients of the double-precision checks, and the check of all six against central
+// finite differences of loss (tests/kernels/op_gradcheck.h).
+struct Grads {
+  std::vector<double> dr, dlw, dk, dv, da, db;
+};
+
+void check_gradients(Inputs<double>& in, Grads& g, const std::function<double()>& loss,
+                     const std::function<void()>& backward) {
+  rkt::check_gradients(loss, backward,
+                       {{"r", &in.r, &g.dr},
+                        {"lw", &in.lw, &g.dlw},
+                        {"k", &in.k, &g.dk},
+                        {"v", &in.v, &g.dv},
+                        {"a", &in.a, &g.da},
+                        {"b", &in.b, &g.db}},
+                       /*accumulates=*/false);
+}
+
 // Outputs start as a sentinel so the test sees what the kernel left untouched.
 constexpr float kSentinel = 7.5f;
 
@@ -158,20 +176,13 @@ TEST(Wkv7, NaiveBackwardMatchesFiniteDifferences) {
     for (size_t i = 0; i < sz; ++i) l += y[i] * in.dy[i];
     return l;
   };
-  std::vector<double> dr, dlw, dk, dv, da, db;
+  Grads g;
   const auto backward = [&]() {
     rk::wkv7_backward_naive(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(), in.k.data(),
-                            in.v.data(), in.a.data(), in.b.data(), in.dy.data(), dr.data(),
-                            dlw.data(), dk.data(), dv.data(), da.data(), db.data());
+                            in.v.data(), in.a.data(), in.b.data(), in.dy.data(), g.dr.data(),
+                            g.dlw.data(), g.dk.data(), g.dv.data(), g.da.data(), g.db.data());
   };
-  rkt::check_gradients(loss, backward,
-                       {{"r", &in.r, &dr},
-                        {"lw", &in.lw, &dlw},
-                        {"k", &in.k, &dk},
-                        {"v", &in.v, &dv},
-                        {"a", &in.a, &da},
-                        {"b", &in.b, &db}},
-                       /*accumulates=*/false);
+  check_gradients(in, g, loss, backward);
 }
 
 // Relative error ||chunked - naive|| / ||naive|| < 1e-5 in fp32, T = 37 with chunk 16,
@@ -256,12 +267,12 @@ TEST(Wkv7, ChunkedBackwardReadsCheckpoints) {
 }
 
 // CpuBackend keeps the chunked forward's checkpoints by r and hands them to the backward
-// of the same r, shape and head range (its threads split the heads the same way in
-// both): that backward equals the kernels' (checkpoints or not: within 1e-5). After a
-// forward with another shape or a naive forward at the same r, the backward recomputes
-// the states: bitwise the kernels' backward without checkpoints (one thread each).
+// of the same r, shape, head range, chunk and threads: that backward equals the kernels'
+// (within 1e-5). T = 1013 splits the 4 heads between 2 threads ([0, 2) and [2, 4)). After
+// a forward with another shape, with other threads or a naive forward at the same r, the
+// backward recomputes the states: bitwise the kernels' backward without checkpoints.
 TEST(Wkv7, CpuBackendUsesCheckpointsOfTheSameForward) {
-  Inputs<float> in(2, 37, 4, 8, -1.0, -0.05, true, 23);
+  Inputs<float> in(2, 1013, 4, 8, -1.0, -0.05, true, 23);
   const auto backward = [&](rk::CpuBackend<float>& be, int T, Out& o) {
     be.wkv7_backward(rk::WkvAlgo::chunked, in.B, T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
                      in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(), o.dr.data(),
@@ -284,16 +295,33 @@ TEST(Wkv7, CpuBackendUsesCheckpointsOfTheSameForward) {
                              {&got.db, &ref.db}})
     EXPECT_LT(rel_err(*g, *r, kAll), 1e-5);
 
-  // T = 30 over the same arrays: the checkpoints of T = 37 do not fit.
-  Inputs<float> in30 = in;
-  in30.T = 30;
-  const Out ref30 = run(in30, 0, in.H, 16);
+  // T = 1000 over the same arrays: the checkpoints of T = 1013 do not fit.
+  Inputs<float> in1000 = in;
+  in1000.T = 1000;
+  const Out ref1000 = run(in1000, 0, in.H, 16);
   rk::CpuBackend<float> be1(16, 1);
   Out o = ref;
   forward(be1, rk::WkvAlgo::chunked, in.T, o);
-  backward(be1, 30, o);
-  for (size_t i = 0; i < size_t(in.B) * 30 * in.H * in.N; ++i)
-    ASSERT_EQ(o.dr[i], ref30.dr[i]) << "T = 30 after T = 37, element " << i;
+  backward(be1, 1000, o);
+  for (size_t i = 0; i < size_t(in.B) * 1000 * in.H * in.N; ++i)
+    ASSERT_EQ(o.dr[i], ref1000.dr[i]) << "T = 1000 after T = 1013, element " << i;
+
+  // Threads changed between the forward and the backward. Head 3 decays by e^{-10} at
+  // token 20: with 2 threads, the chunks of heads 0 and 1 start at 0, 16, 32, ..., those
+  // of heads 2 and 3 at 0, 16, 21, 37, ... (64 chunks either way: all fit); with one
+  // thread all heads start theirs at 0, 16, 21, ...
+  Inputs<float> cut = in;
+  for (int b = 0; b < cut.B; ++b)
+    for (int j = 0; j < cut.N; ++j)
+      cut.lw[((size_t(b) * cut.T + 20) * cut.H + 3) * cut.N + j] = -10.0f;
+  std::swap(in, cut);
+  const Out ref_cut = run(in, 0, in.H, 16);
+  rk::CpuBackend<float> be(16, 2);
+  forward(be, rk::WkvAlgo::chunked, in.T, o);
+  be.threads = 1;
+  backward(be, in.T, o);
+  EXPECT_EQ(o.dr, ref_cut.dr) << "threads changed";
+  std::swap(in, cut);
 
   // A chunked forward of other decays, then a naive forward of these: no checkpoints.
   const std::vector<float> lw = in.lw;
@@ -327,22 +355,15 @@ TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
     for (size_t i = 0; i < y.size(); ++i) l += y[i] * in.dy[i];
     return l;
   };
-  std::vector<double> dr, dlw, dk, dv, da, db;
+  Grads g;
   const auto backward = [&]() {
     forward();
     rk::wkv7_backward_chunked(in.B, in.T, in.H, in.N, 0, in.H, in.r.data(), in.lw.data(),
                               in.k.data(), in.v.data(), in.a.data(), in.b.data(), in.dy.data(),
-                              dr.data(), dlw.data(), dk.data(), dv.data(), da.data(), db.data(),
-                              chunk, cp.data());
+                              g.dr.data(), g.dlw.data(), g.dk.data(), g.dv.data(), g.da.data(),
+                              g.db.data(), chunk, cp.data());
   };
-  rkt::check_gradients(loss, backward,
-                       {{"r", &in.r, &dr},
-                        {"lw", &in.lw, &dlw},
-                        {"k", &in.k, &dk},
-                        {"v", &in.v, &dv},
-                        {"a", &in.a, &da},
-                        {"b", &in.b, &db}},
-                       /*accumulates=*/false);
+  check_gradients(in, g, loss, backward);
 }
 
 // chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
