@@ -388,13 +388,6 @@ template <typename F>
     for (int j = 0; j < N; ++j) out[j] += x[size_t(i) * N + j] * y[size_t(i) * N + j];
 }
 
-// run -= x y (over N channels).
-template <typename F>
-[[gnu::always_inline]] inline void axpy_neg_prod(int N, const F* __restrict x,
-                                                 const F* __restrict y, F* __restrict run) {
-  for (int i = 0; i < N; ++i) run[i] -= x[i] * y[i];
-}
-
 // The diagonal pair (t, t) with g = dA[t][t]: dr_t += g u k_t, dk_t += g u r_t,
 // du += g r_t k_t.
 template <typename F>
@@ -432,6 +425,7 @@ struct Back6 {
   [[gnu::always_inline]] inline void pairs_exact(Chunk6<F>& ch, int L, int Lmax, int ld, const F* r,
                                                  const F* k, const F* uh, F* dr, F* dk, F* duh) {
     const int N = ch.N;
+    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
     mul_rows(L, N, r, ld, ch.P.data(), ch.Rt.data(), N);
     mul_rows(L, N, dRt.data(), N, ch.P.data(), dr, ld);
     mul_rows(L, N, dKh.data(), N, ch.Q.data(), dk, ld);
@@ -463,7 +457,8 @@ struct Back6 {
 
   // The pairs s < t as products (the chunk's decays are mild: Chunk6::factored):
   // dR~ += dA K~, dK~ = dA^T R~ with dA strictly lower; then dr, dk, the diagonal pairs,
-  // and A (for dv).
+  // A (for dv) and D = -sum_{s >= m} K~[s] dK~[s], which with the suffix sums of R~ dR~
+  // in chunk (dR~ now includes the pairs) makes the pair term of dlw.
   [[gnu::always_inline]] inline void pairs_factored(Chunk6<F>& ch, int L, int Lmax, int ld,
                                                     const F* r, const F* k, const F* uh, F* dr,
                                                     F* dk, F* duh) {
@@ -481,6 +476,11 @@ struct Back6 {
     for (int t = 0; t < L; ++t)
       diag_grads(N, gd[t], uh, r + size_t(t) * ld, k + size_t(t) * ld, dr + size_t(t) * ld,
                  dk + size_t(t) * ld, duh);
+    for (int t = L - 1; t >= 0; --t) {
+      const size_t ti = size_t(t) * N;
+      for (int i = 0; i < N; ++i)
+        D[ti + i] = (t + 1 < L ? D[ti + N + i] : F(0)) - ch.Kt[ti + i] * dKt[ti + i];
+    }
   }
 
   // One chunk of L tokens of head h (pointers at its first token, tokens ld apart; uh,
@@ -499,7 +499,6 @@ struct Back6 {
     gemm(false, true, L, L, N, F(1), dy, ld, v, ld, F(0), dA.data(), Lmax);
     gemm(false, false, L, N, N, F(1), dy, ld, St, N, F(0), dRt.data(), N);
     gemm(false, false, L, N, N, F(1), v, ld, dSt, N, F(0), dKh.data(), N);
-    std::fill(D.begin(), D.begin() + size_t(L) * N, F(0));
     if (ch.factored) {
       pairs_factored(ch, L, Lmax, ld, r, k, uh, dr, dk, duh);
     } else {
@@ -510,8 +509,7 @@ struct Back6 {
     // X[i] = e^{cum_L[i]} sum_j S[i][j] dS[i][j]
     column_dots(N, St, dSt, X.data());
     for (int i = 0; i < N; ++i) X[i] *= PL[i];
-    // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward),
-    // factored: - suffix sums of K~ dK~ (including the token's own) in place of D.
+    // dlw = X + D + prefix sums of K^ dK^ (forward) + suffix sums of R~ dR~ (backward).
     std::fill(run.begin(), run.end(), F(0));
     for (int t = 0; t < L; ++t) {
       F* dl = dlw + size_t(t) * ld;
@@ -525,7 +523,6 @@ struct Back6 {
     for (int t = L - 1; t >= 0; --t) {
       F* dl = dlw + size_t(t) * ld;
       const size_t ti = size_t(t) * N;
-      if (ch.factored) axpy_neg_prod(N, ch.Kt.data() + ti, dKt.data() + ti, run.data());
       for (int i = 0; i < N; ++i) {
         dl[i] += run[i];
         run[i] += ch.Rt[ti + i] * dRt[ti + i];
