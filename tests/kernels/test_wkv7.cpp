@@ -8,6 +8,8 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -194,6 +196,16 @@ TEST(Wkv7, ChunkedMatchesNaiveDecayNearZero) { expect_chunked_matches_naive(-80.
 // a, b uniform in [-0.5, 0.5] instead of the model's -kk, kk * sigmoid.
 TEST(Wkv7, ChunkedMatchesNaiveGeneralAB) { expect_chunked_matches_naive(-1.0, -0.05, 11, false); }
 
+// The models' head size, 64, and 40 (the chunk code's 16 x 16 transposes (wkv_common.h)
+// cover N 64 and [V; SA] of 2L = 32 rows with whole blocks; 40 leaves edges): T 37 with
+// chunk 16 ends on a chunk of 5 tokens, whose 2L = 10 rows are all edge.
+TEST(Wkv7, ChunkedMatchesNaiveAtHeadSize64) {
+  expect_chunked_matches_naive(Inputs<float>(2, 37, 4, 64, -1.0, -0.05, true, 19), 16);
+}
+TEST(Wkv7, ChunkedMatchesNaiveAtHeadSize40) {
+  expect_chunked_matches_naive(Inputs<float>(2, 37, 4, 40, -1.0, -0.05, true, 20), 16);
+}
+
 // The chunked forms scale by e^{-cum} inside a chunk (wkv7.cpp) and cut a chunk where
 // that would pass e^{kMaxChunkLogDecay} or a step decays by more than
 // e^{-kMaxStepLogDecay}. lw just above -kMaxChunkLogDecay / 15 (= -kMaxStepLogDecay):
@@ -369,6 +381,31 @@ TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
 // chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
 // -kMaxStepLogDecay or where the sum of lw over the first L-1 tokens would fall below
 // -kMaxChunkLogDecay, in any channel.
+// wkv_detail::transpose against the definition out[j][i] = a[i][j], on shapes with and
+// without whole 16 x 16 blocks, inside larger row strides (whose padding stays as it
+// was), in float (the register blocks) and double (plain loops).
+template <typename F>
+void expect_transposed(int rows, int cols) {
+  SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
+  const int lda = cols + 3, ldo = rows + 5;
+  std::vector<F> a(size_t(rows) * lda), out(size_t(cols) * ldo, F(-1));
+  for (size_t i = 0; i < a.size(); ++i) a[i] = F(i) + F(0.25);
+  rk::wkv_detail::transpose(rows, cols, a.data(), lda, out.data(), ldo);
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < ldo; ++i)
+      ASSERT_EQ(out[size_t(j) * ldo + i], i < rows ? a[size_t(i) * lda + j] : F(-1))
+          << j << " " << i;
+}
+
+TEST(Wkv7, TransposeMatchesDefinition) {
+  for (auto [rows, cols] :
+       {std::pair{64, 64}, std::pair{32, 64}, std::pair{16, 16}, std::pair{1, 1}, std::pair{10, 40},
+        std::pair{40, 10}, std::pair{37, 53}, std::pair{17, 33}, std::pair{15, 64}}) {
+    expect_transposed<float>(rows, cols);
+    expect_transposed<double>(rows, cols);
+  }
+}
+
 TEST(Wkv7, ChunkLengthCutsAtTheDecayBounds) {
   const int C = 3, T = 100;
   std::vector<float> lw(size_t(T) * C, -1.0f), cum(C);
