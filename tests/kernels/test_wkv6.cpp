@@ -170,10 +170,10 @@ TEST(Wkv6, ChunkedMatchesNaiveMixedDecays) {
 }
 
 // The exact pair loops work on blocks of 16, 8 or 1 channels, chosen by N (the tests
-// above use N = 8): N = 32 (blocks of 16) and N = 6 (single channels), decays near zero
-// (exact) and moderate (factored).
+// above use N = 8): N = 64 (the models' head size), 32 (blocks of 16) and 6 (single
+// channels), decays near zero (exact) and moderate (factored).
 TEST(Wkv6, ChunkedMatchesNaiveChannelBlocks) {
-  for (int N : {32, 6}) {
+  for (int N : {64, 32, 6}) {
     SCOPED_TRACE(N);
     expect_chunked_matches_naive(-80.0, -50.0, 10, N);
     expect_chunked_matches_naive(-2.0, -0.01, 10, N);
