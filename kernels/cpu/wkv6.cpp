@@ -328,7 +328,13 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const F* r
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
         F* Sh = S.data() + size_t(h - h0) * NN;
-        prefetch_chunk({r, k, v, lw}, o + size_t(L) * ld, Ln, ld, N);
+        // Prefetch the rows of the next head of this chunk, or of the next chunk's first
+        // head after the last (as wkv7.cpp; the same head's next chunk, a whole round of
+        // heads ahead, was ~3% slower at B 4, T 1024, C 512).
+        const bool last = h + 1 == h1;
+        const size_t on = last ? ((size_t(b) * T + t0 + L) * H + h0) * N : o + N;
+        prefetch_chunk({r, k, v, lw}, on, last ? Ln : L, ld, N);
+        prefetch_chunk_for_write({y}, on, last ? Ln : L, ld, N);
         ch.decays(L, k + o, lw + o, ld);
         ch.pair_factors(k + o, lw + o, ld);
         ch.attention(r + o, k + o, u + size_t(h) * N, ld, Lmax);
@@ -549,21 +555,28 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
   Chunk6<F> ch(Lmax, N);
   Back6<F> bk(Lmax, N);
   // Sin[c][h] = the state entering chunk c, transposed (one buffer, not zeroed: every
-  // state is written before it is read); dS [nh, N, N], transposed. Chunks outermost, heads inside,
-  // as in the forward; each head prefetches its rows of the chunk it does next.
+  // state is written before it is read; the first pass advances Srun, the running
+  // states, and copies them out); dS [nh, N, N], transposed. Chunks outermost, heads
+  // inside, as in the forward; each (chunk, head) prefetches the rows of the next.
   const auto Sin = std::make_unique_for_overwrite<F[]>(size_t(std::max(nchunks, 1)) * nh * NN);
   std::vector<F> dS(size_t(nh) * NN), dut(size_t(H) * N, F(0));
+  std::vector<F> Srun(size_t(nh) * NN);
   for (int b = 0; b < B; ++b) {
     std::fill(Sin.get(), Sin.get() + size_t(nh) * NN, F(0));
+    std::fill(Srun.begin(), Srun.end(), F(0));
     for (int c = 0; c + 1 < nchunks; ++c) {
-      const int Ln = c + 2 < nchunks ? Lmax : 0;
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + size_t(c) * Lmax) * H + h) * N;
-        const F* cur = Sin.get() + (size_t(c) * nh + (h - h0)) * NN;
+        F* cur = Srun.data() + size_t(h - h0) * NN;
         F* next = Sin.get() + (size_t(c + 1) * nh + (h - h0)) * NN;
-        prefetch_chunk({k, v, lw}, o + size_t(Lmax) * ld, Ln, ld, N);
+        const bool last = h + 1 == h1;
+        const size_t on = last ? ((size_t(b) * T + size_t(c + 1) * Lmax) * H + h0) * N : o + N;
+        prefetch_chunk({k, v, lw}, on, last ? std::min(Lmax, T - (c + 1) * Lmax) : Lmax, ld, N);
         ch.decays(Lmax, k + o, lw + o, ld);
-        ch.advance_transposed(cur, next, v + o, ld);
+        // The running state stays in cache; its copy for the second pass goes out with
+        // stores that bypass the cache (no read of the lines they fill).
+        ch.advance_transposed(cur, cur, v + o, ld);
+        wkv_detail::stream_copy(cur, NN, next);
       }
     }
     std::fill(dS.begin(), dS.end(), F(0));
@@ -571,10 +584,10 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const F* 
       const int t0 = c * Lmax, L = std::min(Lmax, T - t0), Lp = c > 0 ? Lmax : 0;
       for (int h = h0; h < h1; ++h) {
         const size_t o = ((size_t(b) * T + t0) * H + h) * N;
-        if (Lp > 0) {
-          prefetch_chunk({r, k, v, lw, dy}, o - size_t(Lp) * ld, Lp, ld, N);
-          prefetch_chunk_for_write({dr, dk, dv, dlw}, o - size_t(Lp) * ld, Lp, ld, N);
-        }
+        const bool last = h + 1 == h1;
+        const size_t on = last ? ((size_t(b) * T + t0 - Lp) * H + h0) * N : o + N;
+        prefetch_chunk({r, k, v, lw, dy}, on, last ? Lp : L, ld, N);
+        prefetch_chunk_for_write({dr, dk, dv, dlw}, on, last ? Lp : L, ld, N);
         bk.chunk(ch, L, Lmax, ld, r + o, k + o, v + o, lw + o, u + size_t(h) * N, dy + o,
                  Sin.get() + (size_t(c) * nh + (h - h0)) * NN, dS.data() + size_t(h - h0) * NN,
                  dr + o, dk + o, dv + o, dlw + o, dut.data() + size_t(h) * N);
