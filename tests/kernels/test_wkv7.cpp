@@ -348,9 +348,13 @@ TEST(Wkv7, CpuBackendUsesCheckpointsOfTheSameForward) {
 
 // The chunked backward from the checkpoints of a forward with a nonzero initial state
 // gives that forward's gradients: loss = sum(y * dy) by central finite differences in
-// double (relative L2 error per tensor < 1e-6), chunks of 4 over T = 11.
-TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
-  Inputs<double> in(2, 11, 2, 3, -1.5, -0.05, false, 18);
+// double (relative L2 error per tensor < 1e-6), chunks of 4 over T = 11; head size 3,
+// and 64 (the kernels' own instance for the models' head size).
+namespace {
+
+void expect_checkpointed_gradients(int B, int H, int N) {
+  SCOPED_TRACE("N = " + std::to_string(N));
+  Inputs<double> in(B, 11, H, N, -1.5, -0.05, false, 18);
   std::mt19937 rng(19);
   const auto s0 = uniform<double>(size_t(in.B) * in.H * in.N * in.N, -1, 1, rng);
   const int chunk = 4;
@@ -376,6 +380,13 @@ TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
                               g.db.data(), chunk, cp.data());
   };
   check_gradients(in, g, loss, backward);
+}
+
+}  // namespace
+
+TEST(Wkv7, ChunkedBackwardFromCheckpointsWithInitialState) {
+  expect_checkpointed_gradients(2, 2, 3);
+  expect_checkpointed_gradients(1, 1, 64);
 }
 
 // chunk_length: at most Lmax and T - t0 tokens, at least 1; cut after a token with lw <
