@@ -36,8 +36,8 @@
 #include "kernels/cuda/backend_cuda.h"
 #include "model/model.h"
 #include "tests/kernels/cuda_test_util.h"
+#include "tests/model/loss_curve.h"
 #include "tests/model/model_test_util.h"
-#include "tests/model/small_preset_curve.h"
 
 namespace rwkv::model {
 namespace {
@@ -167,34 +167,9 @@ TEST(CudaModel, InferenceMatchesCpu) {
   }
 }
 
-// The losses of 50 steps of a 4-layer C = 128 RWKV-7 on five batches in turn.
+// The losses of 50 steps of a 4-layer C = 128 RWKV-7 (tests/model/loss_curve.h).
 std::vector<double> loss_curve(kernels::Backend<float>& be) {
-  const ModelConfig cfg = make_model_config(7, 4, 128, 32, 256, 128);
-  const int B = 2, T = 64, kBatches = 5, kSteps = 50;
-  std::vector<std::vector<int32_t>> idx, tgt;
-  for (int b = 0; b < kBatches; ++b) {  // next-token pairs of a fixed random stream
-    const auto s = test::random_tokens(B * (T + 1), cfg.vocab_size, 60 + uint64_t(b));
-    idx.emplace_back();
-    tgt.emplace_back();
-    for (int r = 0; r < B; ++r)
-      for (int t = 0; t < T; ++t) {
-        idx.back().push_back(s[size_t(r * (T + 1) + t)]);
-        tgt.back().push_back(s[size_t(r * (T + 1) + t + 1)]);
-      }
-  }
-  // lr 3e-4 trains (loss 5.7 -> about 2) without memorising the five batches: at 1e-3
-  // the loss falls below 1 and the runs' rounding differences grow to ~1e-3 by step 50.
-  const kernels::AdamWHyper h{3e-4, 0.9, 0.99, 1e-8, 0.1};
-  Model<float> m(cfg, be, kOpts);
-  m.init(7);
-  std::vector<double> losses;
-  for (int s = 0; s < kSteps; ++s) {
-    m.zero_grad();
-    losses.push_back(m.forward(idx[size_t(s % kBatches)], tgt[size_t(s % kBatches)], B, T));
-    m.backward();
-    m.adamw_step(h, s + 1);
-  }
-  return losses;
+  return test::loss_curve(be, make_model_config(7, 4, 128, 32, 256, 128), 2, 64, 60, kOpts);
 }
 
 // The CPU's curve, computed once per process for the fp32 and the bf16 comparisons (ctest
@@ -227,7 +202,7 @@ TEST(CudaModel, Bf16LossCurveMatchesCpuFor50Steps) {
   expect_curves_close(loss_curve(gpu), cpu_loss_curve(), 5e-3, "bf16");
 }
 
-// The `small` preset's 50-step curve (tests/model/small_preset_curve.h: 6 layers, C 256,
+// The `small` preset's 50-step curve (tests/model/loss_curve.h: 6 layers, C 256,
 // B 2, T 512, the trainer's chunked WKV) against the CPU's, committed (the GPU machines'
 // reference BLAS would take tens of minutes for the CPU side): fp32 within 1e-3, bf16
 // products within 5e-3 relative at every step.

@@ -1,5 +1,5 @@
 // The `small` preset's 50-step loss curve on the CPU backend against the committed one
-// (tests/model/small_preset_curve.h; the GPU test compares the CUDA backend's curve with
+// (tests/model/loss_curve.h; the GPU test compares the CUDA backend's curve with
 // the same file). Rewrite the file after a change that moves the CPU's numbers:
 //   RWKV_WRITE_LOSS_CURVE=1 build/tests/model/test_small_preset_curve
 // Measure: |loss - committed| / committed at every step <= 1e-4. The same code sums in
@@ -13,7 +13,7 @@
 #include "common/config.h"
 #include "kernels/cpu/backend_cpu.h"
 #include "model/model_config.h"
-#include "tests/model/small_preset_curve.h"
+#include "tests/model/loss_curve.h"
 
 namespace rwkv::model {
 namespace {
