@@ -3,21 +3,24 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/fast_math.h"
+
 namespace rwkv::kernels {
 
 namespace {
 
 // One affine-normalised segment of length N: shared by LayerNorm (one segment per
-// row) and GroupNorm (one per head).
+// row) and GroupNorm (one per head). The sums over the segment are fast::sum's
+// interleaved partial sums, so that they vectorise (a single running sum stays scalar:
+// the LayerNorm forwards of a v7 step of bench_train_step_ops took 17-18 ms, now 6-7).
+// The __restrict pointers let GCC vectorise the element loops.
 template <typename F>
-void segment_forward(F* out, F* mean_out, F* rstd_out, const F* x, const F* w, const F* b,
-                     int64_t N, F eps) {
-  F m = 0;
-  for (int64_t j = 0; j < N; ++j) m += x[j];
-  m /= static_cast<F>(N);
-  F var = 0;
-  for (int64_t j = 0; j < N; ++j) var += (x[j] - m) * (x[j] - m);
-  var /= static_cast<F>(N);
+[[gnu::always_inline]] inline void segment_forward(F* __restrict out, F* mean_out, F* rstd_out,
+                                                   const F* __restrict x, const F* __restrict w,
+                                                   const F* __restrict b, int64_t N, F eps) {
+  const F m = fast::sum<F>(N, [&](int64_t j) { return x[j]; }) / static_cast<F>(N);
+  const F var =
+      fast::sum<F>(N, [&](int64_t j) { return (x[j] - m) * (x[j] - m); }) / static_cast<F>(N);
   const F rs = F(1) / std::sqrt(var + eps);
   for (int64_t j = 0; j < N; ++j) out[j] = (x[j] - m) * rs * w[j] + b[j];
   *mean_out = m;
@@ -26,19 +29,18 @@ void segment_forward(F* out, F* mean_out, F* rstd_out, const F* x, const F* w, c
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * w.
 template <typename F>
-void segment_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, F m, F rs,
-                      int64_t N) {
-  F mean_g = 0, mean_gx = 0;
+[[gnu::always_inline]] inline void segment_backward(F* __restrict dx, F* __restrict dw,
+                                                    F* __restrict db, const F* __restrict dout,
+                                                    const F* __restrict x, const F* __restrict w,
+                                                    F m, F rs, int64_t N) {
+  const F mean_g = fast::sum<F>(N, [&](int64_t j) { return dout[j] * w[j]; }) / static_cast<F>(N);
+  const F mean_gx = fast::sum<F>(N, [&](int64_t j) { return dout[j] * w[j] * ((x[j] - m) * rs); }) /
+                    static_cast<F>(N);
   for (int64_t j = 0; j < N; ++j) {
     const F xhat = (x[j] - m) * rs;
-    const F g = dout[j] * w[j];
-    mean_g += g;
-    mean_gx += g * xhat;
     dw[j] += dout[j] * xhat;
     db[j] += dout[j];
   }
-  mean_g /= static_cast<F>(N);
-  mean_gx /= static_cast<F>(N);
   for (int64_t j = 0; j < N; ++j) {
     const F xhat = (x[j] - m) * rs;
     dx[j] += rs * (dout[j] * w[j] - mean_g - xhat * mean_gx);
@@ -48,25 +50,25 @@ void segment_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w
 }  // namespace
 
 template <typename F>
-void layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
-                       int64_t C, F eps) {
+RWKV_CPU_SIMD void layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
+                                     int64_t n, int64_t C, F eps) {
   for (int64_t i = 0; i < n; ++i)
     segment_forward(out + i * C, mean + i, rstd + i, x + i * C, w, b, C, eps);
 }
 
 template <typename F>
-void layernorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
-                        const F* rstd, int64_t n, int64_t C) {
+RWKV_CPU_SIMD void layernorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
+                                      const F* mean, const F* rstd, int64_t n, int64_t C) {
   for (int64_t i = 0; i < n; ++i)
     segment_backward(dx + i * C, dw, db, dout + i * C, x + i * C, w, mean[i], rstd[i], C);
 }
 
 template <typename F>
-void rmsnorm_forward(F* out, F* rstd, const F* x, const F* w, int64_t n, int64_t C, F eps) {
+RWKV_CPU_SIMD void rmsnorm_forward(F* __restrict out, F* rstd, const F* __restrict x,
+                                   const F* __restrict w, int64_t n, int64_t C, F eps) {
   for (int64_t i = 0; i < n; ++i) {
     const F* xi = x + i * C;
-    F ms = 0;
-    for (int64_t c = 0; c < C; ++c) ms += xi[c] * xi[c];
+    const F ms = fast::sum<F>(C, [&](int64_t c) { return xi[c] * xi[c]; });
     const F rs = F(1) / std::sqrt(ms / static_cast<F>(C) + eps);
     for (int64_t c = 0; c < C; ++c) out[i * C + c] = xi[c] * rs * w[c];
     rstd[i] = rs;
@@ -75,25 +77,23 @@ void rmsnorm_forward(F* out, F* rstd, const F* x, const F* w, int64_t n, int64_t
 
 // dx = rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd.
 template <typename F>
-void rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, const F* w, const F* rstd, int64_t n,
-                      int64_t C) {
+RWKV_CPU_SIMD void rmsnorm_backward(F* __restrict dx, F* __restrict dw, const F* __restrict dout,
+                                    const F* __restrict x, const F* __restrict w, const F* rstd,
+                                    int64_t n, int64_t C) {
   for (int64_t i = 0; i < n; ++i) {
     const F* xi = x + i * C;
     const F* di = dout + i * C;
     const F rs = rstd[i];
-    F mean_gx = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      mean_gx += di[c] * w[c] * xi[c] * rs;
-      dw[c] += di[c] * xi[c] * rs;
-    }
-    mean_gx /= static_cast<F>(C);
+    const F mean_gx =
+        fast::sum<F>(C, [&](int64_t c) { return di[c] * w[c] * xi[c] * rs; }) / static_cast<F>(C);
+    for (int64_t c = 0; c < C; ++c) dw[c] += di[c] * xi[c] * rs;
     for (int64_t c = 0; c < C; ++c) dx[i * C + c] += rs * (di[c] * w[c] - xi[c] * rs * mean_gx);
   }
 }
 
 template <typename F>
-void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
-                       int64_t H, int64_t N, F eps) {
+RWKV_CPU_SIMD void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
+                                     int64_t n, int64_t H, int64_t N, F eps) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t o = i * H * N + h * N;
@@ -103,8 +103,9 @@ void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F
 }
 
 template <typename F>
-void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
-                        const F* rstd, int64_t n, int64_t H, int64_t N) {
+RWKV_CPU_SIMD void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
+                                      const F* mean, const F* rstd, int64_t n, int64_t H,
+                                      int64_t N) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t o = i * H * N + h * N;
@@ -114,10 +115,10 @@ void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F*
 }
 
 template <typename F>
-void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int64_t N, F eps) {
+RWKV_CPU_SIMD void l2norm_heads_forward(F* __restrict out, F* norm, const F* __restrict x,
+                                        int64_t n, int64_t H, int64_t N, F eps) {
   for (int64_t s = 0; s < n * H; ++s) {
-    F ss = 0;
-    for (int64_t j = 0; j < N; ++j) ss += x[s * N + j] * x[s * N + j];
+    const F ss = fast::sum<F>(N, [&](int64_t j) { return x[s * N + j] * x[s * N + j]; });
     const F nr = std::max(std::sqrt(ss), eps);
     for (int64_t j = 0; j < N; ++j) out[s * N + j] = x[s * N + j] / nr;
     norm[s] = nr;
@@ -125,14 +126,13 @@ void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int
 }
 
 template <typename F>
-void l2norm_heads_backward(F* dx, const F* dout, const F* out, const F* norm, const F* x, int64_t n,
-                           int64_t H, int64_t N, F eps) {
+RWKV_CPU_SIMD void l2norm_heads_backward(F* __restrict dx, const F* __restrict dout,
+                                         const F* __restrict out, const F* norm,
+                                         const F* __restrict x, int64_t n, int64_t H, int64_t N,
+                                         F eps) {
   for (int64_t s = 0; s < n * H; ++s) {
-    F ss = 0, dot = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      ss += x[s * N + j] * x[s * N + j];
-      dot += out[s * N + j] * dout[s * N + j];
-    }
+    const F ss = fast::sum<F>(N, [&](int64_t j) { return x[s * N + j] * x[s * N + j]; });
+    const F dot = fast::sum<F>(N, [&](int64_t j) { return out[s * N + j] * dout[s * N + j]; });
     if (std::sqrt(ss) > eps) {
       for (int64_t j = 0; j < N; ++j)
         dx[s * N + j] += (dout[s * N + j] - out[s * N + j] * dot) / norm[s];
