@@ -7,7 +7,7 @@
 
 namespace rwkv::kernels {
 
-// sum_i x[i]^2, accumulated in double in index order.
+// sum_i x[i]^2, accumulated in double in a fixed order (the same bits every time).
 template <typename F>
 double sum_squares(const F* x, int64_t n);
 
