@@ -168,12 +168,19 @@ template <typename F>
 // each 2b x 2b block, the b x b block above the diagonal with the one below: element
 // (i, j) trades bit b of i with bit b of j, and the four stages b = 8, 4, 2, 1 trade
 // all four bits, i.e. (i, j) -> (j, i).
+// (__builtin_shufflevector is GCC 12's and clang's; older GCCs have __builtin_shuffle.)
 using v16f = float __attribute__((vector_size(64), aligned(4)));
+using v16i = int32_t __attribute__((vector_size(64)));
 
 template <size_t b, size_t... c>
 [[gnu::always_inline]] inline void swap_blocks(v16f& x, v16f& y, std::index_sequence<c...>) {
+#if __has_builtin(__builtin_shufflevector)
   const v16f lo = __builtin_shufflevector(x, y, ((c & b) == 0 ? c : 16 + c - b)...);
   const v16f hi = __builtin_shufflevector(x, y, ((c & b) == 0 ? c + b : 16 + c)...);
+#else
+  const v16f lo = __builtin_shuffle(x, y, v16i{int32_t((c & b) == 0 ? c : 16 + c - b)...});
+  const v16f hi = __builtin_shuffle(x, y, v16i{int32_t((c & b) == 0 ? c + b : 16 + c)...});
+#endif
   x = lo;
   y = hi;
 }
