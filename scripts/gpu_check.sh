@@ -138,6 +138,7 @@ echo "nccl: $nccl_lib (header in $nccl_inc)"
 export LD_LIBRARY_PATH="$(dirname "$nccl_lib"):$PWD/.gpu/blas/lib:${LD_LIBRARY_PATH:-}"
 
 echo "== build (sm_$arch, RWKV_GPU_ONLY)"
+echo "host compiler: $(c++ --version 2>/dev/null | head -1)"
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DRWKV_GPU_ONLY=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" -DRWKV_WERROR=ON \
