@@ -5,8 +5,9 @@
 namespace rwkv::kernels {
 
 // In fast::sum's 16 interleaved partial sums (a fixed order: the same bits every time),
-// which vectorise: one running double sum is a chain of dependent adds, ~4 cycles per
-// element (the whole gradient, every step of `rwkv train` with optimizer.grad_clip).
+// which vectorise: one running double sum is a chain of dependent adds (the whole
+// gradient, every step of `rwkv train` with optimizer.grad_clip; 29 M floats on one core
+// of the dev VM: 25 ms, in partial sums 7 ms).
 template <typename F>
 RWKV_CPU_SIMD double sum_squares(const F* x, int64_t n) {
   return fast::sum<double>(n, [&](int64_t i) {
