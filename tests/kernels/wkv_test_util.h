@@ -1,8 +1,12 @@
 #pragma once
-// Shared by the CPU WKV tests (test_wkv4/6/7.cpp): random inputs and the relative
-// error of a result against its reference over a subset of elements.
+// Shared by the CPU WKV tests (test_wkv4/6/7.cpp): random inputs, the relative error
+// of a result against its reference over a subset of elements, and the check that a
+// kernel left the elements outside its head range untouched.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
@@ -28,6 +32,21 @@ double rel_err(const std::vector<F>& x, const std::vector<G>& ref,
     den += double(ref[i]) * double(ref[i]);
   }
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// Outputs start as a sentinel so the test sees what the kernel left untouched.
+constexpr float kSentinel = 7.5f;
+
+// Every element of each of xs where mask is false still holds kSentinel.
+inline void expect_untouched(std::initializer_list<const std::vector<float>*> xs,
+                             const std::function<bool(size_t)>& mask) {
+  for (const auto* x : xs) {
+    for (size_t i = 0; i < x->size(); ++i) {
+      if (!mask(i)) {
+        ASSERT_EQ((*x)[i], kSentinel) << i;
+      }
+    }
+  }
 }
 
 }  // namespace rwkv::kernels::test
