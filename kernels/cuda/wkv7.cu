@@ -1,5 +1,6 @@
 #include <cstdint>
 #include <sstream>
+#include <type_traits>
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
@@ -335,6 +336,26 @@ void check_splits(const char* fn, int N, int splits) {
   throw Error(msg.str());
 }
 
+// Calls fn(std::integral_constant<int, N>, std::integral_constant<int, G>) for the
+// kernel instance of head size N and G splits (the pairs check_splits accepts): the one
+// table of instances for the forward and the backward launchers.
+template <typename Fn>
+void with_instance(int N, int splits, Fn&& fn) {
+  using std::integral_constant;
+  if (N == 16) return fn(integral_constant<int, 16>{}, integral_constant<int, 1>{});
+  if (N == 32) return fn(integral_constant<int, 32>{}, integral_constant<int, 1>{});
+  switch (splits) {
+    case 1:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 1>{});
+    case 2:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 2>{});
+    case 4:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 4>{});
+    default:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
+  }
+}
+
 template <int N, int G>
 void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
                     const float* k, const float* v, const float* a, const float* b, float* y,
@@ -399,21 +420,10 @@ void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
   check_splits("rwkv::cuda::wkv7_forward", N, splits);
   if (B == 0 || h0 == h1) return;
   const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
-  const auto launch = [&](auto kernel) {
-    kernel(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt, ws.sa, stream);
-  };
-  if (N == 16) return launch(launch_forward<16, 1>);
-  if (N == 32) return launch(launch_forward<32, 1>);
-  switch (splits) {
-    case 1:
-      return launch(launch_forward<64, 1>);
-    case 2:
-      return launch(launch_forward<64, 2>);
-    case 4:
-      return launch(launch_forward<64, 4>);
-    default:
-      return launch(launch_forward<64, 8>);
-  }
+  with_instance(N, splits, [&](auto n, auto g) {
+    launch_forward<n(), g()>(B, T, H, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
+                             ws.sa, stream);
+  });
 }
 
 void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
@@ -435,21 +445,10 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
     throw Error(msg.str());
   }
   const Workspace ws = carve(workspace, B, T, H, N);
-  const auto launch = [&](auto kernel) {
-    kernel(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws, scratch, stream);
-  };
-  if (N == 16) return launch(launch_backward<16, 1>);
-  if (N == 32) return launch(launch_backward<32, 1>);
-  switch (splits) {
-    case 1:
-      return launch(launch_backward<64, 1>);
-    case 2:
-      return launch(launch_backward<64, 2>);
-    case 4:
-      return launch(launch_backward<64, 4>);
-    default:
-      return launch(launch_backward<64, 8>);
-  }
+  with_instance(N, splits, [&](auto n, auto g) {
+    launch_backward<n(), g()>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
+                              scratch, stream);
+  });
 }
 
 }  // namespace rwkv::cuda
