@@ -2,8 +2,9 @@
 // Helpers shared by the WKV kernels (wkv4.cpp, wkv6.cpp, wkv7.cpp), beside fast_math.h
 // (exp; RWKV_CPU_SIMD, the per-CPU clones of the chunk code, whose loops over the N
 // channels of a head run 16 lanes wide with AVX-512: 1.2x to 2.3x faster chunked
-// WKV6/7, docs/performance.md): chunk decays, chunk lengths, prefetching, small vector
-// loops, a row-major GEMM wrapper over OpenBLAS, state loading, argument checks.
+// WKV6/7, docs/performance.md): chunk decays, chunk lengths, prefetching, stores that
+// bypass the cache, small vector loops, small transposes, a row-major GEMM wrapper over
+// OpenBLAS, state loading, argument checks.
 #include <cblas.h>
 
 #include <algorithm>
