@@ -1,10 +1,12 @@
 #include <cstdint>
 #include <sstream>
+#include <string>
 #include <type_traits>
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/wkv7.h"
+#include "kernels/cuda/wkv7_chunked_body.h"
 #include "kernels/cuda/wkv_segments.h"
 
 // The equations are those of kernels/cpu/wkv7.cpp (naive form). Each (b, h) runs as
@@ -387,6 +389,22 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
   }
 }
 
+// The chunked forward (kernels/cuda/wkv7_chunked_body.h): the prep of every chunk in
+// parallel, then the scan over the chunks, G blocks of N / G state rows per (b, h).
+template <int N>
+__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+    wkv7_chunk_prep_kernel(wkv7_chunked::Args x) {
+  __shared__ wkv7_chunked::PrepShared<N> sh;
+  wkv7_chunked::prep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N, int G>
+__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+    wkv7_chunk_scan_kernel(wkv7_chunked::Args x) {
+  __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
+  wkv7_chunked::scan_body<N, N / G>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
 }  // namespace
 
 size_t wkv7_workspace_bytes(int B, int T, int H, int N) {
@@ -448,6 +466,51 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
   with_instance(N, splits, [&](auto n, auto g) {
     launch_backward<n(), g()>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
                               scratch, stream);
+  });
+}
+
+size_t wkv7_chunked_scratch_bytes(int B, int T, int nh, int N) {
+  check_args("rwkv::cuda::wkv7_chunked_scratch_bytes", B, T, nh, N, 0, nh);
+  return size_t(B) * nh * wkv7_chunked::chunks(T) * wkv7_chunked::chunk_floats(N) * sizeof(float);
+}
+
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* lw, const float* k, const float* v, const float* a,
+                          const float* b, float* y, const float* state_in, float* state_out,
+                          void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv7_forward_chunked";
+  check_args(fn, B, T, H, N, h0, h1);
+  check_splits(fn, N, splits);
+  if (B == 0 || h0 == h1) return;
+  if (scratch == nullptr && T > 0)
+    throw Error(std::string(fn) + ": scratch is null (size: wkv7_chunked_scratch_bytes)");
+  const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
+  const int nh = h1 - h0;
+  const wkv7_chunked::Args x{B,
+                             T,
+                             H,
+                             h0,
+                             nh,
+                             r,
+                             lw,
+                             k,
+                             v,
+                             a,
+                             b,
+                             y,
+                             state_in,
+                             state_out,
+                             ws.ckpt,
+                             ws.sa,
+                             static_cast<float*>(scratch)};
+  with_instance(N, splits, [&](auto n, auto g) {
+    if (T > 0) {
+      wkv7_chunk_prep_kernel<n()>
+          <<<B * nh * wkv7_chunked::chunks(T), wkv7_chunked::kThreads, 0, stream>>>(x);
+      CUDA_CHECK_LAUNCH();
+    }
+    wkv7_chunk_scan_kernel<n(), g()><<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(x);
+    CUDA_CHECK_LAUNCH();
   });
 }
 

@@ -41,6 +41,18 @@ void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
                   const float* state_in, float* state_out, void* workspace, int splits,
                   cudaStream_t stream);
 
+// The same outputs and workspace contents as wkv7_forward (so wkv7_backward runs from
+// either), computed in chunks of 16 tokens (kernels/cuda/wkv7_chunked_body.h): a prep
+// kernel over all chunks in parallel, then a scan over the chunks of each (b, h) as
+// `splits` blocks of state rows. Sums run in another order: results differ from
+// wkv7_forward in the last bits. scratch: wkv7_chunked_scratch_bytes(B, T, h1 - h0, N)
+// (may be null when T = 0).
+size_t wkv7_chunked_scratch_bytes(int B, int T, int nh, int N);
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* lw, const float* k, const float* v, const float* a,
+                          const float* b, float* y, const float* state_in, float* state_out,
+                          void* workspace, void* scratch, int splits, cudaStream_t stream);
+
 // Gradients for dy [B, T, H, N] of the forward call that filled `workspace` (same
 // shapes and inputs; its state_in included, no gradient for it): dr, dlw, dk, dv, da,
 // db [B, T, H, N]. scratch: wkv7_backward_scratch_bytes (may be null for splits = 1).

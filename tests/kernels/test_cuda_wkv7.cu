@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -74,9 +75,13 @@ Outputs run_cpu(const Case& c, const Inputs& in) {
   return o;
 }
 
+// Which forward fills the workspace the backward reads.
+enum class Forward { sequential, chunked };
+
 // Forward (with checkpoints and the final state) then backward, on poisoned outputs,
 // each (b, h) run as `splits` blocks.
-Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1) {
+Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1,
+                Forward form = Forward::sequential) {
   const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy);
   const size_t sz = in.r.size();
   DevBuf y(sz), state(size_t(c.B) * c.H * c.N * c.N), dr(sz), dlw(sz), dk(sz), dv(sz), da(sz),
@@ -90,8 +95,20 @@ Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1) {
     CUDA_CHECK(cudaMalloc(&scratch, scratch_bytes));
     CUDA_CHECK(cudaMemset(scratch, 0xFF, scratch_bytes));  // NaN: an unwritten partial fails
   }
-  rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
-                           nullptr, state.p, ws, splits, nullptr);
+  if (form == Forward::chunked) {
+    const size_t bytes = rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, c.h1 - c.h0, c.N);
+    void* prep = nullptr;
+    CUDA_CHECK(cudaMalloc(&prep, bytes));
+    CUDA_CHECK(cudaMemset(prep, 0xFF, bytes));
+    CUDA_CHECK(cudaMemset(ws, 0xFF, rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N)));
+    rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                     y.p, nullptr, state.p, ws, prep, splits, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(prep));
+  } else {
+    rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
+                             nullptr, state.p, ws, splits, nullptr);
+  }
   rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
                             dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, scratch, splits, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
@@ -100,10 +117,11 @@ Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1) {
   return {y.get(), state.get(), dr.get(), dlw.get(), dk.get(), dv.get(), da.get(), db.get()};
 }
 
-void expect_matches_cpu(const Case& c, int splits = 1) {
-  SCOPED_TRACE("splits " + std::to_string(splits));
+void expect_matches_cpu(const Case& c, int splits = 1, Forward form = Forward::sequential) {
+  SCOPED_TRACE("splits " + std::to_string(splits) +
+               (form == Forward::chunked ? ", chunked forward" : ""));
   const Inputs in(c);
-  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, splits);
+  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, splits, form);
   EXPECT_TRUE(close("y", c, got.y, ref.y));
   EXPECT_TRUE(close("state_out", c, got.state, ref.state, c.N * c.N, 1));
   EXPECT_TRUE(close("dr", c, got.dr, ref.dr));
@@ -209,15 +227,66 @@ TEST(CudaWkv7, SplitRowsMatchCpu) {
   expect_matches_cpu({1, 4096, 2, 64, 0, 2, -std::exp(-0.5), -1e-3, 17}, 8);
 }
 
+// The chunked forward (kernels/cuda/wkv7_chunked_body.h; its bodies are also tested on
+// the CPU by test_wkv7_chunked_body), then the sequential backward from the workspace
+// it filled (poisoned with NaN first: checkpoints or sa_t left unwritten fail the
+// gradients): every case of the sequential forward's tests, each split count.
+TEST(CudaWkv7, ChunkedForwardMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const Forward ch = Forward::chunked;
+  expect_matches_cpu({1, 37, 1, 64, 0, 1, -2.0, -0.01, 1}, 1, ch);
+  expect_matches_cpu({3, 37, 4, 16, 0, 4, -2.0, -0.01, 3}, 1, ch);
+  expect_matches_cpu({2, 32, 3, 32, 2, 3, -2.0, -0.01, 4}, 1, ch);
+  for (const int splits : {1, 2, 4, 8}) {
+    expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, splits, ch);
+    expect_matches_cpu({2, 1, 2, 64, 0, 2, -2.0, -0.01, 14}, splits, ch);
+    expect_matches_cpu({2, 37, 2, 64, 0, 2, -60.0, -40.0, 15}, splits, ch);
+    expect_matches_cpu({2, 100, 2, 64, 0, 2, -2e-4, -5e-5, 16}, splits, ch);
+  }
+  expect_matches_cpu({1, 4096, 2, 64, 0, 2, -std::exp(-0.5), -1e-3, 17}, 8, ch);
+  expect_matches_cpu({1, 16384, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 12}, 1, ch);
+}
+
+// With an initial state and without a workspace (inference): output and final state
+// against the CPU.
+TEST(CudaWkv7, ChunkedForwardWithInitialState) {
+  SKIP_WITHOUT_GPU();
+  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
+  const Inputs in(c);
+  std::mt19937 rng(10);
+  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
+  rwkv::kernels::wkv7_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.lw.data(),
+                                    in.k.data(), in.v.data(), in.a.data(), in.b.data(),
+                                    y_ref.data(), s0.data(), s_ref.data());
+  const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), sin(s0);
+  DevBuf prep(rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, c.h1 - c.h0, c.N) / sizeof(float));
+  prep.poison();
+  for (const int splits : {1, 4}) {
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    DevBuf y(in.r.size()), sout(s0.size());
+    y.poison();
+    sout.poison();
+    rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                     y.p, sin.p, sout.p, nullptr, prep.p, splits, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(close("y", c, y.get(), y_ref));
+    EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, c.N * c.N, 1));
+  }
+}
+
 // Two runs on the same inputs give bitwise-identical outputs and gradients, with one
-// block per head and with the rows split over 8.
+// block per head and with the rows split over 8, from either forward.
 TEST(CudaWkv7, Deterministic) {
   SKIP_WITHOUT_GPU();
   const Case c{3, 100, 4, 64, 0, 4, -2.0, -0.01, 11};
   const Inputs in(c);
-  for (const int splits : {1, 8}) {
-    SCOPED_TRACE("splits " + std::to_string(splits));
-    const Outputs a = run_gpu(c, in, splits), b = run_gpu(c, in, splits);
+  for (const auto& [splits, form] :
+       {std::pair{1, Forward::sequential}, std::pair{8, Forward::sequential},
+        std::pair{1, Forward::chunked}, std::pair{8, Forward::chunked}}) {
+    SCOPED_TRACE("splits " + std::to_string(splits) +
+                 (form == Forward::chunked ? ", chunked forward" : ""));
+    const Outputs a = run_gpu(c, in, splits, form), b = run_gpu(c, in, splits, form);
     const char* names[] = {"y", "state", "dr", "dlw", "dk", "dv", "da", "db"};
     const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dlw, &a.dk, &a.dv, &a.da, &a.db};
     const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dlw, &b.dk, &b.dv, &b.da, &b.db};
@@ -281,6 +350,22 @@ TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
                                   nullptr, &dummy, nullptr, 4, nullptr);
       },
       "scratch is null with splits=4");
+  expect_error(
+      [] {
+        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, 1, nullptr);
+      },
+      "wkv7_forward_chunked: scratch is null");
+  expect_error(
+      [] {
+        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, 2, nullptr);
+      },
+      "wkv7_forward_chunked: splits=2");
+  EXPECT_EQ(rwkv::cuda::wkv7_chunked_scratch_bytes(2, 17, 3, 64),
+            size_t(2) * 3 * 2 * (6 * 16 * 64 + 64) * sizeof(float));
   EXPECT_EQ(rwkv::cuda::wkv7_backward_scratch_bytes(2, 10, 3, 64, 1), 0u);
   EXPECT_EQ(rwkv::cuda::wkv7_backward_scratch_bytes(2, 10, 3, 64, 4),
             size_t(5) * 4 * 2 * 10 * 3 * 64 * sizeof(float));

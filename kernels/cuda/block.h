@@ -1,0 +1,55 @@
+#pragma once
+// The thread-block interface of kernels written to run both on the GPU and, for the
+// tests, on the CPU (kernels/cuda/wkv7_chunked_body.h): a body is a function template
+// over a block type with
+//   int thread() const;   // this thread's index in the block (threadIdx.x)
+//   int threads() const;  // threads in the block (blockDim.x)
+//   void sync() const;    // barrier of the block (__syncthreads())
+// and takes its block index and its shared memory (a struct of arrays) as arguments.
+// DeviceBlock is the GPU's; tests/kernels/block_emulator.h runs each thread of a block
+// as a std::thread with a std::barrier. Such a body uses no warp intrinsics (the
+// emulator has no warps) and is compiled by the host compiler too: it includes only
+// standard headers.
+
+// RWKV_UNROLL: `#pragma unroll` in the device pass (loops over register arrays must
+// unroll for the arrays to stay in registers); nothing for the host compiler.
+#if defined(__CUDACC__)
+#define RWKV_HD __host__ __device__
+#else
+#define RWKV_HD
+#endif
+#if defined(__CUDA_ARCH__)
+#define RWKV_UNROLL _Pragma("unroll")
+#else
+#define RWKV_UNROLL
+#endif
+
+namespace rwkv::cuda {
+
+#if defined(__CUDACC__)
+// The members are __host__ __device__ so that the bodies (host-device templates) may
+// call them; they only run on the device.
+struct DeviceBlock {
+  __host__ __device__ int thread() const {
+#if defined(__CUDA_ARCH__)
+    return static_cast<int>(threadIdx.x);
+#else
+    return 0;
+#endif
+  }
+  __host__ __device__ int threads() const {
+#if defined(__CUDA_ARCH__)
+    return static_cast<int>(blockDim.x);
+#else
+    return 1;
+#endif
+  }
+  __host__ __device__ void sync() const {
+#if defined(__CUDA_ARCH__)
+    __syncthreads();
+#endif
+  }
+};
+#endif
+
+}  // namespace rwkv::cuda

@@ -1,0 +1,253 @@
+#pragma once
+// The two kernels of the chunked WKV7 forward (kernels/cuda/wkv7_chunked.cu), as block
+// bodies (kernels/cuda/block.h) that the tests also run on the CPU.
+//
+// The chunk equations are those of the CPU's chunked form (kernels/cpu/wkv7.cpp), with
+// the decay between two tokens taken as one exp of a difference of cumulative log
+// decays, e^{cum_t - cum_{s+1}} <= 1, instead of a product of factors e^{cum_t} and
+// e^{-cum_{s+1}}: chunks then never need cutting short, whatever the decays (a chunk is
+// always kL = 16 tokens, so the states entering the chunks are the checkpoints the
+// sequential backward reads). For a chunk of one head, tokens t, s in [0, kL) (tokens
+// past the end of the sequence are zero rows with lw = 0), cum_0 = 0, cum_{t+1} = cum_t
+// + lw_t and S_in the state entering it (S[i][j]: value i, key j):
+//   Aak[t][s] = sum_j a_t k_s e^{cum_t - cum_{s+1}},  Aab alike with b_s     (s < t)
+//   Ark[t][s] = sum_j r_t k_s e^{cum_{t+1} - cum_{s+1}},  Arb alike with b_s (s <= t)
+//   W  = (I - Aab)^{-1} A~,  A~[t] = a_t e^{cum_t}                  [kL, N] (by keys)
+//   U  = (I - Aab)^{-1} Aak V                                       [kL, N] (by values)
+//   Ry[t] = r_t e^{cum_{t+1}} + sum_{s<=t} Arb[t][s] W[s]           [kL, N] (by keys)
+//   Yl[t] = sum_{s<=t} Ark[t][s] V[s] + Arb[t][s] U[s]              [kL, N] (by values)
+//   Kh[s] = k_s e^{cum_kL - cum_{s+1}},  Bh[s] alike with b_s,  P_L = e^{cum_kL}
+// and then, with sa_t = S_{t-1} a_t stacked as SA [kL, N],
+//   SA = W S_in^T + U,   Y = Ry S_in^T + Yl,   S_out = S_in diag(P_L) + V^T Kh + SA^T Bh.
+// (sa_t solves sa_t = A~[t] S_in^T + sum_{s<t} Aak[t][s] v_s + Aab[t][s] sa_s: the state
+// after token s, seen from token t, carries v_s k_s^T + sa_s b_s^T decayed by
+// e^{cum_t - cum_{s+1}}.)
+//
+// Kernel 1, prep (one block per chunk of each (b, h), all in parallel): everything above
+// that does not involve S_in, to a buffer of chunk_floats(N) per chunk. Kernel 2, scan
+// (one block per (b, h) and split g, owning rows [g R, g R + R) of the state, R = N /
+// splits: rows evolve on their own, as in the sequential kernel): the chunks in order,
+// each SA, Y and S_out of its rows (4 kL R N multiply-adds per chunk, against kL tokens
+// of dependent steps in the sequential kernel); it writes the checkpoints and sa_t in the
+// sequential forward's workspace layout (kernels/cuda/wkv7_workspace.h), so the
+// sequential backward runs from either forward.
+#include <cmath>
+#include <cstddef>
+
+#include "kernels/cuda/block.h"
+
+namespace rwkv::cuda::wkv7_chunked {
+
+constexpr int kL = 16;         // tokens per chunk: the checkpoint interval kSeg
+constexpr int kThreads = 256;  // threads per block, both kernels
+
+RWKV_HD constexpr int imin(int x, int y) { return x < y ? x : y; }
+RWKV_HD constexpr int chunks(int T) { return (T + kL - 1) / kL; }
+
+// Per chunk in the prep buffer: W, U, Ry, Yl, Kh, Bh [kL, N] each, then P_L [N].
+enum Part { kW = 0, kU, kRy, kYl, kKh, kBh, kParts };
+RWKV_HD constexpr size_t chunk_floats(int N) { return size_t(kParts) * kL * N + N; }
+
+// Tensors [B, T, H, N] (heads [h0, h0 + nh)); state_in / state_out [B, H, N, N] or
+// null; ckpt [B, H, chunks(T), N, N] (S[i][j] at j N + i) and sa [B, H, T, N] or null;
+// prep [B, nh, chunks(T), chunk_floats(N)].
+struct Args {
+  int B, T, H, h0, nh;
+  const float *r, *lw, *k, *v, *a, *b;
+  float* y;
+  const float* state_in;
+  float* state_out;
+  float *ckpt, *sa, *prep;
+};
+
+// Rows padded to N + 1 floats where threads of a warp read down a column.
+template <int N>
+struct PrepShared {
+  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1];
+  float cum[kL + 1][N + 1];
+  float W[kL][N + 1], U[kL][N + 1];  // U holds lw until cum is summed
+  float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
+};
+
+// Block `block` = (b * nh + hh) * chunks(T) + c.
+template <int N, typename Block>
+RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+  const int tid = blk.thread(), nt = blk.threads();
+  const int nc = chunks(x.T), c = block % nc, hb = block / nc;
+  const int bi = hb / x.nh, h = x.h0 + hb % x.nh;
+  const int t0 = c * kL, len = imin(kL, x.T - t0);
+  const size_t C = size_t(x.H) * N, o0 = (size_t(bi) * x.T + t0) * C + size_t(h) * N;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    const bool in = t < len;
+    const size_t o = o0 + size_t(t) * C + j;
+    sh.r[t][j] = in ? x.r[o] : 0.f;
+    sh.k[t][j] = in ? x.k[o] : 0.f;
+    sh.a[t][j] = in ? x.a[o] : 0.f;
+    sh.b[t][j] = in ? x.b[o] : 0.f;
+    sh.v[t][j] = in ? x.v[o] : 0.f;
+    sh.U[t][j] = in ? x.lw[o] : 0.f;
+  }
+  blk.sync();
+  for (int j = tid; j < N; j += nt) {
+    float cum = 0.f;
+    sh.cum[0][j] = 0.f;
+    for (int t = 0; t < kL; ++t) {
+      cum += sh.U[t][j];
+      sh.cum[t + 1][j] = cum;
+    }
+  }
+  blk.sync();
+  for (int e = tid; e < kL * kL; e += nt) {
+    const int t = e / kL, s = e % kL;
+    float ark = 0.f, arb = 0.f, aak = 0.f, aab = 0.f;
+    if (s <= t)
+      for (int j = 0; j < N; ++j) {
+        const float cs = sh.cum[s + 1][j];
+        const float rd = sh.r[t][j] * expf(sh.cum[t + 1][j] - cs);
+        ark += rd * sh.k[s][j];
+        arb += rd * sh.b[s][j];
+        if (s < t) {
+          const float ad = sh.a[t][j] * expf(sh.cum[t][j] - cs);
+          aak += ad * sh.k[s][j];
+          aab += ad * sh.b[s][j];
+        }
+      }
+    sh.Ark[t][s] = ark;
+    sh.Arb[t][s] = arb;
+    sh.Aak[t][s] = aak;
+    sh.Aab[t][s] = aab;
+  }
+  blk.sync();
+  // Forward substitution, one column per thread: W (columns 0..N-1), U (N..2N-1).
+  for (int e = tid; e < 2 * N; e += nt) {
+    const int j = e % N;
+    if (e < N) {
+      for (int t = 0; t < kL; ++t) {
+        float w = sh.a[t][j] * expf(sh.cum[t][j]);
+        for (int s = 0; s < t; ++s) w += sh.Aab[t][s] * sh.W[s][j];
+        sh.W[t][j] = w;
+      }
+    } else {
+      for (int t = 0; t < kL; ++t) {
+        float u = 0.f;
+        for (int s = 0; s < t; ++s) u += sh.Aak[t][s] * sh.v[s][j] + sh.Aab[t][s] * sh.U[s][j];
+        sh.U[t][j] = u;
+      }
+    }
+  }
+  blk.sync();
+  float* out = x.prep + size_t(block) * chunk_floats(N);
+  constexpr size_t LN = size_t(kL) * N;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    float ry = sh.r[t][j] * expf(sh.cum[t + 1][j]), yl = 0.f;
+    for (int s = 0; s <= t; ++s) {
+      ry += sh.Arb[t][s] * sh.W[s][j];
+      yl += sh.Ark[t][s] * sh.v[s][j] + sh.Arb[t][s] * sh.U[s][j];
+    }
+    const float q = expf(sh.cum[kL][j] - sh.cum[t + 1][j]);
+    out[kW * LN + e] = sh.W[t][j];
+    out[kU * LN + e] = sh.U[t][j];
+    out[kRy * LN + e] = ry;
+    out[kYl * LN + e] = yl;
+    out[kKh * LN + e] = sh.k[t][j] * q;
+    out[kBh * LN + e] = sh.b[t][j] * q;
+  }
+  for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(sh.cum[kL][j]);
+}
+
+// R rows of the state per block. The kL x N parts indexed by keys are read whole (the
+// threads of a warp share a row: broadcasts); those indexed by values, for the block's
+// rows only. SA overwrites U in place.
+template <int N, int R>
+struct ScanShared {
+  float W[kL][N], Ry[kL][N], Kh[kL][N], Bh[kL][N];
+  float SA[kL][R], Yl[kL][R], V[kL][R];
+  float S[R][N + 1];
+  float PL[N];
+};
+
+// Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads.
+template <int N, int R, typename Block>
+RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const Args& x) {
+  constexpr int G = N / R, E = R * N / kThreads;  // elements of S per thread
+  static_assert(E >= 1 && R * N % kThreads == 0, "a whole number of state elements per thread");
+  constexpr size_t NN = size_t(N) * N, LN = size_t(kL) * N;
+  const int tid = blk.thread();
+  const int hb = block / G, g = block % G, bi = hb / x.nh, hh = hb % x.nh, h = x.h0 + hh;
+  const int i0 = g * R, nc = chunks(x.T);
+  const size_t C = size_t(x.H) * N, bh = size_t(bi) * x.H + h;
+  const size_t ob = size_t(bi) * x.T * C + size_t(h) * N + i0;  // token 0, row i0
+  float S[E];  // element tid + kThreads m: S[i0 + i][j], i = (tid + kThreads m) / N
+  RWKV_UNROLL
+  for (int m = 0; m < E; ++m) {
+    const int e = tid + kThreads * m, i = e / N, j = e % N;
+    S[m] = x.state_in ? x.state_in[bh * NN + size_t(i0 + i) * N + j] : 0.f;
+  }
+  for (int c = 0; c < nc; ++c) {
+    const int t0 = c * kL, len = imin(kL, x.T - t0);
+    if (x.ckpt) {
+      float* ck = x.ckpt + (bh * nc + c) * NN + i0;
+      RWKV_UNROLL
+      for (int m = 0; m < E; ++m) {
+        const int e = tid + kThreads * m;
+        ck[size_t(e % N) * N + e / N] = S[m];
+      }
+    }
+    blk.sync();  // the previous chunk's reads of the shared arrays are done
+    const float* in = x.prep + ((size_t(bi) * x.nh + hh) * nc + c) * chunk_floats(N);
+    for (int e = tid; e < kL * N; e += kThreads) {
+      const int t = e / N, j = e % N;
+      sh.W[t][j] = in[kW * LN + e];
+      sh.Ry[t][j] = in[kRy * LN + e];
+      sh.Kh[t][j] = in[kKh * LN + e];
+      sh.Bh[t][j] = in[kBh * LN + e];
+    }
+    for (int e = tid; e < kL * R; e += kThreads) {
+      const int t = e / R, i = e % R;
+      sh.SA[t][i] = in[kU * LN + size_t(t) * N + i0 + i];
+      sh.Yl[t][i] = in[kYl * LN + size_t(t) * N + i0 + i];
+      sh.V[t][i] = t < len ? x.v[ob + size_t(t0 + t) * C + i] : 0.f;
+    }
+    for (int j = tid; j < N; j += kThreads) sh.PL[j] = in[kParts * LN + j];
+    RWKV_UNROLL
+    for (int m = 0; m < E; ++m) {
+      const int e = tid + kThreads * m;
+      sh.S[e / N][e % N] = S[m];
+    }
+    blk.sync();
+    // sa_t[i] = W[t] . S[i] + U[t][i] (items 0 .. kL R - 1) and y_t[i] = Ry[t] . S[i] +
+    // Yl[t][i] (the next kL R).
+    for (int e = tid; e < 2 * kL * R; e += kThreads) {
+      const int q = e / (kL * R), t = e % (kL * R) / R, i = e % R;
+      const float* xr = q == 0 ? sh.W[t] : sh.Ry[t];
+      float s = 0.f;
+      for (int j = 0; j < N; ++j) s += xr[j] * sh.S[i][j];
+      if (q == 0) {
+        s += sh.SA[t][i];
+        sh.SA[t][i] = s;
+        if (x.sa && t < len) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = s;
+      } else if (t < len) {
+        x.y[ob + size_t(t0 + t) * C + i] = s + sh.Yl[t][i];
+      }
+    }
+    blk.sync();
+    RWKV_UNROLL
+    for (int m = 0; m < E; ++m) {
+      const int e = tid + kThreads * m, i = e / N, j = e % N;
+      float s = S[m] * sh.PL[j];
+      for (int t = 0; t < kL; ++t) s += sh.V[t][i] * sh.Kh[t][j] + sh.SA[t][i] * sh.Bh[t][j];
+      S[m] = s;
+    }
+  }
+  if (x.state_out) {
+    RWKV_UNROLL
+    for (int m = 0; m < E; ++m) {
+      const int e = tid + kThreads * m;
+      x.state_out[bh * NN + size_t(i0 + e / N) * N + e % N] = S[m];
+    }
+  }
+}
+
+}  // namespace rwkv::cuda::wkv7_chunked
