@@ -390,7 +390,9 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
 }
 
 // The chunked forward (kernels/cuda/wkv7_chunked_body.h): the prep of every chunk in
-// parallel, then the scan over the chunks, G blocks of N / G state rows per (b, h).
+// parallel, then the scan over the chunks, G blocks of N / G state rows per (b, h). The
+// scan's blocks are few (B x heads x G), so it asks for registers rather than
+// occupancy (min 1 block per SM: without it ptxas spilled a few bytes in some instances).
 template <int N>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads)
     wkv7_chunk_prep_kernel(wkv7_chunked::Args x) {
@@ -399,7 +401,7 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads)
 }
 
 template <int N, int G>
-__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+__global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
     wkv7_chunk_scan_kernel(wkv7_chunked::Args x) {
   __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
   wkv7_chunked::scan_body<N, N / G>(DeviceBlock{}, int(blockIdx.x), sh, x);

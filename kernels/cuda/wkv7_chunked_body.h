@@ -168,12 +168,69 @@ struct ScanShared {
   float PL[N];
 };
 
+// One thread's share of a chunk's scan inputs, loaded into registers a chunk ahead so
+// the loads overlap the previous chunk's work: element tid + kThreads m of the kL x N
+// parts indexed by keys (W, Ry, Kh, Bh) and of the kL x R ones of the block's rows (U,
+// Yl, V), and P_L[tid].
+template <int N, int R>
+struct ChunkRegs {
+  static constexpr int KP = kL * N / kThreads;                   // per thread, key-indexed
+  static constexpr int RP = (kL * R + kThreads - 1) / kThreads;  // per thread, row-indexed
+  static_assert(KP >= 1 && kL * N % kThreads == 0, "whole rows of keys per thread");
+  float W[KP], Ry[KP], Kh[KP], Bh[KP], U[RP], Yl[RP], V[RP], PL;
+
+  RWKV_HD void load(const Args& x, int bi, int hh, int c, int i0, int tid) {
+    constexpr size_t LN = size_t(kL) * N;
+    const int nc = chunks(x.T), t0 = c * kL, len = imin(kL, x.T - t0), h = x.h0 + hh;
+    const float* in = x.prep + ((size_t(bi) * x.nh + hh) * nc + c) * chunk_floats(N);
+    RWKV_UNROLL
+    for (int m = 0; m < KP; ++m) {
+      const int e = tid + kThreads * m;
+      W[m] = in[kW * LN + e];
+      Ry[m] = in[kRy * LN + e];
+      Kh[m] = in[kKh * LN + e];
+      Bh[m] = in[kBh * LN + e];
+    }
+    const size_t C = size_t(x.H) * N;
+    RWKV_UNROLL
+    for (int m = 0; m < RP; ++m) {
+      const int e = tid + kThreads * m, t = e / R, i = e % R;
+      const bool own = e < kL * R;  // (a partial last round when kL R < kThreads)
+      U[m] = own ? in[kU * LN + size_t(t) * N + i0 + i] : 0.f;
+      Yl[m] = own ? in[kYl * LN + size_t(t) * N + i0 + i] : 0.f;
+      V[m] = own && t < len ? x.v[(size_t(bi) * x.T + t0 + t) * C + size_t(h) * N + i0 + i] : 0.f;
+    }
+    PL = tid < N ? in[kParts * LN + tid] : 0.f;
+  }
+
+  RWKV_HD void store(ScanShared<N, R>& sh, int tid) const {
+    RWKV_UNROLL
+    for (int m = 0; m < KP; ++m) {
+      const int e = tid + kThreads * m, t = e / N, j = e % N;
+      sh.W[t][j] = W[m];
+      sh.Ry[t][j] = Ry[m];
+      sh.Kh[t][j] = Kh[m];
+      sh.Bh[t][j] = Bh[m];
+    }
+    RWKV_UNROLL
+    for (int m = 0; m < RP; ++m) {
+      const int e = tid + kThreads * m;
+      if (e < kL * R) {
+        sh.SA[e / R][e % R] = U[m];
+        sh.Yl[e / R][e % R] = Yl[m];
+        sh.V[e / R][e % R] = V[m];
+      }
+    }
+    if (tid < N) sh.PL[tid] = PL;
+  }
+};
+
 // Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads.
 template <int N, int R, typename Block>
 RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const Args& x) {
   constexpr int G = N / R, E = R * N / kThreads;  // elements of S per thread
   static_assert(E >= 1 && R * N % kThreads == 0, "a whole number of state elements per thread");
-  constexpr size_t NN = size_t(N) * N, LN = size_t(kL) * N;
+  constexpr size_t NN = size_t(N) * N;
   const int tid = blk.thread();
   const int hb = block / G, g = block % G, bi = hb / x.nh, hh = hb % x.nh, h = x.h0 + hh;
   const int i0 = g * R, nc = chunks(x.T);
@@ -185,6 +242,8 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
     const int e = tid + kThreads * m, i = e / N, j = e % N;
     S[m] = x.state_in ? x.state_in[bh * NN + size_t(i0 + i) * N + j] : 0.f;
   }
+  ChunkRegs<N, R> next{};
+  if (nc > 0) next.load(x, bi, hh, 0, i0, tid);
   for (int c = 0; c < nc; ++c) {
     const int t0 = c * kL, len = imin(kL, x.T - t0);
     if (x.ckpt) {
@@ -196,40 +255,26 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
       }
     }
     blk.sync();  // the previous chunk's reads of the shared arrays are done
-    const float* in = x.prep + ((size_t(bi) * x.nh + hh) * nc + c) * chunk_floats(N);
-    for (int e = tid; e < kL * N; e += kThreads) {
-      const int t = e / N, j = e % N;
-      sh.W[t][j] = in[kW * LN + e];
-      sh.Ry[t][j] = in[kRy * LN + e];
-      sh.Kh[t][j] = in[kKh * LN + e];
-      sh.Bh[t][j] = in[kBh * LN + e];
-    }
-    for (int e = tid; e < kL * R; e += kThreads) {
-      const int t = e / R, i = e % R;
-      sh.SA[t][i] = in[kU * LN + size_t(t) * N + i0 + i];
-      sh.Yl[t][i] = in[kYl * LN + size_t(t) * N + i0 + i];
-      sh.V[t][i] = t < len ? x.v[ob + size_t(t0 + t) * C + i] : 0.f;
-    }
-    for (int j = tid; j < N; j += kThreads) sh.PL[j] = in[kParts * LN + j];
+    next.store(sh, tid);
+    if (c + 1 < nc) next.load(x, bi, hh, c + 1, i0, tid);  // in flight during this chunk
     RWKV_UNROLL
     for (int m = 0; m < E; ++m) {
       const int e = tid + kThreads * m;
       sh.S[e / N][e % N] = S[m];
     }
     blk.sync();
-    // sa_t[i] = W[t] . S[i] + U[t][i] (items 0 .. kL R - 1) and y_t[i] = Ry[t] . S[i] +
-    // Yl[t][i] (the next kL R).
-    for (int e = tid; e < 2 * kL * R; e += kThreads) {
-      const int q = e / (kL * R), t = e % (kL * R) / R, i = e % R;
-      const float* xr = q == 0 ? sh.W[t] : sh.Ry[t];
-      float s = 0.f;
-      for (int j = 0; j < N; ++j) s += xr[j] * sh.S[i][j];
-      if (q == 0) {
-        s += sh.SA[t][i];
-        sh.SA[t][i] = s;
-        if (x.sa && t < len) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = s;
-      } else if (t < len) {
-        x.y[ob + size_t(t0 + t) * C + i] = s + sh.Yl[t][i];
+    // sa_t[i] = W[t] . S[i] + U[t][i] and y_t[i] = Ry[t] . S[i] + Yl[t][i].
+    for (int e = tid; e < kL * R; e += kThreads) {
+      const int t = e / R, i = e % R;
+      float sa = sh.SA[t][i], y = sh.Yl[t][i];
+      for (int j = 0; j < N; ++j) {
+        sa += sh.W[t][j] * sh.S[i][j];
+        y += sh.Ry[t][j] * sh.S[i][j];
+      }
+      sh.SA[t][i] = sa;
+      if (t < len) {
+        if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sa;
+        x.y[ob + size_t(t0 + t) * C + i] = y;
       }
     }
     blk.sync();
