@@ -7,8 +7,8 @@
 // state not counted). Published for comparison (H100, bf16): RWKV-LM's WKV6 kernel
 // 9.7 ms forward + 46.4 ms backward, flash-linear-attention's chunked WKV6 13.1 + 40.8
 // ms, RWKV-LM's WKV7 about 17 ms forward + backward.
-// WKV7 also with the chunked forward (wkv7_forward_chunked), which fills the workspace
-// the same backward reads.
+// WKV7 also in chunked form (wkv7_forward_chunked, wkv7_backward_chunked), next to the
+// sequential kernels at the same shapes and splits.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
 // to every bench_* executable).
 #include <algorithm>
@@ -171,6 +171,8 @@ void run() {
     CUDA_CHECK_LAUNCH();
     const Dev ws(rwkv::cuda::wkv7_workspace_bytes(B, kT, H, kN) / sizeof(float));
     const Dev prep(rwkv::cuda::wkv7_chunked_scratch_bytes(B, kT, H, kN) / sizeof(float));
+    const Dev bscratch(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(B, kT, H, H, kN) /
+                       sizeof(float));
     for (const int splits : {1, 2, 4, 8}) {
       const size_t scratch_bytes = rwkv::cuda::wkv7_backward_scratch_bytes(B, kT, H, kN, splits);
       const Dev scratch(std::max<size_t>(scratch_bytes / sizeof(float), 1));
@@ -187,13 +189,18 @@ void run() {
                     splits,
                     splits == rwkv::cuda::wkv7_default_splits(B, H, kN) ? " (default)" : "");
       report("wkv7", label, f, 6, 1, g, 7, 6, double(m));
-      // The chunked forward fills the same workspace for the same backward.
       const double fc = time_ms([&] {
         rwkv::cuda::wkv7_forward_chunked(B, kT, H, kN, 0, H, r, lw, k, v, a, b, y, nullptr, nullptr,
                                          ws.p, prep.p, splits, nullptr);
       });
-      std::printf("wkv7 chunked forward fp32 %s: %8.3f ms (sequential %.3f ms: %.2fx)\n", label, fc,
-                  f, f / fc);
+      const double gc = time_ms([&] {
+        rwkv::cuda::wkv7_backward_chunked(B, kT, H, kN, 0, H, r, lw, k, v, a, b, dy, g1, g2, g3, g4,
+                                          g5, g6, ws.p, bscratch.p, splits, nullptr);
+      });
+      std::printf(
+          "wkv7 chunked fp32 %s: forward %8.3f ms (sequential %.3f: %.2fx), backward %8.3f ms "
+          "(sequential %.3f: %.2fx)\n",
+          label, fc, f, f / fc, gc, g, g / gc);
       std::fflush(stdout);
     }
   }

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/wkv7.h"
+#include "kernels/cuda/wkv7_chunked_backward_body.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
 #include "kernels/cuda/wkv_segments.h"
 
@@ -407,6 +408,35 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
   wkv7_chunked::scan_body<N, N / G>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
+// The chunked backward (kernels/cuda/wkv7_chunked_backward_body.h); its scan is
+// wkv7_chunk_scan_kernel with wkv7_chunked::scan_args.
+template <int N>
+__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+    wkv7_chunk_bprep_kernel(wkv7_chunked::BackArgs x) {
+  __shared__ wkv7_chunked::PrepShared<N> sh;
+  wkv7_chunked::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N>
+__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+    wkv7_chunk_grad_kernel(wkv7_chunked::BackArgs x) {
+  extern __shared__ float4 grad_smem[];  // float4: aligned for the struct's doubles
+  auto& sh = *reinterpret_cast<wkv7_chunked::GradShared<N>*>(grad_smem);
+  wkv7_chunked::grad_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+// The backward's scratch: bprep, then dS, then dX (wkv7_chunked::BackArgs).
+struct ChunkedScratch {
+  float *bprep, *dS, *dX;
+};
+
+ChunkedScratch carve_chunked(void* scratch, int B, int T, int H, int nh, int N) {
+  float* base = static_cast<float*>(scratch);
+  const size_t nc = wkv7_chunked::chunks(T);
+  float* dS = base + size_t(B) * nh * nc * wkv7_chunked::chunk_floats(N);
+  return {base, dS, dS + size_t(B) * H * nc * N * N};
+}
+
 }  // namespace
 
 size_t wkv7_workspace_bytes(int B, int T, int H, int N) {
@@ -512,6 +542,50 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
       CUDA_CHECK_LAUNCH();
     }
     wkv7_chunk_scan_kernel<n(), g()><<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(x);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+size_t wkv7_chunked_backward_scratch_bytes(int B, int T, int H, int nh, int N) {
+  check_args("rwkv::cuda::wkv7_chunked_backward_scratch_bytes", B, T, H, N, 0, nh);
+  const size_t nc = wkv7_chunked::chunks(T);
+  return (size_t(B) * nh * nc * wkv7_chunked::chunk_floats(N) + size_t(B) * H * nc * N * N +
+          size_t(B) * H * T * N) *
+         sizeof(float);
+}
+
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* lw, const float* k, const float* v, const float* a,
+                           const float* b, const float* dy, float* dr, float* dlw, float* dk,
+                           float* dv, float* da, float* db, void* workspace, void* scratch,
+                           int splits, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv7_backward_chunked";
+  check_args(fn, B, T, H, N, h0, h1);
+  check_splits(fn, N, splits);
+  if (B == 0 || h0 == h1 || T == 0) return;
+  if (workspace == nullptr)
+    throw Error(std::string(fn) +
+                ": workspace is null (it must hold the forward's checkpoints; size: "
+                "wkv7_workspace_bytes)");
+  if (scratch == nullptr)
+    throw Error(std::string(fn) + ": scratch is null (size: wkv7_chunked_backward_scratch_bytes)");
+  const Workspace ws = carve(workspace, B, T, H, N);
+  const int nh = h1 - h0;
+  const ChunkedScratch sc = carve_chunked(scratch, B, T, H, nh, N);
+  const wkv7_chunked::Args fwd{B, T, H,       h0,      nh,      r,       lw,    k,      v,
+                               a, b, nullptr, nullptr, nullptr, ws.ckpt, ws.sa, nullptr};
+  const wkv7_chunked::BackArgs x{fwd, dy, dr, dlw, dk, dv, da, db, sc.bprep, sc.dS, sc.dX};
+  const int blocks = B * nh * wkv7_chunked::chunks(T);
+  with_instance(N, splits, [&](auto n, auto g) {
+    wkv7_chunk_bprep_kernel<n()><<<blocks, wkv7_chunked::kThreads, 0, stream>>>(x);
+    CUDA_CHECK_LAUNCH();
+    wkv7_chunk_scan_kernel<n(), g()>
+        <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
+    CUDA_CHECK_LAUNCH();
+    constexpr int smem = sizeof(wkv7_chunked::GradShared<n()>);
+    CUDA_CHECK(cudaFuncSetAttribute(wkv7_chunk_grad_kernel<n()>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    wkv7_chunk_grad_kernel<n()><<<blocks, wkv7_chunked::kThreads, smem, stream>>>(x);
     CUDA_CHECK_LAUNCH();
   });
 }

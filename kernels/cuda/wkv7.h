@@ -61,4 +61,16 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
                    float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
                    void* workspace, void* scratch, int splits, cudaStream_t stream);
 
+// The gradients of wkv7_backward, in chunks of 16 tokens
+// (kernels/cuda/wkv7_chunked_backward_body.h): a prep kernel over all chunks, the
+// state-gradient scan over the chunks in reverse (`splits` blocks of rows per (b, h)),
+// then every gradient of every chunk in parallel. Reads the workspace of either forward.
+// scratch: wkv7_chunked_backward_scratch_bytes(B, T, H, h1 - h0, N).
+size_t wkv7_chunked_backward_scratch_bytes(int B, int T, int H, int nh, int N);
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* lw, const float* k, const float* v, const float* a,
+                           const float* b, const float* dy, float* dr, float* dlw, float* dk,
+                           float* dv, float* da, float* db, void* workspace, void* scratch,
+                           int splits, cudaStream_t stream);
+
 }  // namespace rwkv::cuda

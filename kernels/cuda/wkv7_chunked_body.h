@@ -7,8 +7,12 @@
 // decays, e^{cum_t - cum_{s+1}} <= 1, instead of a product of factors e^{cum_t} and
 // e^{-cum_{s+1}}: chunks then never need cutting short, whatever the decays (a chunk is
 // always kL = 16 tokens, so the states entering the chunks are the checkpoints the
-// sequential backward reads). For a chunk of one head, tokens t, s in [0, kL) (tokens
-// past the end of the sequence are zero rows with lw = 0), cum_0 = 0, cum_{t+1} = cum_t
+// sequential backward reads). The cumulative sums are kept in double (in shared memory
+// only; each exponent is rounded to float before its expf): in fp32 a difference of two
+// sums near -750 (decays e^-50 over 15 steps) is off by ~5e-5, and so is its exp
+// (measured: dlw 1.1e-5 from the recurrence at decays e^-60..e^-40). For a chunk of one head,
+// tokens t, s in [0, kL) (tokens past the end of the sequence are zero rows with lw = 0), cum_0 =
+// 0, cum_{t+1} = cum_t
 // + lw_t and S_in the state entering it (S[i][j]: value i, key j):
 //   Aak[t][s] = sum_j a_t k_s e^{cum_t - cum_{s+1}},  Aab alike with b_s     (s < t)
 //   Ark[t][s] = sum_j r_t k_s e^{cum_{t+1} - cum_{s+1}},  Arb alike with b_s (s <= t)
@@ -51,64 +55,93 @@ RWKV_HD constexpr size_t chunk_floats(int N) { return size_t(kParts) * kL * N + 
 // Tensors [B, T, H, N] (heads [h0, h0 + nh)); state_in / state_out [B, H, N, N] or
 // null; ckpt [B, H, chunks(T), N, N] (S[i][j] at j N + i) and sa [B, H, T, N] or null;
 // prep [B, nh, chunks(T), chunk_floats(N)].
+// The backward's scan (wkv7_chunked_backward_body.h) is the same scan run over the chunks
+// in reverse, with other meanings: see there.
 struct Args {
   int B, T, H, h0, nh;
   const float *r, *lw, *k, *v, *a, *b;
-  float* y;
+  float* y;  // null: no y (the scan then reads no Ry, Yl)
   const float* state_in;
   float* state_out;
   float *ckpt, *sa, *prep;
+  bool reverse = false;  // the scan takes the chunks last to first
 };
+
+// Where chunk block `block` = (b * nh + hh) * chunks(T) + c of the prep kernels is.
+struct ChunkPos {
+  int bi, hh, h, c, t0, len;
+  size_t C, o0;  // floats per token; token t0, channel 0 of the head
+};
+
+template <int N>
+RWKV_HD ChunkPos chunk_pos(const Args& x, int block) {
+  ChunkPos p;
+  const int nc = chunks(x.T), hb = block / nc;
+  p.c = block % nc;
+  p.bi = hb / x.nh;
+  p.hh = hb % x.nh;
+  p.h = x.h0 + p.hh;
+  p.t0 = p.c * kL;
+  p.len = imin(kL, x.T - p.t0);
+  p.C = size_t(x.H) * N;
+  p.o0 = (size_t(p.bi) * x.T + p.t0) * p.C + size_t(p.h) * N;
+  return p;
+}
 
 // Rows padded to N + 1 floats where threads of a warp read down a column.
 template <int N>
 struct PrepShared {
-  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1];
-  float cum[kL + 1][N + 1];
-  float W[kL][N + 1], U[kL][N + 1];  // U holds lw until cum is summed
+  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
+  double cum[kL + 1][N + 1];  // double: see wkv7_chunked_body.h
+  float W[kL][N + 1], U[kL][N + 1];
   float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
 };
 
-// Block `block` = (b * nh + hh) * chunks(T) + c.
-template <int N, typename Block>
-RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+// The chunk's rows of r, k, a, b, lw and of `val` (into sh.v: v, or dy for the
+// backward's prep) into shared memory, zero rows past the end of the sequence; then
+// cum. Sh: any struct with those arrays. Ends with a barrier.
+template <int N, typename Sh, typename Block>
+RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, const float* val,
+                        Sh& sh) {
   const int tid = blk.thread(), nt = blk.threads();
-  const int nc = chunks(x.T), c = block % nc, hb = block / nc;
-  const int bi = hb / x.nh, h = x.h0 + hb % x.nh;
-  const int t0 = c * kL, len = imin(kL, x.T - t0);
-  const size_t C = size_t(x.H) * N, o0 = (size_t(bi) * x.T + t0) * C + size_t(h) * N;
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    const bool in = t < len;
-    const size_t o = o0 + size_t(t) * C + j;
+    const bool in = t < p.len;
+    const size_t o = p.o0 + size_t(t) * p.C + j;
     sh.r[t][j] = in ? x.r[o] : 0.f;
     sh.k[t][j] = in ? x.k[o] : 0.f;
     sh.a[t][j] = in ? x.a[o] : 0.f;
     sh.b[t][j] = in ? x.b[o] : 0.f;
-    sh.v[t][j] = in ? x.v[o] : 0.f;
-    sh.U[t][j] = in ? x.lw[o] : 0.f;
+    sh.v[t][j] = in ? val[o] : 0.f;
+    sh.lw[t][j] = in ? x.lw[o] : 0.f;
   }
   blk.sync();
   for (int j = tid; j < N; j += nt) {
-    float cum = 0.f;
-    sh.cum[0][j] = 0.f;
+    double cum = 0.0;
+    sh.cum[0][j] = 0.0;
     for (int t = 0; t < kL; ++t) {
-      cum += sh.U[t][j];
+      cum += sh.lw[t][j];
       sh.cum[t + 1][j] = cum;
     }
   }
   blk.sync();
-  for (int e = tid; e < kL * kL; e += nt) {
+}
+
+// Aak, Aab (s < t) and Ark, Arb (s <= t) from the loaded chunk, zero elsewhere. Ends
+// with a barrier.
+template <int N, typename Sh, typename Block>
+RWKV_HD void pair_matrices(const Block& blk, Sh& sh) {
+  for (int e = blk.thread(); e < kL * kL; e += blk.threads()) {
     const int t = e / kL, s = e % kL;
     float ark = 0.f, arb = 0.f, aak = 0.f, aab = 0.f;
     if (s <= t)
       for (int j = 0; j < N; ++j) {
-        const float cs = sh.cum[s + 1][j];
-        const float rd = sh.r[t][j] * expf(sh.cum[t + 1][j] - cs);
+        const double cs = sh.cum[s + 1][j];
+        const float rd = sh.r[t][j] * expf(float(sh.cum[t + 1][j] - cs));
         ark += rd * sh.k[s][j];
         arb += rd * sh.b[s][j];
         if (s < t) {
-          const float ad = sh.a[t][j] * expf(sh.cum[t][j] - cs);
+          const float ad = sh.a[t][j] * expf(float(sh.cum[t][j] - cs));
           aak += ad * sh.k[s][j];
           aab += ad * sh.b[s][j];
         }
@@ -119,12 +152,21 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
     sh.Aab[t][s] = aab;
   }
   blk.sync();
+}
+
+// Block `block` = (b * nh + hh) * chunks(T) + c.
+template <int N, typename Block>
+RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = chunk_pos<N>(x, block);
+  load_chunk<N>(blk, x, p, x.v, sh);
+  pair_matrices<N>(blk, sh);
   // Forward substitution, one column per thread: W (columns 0..N-1), U (N..2N-1).
   for (int e = tid; e < 2 * N; e += nt) {
     const int j = e % N;
     if (e < N) {
       for (int t = 0; t < kL; ++t) {
-        float w = sh.a[t][j] * expf(sh.cum[t][j]);
+        float w = sh.a[t][j] * expf(float(sh.cum[t][j]));
         for (int s = 0; s < t; ++s) w += sh.Aab[t][s] * sh.W[s][j];
         sh.W[t][j] = w;
       }
@@ -141,12 +183,12 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
   constexpr size_t LN = size_t(kL) * N;
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    float ry = sh.r[t][j] * expf(sh.cum[t + 1][j]), yl = 0.f;
+    float ry = sh.r[t][j] * expf(float(sh.cum[t + 1][j])), yl = 0.f;
     for (int s = 0; s <= t; ++s) {
       ry += sh.Arb[t][s] * sh.W[s][j];
       yl += sh.Ark[t][s] * sh.v[s][j] + sh.Arb[t][s] * sh.U[s][j];
     }
-    const float q = expf(sh.cum[kL][j] - sh.cum[t + 1][j]);
+    const float q = expf(float(sh.cum[kL][j] - sh.cum[t + 1][j]));
     out[kW * LN + e] = sh.W[t][j];
     out[kU * LN + e] = sh.U[t][j];
     out[kRy * LN + e] = ry;
@@ -154,7 +196,7 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
     out[kKh * LN + e] = sh.k[t][j] * q;
     out[kBh * LN + e] = sh.b[t][j] * q;
   }
-  for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(sh.cum[kL][j]);
+  for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
 // R rows of the state per block. The kL x N parts indexed by keys are read whole (the
@@ -180,6 +222,7 @@ struct ChunkRegs {
   float W[KP], Ry[KP], Kh[KP], Bh[KP], U[RP], Yl[RP], V[RP], PL;
 
   RWKV_HD void load(const Args& x, int bi, int hh, int c, int i0, int tid) {
+    const bool with_y = x.y != nullptr;
     constexpr size_t LN = size_t(kL) * N;
     const int nc = chunks(x.T), t0 = c * kL, len = imin(kL, x.T - t0), h = x.h0 + hh;
     const float* in = x.prep + ((size_t(bi) * x.nh + hh) * nc + c) * chunk_floats(N);
@@ -187,7 +230,7 @@ struct ChunkRegs {
     for (int m = 0; m < KP; ++m) {
       const int e = tid + kThreads * m;
       W[m] = in[kW * LN + e];
-      Ry[m] = in[kRy * LN + e];
+      Ry[m] = with_y ? in[kRy * LN + e] : 0.f;
       Kh[m] = in[kKh * LN + e];
       Bh[m] = in[kBh * LN + e];
     }
@@ -197,7 +240,7 @@ struct ChunkRegs {
       const int e = tid + kThreads * m, t = e / R, i = e % R;
       const bool own = e < kL * R;  // (a partial last round when kL R < kThreads)
       U[m] = own ? in[kU * LN + size_t(t) * N + i0 + i] : 0.f;
-      Yl[m] = own ? in[kYl * LN + size_t(t) * N + i0 + i] : 0.f;
+      Yl[m] = own && with_y ? in[kYl * LN + size_t(t) * N + i0 + i] : 0.f;
       V[m] = own && t < len ? x.v[(size_t(bi) * x.T + t0 + t) * C + size_t(h) * N + i0 + i] : 0.f;
     }
     PL = tid < N ? in[kParts * LN + tid] : 0.f;
@@ -242,10 +285,11 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
     const int e = tid + kThreads * m, i = e / N, j = e % N;
     S[m] = x.state_in ? x.state_in[bh * NN + size_t(i0 + i) * N + j] : 0.f;
   }
+  const int step = x.reverse ? -1 : 1, first = x.reverse ? nc - 1 : 0;
   ChunkRegs<N, R> next{};
-  if (nc > 0) next.load(x, bi, hh, 0, i0, tid);
-  for (int c = 0; c < nc; ++c) {
-    const int t0 = c * kL, len = imin(kL, x.T - t0);
+  if (nc > 0) next.load(x, bi, hh, first, i0, tid);
+  for (int ci = 0; ci < nc; ++ci) {
+    const int c = first + step * ci, t0 = c * kL, len = imin(kL, x.T - t0);
     if (x.ckpt) {
       float* ck = x.ckpt + (bh * nc + c) * NN + i0;
       RWKV_UNROLL
@@ -256,7 +300,7 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
     }
     blk.sync();  // the previous chunk's reads of the shared arrays are done
     next.store(sh, tid);
-    if (c + 1 < nc) next.load(x, bi, hh, c + 1, i0, tid);  // in flight during this chunk
+    if (ci + 1 < nc) next.load(x, bi, hh, c + step, i0, tid);  // in flight during this chunk
     RWKV_UNROLL
     for (int m = 0; m < E; ++m) {
       const int e = tid + kThreads * m;
@@ -274,7 +318,7 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
       sh.SA[t][i] = sa;
       if (t < len) {
         if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sa;
-        x.y[ob + size_t(t0 + t) * C + i] = y;
+        if (x.y) x.y[ob + size_t(t0 + t) * C + i] = y;
       }
     }
     blk.sync();

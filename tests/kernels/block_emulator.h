@@ -24,19 +24,26 @@ struct HostBlock {
   void sync() const { bar->arrive_and_wait(); }
 };
 
-// body(const HostBlock&, int block, Shared&) for every block of the grid.
+// body(const HostBlock&, int block, Shared&) for every block of the grid, by one pool
+// of `threads` threads that takes the blocks in turn (shared memory re-poisoned before
+// each).
 template <typename Shared, typename Body>
 void run_grid(int blocks, int threads, Body&& body) {
-  for (int block = 0; block < blocks; ++block) {
-    auto shared = std::make_unique<Shared>();
-    std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
-    std::barrier<> bar(threads);
-    std::vector<std::thread> pool;
-    pool.reserve(size_t(threads));
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] { body(HostBlock{t, threads, &bar}, block, *shared); });
-    for (std::thread& th : pool) th.join();
-  }
+  auto shared = std::make_unique<Shared>();
+  std::barrier<> bar(threads);
+  const auto worker = [&](int t) {
+    const HostBlock blk{t, threads, &bar};
+    for (int block = 0; block < blocks; ++block) {
+      if (t == 0) std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
+      bar.arrive_and_wait();
+      body(blk, block, *shared);
+      bar.arrive_and_wait();  // the block is done before its shared memory is poisoned
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(size_t(threads));
+  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
+  for (std::thread& th : pool) th.join();
 }
 
 }  // namespace rwkv::cuda::test

@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -75,13 +76,14 @@ Outputs run_cpu(const Case& c, const Inputs& in) {
   return o;
 }
 
-// Which forward fills the workspace the backward reads.
+// Which forward fills the workspace, and which backward reads it.
 enum class Forward { sequential, chunked };
+enum class Backward { sequential, chunked };
 
 // Forward (with checkpoints and the final state) then backward, on poisoned outputs,
 // each (b, h) run as `splits` blocks.
-Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1,
-                Forward form = Forward::sequential) {
+Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1, Forward form = Forward::sequential,
+                Backward bform = Backward::sequential) {
   const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy);
   const size_t sz = in.r.size();
   DevBuf y(sz), state(size_t(c.B) * c.H * c.N * c.N), dr(sz), dlw(sz), dk(sz), dv(sz), da(sz),
@@ -109,19 +111,34 @@ Outputs run_gpu(const Case& c, const Inputs& in, int splits = 1,
     rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
                              nullptr, state.p, ws, splits, nullptr);
   }
-  rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
-                            dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, scratch, splits, nullptr);
+  if (bform == Backward::chunked) {
+    const size_t bytes =
+        rwkv::cuda::wkv7_chunked_backward_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N);
+    void* bscratch = nullptr;
+    CUDA_CHECK(cudaMalloc(&bscratch, bytes));
+    CUDA_CHECK(cudaMemset(bscratch, 0xFF, bytes));
+    rwkv::cuda::wkv7_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                      dy.p, dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, bscratch,
+                                      splits, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(bscratch));
+  } else {
+    rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
+                              dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws, scratch, splits, nullptr);
+  }
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaFree(ws));
   if (scratch) CUDA_CHECK(cudaFree(scratch));
   return {y.get(), state.get(), dr.get(), dlw.get(), dk.get(), dv.get(), da.get(), db.get()};
 }
 
-void expect_matches_cpu(const Case& c, int splits = 1, Forward form = Forward::sequential) {
+void expect_matches_cpu(const Case& c, int splits = 1, Forward form = Forward::sequential,
+                        Backward bform = Backward::sequential) {
   SCOPED_TRACE("splits " + std::to_string(splits) +
-               (form == Forward::chunked ? ", chunked forward" : ""));
+               (form == Forward::chunked ? ", chunked forward" : "") +
+               (bform == Backward::chunked ? ", chunked backward" : ""));
   const Inputs in(c);
-  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, splits, form);
+  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, splits, form, bform);
   EXPECT_TRUE(close("y", c, got.y, ref.y));
   EXPECT_TRUE(close("state_out", c, got.state, ref.state, c.N * c.N, 1));
   EXPECT_TRUE(close("dr", c, got.dr, ref.dr));
@@ -275,18 +292,78 @@ TEST(CudaWkv7, ChunkedForwardWithInitialState) {
   }
 }
 
+// The chunked backward (kernels/cuda/wkv7_chunked_backward_body.h; also tested on the
+// CPU by test_wkv7_chunked_body) from the chunked forward's workspace, every case and
+// split count of ChunkedForwardMatchesCpu; and from the sequential forward's.
+TEST(CudaWkv7, ChunkedBackwardMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const Forward cf = Forward::chunked;
+  const Backward cb = Backward::chunked;
+  expect_matches_cpu({1, 37, 1, 64, 0, 1, -2.0, -0.01, 1}, 1, cf, cb);
+  expect_matches_cpu({3, 37, 4, 16, 0, 4, -2.0, -0.01, 3}, 1, cf, cb);
+  expect_matches_cpu({2, 32, 3, 32, 2, 3, -2.0, -0.01, 4}, 1, cf, cb);
+  for (const int splits : {1, 2, 4, 8}) {
+    expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, splits, cf, cb);
+    expect_matches_cpu({2, 1, 2, 64, 0, 2, -2.0, -0.01, 14}, splits, cf, cb);
+    expect_matches_cpu({2, 37, 2, 64, 0, 2, -60.0, -40.0, 15}, splits, cf, cb);
+    expect_matches_cpu({2, 100, 2, 64, 0, 2, -2e-4, -5e-5, 16}, splits, cf, cb);
+  }
+  expect_matches_cpu({1, 4096, 2, 64, 0, 2, -std::exp(-0.5), -1e-3, 17}, 8, cf, cb);
+  expect_matches_cpu({1, 16384, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 12}, 1, cf, cb);
+  expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, 4, Forward::sequential, cb);
+}
+
+// With an initial state (which the CPU's naive backward does not take): the chunked
+// backward's gradients against the sequential backward's, both from one forward's
+// workspace.
+TEST(CudaWkv7, ChunkedBackwardWithInitialState) {
+  SKIP_WITHOUT_GPU();
+  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
+  const Inputs in(c);
+  std::mt19937 rng(10);
+  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+  const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy), sin(s0);
+  const size_t sz = in.r.size();
+  DevBuf y(sz), ws(rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float));
+  DevBuf bscratch(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
+                  sizeof(float));
+  rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
+                           sin.p, nullptr, ws.p, 1, nullptr);
+  std::vector<std::vector<float>> got[2];
+  for (const bool chunked : {false, true}) {
+    DevBuf g[6] = {DevBuf(sz), DevBuf(sz), DevBuf(sz), DevBuf(sz), DevBuf(sz), DevBuf(sz)};
+    for (DevBuf& x : g) x.poison();
+    if (chunked) {
+      bscratch.poison();
+      rwkv::cuda::wkv7_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p,
+                                        b.p, dy.p, g[0].p, g[1].p, g[2].p, g[3].p, g[4].p, g[5].p,
+                                        ws.p, bscratch.p, 1, nullptr);
+    } else {
+      rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
+                                g[0].p, g[1].p, g[2].p, g[3].p, g[4].p, g[5].p, ws.p, nullptr, 1,
+                                nullptr);
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+    for (DevBuf& x : g) got[chunked].push_back(x.get());
+  }
+  const char* names[] = {"dr", "dlw", "dk", "dv", "da", "db"};
+  for (int q = 0; q < 6; ++q) EXPECT_TRUE(close(names[q], c, got[1][q], got[0][q]));
+}
+
 // Two runs on the same inputs give bitwise-identical outputs and gradients, with one
-// block per head and with the rows split over 8, from either forward.
+// block per head and with the rows split over 8, sequential and chunked.
 TEST(CudaWkv7, Deterministic) {
   SKIP_WITHOUT_GPU();
   const Case c{3, 100, 4, 64, 0, 4, -2.0, -0.01, 11};
   const Inputs in(c);
-  for (const auto& [splits, form] :
-       {std::pair{1, Forward::sequential}, std::pair{8, Forward::sequential},
-        std::pair{1, Forward::chunked}, std::pair{8, Forward::chunked}}) {
+  for (const auto& [splits, form, bform] :
+       {std::tuple{1, Forward::sequential, Backward::sequential},
+        std::tuple{8, Forward::sequential, Backward::sequential},
+        std::tuple{1, Forward::chunked, Backward::chunked},
+        std::tuple{8, Forward::chunked, Backward::chunked}}) {
     SCOPED_TRACE("splits " + std::to_string(splits) +
-                 (form == Forward::chunked ? ", chunked forward" : ""));
-    const Outputs a = run_gpu(c, in, splits, form), b = run_gpu(c, in, splits, form);
+                 (form == Forward::chunked ? ", chunked forward and backward" : ""));
+    const Outputs a = run_gpu(c, in, splits, form, bform), b = run_gpu(c, in, splits, form, bform);
     const char* names[] = {"y", "state", "dr", "dlw", "dk", "dv", "da", "db"};
     const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dlw, &a.dk, &a.dv, &a.da, &a.db};
     const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dlw, &b.dk, &b.dv, &b.da, &b.db};
@@ -364,6 +441,24 @@ TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
                                          nullptr, 2, nullptr);
       },
       "wkv7_forward_chunked: splits=2");
+  expect_error(
+      [&] {
+        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, &dummy, nullptr, 1, nullptr);
+      },
+      "wkv7_backward_chunked: scratch is null");
+  expect_error(
+      [] {
+        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr);
+      },
+      "wkv7_backward_chunked: workspace is null");
+  EXPECT_EQ(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(2, 17, 4, 3, 64),
+            (size_t(2) * 3 * 2 * (6 * 16 * 64 + 64) + size_t(2) * 4 * 2 * 64 * 64 +
+             size_t(2) * 4 * 17 * 64) *
+                sizeof(float));
   EXPECT_EQ(rwkv::cuda::wkv7_chunked_scratch_bytes(2, 17, 3, 64),
             size_t(2) * 3 * 2 * (6 * 16 * 64 + 64) * sizeof(float));
   EXPECT_EQ(rwkv::cuda::wkv7_backward_scratch_bytes(2, 10, 3, 64, 1), 0u);

@@ -1,12 +1,14 @@
-// The chunked WKV7 forward's two kernels (kernels/cuda/wkv7_chunked_body.h) run on the
-// CPU by the block emulator (tests/kernels/block_emulator.h: 256 std::threads per block,
-// barriers, NaN-filled shared memory), against the recurrence in double: y, the final
-// state, the checkpoints (the state entering every 16th token) and sa_t = S_{t-1} a_t,
-// which the sequential backward reads. Inputs as the model makes them (a = -kk, b = kk *
-// sigmoid(x), kk L2-normalised per head), several shapes, head ranges, splits, decays
-// near 0 and near 1, an initial state. The GPU runs the same bodies (test_cuda_wkv7.cu).
-// Measure: ||x - ref||_2 / ||ref||_2 over the heads in range, <= 1e-5; outputs start as
-// NaN, and outside the head range they must stay NaN.
+// The chunked WKV7 kernels (kernels/cuda/wkv7_chunked_body.h, forward, and
+// wkv7_chunked_backward_body.h) run on the CPU by the block emulator
+// (tests/kernels/block_emulator.h: 256 std::threads per block, barriers, NaN-filled
+// shared memory). Forward against the recurrence in double: y, the final state, the
+// checkpoints (the state entering every 16th token) and sa_t = S_{t-1} a_t, which the
+// backward reads. Backward (from the emulated forward's checkpoints and sa) against the
+// CPU's naive backward in double: every gradient. Inputs as the model makes them (a =
+// -kk, b = kk * sigmoid(x), kk L2-normalised per head), several shapes, head ranges,
+// splits, decays near 0 and near 1, an initial state. The GPU runs the same bodies
+// (test_cuda_wkv7.cu). Measure: ||x - ref||_2 / ||ref||_2 over the heads in range,
+// <= 1e-5; outputs start as NaN, and outside the head range they must stay NaN.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/wkv7.h"
+#include "kernels/cuda/wkv7_chunked_backward_body.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
 #include "tests/kernels/block_emulator.h"
 #include "tests/kernels/wkv_test_util.h"
@@ -40,7 +44,7 @@ std::string describe(const Case& c) {
 }
 
 struct Inputs {
-  std::vector<float> r, lw, k, v, a, b, s0;  // [B, T, H, N]; s0 [B, H, N, N] or empty
+  std::vector<float> r, lw, k, v, a, b, s0, dy;  // [B, T, H, N]; s0 [B, H, N, N] or empty
   explicit Inputs(const Case& c) {
     std::mt19937 rng(c.seed);
     const size_t sz = size_t(c.B) * c.T * c.H * c.N;
@@ -66,6 +70,7 @@ struct Inputs {
       }
     }
     if (c.initial_state) s0 = uniform<float>(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+    dy = uniform<float>(sz, -1, 1, rng);
   }
 };
 
@@ -119,7 +124,7 @@ Outputs reference(const Case& c, const Inputs& in) {
 }
 
 template <int N, int R>
-void run_kernels(const Case& c, const ch::Args& args) {
+void run_forward(const Case& c, const ch::Args& args) {
   const int nh = c.h1 - c.h0;
   rwkv::cuda::test::run_grid<ch::PrepShared<N>>(
       c.B * nh * ch::chunks(c.T), ch::kThreads,
@@ -130,6 +135,56 @@ void run_kernels(const Case& c, const ch::Args& args) {
       c.B * nh * (N / R), ch::kThreads, [&](const auto& blk, int block, ch::ScanShared<N, R>& sh) {
         ch::scan_body<N, R>(blk, block, sh, args);
       });
+}
+
+template <int N, int R>
+void run_backward(const Case& c, const ch::BackArgs& args) {
+  const int nh = c.h1 - c.h0, blocks = c.B * nh * ch::chunks(c.T);
+  rwkv::cuda::test::run_grid<ch::PrepShared<N>>(
+      blocks, ch::kThreads, [&](const auto& blk, int block, ch::PrepShared<N>& sh) {
+        ch::bprep_body<N>(blk, block, sh, args);
+      });
+  const ch::Args scan = ch::scan_args(args);
+  rwkv::cuda::test::run_grid<ch::ScanShared<N, R>>(
+      c.B * nh * (N / R), ch::kThreads, [&](const auto& blk, int block, ch::ScanShared<N, R>& sh) {
+        ch::scan_body<N, R>(blk, block, sh, scan);
+      });
+  rwkv::cuda::test::run_grid<ch::GradShared<N>>(
+      blocks, ch::kThreads, [&](const auto& blk, int block, ch::GradShared<N>& sh) {
+        ch::grad_body<N>(blk, block, sh, args);
+      });
+}
+
+// The instances wkv7_forward_chunked and wkv7_backward_chunked launch: N 16 and 32 one
+// scan block per head, N 64 1, 2, 4 or 8 (R = N / splits rows each).
+template <typename Fn>
+void with_instance(const Case& c, Fn&& fn) {
+  using std::integral_constant;
+  if (c.N == 16) return fn(integral_constant<int, 16>{}, integral_constant<int, 16>{});
+  if (c.N == 32) return fn(integral_constant<int, 32>{}, integral_constant<int, 32>{});
+  ASSERT_EQ(c.N, 64);
+  if (c.splits == 1) return fn(integral_constant<int, 64>{}, integral_constant<int, 64>{});
+  if (c.splits == 2) return fn(integral_constant<int, 64>{}, integral_constant<int, 32>{});
+  if (c.splits == 4) return fn(integral_constant<int, 64>{}, integral_constant<int, 16>{});
+  ASSERT_EQ(c.splits, 8);
+  fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
+}
+
+// ||got - want||_2 / ||want||_2 <= 1e-5 over the heads in range, NaN outside: element e
+// of a tensor of rows of H heads with n elements each is in head (e / n) % H.
+template <typename G>
+void compare(const Case& c, const char* name, const std::vector<float>& got,
+             const std::vector<G>& want, size_t n) {
+  const auto in_range = [&](size_t e) {
+    const int h = int(e / n % size_t(c.H));
+    return h >= c.h0 && h < c.h1;
+  };
+  const double err = rel_err(got, want, in_range);
+  EXPECT_LE(err, 1e-5) << name;  // also fails on NaN (a comparison with NaN is false)
+  for (size_t e = 0; e < got.size(); ++e)
+    if (!in_range(e)) {
+      ASSERT_TRUE(std::isnan(got[e])) << name << " written outside the head range at " << e;
+    }
 }
 
 void check(const Case& c) {
@@ -158,41 +213,49 @@ void check(const Case& c) {
                       .ckpt = ckpt.data(),
                       .sa = sa.data(),
                       .prep = prep.data()};
-  // The instances wkv7_forward_chunked launches: N 16 and 32 one scan block per head, N 64
-  // 1, 2, 4 or 8 (R = N / splits rows each).
-  if (c.N == 16) {
-    run_kernels<16, 16>(c, args);
-  } else if (c.N == 32) {
-    run_kernels<32, 32>(c, args);
-  } else if (c.splits == 1) {
-    run_kernels<64, 64>(c, args);
-  } else if (c.splits == 2) {
-    run_kernels<64, 32>(c, args);
-  } else if (c.splits == 4) {
-    run_kernels<64, 16>(c, args);
-  } else {
-    ASSERT_EQ(c.splits, 8);
-    run_kernels<64, 8>(c, args);
-  }
-  // Element e of a tensor of rows of H heads with n elements each is in head (e / n) % H.
-  const auto compare = [&](const char* name, const std::vector<float>& got,
-                           const std::vector<double>& want, size_t n) {
-    const auto in_range = [&](size_t e) {
-      const int h = int(e / n % size_t(c.H));
-      return h >= c.h0 && h < c.h1;
-    };
-    const double err = rel_err(got, want, in_range);
-    EXPECT_LE(err, 1e-5) << name;  // also fails on NaN (a comparison with NaN is false)
-    for (size_t e = 0; e < got.size(); ++e)
-      if (!in_range(e)) {
-        ASSERT_TRUE(std::isnan(got[e])) << name << " written outside the head range at " << e;
-      }
-  };
+  with_instance(c, [&](auto n, auto r) { run_forward<n(), r()>(c, args); });
   const size_t NN = size_t(c.N) * c.N;
-  compare("y", y, ref.y, c.N);
-  compare("state_out", state, ref.state, NN);
-  compare("ckpt", ckpt, ref.ckpt, NN * ch::chunks(c.T));
-  compare("sa", sa, ref.sa, size_t(c.N) * c.T);
+  compare(c, "y", y, ref.y, c.N);
+  compare(c, "state_out", state, ref.state, NN);
+  compare(c, "ckpt", ckpt, ref.ckpt, NN * ch::chunks(c.T));
+  compare(c, "sa", sa, ref.sa, size_t(c.N) * c.T);
+  if (c.initial_state) return;  // the CPU's naive backward starts from a zero state
+
+  // The backward, from the checkpoints and sa of the forward above.
+  const size_t sz = in.r.size();
+  std::vector<double> rd(sz), lwd(sz), kd(sz), vd(sz), ad(sz), bd(sz), dyd(sz);
+  for (size_t e = 0; e < sz; ++e) {
+    rd[e] = in.r[e];
+    lwd[e] = in.lw[e];
+    kd[e] = in.k[e];
+    vd[e] = in.v[e];
+    ad[e] = in.a[e];
+    bd[e] = in.b[e];
+    dyd[e] = in.dy[e];
+  }
+  std::vector<double> gref[6];
+  for (auto& g : gref) g.assign(sz, 0.0);
+  rwkv::kernels::wkv7_backward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, rd.data(), lwd.data(),
+                                     kd.data(), vd.data(), ad.data(), bd.data(), dyd.data(),
+                                     gref[0].data(), gref[1].data(), gref[2].data(), gref[3].data(),
+                                     gref[4].data(), gref[5].data());
+  std::vector<float> g[6];
+  for (auto& x : g) x.assign(sz, nan);
+  std::vector<float> bprep(prep.size(), nan), dS(ckpt.size(), nan), dX(sa.size(), nan);
+  const ch::BackArgs bargs{.fwd = args,
+                           .dy = in.dy.data(),
+                           .dr = g[0].data(),
+                           .dlw = g[1].data(),
+                           .dk = g[2].data(),
+                           .dv = g[3].data(),
+                           .da = g[4].data(),
+                           .db = g[5].data(),
+                           .bprep = bprep.data(),
+                           .dS = dS.data(),
+                           .dX = dX.data()};
+  with_instance(c, [&](auto n, auto r) { run_backward<n(), r()>(c, bargs); });
+  const char* names[] = {"dr", "dlw", "dk", "dv", "da", "db"};
+  for (int q = 0; q < 6; ++q) compare(c, names[q], g[q], gref[q], c.N);
 }
 
 TEST(Wkv7ChunkedBody, MatchesRecurrence) {

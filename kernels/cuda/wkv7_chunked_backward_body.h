@@ -1,0 +1,259 @@
+#pragma once
+// The chunked WKV7 backward (kernels/cuda/wkv7.cu: wkv7_backward_chunked) as block
+// bodies the tests also run on the CPU (kernels/cuda/block.h). It reads the forward's
+// workspace (the state entering every chunk, S_in, and every sa_t), from either forward.
+//
+// For one chunk (notation of wkv7_chunked_body.h), given dY and dS = dL/dS_out, the
+// gradient of sa_t through everything after it, dX[t] ("dsa"), solves
+//   dX[s] = Bh[s] dS^T + sum_{t>=s} Arb[t][s] dy_t + sum_{t>s} Aab[t][s] dX[t],
+// i.e. dX = Wb dS^T + Ub with Wb = (I - Aab)^{-T} Bh (by keys) and Ub = (I - Aab)^{-T}
+// Arb^T dY (by values), and the gradient of the state entering the chunk is
+//   dS_in = dS diag(P_L) + dX^T A~ + dY^T R~,   A~[t] = a_t e^{cum_t}, R~[t] = r_t e^{cum_{t+1}}.
+// That has the forward scan's form (SA = W S^T + U; S <- S diag(P_L) + V^T Kh + SA^T Bh)
+// with W = Wb, U = Ub, V = dY, Kh = R~, Bh = A~, so the forward's scan runs it, chunks in
+// reverse (Args::reverse), from dS = 0 after the last token; it stores dS of every chunk
+// where the forward stores S_in, and dX where the forward stores sa. Three kernels:
+// bprep (per chunk, in parallel: Wb, Ub, A~, R~, P_L), the scan, then grad (per chunk,
+// in parallel), with sa_s as a value of key b_s beside v_s (key k_s), a_t a query of
+// gradient dX[t] and decay to cum_t (pairs s < t), r_t one of gradient dy_t and decay to
+// cum_{t+1} (pairs s <= t):
+//   Gxv[t][s] = dX[t].v_s, Gxs = dX[t].sa_s, Gyv = dy_t.v_s, Gys = dy_t.sa_s     [kL, kL]
+//   da_t = e^{cum_t} (dX[t]^T S_in) + sum_{s<t} e^{cum_t - cum_{s+1}} (Gxv k_s + Gxs b_s)
+//   dr_t = e^{cum_{t+1}} (dy_t^T S_in) + sum_{s<=t} e^{cum_{t+1} - cum_{s+1}} (Gyv k_s + Gys b_s)
+//   dk_s = e^{cum_L - cum_{s+1}} (dS^T v_s) + sum_{t>s} e^{cum_t - cum_{s+1}} Gxv[t][s] a_t
+//          + sum_{t>=s} e^{cum_{t+1} - cum_{s+1}} Gyv[t][s] r_t         (db_s: sa_s, Gxs, Gys)
+//   dv_s = dS Kh[s] + sum_{t>s} Aak[t][s] dX[t] + sum_{t>=s} Ark[t][s] dy_t
+// and dlw_u sums every term whose exponent holds lw_u, each with its own decay: the S_in
+// terms of a_t (t > u) and r_t (t >= u), e^{cum_L} sum_i dS S_in (all u), the dS terms
+// of k_s, b_s (s < u), and the pairs that cross u (a pairs s < u < t, r pairs s < u <=
+// t). No term is a difference of larger ones (the reverse cumulative sums of
+// flash-linear-attention's gated kernels cancel when decays are tiny), so decays like
+// e^{-60} keep dlw accurate relative to itself, as in the sequential kernel.
+#include <cmath>
+#include <cstddef>
+
+#include "kernels/cuda/block.h"
+#include "kernels/cuda/wkv7_chunked_body.h"
+
+namespace rwkv::cuda::wkv7_chunked {
+
+// The backward's tensors. fwd: the forward's Args (r, lw, k, v, a, b, ckpt = S_in of
+// every chunk, sa); dy and the gradients [B, T, H, N]; scratch: bprep [B, nh,
+// chunks(T), chunk_floats(N)] (parts kW = Wb, kU = Ub, kKh = R~, kBh = A~, P_L), dS
+// [B, H, chunks(T), N, N] (dS after chunk c, element [i][j] at j N + i), dX [B, H, T, N].
+struct BackArgs {
+  Args fwd;
+  const float* dy;
+  float *dr, *dlw, *dk, *dv, *da, *db;
+  float *bprep, *dS, *dX;
+};
+
+// The Args of the backward's scan (see the header comment).
+inline RWKV_HD Args scan_args(const BackArgs& x) {
+  Args s = x.fwd;
+  s.v = x.dy;
+  s.y = nullptr;
+  s.state_in = nullptr;
+  s.state_out = nullptr;
+  s.ckpt = x.dS;
+  s.sa = x.dX;
+  s.prep = x.bprep;
+  s.reverse = true;
+  return s;
+}
+
+// Block `block` = (b * nh + hh) * chunks(T) + c; sh.v holds dy.
+template <int N, typename Block>
+RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const BackArgs& bx) {
+  const Args& x = bx.fwd;
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = chunk_pos<N>(x, block);
+  load_chunk<N>(blk, x, p, bx.dy, sh);
+  pair_matrices<N>(blk, sh);
+  // Back substitution, one column per thread: Wb (columns 0..N-1), Ub (N..2N-1).
+  for (int e = tid; e < 2 * N; e += nt) {
+    const int j = e % N;
+    for (int s = kL - 1; s >= 0; --s) {
+      float w;
+      if (e < N) {
+        w = sh.b[s][j] * expf(float(sh.cum[kL][j] - sh.cum[s + 1][j]));
+        for (int t = s + 1; t < kL; ++t) w += sh.Aab[t][s] * sh.W[t][j];
+        sh.W[s][j] = w;
+      } else {
+        w = 0.f;
+        for (int t = s; t < kL; ++t) w += sh.Arb[t][s] * sh.v[t][j];
+        for (int t = s + 1; t < kL; ++t) w += sh.Aab[t][s] * sh.U[t][j];
+        sh.U[s][j] = w;
+      }
+    }
+  }
+  blk.sync();
+  float* out = bx.bprep + size_t(block) * chunk_floats(N);
+  constexpr size_t LN = size_t(kL) * N;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    out[kW * LN + e] = sh.W[t][j];
+    out[kU * LN + e] = sh.U[t][j];
+    out[kKh * LN + e] = sh.r[t][j] * expf(float(sh.cum[t + 1][j]));
+    out[kBh * LN + e] = sh.a[t][j] * expf(float(sh.cum[t][j]));
+  }
+  for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
+}
+
+// More than the 48 KB of static shared memory at N = 64 (~100 KB): the launcher asks
+// for it as dynamic shared memory.
+template <int N>
+struct GradShared {
+  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
+  float dy[kL][N + 1], sa[kL][N + 1], dX[kL][N + 1], Kh[kL][N + 1];
+  double cum[kL + 1][N + 1];          // double: see wkv7_chunked_body.h
+  float Sin[N][N + 1], dS[N][N + 1];  // [i][j]
+  // dX^T S_in, dY^T S_in, dS^T v, dS^T sa (by keys), dS Kh (by values); dlw accumulators
+  float QA[kL][N + 1], QR[kL][N + 1], KO[kL][N + 1], BO[kL][N + 1], dvO[kL][N + 1];
+  float dl[kL][N + 1];
+  float Gxv[kL][kL], Gxs[kL][kL], Gyv[kL][kL], Gys[kL][kL];
+  float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
+  float PLG[N];  // sum_i dS[i][j] S_in[i][j]
+};
+
+// Block `block` = (b * nh + hh) * chunks(T) + c.
+template <int N, typename Block>
+RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const BackArgs& bx) {
+  const Args& x = bx.fwd;
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = chunk_pos<N>(x, block);
+  constexpr size_t NN = size_t(N) * N;
+  const int nc = chunks(x.T);
+  const size_t bh = size_t(p.bi) * x.H + p.h;
+  // sa_t and dX[t] of the chunk ([B, H, T, N]); S_in and dS ([B, H, nc, N, N], [i][j] at
+  // j N + i).
+  const float* sa = x.sa + (bh * x.T + p.t0) * N;
+  const float* dX = bx.dX + (bh * x.T + p.t0) * N;
+  const float* Sin = x.ckpt + (bh * nc + p.c) * NN;
+  const float* dS = bx.dS + (bh * nc + p.c) * NN;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    const bool in = t < p.len;
+    sh.dy[t][j] = in ? bx.dy[p.o0 + size_t(t) * p.C + j] : 0.f;
+    sh.sa[t][j] = in ? sa[e] : 0.f;
+    sh.dX[t][j] = in ? dX[e] : 0.f;
+  }
+  for (int e = tid; e < N * N; e += nt) {
+    const int j = e / N, i = e % N;
+    sh.Sin[i][j] = Sin[e];
+    sh.dS[i][j] = dS[e];
+  }
+  load_chunk<N>(blk, x, p, x.v, sh);
+  pair_matrices<N>(blk, sh);
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    sh.Kh[t][j] = sh.k[t][j] * expf(float(sh.cum[kL][j] - sh.cum[t + 1][j]));
+    sh.dl[t][j] = 0.f;
+  }
+  for (int e = tid; e < kL * kL; e += nt) {
+    const int t = e / kL, s = e % kL;
+    float xv = 0.f, xs = 0.f, yv = 0.f, ys = 0.f;
+    for (int i = 0; i < N; ++i) {
+      xv += sh.dX[t][i] * sh.v[s][i];
+      xs += sh.dX[t][i] * sh.sa[s][i];
+      yv += sh.dy[t][i] * sh.v[s][i];
+      ys += sh.dy[t][i] * sh.sa[s][i];
+    }
+    sh.Gxv[t][s] = xv;
+    sh.Gxs[t][s] = xs;
+    sh.Gyv[t][s] = yv;
+    sh.Gys[t][s] = ys;
+  }
+  blk.sync();
+  // The products with S_in and dS, items (t, j).
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    float qa = 0.f, qr = 0.f, ko = 0.f, bo = 0.f, dvo = 0.f;
+    for (int i = 0; i < N; ++i) {
+      qa += sh.dX[t][i] * sh.Sin[i][j];
+      qr += sh.dy[t][i] * sh.Sin[i][j];
+      ko += sh.dS[i][j] * sh.v[t][i];
+      bo += sh.dS[i][j] * sh.sa[t][i];
+      dvo += sh.dS[j][i] * sh.Kh[t][i];
+    }
+    sh.QA[t][j] = qa;
+    sh.QR[t][j] = qr;
+    sh.KO[t][j] = ko;
+    sh.BO[t][j] = bo;
+    sh.dvO[t][j] = dvo;
+  }
+  for (int j = tid; j < N; j += nt) {
+    float s = 0.f;
+    for (int i = 0; i < N; ++i) s += sh.dS[i][j] * sh.Sin[i][j];
+    sh.PLG[j] = s;
+  }
+  blk.sync();
+  // da, dr of token t and dk, db, dv of token t (as the s of the pairs), items (t, j).
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    const double ct = sh.cum[t][j], ct1 = sh.cum[t + 1][j];
+    float da = expf(float(ct)) * sh.QA[t][j], dr = expf(float(ct1)) * sh.QR[t][j];
+    for (int s = 0; s <= t; ++s) {
+      const double cs = sh.cum[s + 1][j];
+      const float er = expf(float(ct1 - cs));
+      dr += er * (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
+      if (s < t)
+        da += expf(float(ct - cs)) * (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+    }
+    const float q = expf(float(sh.cum[kL][j] - ct1));  // e^{cum_L - cum_{t+1}}
+    float dk = q * sh.KO[t][j], db = q * sh.BO[t][j];
+    float dv = sh.dvO[t][j];
+    for (int u = t; u < kL; ++u) {  // the queries u >= t of the pairs with s = t
+      const float er = expf(float(sh.cum[u + 1][j] - ct1));
+      dk += er * sh.Gyv[u][t] * sh.r[u][j];
+      db += er * sh.Gys[u][t] * sh.r[u][j];
+      dv += sh.Ark[u][t] * sh.dy[u][j];
+      if (u > t) {
+        const float ea = expf(float(sh.cum[u][j] - ct1));
+        dk += ea * sh.Gxv[u][t] * sh.a[u][j];
+        db += ea * sh.Gxs[u][t] * sh.a[u][j];
+        dv += sh.Aak[u][t] * sh.dX[u][j];
+      }
+    }
+    if (t < p.len) {
+      const size_t o = p.o0 + size_t(t) * p.C + j;
+      bx.da[o] = da;
+      bx.dr[o] = dr;
+      bx.dk[o] = dk;
+      bx.db[o] = db;
+      bx.dv[o] = dv;
+    }
+  }
+  // dlw, one channel per thread: the pairs crossing u added to every u they cross.
+  for (int j = tid; j < N; j += nt) {
+    for (int t = 0; t < kL; ++t)
+      for (int s = 0; s <= t; ++s) {
+        const double cs = sh.cum[s + 1][j];
+        const float pr = sh.r[t][j] * expf(float(sh.cum[t + 1][j] - cs)) *
+                         (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
+        for (int u = s + 1; u <= t; ++u) sh.dl[u][j] += pr;
+        if (s < t) {
+          const float pa = sh.a[t][j] * expf(float(sh.cum[t][j] - cs)) *
+                           (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+          for (int u = s + 1; u < t; ++u) sh.dl[u][j] += pa;
+        }
+      }
+    // The per-token terms: a_t's S_in term for u < t, r_t's for u <= t (suffix sums),
+    // the dS terms of k_s, b_s for u > s (prefix sums), e^{cum_L} sum dS S_in for all u.
+    float suffix = 0.f;
+    for (int u = kL - 1; u >= 0; --u) {
+      suffix += sh.r[u][j] * expf(float(sh.cum[u + 1][j])) * sh.QR[u][j];
+      sh.dl[u][j] += suffix;
+      suffix += sh.a[u][j] * expf(float(sh.cum[u][j])) * sh.QA[u][j];
+    }
+    float prefix = expf(float(sh.cum[kL][j])) * sh.PLG[j];
+    for (int u = 0; u < kL; ++u) {
+      sh.dl[u][j] += prefix;
+      prefix += expf(float(sh.cum[kL][j] - sh.cum[u + 1][j])) *
+                (sh.k[u][j] * sh.KO[u][j] + sh.b[u][j] * sh.BO[u][j]);
+    }
+    for (int u = 0; u < p.len; ++u) bx.dlw[p.o0 + size_t(u) * p.C + j] = sh.dl[u][j];
+  }
+}
+
+}  // namespace rwkv::cuda::wkv7_chunked
