@@ -3,7 +3,8 @@
 # slurm/ for real (needs root and Debian's slurm-wlm and munge packages).
 #
 #   scripts/slurm_local.sh start   write /etc/slurm/slurm.conf, start munged,
-#                                  slurmctld and slurmd; wait until the node is idle
+#                                  slurmctld (forgetting earlier jobs) and slurmd;
+#                                  wait until the node is idle
 #   scripts/slurm_local.sh stop    stop the daemons
 #
 # proctrack/linuxproc and task/none need no cgroups, so this works in containers.
@@ -45,7 +46,9 @@ CONF
     fi
     chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
     pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
-    pgrep -x slurmctld >/dev/null || slurmctld
+    # -c: a cold start, without the jobs of an earlier run (a job that was running when the
+    # daemons were stopped comes back as RUNNING with no process, and holds the node).
+    pgrep -x slurmctld >/dev/null || slurmctld -c
     pgrep -x slurmd >/dev/null || slurmd
     for _ in $(seq 60); do
       if sinfo -h -o %T 2>/dev/null | grep -qE '^idle'; then
