@@ -18,7 +18,8 @@
 // does not depend on the values); tokens are a fixed random stream. No data files are
 // read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some). The
 // 0.4b run ends with one more step timed op by op (kernels/profiled_backend.h), printed
-// as a table: where the step's time goes.
+// as a table: where the step's time goes; it runs with the sequential WKV7 kernels, then
+// with the chunked ones (CudaBackend's Wkv7Kernels).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -48,6 +49,7 @@ struct Run {
   MatmulPrecision precision;
   int warmup, steps;
   bool op_profile = false;  // then one more step, timed op by op (CUDA events)
+  rwkv::kernels::Wkv7Kernels wkv7 = rwkv::kernels::Wkv7Kernels::sequential;
 };
 
 const char* precision_name(MatmulPrecision p) {
@@ -113,7 +115,7 @@ size_t arena_bytes(size_t max_bytes) {
 // Times one run and prints its line; throws rwkv::Error when the arena is too small.
 void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
-  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision);
+  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv7);
   // Ops forwarded through ProfiledBackend, with no clock until the op profile.
   rwkv::kernels::ProfiledBackend<float> profiled(be, nullptr);
   rwkv::model::Model<float> m(run.cfg, profiled);
@@ -157,11 +159,12 @@ void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   const auto params = rwkv::model::count_params(run.cfg);
   const double tflops = tokens_per_s * double(flops.training_per_token) * 1e-12;
   std::printf(
-      "train %s %-30s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
+      "train %s %-30s%s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
       "TFLOP/s, MFU %5.1f%% (%.2f GFLOP/token), arena %.2f GB in use, last loss %.4f\n",
-      precision_name(run.precision), run.name, run.B, run.T, params.total * 1e-6, step_ms,
-      tokens_per_s, tflops, 100.0 * tflops / peak_tflops, double(flops.training_per_token) * 1e-9,
-      be.arena.used() * 1e-9, loss);
+      precision_name(run.precision), run.name,
+      run.wkv7 == rwkv::kernels::Wkv7Kernels::chunked ? " chunked WKV7" : "", run.B, run.T,
+      params.total * 1e-6, step_ms, tokens_per_s, tflops, 100.0 * tflops / peak_tflops,
+      double(flops.training_per_token) * 1e-9, be.arena.used() * 1e-9, loss);
   if (run.op_profile) {
     rwkv::cuda::CudaOpClock clock(be.stream);
     profiled.clock = &clock;
@@ -200,22 +203,24 @@ int main() {
     }
     // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
     // takes seconds).
-    for (int B : {4, 2, 1}) {
-      const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
-                  make_model_config(7, 24, 1024, 64, 65536, 4096),
-                  B,
-                  4096,
-                  MatmulPrecision::bf16,
-                  1,
-                  3,
-                  true};
-      try {
-        bench(r, sixty_gb, peak);
-        break;
-      } catch (const rwkv::Error& e) {  // the arena is full: try half the batch
-        std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
+    for (auto wkv7 : {rwkv::kernels::Wkv7Kernels::sequential, rwkv::kernels::Wkv7Kernels::chunked})
+      for (int B : {4, 2, 1}) {
+        const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
+                    make_model_config(7, 24, 1024, 64, 65536, 4096),
+                    B,
+                    4096,
+                    MatmulPrecision::bf16,
+                    1,
+                    3,
+                    true,
+                    wkv7};
+        try {
+          bench(r, sixty_gb, peak);
+          break;
+        } catch (const rwkv::Error& e) {  // the arena is full: try half the batch
+          std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
+        }
       }
-    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda_train: %s\n", e.what());
     return 1;

@@ -26,7 +26,8 @@
 // (v7, B 4, T 1024, C 768: about 65 MB a layer), no extra time. A workspace is dropped when
 // the block holding its key is freed. RWKV-4's backward needs scratch only: one shared
 // workspace. WkvAlgo is accepted and ignored: the CUDA kernels run the recurrence
-// token by token, the same math as both CPU algorithms.
+// token by token, the same math as both CPU algorithms (RWKV-7: or in chunks, by the
+// constructor's Wkv7Kernels).
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -42,6 +43,13 @@ namespace rwkv::kernels {
 // How CudaBackend multiplies matrices (see above).
 enum class MatmulPrecision { fp32, bf16 };
 
+// Which RWKV-7 WKV kernels CudaBackend runs (kernels/cuda/wkv7.h): the token-by-token
+// ones, or the chunked forward and backward. Same math and workspace; the chunked ones
+// are verified on the CPU (their kernel bodies under tests/kernels/block_emulator.h) but
+// have not run on a GPU yet, so the default stays sequential until scripts/gpu_check.sh
+// has passed their GPU tests and timed them (bench_cuda_wkv, bench_cuda_train).
+enum class Wkv7Kernels { sequential, chunked };
+
 template <typename F>
 struct CudaBackend;
 
@@ -52,7 +60,8 @@ struct CudaBackend<float> final : Backend<float> {
   static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 
   // arena_bytes: all the device memory this backend will use (device 0, current).
-  explicit CudaBackend(size_t arena_bytes, MatmulPrecision precision = MatmulPrecision::fp32);
+  explicit CudaBackend(size_t arena_bytes, MatmulPrecision precision = MatmulPrecision::fp32,
+                       Wkv7Kernels wkv7 = Wkv7Kernels::sequential);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -167,6 +176,7 @@ struct CudaBackend<float> final : Backend<float> {
   rwkv::cuda::Arena arena;
   char* base = nullptr;  // the arena's device memory
   const MatmulPrecision precision;
+  const Wkv7Kernels wkv7;
 
  private:
   // A zeroed block of the arena / its release (null is ignored).
@@ -183,7 +193,8 @@ struct CudaBackend<float> final : Backend<float> {
   void* wkv_backward_workspace(const char* fn, const F* r, int B, int T, int H, int N) const;
   std::map<const F*, WkvWorkspace> wkv_ws_;
   // Scratch of the ops that need some only while they run (the RWKV-4 WKV backward, the
-  // embedding backward, the bf16 products' operand copies): one block, grown on demand. The stream orders its users.
+  // embedding backward, the bf16 products' operand copies, the chunked WKV7's buffers):
+  // one block, grown on demand. The stream orders its users.
   void* scratch(size_t bytes);
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;

@@ -73,42 +73,54 @@ void expect_tensors_close(const char* what, const ParamTable& table, const std::
   }
 }
 
+// Two training steps of `version` on the GPU, each against the CPU from the same state:
+// loss, every gradient, parameters and AdamW moments after the step, 1e-5.
+void expect_training_steps_match_cpu(int version, kernels::Wkv7Kernels wkv7) {
+  const ModelConfig cfg = small_config(version);
+  const ParamTable table = build_param_table(cfg);
+  const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
+  const int B = 2, T = 37;  // T: two WKV checkpoints and a partial segment
+  const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
+  const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
+  kernels::CpuBackend<float> cpu;
+  kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::fp32, wkv7);
+  Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
+  mc.set_params(p0);
+  mg.set_params(p0);
+  for (int step = 1; step <= 2; ++step) {
+    const std::string where = "version " + std::to_string(version) + ", step " +
+                              std::to_string(step) +
+                              (wkv7 == kernels::Wkv7Kernels::chunked ? ", chunked WKV7" : "");
+    if (step > 1) {  // the CPU goes on from the GPU's state: each step is compared alone
+      mc.set_params(mg.get_params());
+      mc.set_adam_moments(mg.get_adam_m(), mg.get_adam_v());
+    }
+    mc.zero_grad();
+    mg.zero_grad();
+    const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
+    EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
+    mc.backward();
+    mg.backward();
+    expect_tensors_close("gradient", table, mg.get_grads(), mc.get_grads(), 1e-5, where);
+    mc.adamw_step(kHyper, step);
+    mg.adamw_step(kHyper, step);
+    expect_tensors_close("parameter after AdamW", table, mg.get_params(), mc.get_params(), 1e-5,
+                         where);
+    expect_tensors_close("AdamW m", table, mg.get_adam_m(), mc.get_adam_m(), 1e-5, where);
+    expect_tensors_close("AdamW v", table, mg.get_adam_v(), mc.get_adam_v(), 1e-5, where);
+  }
+}
+
 TEST(CudaModel, TrainingStepsMatchCpu) {
   SKIP_WITHOUT_GPU();
-  for (int version : {4, 5, 6, 7}) {
-    const ModelConfig cfg = small_config(version);
-    const ParamTable table = build_param_table(cfg);
-    const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
-    const int B = 2, T = 37;  // T: two WKV checkpoints and a partial segment
-    const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
-    const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
-    kernels::CpuBackend<float> cpu;
-    kernels::CudaBackend<float> gpu(kArenaBytes);
-    Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
-    mc.set_params(p0);
-    mg.set_params(p0);
-    for (int step = 1; step <= 2; ++step) {
-      const std::string where = "version " + std::to_string(version) + ", step " +
-                                std::to_string(step);
-      if (step > 1) {  // the CPU goes on from the GPU's state: each step is compared alone
-        mc.set_params(mg.get_params());
-        mc.set_adam_moments(mg.get_adam_m(), mg.get_adam_v());
-      }
-      mc.zero_grad();
-      mg.zero_grad();
-      const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
-      EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
-      mc.backward();
-      mg.backward();
-      expect_tensors_close("gradient", table, mg.get_grads(), mc.get_grads(), 1e-5, where);
-      mc.adamw_step(kHyper, step);
-      mg.adamw_step(kHyper, step);
-      expect_tensors_close("parameter after AdamW", table, mg.get_params(), mc.get_params(), 1e-5,
-                           where);
-      expect_tensors_close("AdamW m", table, mg.get_adam_m(), mc.get_adam_m(), 1e-5, where);
-      expect_tensors_close("AdamW v", table, mg.get_adam_v(), mc.get_adam_v(), 1e-5, where);
-    }
-  }
+  for (int version : {4, 5, 6, 7})
+    expect_training_steps_match_cpu(version, kernels::Wkv7Kernels::sequential);
+}
+
+// RWKV-7 with the chunked WKV7 kernels (CudaBackend's Wkv7Kernels::chunked).
+TEST(CudaModel, ChunkedWkv7TrainingStepsMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  expect_training_steps_match_cpu(7, kernels::Wkv7Kernels::chunked);
 }
 
 TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
@@ -156,7 +168,8 @@ TEST(CudaModel, InferenceMatchesCpu) {
     const std::string where = "version " + std::to_string(version);
     const auto lc = mc.forward_logits(idx, B, T), lg = mg.forward_logits(idx, B, T);
     ASSERT_EQ(lc.size(), lg.size());
-    EXPECT_LE(rel_l2(lg.data(), lc.data(), int64_t(lc.size())), 1e-5) << "forward_logits, " << where;
+    EXPECT_LE(rel_l2(lg.data(), lc.data(), int64_t(lc.size())), 1e-5)
+        << "forward_logits, " << where;
     auto sc = mc.new_state();
     auto sg = mg.new_state();
     for (int t = 0; t < 5; ++t) {
@@ -182,8 +195,8 @@ const std::vector<double>& cpu_loss_curve() {
   return curve;
 }
 
-void expect_curves_close(const std::vector<double>& got, const std::vector<double>& ref,
-                         double tol, const char* what) {
+void expect_curves_close(const std::vector<double>& got, const std::vector<double>& ref, double tol,
+                         const char* what) {
   ASSERT_EQ(got.size(), ref.size());
   for (size_t s = 0; s < ref.size(); ++s)
     EXPECT_NEAR(got[s], ref[s], tol * ref[s]) << what << ", step " << s + 1;
@@ -205,7 +218,7 @@ TEST(CudaModel, Bf16LossCurveMatchesCpuFor50Steps) {
 // The `small` preset's 50-step curve (tests/model/loss_curve.h: 6 layers, C 256,
 // B 2, T 512, the trainer's chunked WKV) against the CPU's, committed (the GPU machines'
 // reference BLAS would take tens of minutes for the CPU side): fp32 within 1e-3, bf16
-// products within 5e-3 relative at every step.
+// products within 5e-3 relative at every step; and fp32 with the chunked WKV7 kernels.
 TEST(CudaModel, SmallPresetLossCurveTracksCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<double> ref = test::read_loss_curve(test::small_preset_curve_path());
@@ -215,6 +228,10 @@ TEST(CudaModel, SmallPresetLossCurveTracksCpu) {
     expect_curves_close(test::small_preset_loss_curve(gpu), ref, bf16 ? 5e-3 : 1e-3,
                         bf16 ? "small preset, bf16" : "small preset, fp32");
   }
+  kernels::CudaBackend<float> chunked(size_t{2} << 30, kernels::MatmulPrecision::fp32,
+                                      kernels::Wkv7Kernels::chunked);
+  expect_curves_close(test::small_preset_loss_curve(chunked), ref, 1e-3,
+                      "small preset, fp32, chunked WKV7");
 }
 
 // The CUDA WKV backward needs the checkpoints of its forward: without one, a clear error.
