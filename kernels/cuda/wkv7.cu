@@ -403,9 +403,9 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads)
 
 template <int N, int G>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
-    wkv7_chunk_scan_kernel(wkv7_chunked::Args x) {
+    wkv7_chunk_scan_kernel(wkv7_chunked::ScanArgs x) {
   __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
-  wkv7_chunked::scan_body<N, N / G>(DeviceBlock{}, int(blockIdx.x), sh, x);
+  wkv7_chunked::scan_body<N, N / G, true>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
 // The chunked backward (kernels/cuda/wkv7_chunked_backward_body.h); its scan is
@@ -541,7 +541,8 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
           <<<B * nh * wkv7_chunked::chunks(T), wkv7_chunked::kThreads, 0, stream>>>(x);
       CUDA_CHECK_LAUNCH();
     }
-    wkv7_chunk_scan_kernel<n(), g()><<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(x);
+    wkv7_chunk_scan_kernel<n(), g()>
+        <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
     CUDA_CHECK_LAUNCH();
   });
 }

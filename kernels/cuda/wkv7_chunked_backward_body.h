@@ -48,16 +48,10 @@ struct BackArgs {
   float *bprep, *dS, *dX;
 };
 
-// The Args of the backward's scan (see the header comment).
-inline RWKV_HD Args scan_args(const BackArgs& x) {
-  Args s = x.fwd;
-  s.v = x.dy;
-  s.y = nullptr;
-  s.state_in = nullptr;
-  s.state_out = nullptr;
-  s.ckpt = x.dS;
-  s.sa = x.dX;
-  s.prep = x.bprep;
+// The backward's scan (see the header comment).
+inline RWKV_HD ScanArgs scan_args(const BackArgs& x) {
+  const Args& f = x.fwd;
+  ScanArgs s{f.B, f.T, f.H, f.h0, f.nh, x.dy, nullptr, nullptr, nullptr, x.dS, x.dX, x.bprep};
   s.reverse = true;
   return s;
 }

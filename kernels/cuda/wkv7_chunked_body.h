@@ -55,17 +55,34 @@ RWKV_HD constexpr size_t chunk_floats(int N) { return size_t(kParts) * kL * N + 
 // Tensors [B, T, H, N] (heads [h0, h0 + nh)); state_in / state_out [B, H, N, N] or
 // null; ckpt [B, H, chunks(T), N, N] (S[i][j] at j N + i) and sa [B, H, T, N] or null;
 // prep [B, nh, chunks(T), chunk_floats(N)].
-// The backward's scan (wkv7_chunked_backward_body.h) is the same scan run over the chunks
-// in reverse, with other meanings: see there.
 struct Args {
   int B, T, H, h0, nh;
   const float *r, *lw, *k, *v, *a, *b;
-  float* y;  // null: no y (the scan then reads no Ry, Yl)
+  float* y;
   const float* state_in;
   float* state_out;
   float *ckpt, *sa, *prep;
-  bool reverse = false;  // the scan takes the chunks last to first
 };
+
+// What the scan reads and writes. The same scan also runs the backward's state gradient
+// (wkv7_chunked_backward_body.h: chunks in reverse, other meanings) and RWKV-5/6's chunked
+// WKV (kernels/cuda/wkv6_chunked_body.h: no delta term, the state stored key-major).
+struct ScanArgs {
+  int B, T, H, h0, nh;
+  const float* v;  // [B, T, H, N]: the values of the update, by rows of the scan's state
+  float* y;        // null: no y (the scan then reads no Ry, Yl)
+  const float* state_in;
+  float* state_out;
+  float* ckpt;  // null, or the state before each chunk, [B, H, chunks(T), N, N]
+  float* sa;    // null, or sa_t [B, H, T, N] (with the delta term only)
+  const float* prep;
+  bool reverse = false;    // the chunks last to first
+  bool key_major = false;  // state_in / state_out as S[col][row] (RWKV-5/6's [key][value])
+};
+
+inline RWKV_HD ScanArgs scan_args(const Args& x) {
+  return {x.B, x.T, x.H, x.h0, x.nh, x.v, x.y, x.state_in, x.state_out, x.ckpt, x.sa, x.prep};
+}
 
 // Where chunk block `block` = (b * nh + hh) * chunks(T) + c of the prep kernels is.
 struct ChunkPos {
@@ -73,8 +90,8 @@ struct ChunkPos {
   size_t C, o0;  // floats per token; token t0, channel 0 of the head
 };
 
-template <int N>
-RWKV_HD ChunkPos chunk_pos(const Args& x, int block) {
+template <int N, typename A>
+RWKV_HD ChunkPos chunk_pos(const A& x, int block) {
   ChunkPos p;
   const int nc = chunks(x.T), hb = block / nc;
   p.c = block % nc;
@@ -214,14 +231,14 @@ struct ScanShared {
 // the loads overlap the previous chunk's work: element tid + kThreads m of the kL x N
 // parts indexed by keys (W, Ry, Kh, Bh) and of the kL x R ones of the block's rows (U,
 // Yl, V), and P_L[tid].
-template <int N, int R>
+template <int N, int R, bool kDelta>
 struct ChunkRegs {
   static constexpr int KP = kL * N / kThreads;                   // per thread, key-indexed
   static constexpr int RP = (kL * R + kThreads - 1) / kThreads;  // per thread, row-indexed
   static_assert(KP >= 1 && kL * N % kThreads == 0, "whole rows of keys per thread");
   float W[KP], Ry[KP], Kh[KP], Bh[KP], U[RP], Yl[RP], V[RP], PL;
 
-  RWKV_HD void load(const Args& x, int bi, int hh, int c, int i0, int tid) {
+  RWKV_HD void load(const ScanArgs& x, int bi, int hh, int c, int i0, int tid) {
     const bool with_y = x.y != nullptr;
     constexpr size_t LN = size_t(kL) * N;
     const int nc = chunks(x.T), t0 = c * kL, len = imin(kL, x.T - t0), h = x.h0 + hh;
@@ -229,17 +246,17 @@ struct ChunkRegs {
     RWKV_UNROLL
     for (int m = 0; m < KP; ++m) {
       const int e = tid + kThreads * m;
-      W[m] = in[kW * LN + e];
+      W[m] = kDelta ? in[kW * LN + e] : 0.f;
       Ry[m] = with_y ? in[kRy * LN + e] : 0.f;
       Kh[m] = in[kKh * LN + e];
-      Bh[m] = in[kBh * LN + e];
+      Bh[m] = kDelta ? in[kBh * LN + e] : 0.f;
     }
     const size_t C = size_t(x.H) * N;
     RWKV_UNROLL
     for (int m = 0; m < RP; ++m) {
       const int e = tid + kThreads * m, t = e / R, i = e % R;
       const bool own = e < kL * R;  // (a partial last round when kL R < kThreads)
-      U[m] = own ? in[kU * LN + size_t(t) * N + i0 + i] : 0.f;
+      U[m] = own && kDelta ? in[kU * LN + size_t(t) * N + i0 + i] : 0.f;
       Yl[m] = own && with_y ? in[kYl * LN + size_t(t) * N + i0 + i] : 0.f;
       V[m] = own && t < len ? x.v[(size_t(bi) * x.T + t0 + t) * C + size_t(h) * N + i0 + i] : 0.f;
     }
@@ -268,9 +285,16 @@ struct ChunkRegs {
   }
 };
 
-// Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads.
-template <int N, int R, typename Block>
-RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const Args& x) {
+// Where element [row][col] of the scan's state is in a state_in / state_out of N x N.
+template <int N>
+RWKV_HD constexpr size_t state_index(bool key_major, int row, int col) {
+  return key_major ? size_t(col) * N + row : size_t(row) * N + col;
+}
+
+// Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads. kDelta false
+// (RWKV-5/6): no W, U, Bh parts, no SA (the update is S diag(P_L) + V^T Kh).
+template <int N, int R, bool kDelta, typename Block>
+RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const ScanArgs& x) {
   constexpr int G = N / R, E = R * N / kThreads;  // elements of S per thread
   static_assert(E >= 1 && R * N % kThreads == 0, "a whole number of state elements per thread");
   constexpr size_t NN = size_t(N) * N;
@@ -283,10 +307,10 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
   RWKV_UNROLL
   for (int m = 0; m < E; ++m) {
     const int e = tid + kThreads * m, i = e / N, j = e % N;
-    S[m] = x.state_in ? x.state_in[bh * NN + size_t(i0 + i) * N + j] : 0.f;
+    S[m] = x.state_in ? x.state_in[bh * NN + state_index<N>(x.key_major, i0 + i, j)] : 0.f;
   }
   const int step = x.reverse ? -1 : 1, first = x.reverse ? nc - 1 : 0;
-  ChunkRegs<N, R> next{};
+  ChunkRegs<N, R, kDelta> next{};
   if (nc > 0) next.load(x, bi, hh, first, i0, tid);
   for (int ci = 0; ci < nc; ++ci) {
     const int c = first + step * ci, t0 = c * kL, len = imin(kL, x.T - t0);
@@ -307,26 +331,35 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
       sh.S[e / N][e % N] = S[m];
     }
     blk.sync();
-    // sa_t[i] = W[t] . S[i] + U[t][i] and y_t[i] = Ry[t] . S[i] + Yl[t][i].
-    for (int e = tid; e < kL * R; e += kThreads) {
-      const int t = e / R, i = e % R;
-      float sa = sh.SA[t][i], y = sh.Yl[t][i];
-      for (int j = 0; j < N; ++j) {
-        sa += sh.W[t][j] * sh.S[i][j];
-        y += sh.Ry[t][j] * sh.S[i][j];
+    // sa_t[i] = W[t] . S[i] + U[t][i] and y_t[i] = Ry[t] . S[i] + Yl[t][i]. Without the
+    // delta term and without y (RWKV-5/6's backward) there is nothing to do here.
+    if (kDelta || x.y) {
+      for (int e = tid; e < kL * R; e += kThreads) {
+        const int t = e / R, i = e % R;
+        float sa = 0.f, y = sh.Yl[t][i];
+        for (int j = 0; j < N; ++j) {
+          if (kDelta) sa += sh.W[t][j] * sh.S[i][j];
+          y += sh.Ry[t][j] * sh.S[i][j];
+        }
+        if (kDelta) {
+          sa += sh.SA[t][i];
+          sh.SA[t][i] = sa;
+        }
+        if (t < len) {
+          if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sa;
+          if (x.y) x.y[ob + size_t(t0 + t) * C + i] = y;
+        }
       }
-      sh.SA[t][i] = sa;
-      if (t < len) {
-        if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sa;
-        if (x.y) x.y[ob + size_t(t0 + t) * C + i] = y;
-      }
+      blk.sync();
     }
-    blk.sync();
     RWKV_UNROLL
     for (int m = 0; m < E; ++m) {
       const int e = tid + kThreads * m, i = e / N, j = e % N;
       float s = S[m] * sh.PL[j];
-      for (int t = 0; t < kL; ++t) s += sh.V[t][i] * sh.Kh[t][j] + sh.SA[t][i] * sh.Bh[t][j];
+      for (int t = 0; t < kL; ++t) {
+        s += sh.V[t][i] * sh.Kh[t][j];
+        if (kDelta) s += sh.SA[t][i] * sh.Bh[t][j];
+      }
       S[m] = s;
     }
   }
@@ -334,7 +367,7 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
     RWKV_UNROLL
     for (int m = 0; m < E; ++m) {
       const int e = tid + kThreads * m;
-      x.state_out[bh * NN + size_t(i0 + e / N) * N + e % N] = S[m];
+      x.state_out[bh * NN + state_index<N>(x.key_major, i0 + e / N, e % N)] = S[m];
     }
   }
 }

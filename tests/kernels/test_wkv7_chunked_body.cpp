@@ -133,7 +133,7 @@ void run_forward(const Case& c, const ch::Args& args) {
       });
   rwkv::cuda::test::run_grid<ch::ScanShared<N, R>>(
       c.B * nh * (N / R), ch::kThreads, [&](const auto& blk, int block, ch::ScanShared<N, R>& sh) {
-        ch::scan_body<N, R>(blk, block, sh, args);
+        ch::scan_body<N, R, true>(blk, block, sh, ch::scan_args(args));
       });
 }
 
@@ -144,10 +144,10 @@ void run_backward(const Case& c, const ch::BackArgs& args) {
       blocks, ch::kThreads, [&](const auto& blk, int block, ch::PrepShared<N>& sh) {
         ch::bprep_body<N>(blk, block, sh, args);
       });
-  const ch::Args scan = ch::scan_args(args);
+  const ch::ScanArgs scan = ch::scan_args(args);
   rwkv::cuda::test::run_grid<ch::ScanShared<N, R>>(
       c.B * nh * (N / R), ch::kThreads, [&](const auto& blk, int block, ch::ScanShared<N, R>& sh) {
-        ch::scan_body<N, R>(blk, block, sh, scan);
+        ch::scan_body<N, R, true>(blk, block, sh, scan);
       });
   rwkv::cuda::test::run_grid<ch::GradShared<N>>(
       blocks, ch::kThreads, [&](const auto& blk, int block, ch::GradShared<N>& sh) {
