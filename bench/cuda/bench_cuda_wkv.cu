@@ -7,8 +7,8 @@
 // state not counted). Published for comparison (H100, bf16): RWKV-LM's WKV6 kernel
 // 9.7 ms forward + 46.4 ms backward, flash-linear-attention's chunked WKV6 13.1 + 40.8
 // ms, RWKV-LM's WKV7 about 17 ms forward + backward.
-// WKV7 also in chunked form (wkv7_forward_chunked, wkv7_backward_chunked), next to the
-// sequential kernels at the same shapes and splits.
+// WKV6 and WKV7 also in chunked form (wkv{6,7}_forward_chunked, wkv{6,7}_backward_chunked),
+// next to the sequential kernels at the same shapes.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
 // to every bench_* executable).
 #include <algorithm>
@@ -157,6 +157,23 @@ void run() {
                                 ws.p, nullptr);
     });
     report("wkv6", shape, f, 4, 1, g, 5, 4);
+    // The chunked forms, each (b, h)'s scan as 1 or 8 blocks of value channels.
+    const Dev scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(kB, kT, kH, kH, kN) / sizeof(float));
+    for (const int splits : {1, 8}) {
+      const double fc = time_ms([&] {
+        rwkv::cuda::wkv6_forward_chunked(kB, kT, kH, kN, 0, kH, r, k, v, lw, u6.p, y, nullptr,
+                                         nullptr, ws.p, scratch.p, splits, nullptr);
+      });
+      const double gc = time_ms([&] {
+        rwkv::cuda::wkv6_backward_chunked(kB, kT, kH, kN, 0, kH, r, k, v, lw, u6.p, dy, g1, g2, g3,
+                                          g4, du6.p, ws.p, scratch.p, splits, nullptr);
+      });
+      std::printf(
+          "wkv6 chunked fp32 %s splits %d: forward %8.3f ms (sequential %.3f: %.2fx), backward "
+          "%8.3f ms (sequential %.3f: %.2fx)\n",
+          shape, splits, fc, f, f / fc, gc, g, g / gc);
+      std::fflush(stdout);
+    }
   }
   // WKV7: forward reads r, lw, k, v, a, b, writes y; backward reads those and dy, writes 6.
   // Each (b, h) as 1, 2, 4 or 8 blocks of rows (the backend takes wkv7_default_splits), at

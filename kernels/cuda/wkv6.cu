@@ -1,7 +1,10 @@
+#include <string>
+
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/wkv_segments.h"
 #include "kernels/cuda/wkv6.h"
+#include "kernels/cuda/wkv6_chunked_body.h"
+#include "kernels/cuda/wkv_segments.h"
 
 // The equations are those of kernels/cpu/wkv6.cpp (naive form). One block per
 // (b, h), one thread per channel of the head.
@@ -30,9 +33,10 @@ namespace rwkv::cuda {
 namespace {
 
 using wkv_detail::check_args;
+using wkv_detail::check_splits;
 using wkv_detail::kSeg;
 using wkv_detail::nseg;
-
+using wkv_detail::with_instance;
 
 // Workspace: ckpt [B, H, nseg, N, N] (element S[i][j] at i * N + j), scratch
 // [B, H, kSeg, N, N] (slot s holds S_{t0+s-1}, element S[p][j] at (s * N + j) * N + p),
@@ -209,6 +213,41 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
   CUDA_CHECK_LAUNCH();
 }
 
+// The chunked kernels (kernels/cuda/wkv6_chunked_body.h); the scan is WKV7's without
+// its delta term, asking for registers rather than occupancy as there.
+namespace ch6 = wkv6_chunked;
+
+template <int N>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_prep_kernel(ch6::Args x) {
+  __shared__ ch6::PrepShared<N> sh;
+  ch6::prep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_bprep_kernel(ch6::Args x) {
+  __shared__ ch6::PrepShared<N> sh;
+  ch6::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N, int G>
+__global__ void __launch_bounds__(ch6::kThreads, 1) wkv6_chunk_scan_kernel(ch6::ScanArgs x) {
+  __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
+  wkv7_chunked::scan_body<N, N / G, false>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_grad_kernel(ch6::Args x) {
+  extern __shared__ float4 grad6_smem[];  // float4: aligned for the struct's doubles
+  auto& sh = *reinterpret_cast<ch6::GradShared<N>*>(grad6_smem);
+  ch6::grad_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
+}
+
+template <int N>
+__global__ void wkv6_chunk_sum_du_kernel(ch6::Args x) {
+  const int e = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (e < x.nh * N) ch6::sum_du<N>(x, e / N, e % N);
+}
+
 }  // namespace
 
 size_t wkv6_workspace_bytes(int B, int T, int H, int N) {
@@ -264,6 +303,112 @@ void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
   const int n = nh * N;
   wkv6_reduce_kernel<<<(n + 127) / 128, 128, 0, stream>>>(B, H, N, h0, nh, partial, du);
   CUDA_CHECK_LAUNCH();
+}
+
+size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N) {
+  check_args("rwkv::cuda::wkv6_chunked_scratch_bytes", B, T, H, N, 0, nh);
+  const size_t nc = ch6::chunks(T), bn = size_t(B) * nh * nc;
+  return (bn * ch6::chunk_floats(N) + size_t(B) * H * nc * N * N + bn * N) * sizeof(float);
+}
+
+namespace {
+
+// The chunked kernels' arguments: the scratch carved as wkv6.h says.
+ch6::Args chunked_args(int B, int T, int H, int N, int h0, int h1, void* workspace, void* scratch) {
+  ch6::Args x{};
+  x.B = B;
+  x.T = T;
+  x.H = H;
+  x.h0 = h0;
+  x.nh = h1 - h0;
+  x.ckpt = workspace ? carve(workspace, B, T, H, N).ckpt : nullptr;
+  const size_t nc = ch6::chunks(T), bn = size_t(B) * x.nh * nc;
+  float* base = static_cast<float*>(scratch);
+  x.prep = base;
+  x.dS = base ? base + bn * ch6::chunk_floats(N) : nullptr;
+  x.dup = base ? x.dS + size_t(B) * H * nc * N * N : nullptr;
+  return x;
+}
+
+}  // namespace
+
+void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* k, const float* v, const float* lw, const float* u, float* y,
+                          const float* state_in, float* state_out, void* workspace, void* scratch,
+                          int splits, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv6_forward_chunked";
+  check_args(fn, B, T, H, N, h0, h1);
+  check_splits(fn, N, splits);
+  if (B == 0 || h0 == h1) return;
+  if (scratch == nullptr && T > 0)
+    throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
+  ch6::Args x = chunked_args(B, T, H, N, h0, h1, workspace, scratch);
+  x.r = r;
+  x.k = k;
+  x.v = v;
+  x.lw = lw;
+  x.u = u;
+  x.y = y;
+  x.state_in = state_in;
+  x.state_out = state_out;
+  const int nh = h1 - h0;
+  with_instance(N, splits, [&](auto n, auto g) {
+    if (T > 0) {
+      wkv6_chunk_prep_kernel<n()><<<B * nh * ch6::chunks(T), ch6::kThreads, 0, stream>>>(x);
+      CUDA_CHECK_LAUNCH();
+    }
+    wkv6_chunk_scan_kernel<n(), g()>
+        <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::forward_scan_args(x));
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* k, const float* v, const float* lw, const float* u,
+                           const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
+                           void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  const char* fn = "rwkv::cuda::wkv6_backward_chunked";
+  check_args(fn, B, T, H, N, h0, h1);
+  check_splits(fn, N, splits);
+  const int nh = h1 - h0;
+  if (nh == 0) return;
+  const bool work = B > 0 && T > 0;
+  if (work && workspace == nullptr)
+    throw Error(std::string(fn) +
+                ": workspace is null (it must hold the forward's checkpoints; size: "
+                "wkv6_workspace_bytes)");
+  if (work && scratch == nullptr)
+    throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
+  ch6::Args x = chunked_args(B, T, H, N, h0, h1, workspace, scratch);
+  x.r = r;
+  x.k = k;
+  x.v = v;
+  x.lw = lw;
+  x.u = u;
+  x.dy = dy;
+  x.dr = dr;
+  x.dk = dk;
+  x.dv = dv;
+  x.dlw = dlw;
+  x.du = du;
+  with_instance(N, splits, [&](auto n, auto g) {
+    if (work) {
+      const int blocks = B * nh * ch6::chunks(T);
+      wkv6_chunk_bprep_kernel<n()><<<blocks, ch6::kThreads, 0, stream>>>(x);
+      CUDA_CHECK_LAUNCH();
+      wkv6_chunk_scan_kernel<n(), g()>
+          <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::backward_scan_args(x));
+      CUDA_CHECK_LAUNCH();
+      constexpr int smem = sizeof(ch6::GradShared<n()>);
+      CUDA_CHECK(cudaFuncSetAttribute(wkv6_chunk_grad_kernel<n()>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      wkv6_chunk_grad_kernel<n()><<<blocks, ch6::kThreads, smem, stream>>>(x);
+      CUDA_CHECK_LAUNCH();
+    }
+    // With no tokens this writes zeros (no partial is read).
+    wkv6_chunk_sum_du_kernel<n()><<<(nh * n() + 127) / 128, 128, 0, stream>>>(x);
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace rwkv::cuda

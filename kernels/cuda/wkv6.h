@@ -36,4 +36,22 @@ void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
                    float* dk, float* dv, float* dlw, float* du, void* workspace,
                    cudaStream_t stream);
 
+// The same outputs in chunks of 16 tokens (kernels/cuda/wkv6_chunked_body.h): the
+// forward fills the same checkpoints (so either backward runs from either forward), in
+// a prep kernel over all chunks and a scan over the chunks of each (b, h) as `splits`
+// blocks of value channels (1, or for N = 64 also 2, 4 or 8); the backward runs the
+// state gradient as the same scan in reverse, then every gradient of every chunk in
+// parallel, du summed in a fixed order. Sums run in another order than the sequential
+// kernels': results differ in the last bits. scratch (for either):
+// wkv6_chunked_scratch_bytes(B, T, H, h1 - h0, N).
+size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N);
+void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* k, const float* v, const float* lw, const float* u, float* y,
+                          const float* state_in, float* state_out, void* workspace, void* scratch,
+                          int splits, cudaStream_t stream);
+void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* k, const float* v, const float* lw, const float* u,
+                           const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
+                           void* workspace, void* scratch, int splits, cudaStream_t stream);
+
 }  // namespace rwkv::cuda

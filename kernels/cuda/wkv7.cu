@@ -56,8 +56,10 @@ namespace rwkv::cuda {
 namespace {
 
 using wkv_detail::check_args;
+using wkv_detail::check_splits;
 using wkv_detail::kSeg;
 using wkv_detail::nseg;
+using wkv_detail::with_instance;
 
 constexpr int kKeep = 2;  // the backward's scratch holds every kKeep-th state of a segment
 
@@ -326,36 +328,6 @@ __global__ void wkv7_sum_splits_kernel(int64_t n, int G, int nhN, int HN, int h0
     float s = 0.f;
     for (int g = 0; g < G; ++g) s += parts[q][g * n + x];
     outs[q][o] = s;
-  }
-}
-
-// Throws rwkv::Error naming the function unless `splits` is one the kernels are built
-// for: 1, or for N = 64 (every preset's head size) also 2, 4 or 8.
-void check_splits(const char* fn, int N, int splits) {
-  if (splits == 1 || (N == 64 && (splits == 2 || splits == 4 || splits == 8))) return;
-  std::ostringstream msg;
-  msg << fn << ": splits=" << splits << " is not supported for head size N=" << N
-      << " (1, or for N=64 also 2, 4 or 8)";
-  throw Error(msg.str());
-}
-
-// Calls fn(std::integral_constant<int, N>, std::integral_constant<int, G>) for the
-// kernel instance of head size N and G splits (the pairs check_splits accepts): the one
-// table of instances for the forward and the backward launchers.
-template <typename Fn>
-void with_instance(int N, int splits, Fn&& fn) {
-  using std::integral_constant;
-  if (N == 16) return fn(integral_constant<int, 16>{}, integral_constant<int, 1>{});
-  if (N == 32) return fn(integral_constant<int, 32>{}, integral_constant<int, 1>{});
-  switch (splits) {
-    case 1:
-      return fn(integral_constant<int, 64>{}, integral_constant<int, 1>{});
-    case 2:
-      return fn(integral_constant<int, 64>{}, integral_constant<int, 2>{});
-    case 4:
-      return fn(integral_constant<int, 64>{}, integral_constant<int, 4>{});
-    default:
-      return fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
   }
 }
 

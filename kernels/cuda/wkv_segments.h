@@ -1,9 +1,10 @@
 #pragma once
 // Shared by the per-head WKV kernels (wkv6.cu, wkv7.cu): the forward checkpoints the
 // state every kSeg tokens (as RWKV-LM's RWKV-7 CUDA kernel does) and the backward
-// recomputes one segment at a time from the checkpoint; the argument check of their
-// launchers.
+// recomputes one segment at a time from the checkpoint; the argument checks of their
+// launchers and the table of (head size, splits) instances.
 #include <sstream>
+#include <type_traits>
 
 #include "common/error.h"
 
@@ -27,6 +28,36 @@ inline void check_args(const char* fn, int B, int T, int H, int N, int h0, int h
     std::ostringstream msg;
     msg << fn << ": head size N=" << N << " is not supported (16, 32 or 64)";
     throw Error(msg.str());
+  }
+}
+
+// Throws rwkv::Error naming the function unless `splits` is one the kernels are built
+// for: 1, or for N = 64 (every preset's head size) also 2, 4 or 8.
+inline void check_splits(const char* fn, int N, int splits) {
+  if (splits == 1 || (N == 64 && (splits == 2 || splits == 4 || splits == 8))) return;
+  std::ostringstream msg;
+  msg << fn << ": splits=" << splits << " is not supported for head size N=" << N
+      << " (1, or for N=64 also 2, 4 or 8)";
+  throw Error(msg.str());
+}
+
+// Calls fn(std::integral_constant<int, N>, std::integral_constant<int, G>) for the
+// kernel instance of head size N and G splits (the pairs check_splits accepts): the one
+// table of instances of the launchers (wkv6.cu's chunked ones, wkv7.cu's).
+template <typename Fn>
+void with_instance(int N, int splits, Fn&& fn) {
+  using std::integral_constant;
+  if (N == 16) return fn(integral_constant<int, 16>{}, integral_constant<int, 1>{});
+  if (N == 32) return fn(integral_constant<int, 32>{}, integral_constant<int, 1>{});
+  switch (splits) {
+    case 1:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 1>{});
+    case 2:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 2>{});
+    case 4:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 4>{});
+    default:
+      return fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
   }
 }
 

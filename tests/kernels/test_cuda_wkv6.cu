@@ -57,8 +57,10 @@ Outputs run_cpu(const Case& c, const Inputs& in) {
   return o;
 }
 
-// Forward (with checkpoints and the final state) then backward, on poisoned outputs.
-Outputs run_gpu(const Case& c, const Inputs& in) {
+// Forward (with checkpoints and the final state) then backward, on poisoned outputs;
+// chunked: both in chunked form (wkv6_forward_chunked, wkv6_backward_chunked) with the
+// state split over `splits` scan blocks, on a poisoned scratch.
+Outputs run_gpu(const Case& c, const Inputs& in, bool chunked = false, int splits = 1) {
   const DevBuf r(in.r), k(in.k), v(in.v), lw(in.lw), u(in.u), dy(in.dy);
   const size_t sz = in.r.size();
   DevBuf y(sz), state(size_t(c.B) * c.H * c.N * c.N), dr(sz), dk(sz), dv(sz), dlw(sz),
@@ -66,18 +68,33 @@ Outputs run_gpu(const Case& c, const Inputs& in) {
   for (DevBuf* b : {&y, &state, &dr, &dk, &dv, &dlw, &du}) b->poison();
   void* ws = nullptr;
   CUDA_CHECK(cudaMalloc(&ws, rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N)));
-  rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p, nullptr,
-                           state.p, ws, nullptr);
-  rwkv::cuda::wkv6_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p, dr.p,
-                            dk.p, dv.p, dlw.p, du.p, ws, nullptr);
-  CUDA_CHECK(cudaDeviceSynchronize());
+  if (chunked) {
+    DevBuf scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
+                   sizeof(float));
+    scratch.poison();
+    CUDA_CHECK(cudaMemset(ws, 0xFF, rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N)));
+    rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
+                                     nullptr, state.p, ws, scratch.p, splits, nullptr);
+    scratch.poison();
+    rwkv::cuda::wkv6_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p,
+                                      dy.p, dr.p, dk.p, dv.p, dlw.p, du.p, ws, scratch.p, splits,
+                                      nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+  } else {
+    rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p, nullptr,
+                             state.p, ws, nullptr);
+    rwkv::cuda::wkv6_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p, dr.p,
+                              dk.p, dv.p, dlw.p, du.p, ws, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
   CUDA_CHECK(cudaFree(ws));
   return {y.get(), state.get(), dr.get(), dk.get(), dv.get(), dlw.get(), du.get()};
 }
 
-void expect_matches_cpu(const Case& c) {
+void expect_matches_cpu(const Case& c, bool chunked = false, int splits = 1) {
+  SCOPED_TRACE(chunked ? "chunked, splits " + std::to_string(splits) : "sequential");
   const Inputs in(c);
-  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in);
+  const Outputs ref = run_cpu(c, in), got = run_gpu(c, in, chunked, splits);
   EXPECT_TRUE(close("y", c, got.y, ref.y));
   EXPECT_TRUE(close("state_out", c, got.state, ref.state, c.N * c.N, 1));
   EXPECT_TRUE(close("dr", c, got.dr, ref.dr));
@@ -154,18 +171,70 @@ TEST(CudaWkv6, ForwardWithInitialState) {
       << "forward without workspace differs";
 }
 
-// Two runs on the same inputs give bitwise-identical outputs and gradients.
+// The chunked forward and backward (kernels/cuda/wkv6_chunked_body.h; their bodies are
+// also tested on the CPU by test_wkv6_chunked_body) with every split count, head ranges,
+// T not a multiple of 16, decays near 0 and 1, long sequences.
+TEST(CudaWkv6, ChunkedMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  expect_matches_cpu({1, 37, 1, 64, 0, 1, -2.0, -0.01, 1}, true);
+  expect_matches_cpu({3, 37, 4, 16, 0, 4, -2.0, -0.01, 3}, true);
+  expect_matches_cpu({2, 32, 3, 32, 2, 3, -2.0, -0.01, 4}, true);
+  for (const int splits : {1, 2, 4, 8}) {
+    expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 2}, true, splits);
+    expect_matches_cpu({2, 1, 2, 64, 0, 2, -2.0, -0.01, 5}, true, splits);
+    expect_matches_cpu({2, 37, 2, 64, 0, 2, -60.0, -40.0, 6}, true, splits);
+    expect_matches_cpu({2, 100, 2, 64, 0, 2, -2e-4, -5e-5, 7}, true, splits);
+  }
+  expect_matches_cpu({1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 8}, true, 8);
+  expect_matches_cpu({1, 16384, 1, 64, 0, 1, -1.0, -1e-3, 12}, true);
+}
+
+// The chunked forward with an initial state, with and without a workspace.
+TEST(CudaWkv6, ChunkedForwardWithInitialState) {
+  SKIP_WITHOUT_GPU();
+  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
+  const Inputs in(c);
+  std::mt19937 rng(10);
+  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
+  rwkv::kernels::wkv6_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.k.data(),
+                                    in.v.data(), in.lw.data(), in.u.data(), y_ref.data(), s0.data(),
+                                    s_ref.data());
+  const DevBuf r(in.r), k(in.k), v(in.v), lw(in.lw), u(in.u), sin(s0);
+  DevBuf ws(rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float));
+  DevBuf scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
+                 sizeof(float));
+  for (const bool with_ws : {true, false}) {
+    SCOPED_TRACE(with_ws ? "with workspace" : "without workspace");
+    DevBuf y(in.r.size()), sout(s0.size());
+    y.poison();
+    sout.poison();
+    scratch.poison();
+    rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
+                                     sin.p, sout.p, with_ws ? ws.p : nullptr, scratch.p, 4,
+                                     nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(close("y", c, y.get(), y_ref));
+    EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, c.N * c.N, 1));
+  }
+}
+
+// Two runs on the same inputs give bitwise-identical outputs and gradients, sequential
+// and chunked.
 TEST(CudaWkv6, Deterministic) {
   SKIP_WITHOUT_GPU();
   const Case c{3, 100, 4, 64, 0, 4, -2.0, -0.01, 11};
   const Inputs in(c);
-  const Outputs a = run_gpu(c, in), b = run_gpu(c, in);
-  const char* names[] = {"y", "state", "dr", "dk", "dv", "dlw", "du"};
-  const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dk, &a.dv, &a.dlw, &a.du};
-  const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dk, &b.dv, &b.dlw, &b.du};
-  for (int i = 0; i < 7; ++i)
-    EXPECT_EQ(std::memcmp(xa[i]->data(), xb[i]->data(), xa[i]->size() * sizeof(float)), 0)
-        << names[i];
+  for (const bool chunked : {false, true}) {
+    SCOPED_TRACE(chunked ? "chunked" : "sequential");
+    const Outputs a = run_gpu(c, in, chunked, 4), b = run_gpu(c, in, chunked, 4);
+    const char* names[] = {"y", "state", "dr", "dk", "dv", "dlw", "du"};
+    const std::vector<float>* xa[] = {&a.y, &a.state, &a.dr, &a.dk, &a.dv, &a.dlw, &a.du};
+    const std::vector<float>* xb[] = {&b.y, &b.state, &b.dr, &b.dk, &b.dv, &b.dlw, &b.du};
+    for (int i = 0; i < 7; ++i)
+      EXPECT_EQ(std::memcmp(xa[i]->data(), xb[i]->data(), xa[i]->size() * sizeof(float)), 0)
+          << names[i];
+  }
 }
 
 // Argument checks run before any CUDA call: no GPU needed.
@@ -180,6 +249,45 @@ TEST(CudaWkv6, RejectsUnsupportedHeadSize) {
     EXPECT_NE(m.find("N=48"), std::string::npos) << m;
   }
   EXPECT_THROW(rwkv::cuda::wkv6_workspace_bytes(1, 4, 1, 128), rwkv::Error);
+}
+
+// The chunked launchers' argument errors name the function and the value.
+TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
+  const auto expect_error = [](const auto& call, const std::string& want) {
+    try {
+      call();
+      FAIL() << "accepted: " << want;
+    } catch (const rwkv::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+    }
+  };
+  expect_error(
+      [] {
+        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2,
+                                         nullptr);
+      },
+      "wkv6_forward_chunked: splits=2");
+  expect_error(
+      [] {
+        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
+                                         nullptr);
+      },
+      "wkv6_forward_chunked: scratch is null");
+  float dummy = 0.f;
+  expect_error(
+      [&] {
+        rwkv::cuda::wkv6_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, &dummy, 1, nullptr);
+      },
+      "wkv6_backward_chunked: workspace is null");
+  EXPECT_EQ(rwkv::cuda::wkv6_chunked_scratch_bytes(2, 17, 4, 3, 64),
+            (size_t(2) * 3 * 2 * (6 * 16 * 64 + 64) + size_t(2) * 4 * 2 * 64 * 64 +
+             size_t(2) * 3 * 2 * 64) *
+                sizeof(float));
 }
 
 TEST(CudaWkv6, RejectsBadHeadRangeAndMissingWorkspace) {

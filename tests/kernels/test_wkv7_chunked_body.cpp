@@ -20,28 +20,18 @@
 #include "kernels/cuda/wkv7_chunked_backward_body.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
 #include "tests/kernels/block_emulator.h"
+#include "tests/kernels/chunked_body_test_util.h"
 #include "tests/kernels/wkv_test_util.h"
 
 namespace {
 
 namespace ch = rwkv::cuda::wkv7_chunked;
-using rwkv::kernels::test::rel_err;
+using rwkv::cuda::test::Case;
+using rwkv::cuda::test::compare;
+using rwkv::cuda::test::describe;
+using rwkv::cuda::test::to_double;
+using rwkv::cuda::test::with_instance;
 using rwkv::kernels::test::uniform;
-
-struct Case {
-  int B, T, H, N, h0, h1, splits;
-  double lw_lo, lw_hi;
-  bool initial_state;
-  unsigned seed;
-};
-
-std::string describe(const Case& c) {
-  return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
-         " N=" + std::to_string(c.N) + " heads [" + std::to_string(c.h0) + ", " +
-         std::to_string(c.h1) + ") splits " + std::to_string(c.splits) + " lw in [" +
-         std::to_string(c.lw_lo) + ", " + std::to_string(c.lw_hi) + "]" +
-         (c.initial_state ? " with initial state" : "");
-}
 
 struct Inputs {
   std::vector<float> r, lw, k, v, a, b, s0, dy;  // [B, T, H, N]; s0 [B, H, N, N] or empty
@@ -155,38 +145,6 @@ void run_backward(const Case& c, const ch::BackArgs& args) {
       });
 }
 
-// The instances wkv7_forward_chunked and wkv7_backward_chunked launch: N 16 and 32 one
-// scan block per head, N 64 1, 2, 4 or 8 (R = N / splits rows each).
-template <typename Fn>
-void with_instance(const Case& c, Fn&& fn) {
-  using std::integral_constant;
-  if (c.N == 16) return fn(integral_constant<int, 16>{}, integral_constant<int, 16>{});
-  if (c.N == 32) return fn(integral_constant<int, 32>{}, integral_constant<int, 32>{});
-  ASSERT_EQ(c.N, 64);
-  if (c.splits == 1) return fn(integral_constant<int, 64>{}, integral_constant<int, 64>{});
-  if (c.splits == 2) return fn(integral_constant<int, 64>{}, integral_constant<int, 32>{});
-  if (c.splits == 4) return fn(integral_constant<int, 64>{}, integral_constant<int, 16>{});
-  ASSERT_EQ(c.splits, 8);
-  fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
-}
-
-// ||got - want||_2 / ||want||_2 <= 1e-5 over the heads in range, NaN outside: element e
-// of a tensor of rows of H heads with n elements each is in head (e / n) % H.
-template <typename G>
-void compare(const Case& c, const char* name, const std::vector<float>& got,
-             const std::vector<G>& want, size_t n) {
-  const auto in_range = [&](size_t e) {
-    const int h = int(e / n % size_t(c.H));
-    return h >= c.h0 && h < c.h1;
-  };
-  const double err = rel_err(got, want, in_range);
-  EXPECT_LE(err, 1e-5) << name;  // also fails on NaN (a comparison with NaN is false)
-  for (size_t e = 0; e < got.size(); ++e)
-    if (!in_range(e)) {
-      ASSERT_TRUE(std::isnan(got[e])) << name << " written outside the head range at " << e;
-    }
-}
-
 void check(const Case& c) {
   SCOPED_TRACE(describe(c));
   const Inputs in(c);
@@ -223,16 +181,9 @@ void check(const Case& c) {
 
   // The backward, from the checkpoints and sa of the forward above.
   const size_t sz = in.r.size();
-  std::vector<double> rd(sz), lwd(sz), kd(sz), vd(sz), ad(sz), bd(sz), dyd(sz);
-  for (size_t e = 0; e < sz; ++e) {
-    rd[e] = in.r[e];
-    lwd[e] = in.lw[e];
-    kd[e] = in.k[e];
-    vd[e] = in.v[e];
-    ad[e] = in.a[e];
-    bd[e] = in.b[e];
-    dyd[e] = in.dy[e];
-  }
+  const auto rd = to_double(in.r), lwd = to_double(in.lw), kd = to_double(in.k),
+             vd = to_double(in.v), ad = to_double(in.a), bd = to_double(in.b),
+             dyd = to_double(in.dy);
   std::vector<double> gref[6];
   for (auto& g : gref) g.assign(sz, 0.0);
   rwkv::kernels::wkv7_backward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, rd.data(), lwd.data(),

@@ -1,0 +1,279 @@
+#pragma once
+// The chunked WKV of RWKV-5/6 (kernels/cuda/wkv6.cu: wkv6_forward_chunked,
+// wkv6_backward_chunked) as block bodies the tests also run on the CPU
+// (kernels/cuda/block.h), on the scan of kernels/cuda/wkv7_chunked_body.h without its
+// delta term. The recurrence (kernels/cuda/wkv6.h; S[i][j]: key i, value j):
+//   y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),  S_t = diag(w_t) S_{t-1} + k_t
+//   v_t^T.
+// For a chunk of kL tokens t, s (cum as in the WKV7 chunks, in double), S_in entering it:
+//   A[t][s] = sum_i r_t[i] k_s[i] e^{cum_t - cum_{s+1}}[i] (s < t),  A[t][t] = sum_i r_t u k_t
+//   R~[t] = r_t e^{cum_t},  Kh[s] = k_s e^{cum_kL - cum_{s+1}},  P_L = e^{cum_kL}
+//   Y = R~ S_in + A V,  S_out = diag(P_L) S_in + Kh^T V.
+// The scan's state is S^T (rows: values j, columns: keys i; rows evolve on their own),
+// stored key-major, so its checkpoints are the sequential kernel's ([i][j] at i N + j).
+// Forward: prep (per chunk: Ry = R~, Yl = A V, Kh, P_L), then the scan. Backward: the
+// state gradient dS_in = diag(P_L) dS_out + R~^T dY is the scan again (chunks in reverse,
+// V = dY, Kh = R~: bprep writes those), storing dS_out of every chunk; then per chunk,
+// with G[t][s] = dy_t . v_s,
+//   dr_t = e^{cum_t} (S_in dy_t) + sum_{s<t} e^{cum_t - cum_{s+1}} G[t][s] k_s + u k_t G[t][t]
+//   dk_s = e^{cum_L - cum_{s+1}} (dS_out v_s) + sum_{t>s} e^{cum_t - cum_{s+1}} G[t][s] r_t
+//          + u r_s G[s][s]
+//   dv_s = Kh[s] dS_out + sum_{t>=s} A[t][s] dy_t,   du (this chunk) = sum_t r_t k_t G[t][t]
+// and dlw_u sums the terms whose exponent holds lw_u, each with its own decay (r_t's S_in
+// term for t > u, sum_j dS_out S_in P_L for all u, k_s's dS_out term for s < u, the pairs
+// s < u < t), as the WKV7 chunked backward does: accurate at any decay.
+#include <cmath>
+#include <cstddef>
+
+#include "kernels/cuda/block.h"
+#include "kernels/cuda/wkv7_chunked_body.h"
+
+namespace rwkv::cuda::wkv6_chunked {
+
+using wkv7_chunked::chunk_floats;
+using wkv7_chunked::ChunkPos;
+using wkv7_chunked::chunks;
+using wkv7_chunked::kKh;
+using wkv7_chunked::kL;
+using wkv7_chunked::kParts;
+using wkv7_chunked::kRy;
+using wkv7_chunked::kThreads;
+using wkv7_chunked::kYl;
+using wkv7_chunked::ScanArgs;
+
+// Tensors [B, T, H, N] (heads [h0, h0 + nh)), u [H, N]; state_in / state_out [B, H, N, N]
+// (key-major) or null; ckpt: the sequential kernel's workspace checkpoints, [B, H,
+// chunks(T), N, N]; prep [B, nh, chunks(T), chunk_floats(N)] (forward: parts kRy, kYl,
+// kKh, P_L; backward: kKh = R~, P_L). Backward: dy, dr, dk, dv, dlw [B, T, H, N], du
+// [H, N]; dS [B, H, chunks(T), N, N] (dS_out of every chunk, as ckpt), dup [B, nh,
+// chunks(T), N] (du of every chunk).
+struct Args {
+  int B, T, H, h0, nh;
+  const float *r, *k, *v, *lw, *u;
+  float* y;
+  const float* state_in;
+  float* state_out;
+  float *ckpt, *prep;
+  const float* dy;
+  float *dr, *dk, *dv, *dlw, *du, *dS, *dup;
+};
+
+// The forward's scan (y from Ry, Yl; the update from V = v, Kh).
+inline RWKV_HD ScanArgs forward_scan_args(const Args& x) {
+  ScanArgs s{x.B, x.T, x.H, x.h0, x.nh, x.v, x.y, x.state_in, x.state_out, x.ckpt, nullptr, x.prep};
+  s.key_major = true;
+  return s;
+}
+
+// The backward's scan: the state gradient, chunks in reverse, from dS = 0.
+inline RWKV_HD ScanArgs backward_scan_args(const Args& x) {
+  ScanArgs s{x.B, x.T, x.H, x.h0, x.nh, x.dy, nullptr, nullptr, nullptr, x.dS, nullptr, x.prep};
+  s.reverse = true;
+  s.key_major = true;
+  return s;
+}
+
+template <int N>
+struct PrepShared {
+  float r[kL][N + 1], k[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
+  double cum[kL + 1][N + 1];
+  float A[kL][kL];
+  float u[N];
+};
+
+// The chunk's rows of r, k, v, lw (zero rows past the end), u of its head, and cum.
+// Sh: any struct with those arrays. Ends with a barrier.
+template <int N, typename Sh, typename Block>
+RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, Sh& sh) {
+  const int tid = blk.thread(), nt = blk.threads();
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;
+    const bool in = t < p.len;
+    const size_t o = p.o0 + size_t(t) * p.C + i;
+    sh.r[t][i] = in ? x.r[o] : 0.f;
+    sh.k[t][i] = in ? x.k[o] : 0.f;
+    sh.v[t][i] = in ? x.v[o] : 0.f;
+    sh.lw[t][i] = in ? x.lw[o] : 0.f;
+  }
+  for (int i = tid; i < N; i += nt) sh.u[i] = x.u[size_t(p.h) * N + i];
+  blk.sync();
+  for (int i = tid; i < N; i += nt) {
+    double cum = 0.0;
+    sh.cum[0][i] = 0.0;
+    for (int t = 0; t < kL; ++t) {
+      cum += sh.lw[t][i];
+      sh.cum[t + 1][i] = cum;
+    }
+  }
+  blk.sync();
+}
+
+// A (s <= t; zero above the diagonal). Ends with a barrier.
+template <int N, typename Sh, typename Block>
+RWKV_HD void attention(const Block& blk, Sh& sh) {
+  for (int e = blk.thread(); e < kL * kL; e += blk.threads()) {
+    const int t = e / kL, s = e % kL;
+    float a = 0.f;
+    if (s < t) {
+      for (int i = 0; i < N; ++i)
+        a += sh.r[t][i] * sh.k[s][i] * expf(float(sh.cum[t][i] - sh.cum[s + 1][i]));
+    } else if (s == t) {
+      for (int i = 0; i < N; ++i) a += sh.r[t][i] * sh.u[i] * sh.k[t][i];
+    }
+    sh.A[t][s] = a;
+  }
+  blk.sync();
+}
+
+// Block `block` = (b * nh + hh) * chunks(T) + c.
+template <int N, typename Block>
+RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
+  load_chunk<N>(blk, x, p, sh);
+  attention<N>(blk, sh);
+  float* out = x.prep + size_t(block) * chunk_floats(N);
+  constexpr size_t LN = size_t(kL) * N;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;  // i: a key for Ry, Kh; a value for Yl
+    float yl = 0.f;
+    for (int s = 0; s <= t; ++s) yl += sh.A[t][s] * sh.v[s][i];
+    out[kRy * LN + e] = sh.r[t][i] * expf(float(sh.cum[t][i]));
+    out[kYl * LN + e] = yl;
+    out[kKh * LN + e] = sh.k[t][i] * expf(float(sh.cum[kL][i] - sh.cum[t + 1][i]));
+  }
+  for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
+}
+
+// The backward scan's inputs: Kh = R~, P_L.
+template <int N, typename Block>
+RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
+  load_chunk<N>(blk, x, p, sh);
+  float* out = x.prep + size_t(block) * chunk_floats(N);
+  constexpr size_t LN = size_t(kL) * N;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;
+    out[kKh * LN + e] = sh.r[t][i] * expf(float(sh.cum[t][i]));
+  }
+  for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
+}
+
+// ~82 KB at N = 64: dynamic shared memory.
+template <int N>
+struct GradShared {
+  float r[kL][N + 1], k[kL][N + 1], v[kL][N + 1], lw[kL][N + 1], dy[kL][N + 1], Kh[kL][N + 1];
+  double cum[kL + 1][N + 1];
+  float Sin[N][N + 1], dS[N][N + 1];  // [i][j]: key i, value j
+  // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values); dlw accumulators
+  float QR[kL][N + 1], KO[kL][N + 1], dvO[kL][N + 1], dl[kL][N + 1];
+  float A[kL][kL], G[kL][kL];
+  float u[N], PLG[N];  // PLG: sum_j dS_out[i][j] S_in[i][j]
+};
+
+// Block `block` = (b * nh + hh) * chunks(T) + c.
+template <int N, typename Block>
+RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Args& x) {
+  const int tid = blk.thread(), nt = blk.threads();
+  const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
+  constexpr size_t NN = size_t(N) * N;
+  const size_t bh = size_t(p.bi) * x.H + p.h, nc = size_t(chunks(x.T));
+  const float* Sin = x.ckpt + (bh * nc + p.c) * NN;
+  const float* dS = x.dS + (bh * nc + p.c) * NN;
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, j = e % N;
+    sh.dy[t][j] = t < p.len ? x.dy[p.o0 + size_t(t) * p.C + j] : 0.f;
+  }
+  for (int e = tid; e < N * N; e += nt) {
+    sh.Sin[e / N][e % N] = Sin[e];
+    sh.dS[e / N][e % N] = dS[e];
+  }
+  load_chunk<N>(blk, x, p, sh);
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;
+    sh.Kh[t][i] = sh.k[t][i] * expf(float(sh.cum[kL][i] - sh.cum[t + 1][i]));
+  }
+  attention<N>(blk, sh);
+  for (int e = tid; e < kL * kL; e += nt) {
+    const int t = e / kL, s = e % kL;
+    float g = 0.f;
+    for (int j = 0; j < N; ++j) g += sh.dy[t][j] * sh.v[s][j];
+    sh.G[t][s] = g;
+  }
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;
+    float qr = 0.f, ko = 0.f, dvo = 0.f;
+    for (int j = 0; j < N; ++j) {
+      qr += sh.Sin[i][j] * sh.dy[t][j];
+      ko += sh.dS[i][j] * sh.v[t][j];
+      dvo += sh.Kh[t][j] * sh.dS[j][i];
+    }
+    sh.QR[t][i] = qr;
+    sh.KO[t][i] = ko;
+    sh.dvO[t][i] = dvo;  // i: a value here
+    sh.dl[t][i] = 0.f;
+  }
+  for (int i = tid; i < N; i += nt) {
+    float s = 0.f;
+    for (int j = 0; j < N; ++j) s += sh.dS[i][j] * sh.Sin[i][j];
+    sh.PLG[i] = s;
+  }
+  blk.sync();
+  // dr, dk of token t at key i; dv of token t at value i.
+  for (int e = tid; e < kL * N; e += nt) {
+    const int t = e / N, i = e % N;
+    const double ct1 = sh.cum[t + 1][i];
+    float dr = expf(float(sh.cum[t][i])) * sh.QR[t][i] + sh.u[i] * sh.k[t][i] * sh.G[t][t];
+    for (int s = 0; s < t; ++s)
+      dr += expf(float(sh.cum[t][i] - sh.cum[s + 1][i])) * sh.G[t][s] * sh.k[s][i];
+    float dk = expf(float(sh.cum[kL][i] - ct1)) * sh.KO[t][i] + sh.u[i] * sh.r[t][i] * sh.G[t][t];
+    float dv = sh.dvO[t][i];
+    for (int q = t + 1; q < kL; ++q)
+      dk += expf(float(sh.cum[q][i] - ct1)) * sh.G[q][t] * sh.r[q][i];
+    for (int q = t; q < kL; ++q) dv += sh.A[q][t] * sh.dy[q][i];
+    if (t < p.len) {
+      const size_t o = p.o0 + size_t(t) * p.C + i;
+      x.dr[o] = dr;
+      x.dk[o] = dk;
+      x.dv[o] = dv;
+    }
+  }
+  // dlw and du, one key channel per thread.
+  for (int i = tid; i < N; i += nt) {
+    float du = 0.f;
+    for (int t = 0; t < kL; ++t) {
+      du += sh.r[t][i] * sh.k[t][i] * sh.G[t][t];
+      for (int s = 0; s + 1 < t; ++s) {  // pairs that cross some u: s < u < t
+        const float pa =
+            sh.r[t][i] * sh.k[s][i] * expf(float(sh.cum[t][i] - sh.cum[s + 1][i])) * sh.G[t][s];
+        for (int u = s + 1; u < t; ++u) sh.dl[u][i] += pa;
+      }
+    }
+    x.dup[size_t(block) * N + i] = du;
+    float suffix = 0.f;  // r_t's S_in terms, t > u
+    for (int u = kL - 1; u >= 0; --u) {
+      sh.dl[u][i] += suffix;
+      suffix += sh.r[u][i] * expf(float(sh.cum[u][i])) * sh.QR[u][i];
+    }
+    float prefix = expf(float(sh.cum[kL][i])) * sh.PLG[i];  // then k_s's dS terms, s < u
+    for (int u = 0; u < kL; ++u) {
+      sh.dl[u][i] += prefix;
+      prefix += expf(float(sh.cum[kL][i] - sh.cum[u + 1][i])) * sh.k[u][i] * sh.KO[u][i];
+    }
+    for (int u = 0; u < p.len; ++u) x.dlw[p.o0 + size_t(u) * p.C + i] = sh.dl[u][i];
+  }
+}
+
+// du[h0 + hh][i] = the sum of dup over the batch rows and the chunks, in that fixed
+// order (bitwise reproducible); one thread per (hh, i) of the heads in range.
+template <int N>
+RWKV_HD void sum_du(const Args& x, int hh, int i) {
+  const int nc = chunks(x.T);
+  float s = 0.f;
+  for (int b = 0; b < x.B; ++b)
+    for (int c = 0; c < nc; ++c) s += x.dup[((size_t(b) * x.nh + hh) * nc + c) * N + i];
+  x.du[size_t(x.h0 + hh) * N + i] = s;
+}
+
+}  // namespace rwkv::cuda::wkv6_chunked
