@@ -19,7 +19,7 @@
 // read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some). The
 // 0.4b run ends with one more step timed op by op (kernels/profiled_backend.h), printed
 // as a table: where the step's time goes; it runs with the sequential WKV7 kernels, then
-// with the chunked ones (CudaBackend's Wkv7Kernels).
+// with the chunked ones (CudaBackend's WkvKernels).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -49,7 +49,7 @@ struct Run {
   MatmulPrecision precision;
   int warmup, steps;
   bool op_profile = false;  // then one more step, timed op by op (CUDA events)
-  rwkv::kernels::Wkv7Kernels wkv7 = rwkv::kernels::Wkv7Kernels::sequential;
+  rwkv::kernels::WkvKernels wkv = rwkv::kernels::WkvKernels::sequential;
 };
 
 const char* precision_name(MatmulPrecision p) {
@@ -115,7 +115,7 @@ size_t arena_bytes(size_t max_bytes) {
 // Times one run and prints its line; throws rwkv::Error when the arena is too small.
 void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
-  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv7);
+  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv);
   // Ops forwarded through ProfiledBackend, with no clock until the op profile.
   rwkv::kernels::ProfiledBackend<float> profiled(be, nullptr);
   rwkv::model::Model<float> m(run.cfg, profiled);
@@ -162,7 +162,7 @@ void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
       "train %s %-30s%s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
       "TFLOP/s, MFU %5.1f%% (%.2f GFLOP/token), arena %.2f GB in use, last loss %.4f\n",
       precision_name(run.precision), run.name,
-      run.wkv7 == rwkv::kernels::Wkv7Kernels::chunked ? " chunked WKV7" : "", run.B, run.T,
+      run.wkv == rwkv::kernels::WkvKernels::chunked ? " chunked WKV" : "", run.B, run.T,
       params.total * 1e-6, step_ms, tokens_per_s, tflops, 100.0 * tflops / peak_tflops,
       double(flops.training_per_token) * 1e-9, be.arena.used() * 1e-9, loss);
   if (run.op_profile) {
@@ -203,7 +203,7 @@ int main() {
     }
     // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
     // takes seconds).
-    for (auto wkv7 : {rwkv::kernels::Wkv7Kernels::sequential, rwkv::kernels::Wkv7Kernels::chunked})
+    for (auto wkv : {rwkv::kernels::WkvKernels::sequential, rwkv::kernels::WkvKernels::chunked})
       for (int B : {4, 2, 1}) {
         const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
                     make_model_config(7, 24, 1024, 64, 65536, 4096),
@@ -213,7 +213,7 @@ int main() {
                     1,
                     3,
                     true,
-                    wkv7};
+                    wkv};
         try {
           bench(r, sixty_gb, peak);
           break;

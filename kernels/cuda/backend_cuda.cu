@@ -21,8 +21,8 @@ namespace rwkv::kernels {
 
 using F = float;
 
-CudaBackend<F>::CudaBackend(size_t arena_bytes, MatmulPrecision precision_, Wkv7Kernels wkv7_)
-    : arena(arena_bytes), precision(precision_), wkv7(wkv7_) {
+CudaBackend<F>::CudaBackend(size_t arena_bytes, MatmulPrecision precision_, WkvKernels wkv_)
+    : arena(arena_bytes), precision(precision_), wkv(wkv_) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas));
   CUBLAS_CHECK(cublasSetStream(cublas, stream));
@@ -411,6 +411,12 @@ void CudaBackend<F>::wkv6_forward(WkvAlgo, int B, int T, int H, int N, int h0, i
                                   const F* k, const F* v, const F* lw, const F* u, F* y,
                                   const F* state_in, F* state_out) {
   void* ws = wkv_forward_workspace(r, cuda::wkv6_workspace_bytes(B, T, H, N), B, T, H, N);
+  if (wkv == WkvKernels::chunked) {
+    void* sc = scratch(cuda::wkv6_chunked_scratch_bytes(B, T, H, h1 - h0, N));
+    cuda::wkv6_forward_chunked(B, T, H, N, h0, h1, r, k, v, lw, u, y, state_in, state_out, ws, sc,
+                               cuda::wkv7_default_splits(B, h1 - h0, N), stream);
+    return;
+  }
   cuda::wkv6_forward(B, T, H, N, h0, h1, r, k, v, lw, u, y, state_in, state_out, ws, stream);
 }
 
@@ -418,6 +424,12 @@ void CudaBackend<F>::wkv6_backward(WkvAlgo, int B, int T, int H, int N, int h0, 
                                    const F* k, const F* v, const F* lw, const F* u, const F* dy,
                                    F* dr, F* dk, F* dv, F* dlw, F* du) {
   void* ws = wkv_backward_workspace("CudaBackend::wkv6_backward", r, B, T, H, N);
+  if (wkv == WkvKernels::chunked) {
+    void* sc = scratch(cuda::wkv6_chunked_scratch_bytes(B, T, H, h1 - h0, N));
+    cuda::wkv6_backward_chunked(B, T, H, N, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, du, ws, sc,
+                                cuda::wkv7_default_splits(B, h1 - h0, N), stream);
+    return;
+  }
   cuda::wkv6_backward(B, T, H, N, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, du, ws, stream);
 }
 
@@ -426,7 +438,7 @@ void CudaBackend<F>::wkv7_forward(WkvAlgo, int B, int T, int H, int N, int h0, i
                                   const F* state_in, F* state_out) {
   void* ws = wkv_forward_workspace(r, cuda::wkv7_workspace_bytes(B, T, H, N), B, T, H, N);
   const int splits = cuda::wkv7_default_splits(B, h1 - h0, N);
-  if (wkv7 == Wkv7Kernels::chunked) {
+  if (wkv == WkvKernels::chunked) {
     void* prep = scratch(cuda::wkv7_chunked_scratch_bytes(B, T, h1 - h0, N));
     cuda::wkv7_forward_chunked(B, T, H, N, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, ws,
                                prep, splits, stream);
@@ -441,7 +453,7 @@ void CudaBackend<F>::wkv7_backward(WkvAlgo, int B, int T, int H, int N, int h0, 
                                    const F* dy, F* dr, F* dlw, F* dk, F* dv, F* da, F* db) {
   void* ws = wkv_backward_workspace("CudaBackend::wkv7_backward", r, B, T, H, N);
   const int splits = cuda::wkv7_default_splits(B, h1 - h0, N);
-  if (wkv7 == Wkv7Kernels::chunked) {
+  if (wkv == WkvKernels::chunked) {
     void* sc = scratch(cuda::wkv7_chunked_backward_scratch_bytes(B, T, H, h1 - h0, N));
     cuda::wkv7_backward_chunked(B, T, H, N, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db,
                                 ws, sc, splits, stream);

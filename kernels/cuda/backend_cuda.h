@@ -26,8 +26,8 @@
 // (v7, B 4, T 1024, C 768: about 65 MB a layer), no extra time. A workspace is dropped when
 // the block holding its key is freed. RWKV-4's backward needs scratch only: one shared
 // workspace. WkvAlgo is accepted and ignored: the CUDA kernels run the recurrence
-// token by token, the same math as both CPU algorithms (RWKV-7: or in chunks, by the
-// constructor's Wkv7Kernels).
+// token by token (or, RWKV-5/6/7, in chunks: the constructor's WkvKernels), the same
+// math as both CPU algorithms.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -43,12 +43,13 @@ namespace rwkv::kernels {
 // How CudaBackend multiplies matrices (see above).
 enum class MatmulPrecision { fp32, bf16 };
 
-// Which RWKV-7 WKV kernels CudaBackend runs (kernels/cuda/wkv7.h): the token-by-token
-// ones, or the chunked forward and backward. Same math and workspace; the chunked ones
-// are verified on the CPU (their kernel bodies under tests/kernels/block_emulator.h) but
-// have not run on a GPU yet, so the default stays sequential until scripts/gpu_check.sh
-// has passed their GPU tests and timed them (bench_cuda_wkv, bench_cuda_train).
-enum class Wkv7Kernels { sequential, chunked };
+// Which RWKV-5/6/7 WKV kernels CudaBackend runs (kernels/cuda/wkv6.h, wkv7.h): the
+// token-by-token ones, or the chunked forwards and backwards. Same math and workspaces;
+// the chunked ones are verified on the CPU (their kernel bodies under
+// tests/kernels/block_emulator.h) but have not run on a GPU yet, so the default stays
+// sequential until scripts/gpu_check.sh has passed their GPU tests and timed them
+// (bench_cuda_wkv, bench_cuda_train).
+enum class WkvKernels { sequential, chunked };
 
 template <typename F>
 struct CudaBackend;
@@ -61,7 +62,7 @@ struct CudaBackend<float> final : Backend<float> {
 
   // arena_bytes: all the device memory this backend will use (device 0, current).
   explicit CudaBackend(size_t arena_bytes, MatmulPrecision precision = MatmulPrecision::fp32,
-                       Wkv7Kernels wkv7 = Wkv7Kernels::sequential);
+                       WkvKernels wkv = WkvKernels::sequential);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -176,7 +177,7 @@ struct CudaBackend<float> final : Backend<float> {
   rwkv::cuda::Arena arena;
   char* base = nullptr;  // the arena's device memory
   const MatmulPrecision precision;
-  const Wkv7Kernels wkv7;
+  const WkvKernels wkv;
 
  private:
   // A zeroed block of the arena / its release (null is ignored).

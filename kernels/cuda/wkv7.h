@@ -28,7 +28,8 @@ namespace rwkv::cuda {
 size_t wkv7_workspace_bytes(int B, int T, int H, int N);
 
 // Splits that fill this GPU's SMs with B x nh (b, h) pairs (nh = h1 - h0): the least
-// power of 2 (at most 8) that gives at least one block per SM; 1 unless N = 64.
+// power of 2 (at most 8) that gives at least one block per SM; 1 unless N = 64. (The
+// chunked WKV6 scan takes the same.)
 int wkv7_default_splits(int B, int nh, int N);
 
 // Bytes of the backward's scratch for its per-split partial sums: 0 when splits = 1.

@@ -75,7 +75,7 @@ void expect_tensors_close(const char* what, const ParamTable& table, const std::
 
 // Two training steps of `version` on the GPU, each against the CPU from the same state:
 // loss, every gradient, parameters and AdamW moments after the step, 1e-5.
-void expect_training_steps_match_cpu(int version, kernels::Wkv7Kernels wkv7) {
+void expect_training_steps_match_cpu(int version, kernels::WkvKernels wkv) {
   const ModelConfig cfg = small_config(version);
   const ParamTable table = build_param_table(cfg);
   const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
@@ -83,14 +83,14 @@ void expect_training_steps_match_cpu(int version, kernels::Wkv7Kernels wkv7) {
   const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
   const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
   kernels::CpuBackend<float> cpu;
-  kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::fp32, wkv7);
+  kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::fp32, wkv);
   Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
   mc.set_params(p0);
   mg.set_params(p0);
   for (int step = 1; step <= 2; ++step) {
     const std::string where = "version " + std::to_string(version) + ", step " +
                               std::to_string(step) +
-                              (wkv7 == kernels::Wkv7Kernels::chunked ? ", chunked WKV7" : "");
+                              (wkv == kernels::WkvKernels::chunked ? ", chunked WKV" : "");
     if (step > 1) {  // the CPU goes on from the GPU's state: each step is compared alone
       mc.set_params(mg.get_params());
       mc.set_adam_moments(mg.get_adam_m(), mg.get_adam_v());
@@ -114,13 +114,14 @@ void expect_training_steps_match_cpu(int version, kernels::Wkv7Kernels wkv7) {
 TEST(CudaModel, TrainingStepsMatchCpu) {
   SKIP_WITHOUT_GPU();
   for (int version : {4, 5, 6, 7})
-    expect_training_steps_match_cpu(version, kernels::Wkv7Kernels::sequential);
+    expect_training_steps_match_cpu(version, kernels::WkvKernels::sequential);
 }
 
-// RWKV-7 with the chunked WKV7 kernels (CudaBackend's Wkv7Kernels::chunked).
-TEST(CudaModel, ChunkedWkv7TrainingStepsMatchCpu) {
+// RWKV-5/6/7 with the chunked WKV kernels (CudaBackend's WkvKernels::chunked).
+TEST(CudaModel, ChunkedWkvTrainingStepsMatchCpu) {
   SKIP_WITHOUT_GPU();
-  expect_training_steps_match_cpu(7, kernels::Wkv7Kernels::chunked);
+  for (int version : {5, 6, 7})
+    expect_training_steps_match_cpu(version, kernels::WkvKernels::chunked);
 }
 
 TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
@@ -218,7 +219,7 @@ TEST(CudaModel, Bf16LossCurveMatchesCpuFor50Steps) {
 // The `small` preset's 50-step curve (tests/model/loss_curve.h: 6 layers, C 256,
 // B 2, T 512, the trainer's chunked WKV) against the CPU's, committed (the GPU machines'
 // reference BLAS would take tens of minutes for the CPU side): fp32 within 1e-3, bf16
-// products within 5e-3 relative at every step; and fp32 with the chunked WKV7 kernels.
+// products within 5e-3 relative at every step; and fp32 with the chunked WKV kernels.
 TEST(CudaModel, SmallPresetLossCurveTracksCpu) {
   SKIP_WITHOUT_GPU();
   const std::vector<double> ref = test::read_loss_curve(test::small_preset_curve_path());
@@ -229,9 +230,9 @@ TEST(CudaModel, SmallPresetLossCurveTracksCpu) {
                         bf16 ? "small preset, bf16" : "small preset, fp32");
   }
   kernels::CudaBackend<float> chunked(size_t{2} << 30, kernels::MatmulPrecision::fp32,
-                                      kernels::Wkv7Kernels::chunked);
+                                      kernels::WkvKernels::chunked);
   expect_curves_close(test::small_preset_loss_curve(chunked), ref, 1e-3,
-                      "small preset, fp32, chunked WKV7");
+                      "small preset, fp32, chunked WKV");
 }
 
 // The CUDA WKV backward needs the checkpoints of its forward: without one, a clear error.
