@@ -313,14 +313,21 @@ size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N) {
 
 namespace {
 
-// The chunked kernels' arguments: the scratch carved as wkv6.h says.
-ch6::Args chunked_args(int B, int T, int H, int N, int h0, int h1, void* workspace, void* scratch) {
+// The chunked kernels' inputs and buffers (the scratch carved as wkv6.h says).
+ch6::Args chunked_args(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                       const float* v, const float* lw, const float* u, void* workspace,
+                       void* scratch) {
   ch6::Args x{};
   x.B = B;
   x.T = T;
   x.H = H;
   x.h0 = h0;
   x.nh = h1 - h0;
+  x.r = r;
+  x.k = k;
+  x.v = v;
+  x.lw = lw;
+  x.u = u;
   x.ckpt = workspace ? carve(workspace, B, T, H, N).ckpt : nullptr;
   const size_t nc = ch6::chunks(T), bn = size_t(B) * x.nh * nc;
   float* base = static_cast<float*>(scratch);
@@ -342,12 +349,7 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
   if (B == 0 || h0 == h1) return;
   if (scratch == nullptr && T > 0)
     throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
-  ch6::Args x = chunked_args(B, T, H, N, h0, h1, workspace, scratch);
-  x.r = r;
-  x.k = k;
-  x.v = v;
-  x.lw = lw;
-  x.u = u;
+  ch6::Args x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
   x.y = y;
   x.state_in = state_in;
   x.state_out = state_out;
@@ -379,12 +381,7 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
                 "wkv6_workspace_bytes)");
   if (work && scratch == nullptr)
     throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
-  ch6::Args x = chunked_args(B, T, H, N, h0, h1, workspace, scratch);
-  x.r = r;
-  x.k = k;
-  x.v = v;
-  x.lw = lw;
-  x.u = u;
+  ch6::Args x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
   x.dy = dy;
   x.dr = dr;
   x.dk = dk;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "tests/kernels/wkv_test_util.h"
@@ -22,6 +23,19 @@
     const auto info = rwkv::cuda::query_devices();                         \
     if (info.count == 0) GTEST_SKIP() << "no usable GPU: " << info.reason; \
   } while (0)
+
+// call() throws rwkv::Error with `want` in its message (the argument checks of the
+// launchers, which run before any CUDA call: no GPU needed).
+template <typename Call>
+void expect_error_with(const Call& call, const std::string& want) {
+  try {
+    call();
+    FAIL() << "accepted: " << want;
+  } catch (const rwkv::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(want), std::string::npos) << m;
+  }
+}
 
 // fp32 inputs, as the CUDA kernels take.
 inline std::vector<float> uniform(size_t n, double lo, double hi, std::mt19937& rng) {

@@ -253,23 +253,14 @@ TEST(CudaWkv6, RejectsUnsupportedHeadSize) {
 
 // The chunked launchers' argument errors name the function and the value.
 TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
-  const auto expect_error = [](const auto& call, const std::string& want) {
-    try {
-      call();
-      FAIL() << "accepted: " << want;
-    } catch (const rwkv::Error& e) {
-      const std::string m = e.what();
-      EXPECT_NE(m.find(want), std::string::npos) << m;
-    }
-  };
-  expect_error(
+  expect_error_with(
       [] {
         rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2,
                                          nullptr);
       },
       "wkv6_forward_chunked: splits=2");
-  expect_error(
+  expect_error_with(
       [] {
         rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
@@ -277,7 +268,7 @@ TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
       },
       "wkv6_forward_chunked: scratch is null");
   float dummy = 0.f;
-  expect_error(
+  expect_error_with(
       [&] {
         rwkv::cuda::wkv6_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,

@@ -37,23 +37,7 @@ struct Inputs {
     k = uniform(sz, -1, 1, rng);
     v = uniform(sz, -1, 1, rng);
     dy = uniform(sz, -1, 1, rng);
-    std::normal_distribution<double> g;
-    std::uniform_real_distribution<double> x(-3, 3);
-    a.resize(sz);
-    b.resize(sz);
-    std::vector<double> kk(c.N);
-    for (size_t o = 0; o < sz; o += c.N) {
-      double norm = 0;
-      for (auto& e : kk) {
-        e = g(rng);
-        norm += e * e;
-      }
-      norm = std::sqrt(norm);
-      for (int j = 0; j < c.N; ++j) {
-        a[o + j] = float(-kk[j] / norm);
-        b[o + j] = float(kk[j] / norm / (1 + std::exp(-x(rng))));
-      }
-    }
+    rwkv::kernels::test::model_v7_ab(sz, c.N, rng, a, b);
   }
 };
 
@@ -402,53 +386,44 @@ TEST(CudaWkv7, RejectsBadHeadRangeAndMissingWorkspace) {
 // Splits the kernels are not built for, and a split backward without its scratch, are
 // errors naming the function and the value, before any CUDA call.
 TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
-  const auto expect_error = [](const auto& call, const std::string& want) {
-    try {
-      call();
-      FAIL() << "accepted: " << want;
-    } catch (const rwkv::Error& e) {
-      const std::string m = e.what();
-      EXPECT_NE(m.find(want), std::string::npos) << m;
-    }
-  };
-  expect_error([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 64, 3); }, "splits=3");
-  expect_error([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 32, 2); }, "N=32");
-  expect_error(
+  expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 64, 3); }, "splits=3");
+  expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 32, 2); }, "N=32");
+  expect_error_with(
       [] {
         rwkv::cuda::wkv7_forward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
                                  nullptr, nullptr, nullptr, nullptr, nullptr, 16, nullptr);
       },
       "wkv7_forward: splits=16");
   float dummy = 0.f;
-  expect_error(
+  expect_error_with(
       [&] {
         rwkv::cuda::wkv7_backward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
                                   nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                   nullptr, &dummy, nullptr, 4, nullptr);
       },
       "scratch is null with splits=4");
-  expect_error(
+  expect_error_with(
       [] {
         rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, 1, nullptr);
       },
       "wkv7_forward_chunked: scratch is null");
-  expect_error(
+  expect_error_with(
       [] {
         rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                          nullptr, 2, nullptr);
       },
       "wkv7_forward_chunked: splits=2");
-  expect_error(
+  expect_error_with(
       [&] {
         rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, &dummy, nullptr, 1, nullptr);
       },
       "wkv7_backward_chunked: scratch is null");
-  expect_error(
+  expect_error_with(
       [] {
         rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,

@@ -51,23 +51,7 @@ struct Inputs {
       b = uniform<F>(sz, -0.5, 0.5, rng);
       return;
     }
-    std::normal_distribution<double> g;
-    std::uniform_real_distribution<double> x(-3, 3);
-    a.resize(sz);
-    b.resize(sz);
-    std::vector<double> kk(N);
-    for (size_t o = 0; o < sz; o += N) {
-      double norm = 0;
-      for (auto& e : kk) {
-        e = g(rng);
-        norm += e * e;
-      }
-      norm = std::sqrt(norm);
-      for (int j = 0; j < N; ++j) {
-        a[o + j] = F(-kk[j] / norm);
-        b[o + j] = F(kk[j] / norm / (1 + std::exp(-x(rng))));
-      }
-    }
+    rwkv::kernels::test::model_v7_ab(sz, N, rng, a, b);
   }
   size_t size() const { return r.size(); }
   // True for elements of [B, T, H, N] in heads [h0, h1).

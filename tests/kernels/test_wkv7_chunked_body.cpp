@@ -42,23 +42,7 @@ struct Inputs {
     lw = uniform<float>(sz, c.lw_lo, c.lw_hi, rng);
     k = uniform<float>(sz, -1, 1, rng);
     v = uniform<float>(sz, -1, 1, rng);
-    std::normal_distribution<double> g;
-    std::uniform_real_distribution<double> x(-3, 3);
-    a.resize(sz);
-    b.resize(sz);
-    std::vector<double> kk(c.N);
-    for (size_t o = 0; o < sz; o += c.N) {
-      double norm = 0;
-      for (auto& e : kk) {
-        e = g(rng);
-        norm += e * e;
-      }
-      norm = std::sqrt(norm);
-      for (int j = 0; j < c.N; ++j) {
-        a[o + j] = float(-kk[j] / norm);
-        b[o + j] = float(kk[j] / norm / (1 + std::exp(-x(rng))));
-      }
-    }
+    rwkv::kernels::test::model_v7_ab(sz, c.N, rng, a, b);
     if (c.initial_state) s0 = uniform<float>(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
     dy = uniform<float>(sz, -1, 1, rng);
   }

@@ -20,6 +20,30 @@ std::vector<F> uniform(size_t n, double lo, double hi, std::mt19937& rng) {
   return x;
 }
 
+// RWKV-7's a = -kk and b = kk * sigmoid(x) as the model makes them: kk Gaussian and
+// L2-normalised per row of N (a head of one token), x uniform in [-3, 3]; n a multiple
+// of N.
+template <typename F>
+void model_v7_ab(size_t n, int N, std::mt19937& rng, std::vector<F>& a, std::vector<F>& b) {
+  std::normal_distribution<double> g;
+  std::uniform_real_distribution<double> x(-3, 3);
+  a.resize(n);
+  b.resize(n);
+  std::vector<double> kk(static_cast<size_t>(N));
+  for (size_t o = 0; o < n; o += size_t(N)) {
+    double norm = 0;
+    for (auto& e : kk) {
+      e = g(rng);
+      norm += e * e;
+    }
+    norm = std::sqrt(norm);
+    for (int j = 0; j < N; ++j) {
+      a[o + j] = F(-kk[j] / norm);
+      b[o + j] = F(kk[j] / norm / (1 + std::exp(-x(rng))));
+    }
+  }
+}
+
 // ||x - ref||_2 / ||ref||_2 over the elements where mask is true (||x - ref||_2 when the
 // reference is 0 there).
 template <typename F, typename G>
