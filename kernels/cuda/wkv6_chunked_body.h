@@ -3,8 +3,8 @@
 // wkv6_backward_chunked) as block bodies the tests also run on the CPU
 // (kernels/cuda/block.h), on the scan of kernels/cuda/wkv7_chunked_body.h without its
 // delta term. The recurrence (kernels/cuda/wkv6.h; S[i][j]: key i, value j):
-//   y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),  S_t = diag(w_t) S_{t-1} + k_t
-//   v_t^T.
+//   y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),
+//   S_t = diag(w_t) S_{t-1} + k_t v_t^T.
 // For a chunk of kL tokens t, s (cum as in the WKV7 chunks, in double), S_in entering it:
 //   A[t][s] = sum_i r_t[i] k_s[i] e^{cum_t - cum_{s+1}}[i] (s < t),  A[t][t] = sum_i r_t u k_t
 //   R~[t] = r_t e^{cum_t},  Kh[s] = k_s e^{cum_kL - cum_{s+1}},  P_L = e^{cum_kL}

@@ -11,7 +11,7 @@
 //   dS_in = dS diag(P_L) + dX^T A~ + dY^T R~,   A~[t] = a_t e^{cum_t}, R~[t] = r_t e^{cum_{t+1}}.
 // That has the forward scan's form (SA = W S^T + U; S <- S diag(P_L) + V^T Kh + SA^T Bh)
 // with W = Wb, U = Ub, V = dY, Kh = R~, Bh = A~, so the forward's scan runs it, chunks in
-// reverse (Args::reverse), from dS = 0 after the last token; it stores dS of every chunk
+// reverse (ScanArgs::reverse), from dS = 0 after the last token; it stores dS of every chunk
 // where the forward stores S_in, and dX where the forward stores sa. Three kernels:
 // bprep (per chunk, in parallel: Wb, Ub, A~, R~, P_L), the scan, then grad (per chunk,
 // in parallel), with sa_s as a value of key b_s beside v_s (key k_s), a_t a query of

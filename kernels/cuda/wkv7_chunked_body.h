@@ -1,6 +1,8 @@
 #pragma once
-// The two kernels of the chunked WKV7 forward (kernels/cuda/wkv7_chunked.cu), as block
-// bodies (kernels/cuda/block.h) that the tests also run on the CPU.
+// The two kernels of the chunked WKV7 forward (kernels/cuda/wkv7.cu), as block bodies
+// (kernels/cuda/block.h) that the tests also run on the CPU; the scan also serves the
+// chunked WKV7 backward (wkv7_chunked_backward_body.h) and RWKV-5/6's chunked WKV
+// (wkv6_chunked_body.h).
 //
 // The chunk equations are those of the CPU's chunked form (kernels/cpu/wkv7.cpp), with
 // the decay between two tokens taken as one exp of a difference of cumulative log
@@ -10,10 +12,11 @@
 // sequential backward reads). The cumulative sums are kept in double (in shared memory
 // only; each exponent is rounded to float before its expf): in fp32 a difference of two
 // sums near -750 (decays e^-50 over 15 steps) is off by ~5e-5, and so is its exp
-// (measured: dlw 1.1e-5 from the recurrence at decays e^-60..e^-40). For a chunk of one head,
-// tokens t, s in [0, kL) (tokens past the end of the sequence are zero rows with lw = 0), cum_0 =
-// 0, cum_{t+1} = cum_t
-// + lw_t and S_in the state entering it (S[i][j]: value i, key j):
+// (measured: dlw 1.1e-5 from the recurrence at decays e^-60..e^-40).
+//
+// For a chunk of one head, tokens t, s in [0, kL) (tokens past the end of the sequence
+// are zero rows with lw = 0), cum_0 = 0, cum_{t+1} = cum_t + lw_t and S_in the state
+// entering it (S[i][j]: value i, key j):
 //   Aak[t][s] = sum_j a_t k_s e^{cum_t - cum_{s+1}},  Aab alike with b_s     (s < t)
 //   Ark[t][s] = sum_j r_t k_s e^{cum_{t+1} - cum_{s+1}},  Arb alike with b_s (s <= t)
 //   W  = (I - Aab)^{-1} A~,  A~[t] = a_t e^{cum_t}                  [kL, N] (by keys)
@@ -33,7 +36,7 @@
 // splits: rows evolve on their own, as in the sequential kernel): the chunks in order,
 // each SA, Y and S_out of its rows (4 kL R N multiply-adds per chunk, against kL tokens
 // of dependent steps in the sequential kernel); it writes the checkpoints and sa_t in the
-// sequential forward's workspace layout (kernels/cuda/wkv7_workspace.h), so the
+// sequential forward's workspace layout (kernels/cuda/wkv7.cu, Workspace), so the
 // sequential backward runs from either forward.
 #include <cmath>
 #include <cstddef>
