@@ -18,7 +18,7 @@
 // does not depend on the values); tokens are a fixed random stream. No data files are
 // read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some). The
 // 0.4b run ends with one more step timed op by op (kernels/profiled_backend.h), printed
-// as a table: where the step's time goes; it runs with the sequential WKV7 kernels, then
+// as a table: where the step's time goes; it runs with the sequential WKV kernels, then
 // with the chunked ones (CudaBackend's WkvKernels).
 #include <algorithm>
 #include <cstdint>

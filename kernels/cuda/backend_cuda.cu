@@ -1,9 +1,10 @@
+#include "kernels/cuda/backend_cuda.h"
+
 #include <cstdint>
 #include <sstream>
 
 #include "common/error.h"
 #include "kernels/cuda/adamw.h"
-#include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
@@ -100,8 +101,8 @@ void CudaBackend<F>::zero(F* p, int64_t n) {
 }
 
 void CudaBackend<F>::copy(F* dst, const F* src, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(F), cudaMemcpyDeviceToDevice,
-                             stream));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(F),
+                             cudaMemcpyDeviceToDevice, stream));
 }
 
 void CudaBackend<F>::upload(F* dst, const F* host, int64_t n) {
@@ -133,8 +134,8 @@ void CudaBackend<F>::embedding_backward(F* demb, const F* dout, const int32_t* i
                            scratch(cuda::embedding_backward_scratch_bytes(n, v0, v1)), stream);
 }
 
-void CudaBackend<F>::layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                                       int64_t n, int64_t C, F eps) {
+void CudaBackend<F>::layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w,
+                                       const F* b, int64_t n, int64_t C, F eps) {
   cuda::layernorm_forward(out, mean, rstd, x, w, b, n, C, eps, stream);
 }
 
@@ -153,8 +154,8 @@ void CudaBackend<F>::rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, c
   cuda::rmsnorm_backward(dx, dw, dout, x, w, rstd, n, C, stream);
 }
 
-void CudaBackend<F>::groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                                       int64_t n, int64_t H, int64_t N, F eps) {
+void CudaBackend<F>::groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w,
+                                       const F* b, int64_t n, int64_t H, int64_t N, F eps) {
   cuda::groupnorm_forward(out, mean, rstd, x, w, b, n, H, N, eps, stream);
 }
 
@@ -266,8 +267,8 @@ void CudaBackend<F>::decay_v6_forward(F* lw, const F* time_decay, const F* ww, i
   cuda::decay_v6_forward(lw, time_decay, ww, n, C, stream);
 }
 
-void CudaBackend<F>::decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw, int64_t n,
-                                       int64_t C) {
+void CudaBackend<F>::decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw,
+                                       int64_t n, int64_t C) {
   cuda::decay_v6_backward(dtime_decay, dww, dlw, lw, n, C, stream);
 }
 
@@ -399,8 +400,8 @@ void* CudaBackend<F>::wkv_backward_workspace(const char* fn, const F* r, int B, 
   if (it == wkv_ws_.end() || it->second.B != B || it->second.T != T || it->second.H != H ||
       it->second.N != N) {
     std::ostringstream msg;
-    msg << fn << ": no forward with these inputs (r = " << static_cast<const void*>(r)
-        << ", B=" << B << " T=" << T << " H=" << H << " N=" << N
+    msg << fn << ": no forward with these inputs (r = " << static_cast<const void*>(r) << ", B=" << B
+        << " T=" << T << " H=" << H << " N=" << N
         << ") ran on this backend; the CUDA WKV backward reads the checkpoints its forward stored";
     throw Error(msg.str());
   }
@@ -434,8 +435,8 @@ void CudaBackend<F>::wkv6_backward(WkvAlgo, int B, int T, int H, int N, int h0, 
 }
 
 void CudaBackend<F>::wkv7_forward(WkvAlgo, int B, int T, int H, int N, int h0, int h1, const F* r,
-                                  const F* lw, const F* k, const F* v, const F* a, const F* b, F* y,
-                                  const F* state_in, F* state_out) {
+                                  const F* lw, const F* k, const F* v, const F* a, const F* b,
+                                  F* y, const F* state_in, F* state_out) {
   void* ws = wkv_forward_workspace(r, cuda::wkv7_workspace_bytes(B, T, H, N), B, T, H, N);
   const int splits = cuda::wkv7_default_splits(B, h1 - h0, N);
   if (wkv == WkvKernels::chunked) {

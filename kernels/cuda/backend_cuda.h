@@ -194,7 +194,7 @@ struct CudaBackend<float> final : Backend<float> {
   void* wkv_backward_workspace(const char* fn, const F* r, int B, int T, int H, int N) const;
   std::map<const F*, WkvWorkspace> wkv_ws_;
   // Scratch of the ops that need some only while they run (the RWKV-4 WKV backward, the
-  // embedding backward, the bf16 products' operand copies, the chunked WKV7's buffers):
+  // embedding backward, the bf16 products' operand copies, the chunked WKVs' buffers):
   // one block, grown on demand. The stream orders its users.
   void* scratch(size_t bytes);
   void* scratch_ = nullptr;
