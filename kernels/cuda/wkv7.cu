@@ -490,23 +490,9 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
     throw Error(std::string(fn) + ": scratch is null (size: wkv7_chunked_scratch_bytes)");
   const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
   const int nh = h1 - h0;
-  const wkv7_chunked::Args x{B,
-                             T,
-                             H,
-                             h0,
-                             nh,
-                             r,
-                             lw,
-                             k,
-                             v,
-                             a,
-                             b,
-                             y,
-                             state_in,
-                             state_out,
-                             ws.ckpt,
-                             ws.sa,
-                             static_cast<float*>(scratch)};
+  float* prep = static_cast<float*>(scratch);
+  const wkv7_chunked::Args x{B, T, H, h0, nh, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
+                             ws.sa, prep};
   with_instance(N, splits, [&](auto n, auto g) {
     if (T > 0) {
       wkv7_chunk_prep_kernel<n()>
@@ -545,8 +531,9 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
   const Workspace ws = carve(workspace, B, T, H, N);
   const int nh = h1 - h0;
   const ChunkedScratch sc = carve_chunked(scratch, B, T, H, nh, N);
-  const wkv7_chunked::Args fwd{B, T, H,       h0,      nh,      r,       lw,    k,      v,
-                               a, b, nullptr, nullptr, nullptr, ws.ckpt, ws.sa, nullptr};
+  // The forward's inputs and workspace (no y, states or prep: the backward has its own).
+  const wkv7_chunked::Args fwd{B, T, H, h0, nh, r, lw, k, v, a, b, nullptr, nullptr, nullptr,
+                               ws.ckpt, ws.sa, nullptr};
   const wkv7_chunked::BackArgs x{fwd, dy, dr, dlw, dk, dv, da, db, sc.bprep, sc.dS, sc.dX};
   const int blocks = B * nh * wkv7_chunked::chunks(T);
   with_instance(N, splits, [&](auto n, auto g) {
