@@ -8,6 +8,7 @@
 // over the heads in range, <= 1e-5; outputs start as NaN and must stay NaN outside.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>

@@ -11,6 +11,7 @@
 // <= 1e-5; outputs start as NaN, and outside the head range they must stay NaN.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
