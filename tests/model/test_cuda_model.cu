@@ -73,41 +73,56 @@ void expect_tensors_close(const char* what, const ParamTable& table, const std::
   }
 }
 
+// A small model of `version` on the CPU and on the GPU, both set to the same random
+// parameters, and a batch of B 2, T 37 (two WKV checkpoints and a partial segment).
+struct CpuAndGpuModels {
+  static constexpr int B = 2, T = 37;
+  ModelConfig cfg;
+  ParamTable table;
+  std::vector<int32_t> idx, tgt;
+  kernels::CpuBackend<float> cpu;
+  kernels::CudaBackend<float> gpu;
+  Model<float> mc, mg;
+  CpuAndGpuModels(int version, kernels::MatmulPrecision precision, kernels::WkvKernels wkv)
+      : cfg(small_config(version)),
+        table(build_param_table(cfg)),
+        idx(test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version))),
+        tgt(test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version))),
+        gpu(kArenaBytes, precision, wkv),
+        mc(cfg, cpu, kOpts),
+        mg(cfg, gpu, kOpts) {
+    const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
+    mc.set_params(p0);
+    mg.set_params(p0);
+  }
+};
+
 // Two training steps of `version` on the GPU, each against the CPU from the same state:
 // loss, every gradient, parameters and AdamW moments after the step, 1e-5.
 void expect_training_steps_match_cpu(int version, kernels::WkvKernels wkv) {
-  const ModelConfig cfg = small_config(version);
-  const ParamTable table = build_param_table(cfg);
-  const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
-  const int B = 2, T = 37;  // T: two WKV checkpoints and a partial segment
-  const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
-  const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
-  kernels::CpuBackend<float> cpu;
-  kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::fp32, wkv);
-  Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
-  mc.set_params(p0);
-  mg.set_params(p0);
+  CpuAndGpuModels m(version, kernels::MatmulPrecision::fp32, wkv);
+  const int B = m.B, T = m.T;
   for (int step = 1; step <= 2; ++step) {
     const std::string where = "version " + std::to_string(version) + ", step " +
                               std::to_string(step) +
                               (wkv == kernels::WkvKernels::chunked ? ", chunked WKV" : "");
     if (step > 1) {  // the CPU goes on from the GPU's state: each step is compared alone
-      mc.set_params(mg.get_params());
-      mc.set_adam_moments(mg.get_adam_m(), mg.get_adam_v());
+      m.mc.set_params(m.mg.get_params());
+      m.mc.set_adam_moments(m.mg.get_adam_m(), m.mg.get_adam_v());
     }
-    mc.zero_grad();
-    mg.zero_grad();
-    const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
+    m.mc.zero_grad();
+    m.mg.zero_grad();
+    const double lc = m.mc.forward(m.idx, m.tgt, B, T), lg = m.mg.forward(m.idx, m.tgt, B, T);
     EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
-    mc.backward();
-    mg.backward();
-    expect_tensors_close("gradient", table, mg.get_grads(), mc.get_grads(), 1e-5, where);
-    mc.adamw_step(kHyper, step);
-    mg.adamw_step(kHyper, step);
-    expect_tensors_close("parameter after AdamW", table, mg.get_params(), mc.get_params(), 1e-5,
-                         where);
-    expect_tensors_close("AdamW m", table, mg.get_adam_m(), mc.get_adam_m(), 1e-5, where);
-    expect_tensors_close("AdamW v", table, mg.get_adam_v(), mc.get_adam_v(), 1e-5, where);
+    m.mc.backward();
+    m.mg.backward();
+    expect_tensors_close("gradient", m.table, m.mg.get_grads(), m.mc.get_grads(), 1e-5, where);
+    m.mc.adamw_step(kHyper, step);
+    m.mg.adamw_step(kHyper, step);
+    expect_tensors_close("parameter after AdamW", m.table, m.mg.get_params(), m.mc.get_params(),
+                         1e-5, where);
+    expect_tensors_close("AdamW m", m.table, m.mg.get_adam_m(), m.mc.get_adam_m(), 1e-5, where);
+    expect_tensors_close("AdamW v", m.table, m.mg.get_adam_v(), m.mc.get_adam_v(), 1e-5, where);
   }
 }
 
@@ -127,29 +142,20 @@ TEST(CudaModel, ChunkedWkvTrainingStepsMatchCpu) {
 TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
   SKIP_WITHOUT_GPU();
   for (int version : {4, 5, 6, 7}) {
-    const ModelConfig cfg = small_config(version);
-    const ParamTable table = build_param_table(cfg);
-    const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
-    const int B = 2, T = 37;
-    const auto idx = test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version));
-    const auto tgt = test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version));
-    kernels::CpuBackend<float> cpu;
-    kernels::CudaBackend<float> gpu(kArenaBytes, kernels::MatmulPrecision::bf16);
-    Model<float> mc(cfg, cpu, kOpts), mg(cfg, gpu, kOpts);
-    mc.set_params(p0);
-    mg.set_params(p0);
+    CpuAndGpuModels m(version, kernels::MatmulPrecision::bf16, kernels::WkvKernels::sequential);
     const std::string where = "bf16, version " + std::to_string(version);
-    mc.zero_grad();
-    mg.zero_grad();
-    const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
+    m.mc.zero_grad();
+    m.mg.zero_grad();
+    const double lc = m.mc.forward(m.idx, m.tgt, m.B, m.T),
+                 lg = m.mg.forward(m.idx, m.tgt, m.B, m.T);
     EXPECT_NEAR(lg, lc, 5e-3 * lc) << where;
-    mc.backward();
-    mg.backward();
-    const auto gc = mc.get_grads(), gg = mg.get_grads();
+    m.mc.backward();
+    m.mg.backward();
+    const auto gc = m.mc.get_grads(), gg = m.mg.get_grads();
     const double whole = rel_l2(gg.data(), gc.data(), int64_t(gc.size()));
     EXPECT_LE(whole, 2e-2) << "whole gradient, " << where;
     EXPECT_GT(whole, 1e-4) << "whole gradient, " << where << ": as close as fp32 products";
-    expect_tensors_close("gradient", table, gg, gc, 0.25, where);
+    expect_tensors_close("gradient", m.table, gg, gc, 0.25, where);
   }
 }
 
