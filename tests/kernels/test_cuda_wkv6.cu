@@ -142,7 +142,8 @@ TEST(CudaWkv6, MatchesCpuLongSequence) {
 }
 
 // A nonzero initial state: output and final state against the CPU; the forward
-// without a workspace gives the same output bitwise.
+// without a workspace gives the same output bitwise; the chunked forward against the CPU
+// too.
 TEST(CudaWkv6, ForwardWithInitialState) {
   SKIP_WITHOUT_GPU();
   const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
@@ -162,6 +163,21 @@ TEST(CudaWkv6, ForwardWithInitialState) {
                            sout.p, ws, nullptr);
   rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y2.p, sin.p,
                            nullptr, nullptr, nullptr);
+  // The chunked forward (four scan blocks), with and without a workspace.
+  DevBuf scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
+                 sizeof(float));
+  for (void* cws : {ws, static_cast<void*>(nullptr)}) {
+    SCOPED_TRACE(cws ? "chunked, with workspace" : "chunked, without workspace");
+    DevBuf y3(in.r.size()), sout3(s0.size());
+    y3.poison();
+    sout3.poison();
+    scratch.poison();
+    rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y3.p,
+                                     sin.p, sout3.p, cws, scratch.p, 4, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_TRUE(close("y", c, y3.get(), y_ref));
+    EXPECT_TRUE(close("state_out", c, sout3.get(), s_ref, c.N * c.N, 1));
+  }
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaFree(ws));
   EXPECT_TRUE(close("y", c, y.get(), y_ref));
@@ -187,36 +203,6 @@ TEST(CudaWkv6, ChunkedMatchesCpu) {
   }
   expect_matches_cpu({1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 8}, true, 8);
   expect_matches_cpu({1, 16384, 1, 64, 0, 1, -1.0, -1e-3, 12}, true);
-}
-
-// The chunked forward with an initial state, with and without a workspace.
-TEST(CudaWkv6, ChunkedForwardWithInitialState) {
-  SKIP_WITHOUT_GPU();
-  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
-  const Inputs in(c);
-  std::mt19937 rng(10);
-  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
-  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
-  rwkv::kernels::wkv6_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.k.data(),
-                                    in.v.data(), in.lw.data(), in.u.data(), y_ref.data(), s0.data(),
-                                    s_ref.data());
-  const DevBuf r(in.r), k(in.k), v(in.v), lw(in.lw), u(in.u), sin(s0);
-  DevBuf ws(rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float));
-  DevBuf scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
-                 sizeof(float));
-  for (const bool with_ws : {true, false}) {
-    SCOPED_TRACE(with_ws ? "with workspace" : "without workspace");
-    DevBuf y(in.r.size()), sout(s0.size());
-    y.poison();
-    sout.poison();
-    scratch.poison();
-    rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
-                                     sin.p, sout.p, with_ws ? ws.p : nullptr, scratch.p, 4,
-                                     nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_TRUE(close("y", c, y.get(), y_ref));
-    EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, c.N * c.N, 1));
-  }
 }
 
 // Two runs on the same inputs give bitwise-identical outputs and gradients, sequential

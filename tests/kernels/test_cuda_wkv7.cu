@@ -41,6 +41,23 @@ struct Inputs {
   }
 };
 
+// The case of the initial-state tests: its inputs, a random initial state s0 and the
+// CPU's output and final state from s0.
+struct InitialStateCase {
+  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
+  const Inputs in{c};
+  std::vector<float> s0, y_ref, s_ref;
+  InitialStateCase() {
+    std::mt19937 rng(10);
+    s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
+    y_ref.resize(in.r.size());
+    s_ref.resize(s0.size());
+    rwkv::kernels::wkv7_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.lw.data(),
+                                      in.k.data(), in.v.data(), in.a.data(), in.b.data(),
+                                      y_ref.data(), s0.data(), s_ref.data());
+  }
+};
+
 struct Outputs {
   std::vector<float> y, state, dr, dlw, dk, dv, da, db;
 };
@@ -174,17 +191,14 @@ TEST(CudaWkv7, MatchesCpuLongSequence) {
 }
 
 // A nonzero initial state: output and final state against the CPU; the forward
-// without a workspace gives the same output bitwise.
+// without a workspace gives the same output bitwise; the split and the chunked forwards
+// (without a workspace) against the CPU too.
 TEST(CudaWkv7, ForwardWithInitialState) {
   SKIP_WITHOUT_GPU();
-  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
-  const Inputs in(c);
-  std::mt19937 rng(10);
-  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
-  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
-  rwkv::kernels::wkv7_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.lw.data(),
-                                    in.k.data(), in.v.data(), in.a.data(), in.b.data(),
-                                    y_ref.data(), s0.data(), s_ref.data());
+  const InitialStateCase ic;
+  const Case& c = ic.c;
+  const Inputs& in = ic.in;
+  const std::vector<float>&s0 = ic.s0, &y_ref = ic.y_ref, &s_ref = ic.s_ref;
   const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), sin(s0);
   DevBuf y(in.r.size()), y2(in.r.size()), sout(s0.size());
   for (DevBuf* x : {&y, &y2, &sout}) x->poison();
@@ -202,6 +216,20 @@ TEST(CudaWkv7, ForwardWithInitialState) {
                              sin.p, sout3.p, nullptr, splits, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     SCOPED_TRACE("splits " + std::to_string(splits));
+    EXPECT_TRUE(close("y", c, y3.get(), y_ref));
+    EXPECT_TRUE(close("state_out", c, sout3.get(), s_ref, c.N * c.N, 1));
+  }
+  // The chunked forward without a workspace (inference), one and four scan blocks.
+  DevBuf prep(rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, c.h1 - c.h0, c.N) / sizeof(float));
+  prep.poison();
+  for (const int splits : {1, 4}) {
+    SCOPED_TRACE("chunked, splits " + std::to_string(splits));
+    DevBuf y3(in.r.size()), sout3(s0.size());
+    y3.poison();
+    sout3.poison();
+    rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                     y3.p, sin.p, sout3.p, nullptr, prep.p, splits, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
     EXPECT_TRUE(close("y", c, y3.get(), y_ref));
     EXPECT_TRUE(close("state_out", c, sout3.get(), s_ref, c.N * c.N, 1));
   }
@@ -248,34 +276,6 @@ TEST(CudaWkv7, ChunkedForwardMatchesCpu) {
   expect_matches_cpu({1, 16384, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 12}, 1, ch);
 }
 
-// With an initial state and without a workspace (inference): output and final state
-// against the CPU.
-TEST(CudaWkv7, ChunkedForwardWithInitialState) {
-  SKIP_WITHOUT_GPU();
-  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
-  const Inputs in(c);
-  std::mt19937 rng(10);
-  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
-  std::vector<float> y_ref(in.r.size()), s_ref(s0.size());
-  rwkv::kernels::wkv7_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, in.r.data(), in.lw.data(),
-                                    in.k.data(), in.v.data(), in.a.data(), in.b.data(),
-                                    y_ref.data(), s0.data(), s_ref.data());
-  const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), sin(s0);
-  DevBuf prep(rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, c.h1 - c.h0, c.N) / sizeof(float));
-  prep.poison();
-  for (const int splits : {1, 4}) {
-    SCOPED_TRACE("splits " + std::to_string(splits));
-    DevBuf y(in.r.size()), sout(s0.size());
-    y.poison();
-    sout.poison();
-    rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
-                                     y.p, sin.p, sout.p, nullptr, prep.p, splits, nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_TRUE(close("y", c, y.get(), y_ref));
-    EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, c.N * c.N, 1));
-  }
-}
-
 // The chunked backward (kernels/cuda/wkv7_chunked_backward_body.h; also tested on the
 // CPU by test_wkv7_chunked_body) from the chunked forward's workspace, every case and
 // split count of ChunkedForwardMatchesCpu; and from the sequential forward's.
@@ -302,11 +302,10 @@ TEST(CudaWkv7, ChunkedBackwardMatchesCpu) {
 // workspace.
 TEST(CudaWkv7, ChunkedBackwardWithInitialState) {
   SKIP_WITHOUT_GPU();
-  const Case c{2, 45, 3, 64, 1, 3, -1.0, -0.01, 9};
-  const Inputs in(c);
-  std::mt19937 rng(10);
-  const auto s0 = uniform(size_t(c.B) * c.H * c.N * c.N, -1, 1, rng);
-  const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy), sin(s0);
+  const InitialStateCase ic;
+  const Case& c = ic.c;
+  const Inputs& in = ic.in;
+  const DevBuf r(in.r), lw(in.lw), k(in.k), v(in.v), a(in.a), b(in.b), dy(in.dy), sin(ic.s0);
   const size_t sz = in.r.size();
   DevBuf y(sz), ws(rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float));
   DevBuf bscratch(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
