@@ -97,15 +97,7 @@ RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, Sh& 
   }
   for (int i = tid; i < N; i += nt) sh.u[i] = x.u[size_t(p.h) * N + i];
   blk.sync();
-  for (int i = tid; i < N; i += nt) {
-    double cum = 0.0;
-    sh.cum[0][i] = 0.0;
-    for (int t = 0; t < kL; ++t) {
-      cum += sh.lw[t][i];
-      sh.cum[t + 1][i] = cum;
-    }
-  }
-  blk.sync();
+  wkv7_chunked::cumulative_decays<N>(blk, sh);
 }
 
 // A (s <= t; zero above the diagonal). Ends with a barrier.

@@ -112,10 +112,25 @@ RWKV_HD ChunkPos chunk_pos(const A& x, int block) {
 template <int N>
 struct PrepShared {
   float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
-  double cum[kL + 1][N + 1];  // double: see wkv7_chunked_body.h
+  double cum[kL + 1][N + 1];  // double: see the header comment
   float W[kL][N + 1], U[kL][N + 1];
   float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
 };
+
+// sh.cum[t][j] = sum of sh.lw[0 .. t-1][j] (the chunk's rows loaded). Sh: any struct
+// with those arrays (the WKV5/6 and WKV7 kernels' shared memory). Ends with a barrier.
+template <int N, typename Sh, typename Block>
+RWKV_HD void cumulative_decays(const Block& blk, Sh& sh) {
+  for (int j = blk.thread(); j < N; j += blk.threads()) {
+    double cum = 0.0;
+    sh.cum[0][j] = 0.0;
+    for (int t = 0; t < kL; ++t) {
+      cum += sh.lw[t][j];
+      sh.cum[t + 1][j] = cum;
+    }
+  }
+  blk.sync();
+}
 
 // The chunk's rows of r, k, a, b, lw and of `val` (into sh.v: v, or dy for the
 // backward's prep) into shared memory, zero rows past the end of the sequence; then
@@ -136,15 +151,7 @@ RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, cons
     sh.lw[t][j] = in ? x.lw[o] : 0.f;
   }
   blk.sync();
-  for (int j = tid; j < N; j += nt) {
-    double cum = 0.0;
-    sh.cum[0][j] = 0.0;
-    for (int t = 0; t < kL; ++t) {
-      cum += sh.lw[t][j];
-      sh.cum[t + 1][j] = cum;
-    }
-  }
-  blk.sync();
+  cumulative_decays<N>(blk, sh);
 }
 
 // Aak, Aab (s < t) and Ark, Arb (s <= t) from the loaded chunk, zero elsewhere. Ends
