@@ -87,10 +87,14 @@ struct Backend {
   virtual void shift_diff_backward(F* dx, F* dprev, const F* dxx, int64_t B, int64_t T,
                                    int64_t C) = 0;
   virtual void shift_last(F* last, const F* x, int64_t B, int64_t T, int64_t C) = 0;
-  virtual void mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m, bool one_minus,
-                           int64_t n, int64_t C) = 0;
-  virtual void mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx, const F* c,
-                            const F* m, bool one_minus, int64_t n, int64_t C) = 0;
+  // The mixes of one token shift as one group (kernels/mix_group.h).
+  virtual void mix_forward(std::span<F* const> outs, const F* x, const F* xx,
+                           std::span<const F* const> coefs, std::span<const F* const> ms,
+                           bool one_minus, int64_t n, int64_t C) = 0;
+  virtual void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
+                            std::span<const F* const> douts, const F* xx,
+                            std::span<const F* const> coefs, std::span<const F* const> ms,
+                            bool one_minus, int64_t n, int64_t C) = 0;
 
   // kernels/cpu/rwkv_pointwise.h
   virtual void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) = 0;

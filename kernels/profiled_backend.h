@@ -206,15 +206,17 @@ struct ProfiledBackend final : Backend<F> {
     const Timed timed(clock, "shift_last");
     inner.shift_last(last, x, B, T, C);
   }
-  void mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m, bool one_minus,
+  void mix_forward(std::span<F* const> outs, const F* x, const F* xx,
+                   std::span<const F* const> coefs, std::span<const F* const> ms, bool one_minus,
                    int64_t n, int64_t C) override {
     const Timed timed(clock, "mix_forward");
-    inner.mix_forward(out, x, xx, c, m, one_minus, n, C);
+    inner.mix_forward(outs, x, xx, coefs, ms, one_minus, n, C);
   }
-  void mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx, const F* c, const F* m,
-                    bool one_minus, int64_t n, int64_t C) override {
+  void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
+                    std::span<const F* const> douts, const F* xx, std::span<const F* const> coefs,
+                    std::span<const F* const> ms, bool one_minus, int64_t n, int64_t C) override {
     const Timed timed(clock, "mix_backward");
-    inner.mix_backward(dx, dxx, dc, dm, dout, xx, c, m, one_minus, n, C);
+    inner.mix_backward(dx, dxx, dcoefs, dms, douts, xx, coefs, ms, one_minus, n, C);
   }
   void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) override {
     const Timed timed(clock, "decay_v6_forward");

@@ -29,7 +29,11 @@ void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   const bool one_minus = c.cfg.version <= 5;
   be.shift_diff_forward(a.cxx, x, st.ffn_shift_in, c.B, c.T, C);
   if (st.ffn_shift_out) be.shift_last(st.ffn_shift_out, x, c.B, c.T, C);
-  be.mix_forward(a.cxk, x, a.cxx, w.ffn_mix_k, nullptr, one_minus, n, C);
+  // RWKV-4/5/6 mix the key's and the receptance's inputs, RWKV-7 the key's only.
+  F* outs[2] = {a.cxk, a.cxr};
+  const F* coefs[2] = {w.ffn_mix_k, w.ffn_mix_r};
+  be.mix_forward(std::span(outs, c.cfg.version == 7 ? 1 : 2), x, a.cxx,
+                 std::span(coefs, c.cfg.version == 7 ? 1 : 2), {}, one_minus, n, C);
   be.matmul_forward(a.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn, false);
   be.act_forward(hidden_act(c.cfg), a.ck, a.ck_h, n * Fd);
   if (c.cfg.version == 7) {
@@ -41,7 +45,6 @@ void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   c.tp.all_reduce_sum(a.ckv, n * C);
   // The gate sigmoid(Wr xr) is computed whole on every rank (a replicated [C, C]
   // product) and multiplies the all-reduced value: still one all-reduce per block.
-  be.mix_forward(a.cxr, x, a.cxx, w.ffn_mix_r, nullptr, one_minus, n, C);
   be.matmul_forward(a.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C, WLayout::OutIn, false);
   be.act_forward(Act::sigmoid, a.cr, a.cr_h, n * C);
   be.mul_forward(a.ffn, a.cr, a.ckv, n * C);
@@ -65,15 +68,20 @@ void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
     be.act_backward(Act::sigmoid, d.cr_h, d.cr, a.cr_h, n * C);
     be.matmul_backward(d.cxr, gw.ffn_receptance, d.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C,
                        WLayout::OutIn);
-    be.mix_backward(lead ? dx : nullptr, lead ? d.cxx : nullptr, gw.ffn_mix_r, nullptr, d.cxr,
-                    a.cxx, w.ffn_mix_r, nullptr, one_minus, n, C);
+    F* const dmix_r[1] = {gw.ffn_mix_r};
+    const F* const dxr[1] = {d.cxr};
+    const F* const mix_r[1] = {w.ffn_mix_r};
+    be.mix_backward(lead ? dx : nullptr, lead ? d.cxx : nullptr, dmix_r, {}, dxr, a.cxx, mix_r, {},
+                    one_minus, n, C);
     be.matmul_backward(d.ck, gw.ffn_value, d.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C,
                        WLayout::OutIn);
   }
   be.act_backward(hidden_act(c.cfg), d.ck_h, d.ck, a.ck_h, n * Fd);
   be.matmul_backward(d.cxk, gw.ffn_key, d.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn);
-  be.mix_backward(dx, d.cxx, gw.ffn_mix_k, nullptr, d.cxk, a.cxx, w.ffn_mix_k, nullptr, one_minus,
-                  n, C);
+  F* const dmix_k[1] = {gw.ffn_mix_k};
+  const F* const dxk[1] = {d.cxk};
+  const F* const mix_k[1] = {w.ffn_mix_k};
+  be.mix_backward(dx, d.cxx, dmix_k, {}, dxk, a.cxx, mix_k, {}, one_minus, n, C);
   be.shift_diff_backward(dx, nullptr, d.cxx, c.B, c.T, C);
 }
 

@@ -18,9 +18,9 @@ void time_mix_v4_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   const int64_t n = c.n(), C = c.cfg.n_embd, Ca = c.r.channels();
   be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
-  be.mix_forward(a.xk, x, a.xx, w.mix_k, nullptr, true, n, C);
-  be.mix_forward(a.xv, x, a.xx, w.mix_v, nullptr, true, n, C);
-  be.mix_forward(a.xr, x, a.xx, w.mix_r, nullptr, true, n, C);
+  F* outs[3] = {a.xk, a.xv, a.xr};
+  const F* coefs[3] = {w.mix_k, w.mix_v, w.mix_r};
+  be.mix_forward(outs, x, a.xx, coefs, {}, true, n, C);
   be.matmul_forward(a.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
   be.matmul_forward(a.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
   be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
@@ -50,9 +50,10 @@ void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
   be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
   be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
-  be.mix_backward(dx, d.xx, gw.mix_k, nullptr, d.xk, a.xx, w.mix_k, nullptr, true, n, C);
-  be.mix_backward(dx, d.xx, gw.mix_v, nullptr, d.xv, a.xx, w.mix_v, nullptr, true, n, C);
-  be.mix_backward(dx, d.xx, gw.mix_r, nullptr, d.xr, a.xx, w.mix_r, nullptr, true, n, C);
+  const F* douts[3] = {d.xk, d.xv, d.xr};
+  const F* coefs[3] = {w.mix_k, w.mix_v, w.mix_r};
+  F* dcoefs[3] = {gw.mix_k, gw.mix_v, gw.mix_r};
+  be.mix_backward(dx, d.xx, dcoefs, {}, douts, a.xx, coefs, {}, true, n, C);
   be.shift_diff_backward(dx, nullptr, d.xx, c.B, c.T, C);
 }
 

@@ -33,7 +33,9 @@ void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, Layer
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
   if (v6) {
     const int64_t R = c.cfg.v6_mix_lora(), D = c.cfg.v6_decay_lora();
-    be.mix_forward(a.xxx, x, a.xx, w.maa_x, nullptr, false, n, C);
+    F* const xxx[1] = {a.xxx};
+    const F* const maa_x[1] = {w.maa_x};
+    be.mix_forward(xxx, x, a.xx, maa_x, {}, false, n, C);
     be.matmul_forward(a.maa_h, 5 * R, a.xxx, C, w.maa_w1, n, C, 5 * R, WLayout::InOut, false);
     be.act_forward(Act::tanh, a.maa_t, a.maa_h, n * 5 * R);
     for (int64_t s = 0; s < 5; ++s)
@@ -41,17 +43,17 @@ void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, Layer
                         C, WLayout::InOut, false);
     F* outs[5] = {a.xw, a.xk, a.xv, a.xr, a.xg};
     const F* coefs[5] = {w.mix_w, w.mix_k, w.mix_v, w.mix_r, w.mix_g};
-    for (int64_t s = 0; s < 5; ++s)
-      be.mix_forward(outs[s], x, a.xx, coefs[s], a.maa_m + s * n * C, false, n, C);
+    const F* ms[5];
+    for (int64_t s = 0; s < 5; ++s) ms[s] = a.maa_m + s * n * C;
+    be.mix_forward(outs, x, a.xx, coefs, ms, false, n, C);
     be.matmul_forward(a.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut, false);
     be.act_forward(Act::tanh, a.w_t, a.w_h, n * D);
     be.matmul_forward(a.w_z, Ca, a.w_t, D, w.td_w2, n, D, Ca, WLayout::InOut, false);
     be.decay_v6_forward(a.lw, w.time_decay, a.w_z, n, Ca);
   } else {
-    be.mix_forward(a.xk, x, a.xx, w.mix_k, nullptr, true, n, C);
-    be.mix_forward(a.xv, x, a.xx, w.mix_v, nullptr, true, n, C);
-    be.mix_forward(a.xr, x, a.xx, w.mix_r, nullptr, true, n, C);
-    be.mix_forward(a.xg, x, a.xx, w.mix_g, nullptr, true, n, C);
+    F* outs[4] = {a.xk, a.xv, a.xr, a.xg};
+    const F* coefs[4] = {w.mix_k, w.mix_v, w.mix_r, w.mix_g};
+    be.mix_forward(outs, x, a.xx, coefs, {}, true, n, C);
     be.decay_v6_forward(a.lw, w.time_decay, static_cast<const F*>(nullptr), n, Ca);
   }
   be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
@@ -97,22 +99,29 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
     const F* douts[5] = {d.xw, d.xk, d.xv, d.xr, d.xg};
     const F* coefs[5] = {w.mix_w, w.mix_k, w.mix_v, w.mix_r, w.mix_g};
     F* dcoefs[5] = {gw.mix_w, gw.mix_k, gw.mix_v, gw.mix_r, gw.mix_g};
-    for (int64_t s = 0; s < 5; ++s)
-      be.mix_backward(dx, d.xx, dcoefs[s], d.maa_m + s * n * C, douts[s], a.xx, coefs[s],
-                      a.maa_m + s * n * C, false, n, C);
+    F* dms[5];
+    const F* ms[5];
+    for (int64_t s = 0; s < 5; ++s) {
+      dms[s] = d.maa_m + s * n * C;
+      ms[s] = a.maa_m + s * n * C;
+    }
+    be.mix_backward(dx, d.xx, dcoefs, dms, douts, a.xx, coefs, ms, false, n, C);
     for (int64_t s = 0; s < 5; ++s)
       be.matmul_backward(d.maa_t + s * R, gw.maa_w2 + s * R * C, d.maa_m + s * n * C, C,
                          a.maa_t + s * R, 5 * R, w.maa_w2 + s * R * C, n, R, C, WLayout::InOut);
     be.act_backward(Act::tanh, d.maa_h, d.maa_t, a.maa_h, n * 5 * R);
     be.matmul_backward(d.xxx, gw.maa_w1, d.maa_h, 5 * R, a.xxx, C, w.maa_w1, n, C, 5 * R,
                        WLayout::InOut);
-    be.mix_backward(dx, d.xx, gw.maa_x, nullptr, d.xxx, a.xx, w.maa_x, nullptr, false, n, C);
+    F* const dmaa_x[1] = {gw.maa_x};
+    const F* const dxxx[1] = {d.xxx};
+    const F* const maa_x[1] = {w.maa_x};
+    be.mix_backward(dx, d.xx, dmaa_x, {}, dxxx, a.xx, maa_x, {}, false, n, C);
   } else {
     be.decay_v6_backward(gw.time_decay, static_cast<F*>(nullptr), d.lw, a.lw, n, Ca);
-    be.mix_backward(dx, d.xx, gw.mix_k, nullptr, d.xk, a.xx, w.mix_k, nullptr, true, n, C);
-    be.mix_backward(dx, d.xx, gw.mix_v, nullptr, d.xv, a.xx, w.mix_v, nullptr, true, n, C);
-    be.mix_backward(dx, d.xx, gw.mix_r, nullptr, d.xr, a.xx, w.mix_r, nullptr, true, n, C);
-    be.mix_backward(dx, d.xx, gw.mix_g, nullptr, d.xg, a.xx, w.mix_g, nullptr, true, n, C);
+    const F* douts[4] = {d.xk, d.xv, d.xr, d.xg};
+    const F* coefs[4] = {w.mix_k, w.mix_v, w.mix_r, w.mix_g};
+    F* dcoefs[4] = {gw.mix_k, gw.mix_v, gw.mix_r, gw.mix_g};
+    be.mix_backward(dx, d.xx, dcoefs, {}, douts, a.xx, coefs, {}, true, n, C);
   }
   be.shift_diff_backward(dx, nullptr, d.xx, c.B, c.T, C);
 }

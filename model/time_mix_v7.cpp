@@ -36,7 +36,7 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
   F* outs[6] = {a.xr, a.xw, a.xk, a.xv, a.xa, a.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};
-  for (int s = 0; s < 6; ++s) be.mix_forward(outs[s], x, a.xx, coefs[s], nullptr, false, n, C);
+  be.mix_forward(outs, x, a.xx, coefs, {}, false, n, C);
 
   be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
   be.matmul_forward(a.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut, false);
@@ -127,8 +127,7 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   const F* douts[6] = {d.xr, d.xw, d.xk, d.xv, d.xa, d.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};
   F* dcoefs[6] = {gw.mix_r, gw.mix_w, gw.mix_k, gw.mix_v, gw.mix_a, gw.mix_g};
-  for (int s = 0; s < 6; ++s)
-    be.mix_backward(dx, d.xx, dcoefs[s], nullptr, douts[s], a.xx, coefs[s], nullptr, false, n, C);
+  be.mix_backward(dx, d.xx, dcoefs, {}, douts, a.xx, coefs, {}, false, n, C);
   be.shift_diff_backward(dx, nullptr, d.xx, c.B, c.T, C);
 }
 

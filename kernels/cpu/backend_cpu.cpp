@@ -60,6 +60,17 @@ T* offset(T* p, int64_t o) {
   return p ? p + o : p;
 }
 
+// A mix group's tensors (kernels/mix_group.h) from row offset o on, for one thread's rows.
+template <typename T>
+struct MixRows {
+  std::array<T*, kMaxMixes> p{};
+  size_t K;
+  MixRows(std::span<T* const> group, int64_t o) : K(group.size()) {
+    for (size_t k = 0; k < K; ++k) p[k] = offset(group[k], o);
+  }
+  std::span<T* const> span() const { return {p.data(), K}; }
+};
+
 }  // namespace
 
 // OpenBLAS's thread control. Other CBLAS builds (the reference BLAS that GPU-only
@@ -346,23 +357,37 @@ void CpuBackend<F>::shift_last(F* last, const F* x, int64_t B, int64_t T, int64_
 }
 
 template <typename F>
-void CpuBackend<F>::mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m,
+void CpuBackend<F>::mix_forward(std::span<F* const> outs, const F* x, const F* xx,
+                                std::span<const F* const> coefs, std::span<const F* const> ms,
                                 bool one_minus, int64_t n, int64_t C) {
+  check_mix_group("rwkv::kernels::mix_forward", outs.size(), coefs.size(),
+                  {{"LoRA terms", ms.size()}});
   parallel_for(threads, n, kMinRows, [&](int64_t b, int64_t e, int64_t) {
-    kernels::mix_forward(out + b * C, x + b * C, xx + b * C, c, offset(m, b * C), one_minus, e - b,
-                         C);
+    const MixRows<F> o(outs, b * C);
+    const MixRows<const F> m(ms, b * C);
+    kernels::mix_forward(o.span(), x + b * C, xx + b * C, coefs, m.span(), one_minus, e - b, C);
   });
 }
 
 template <typename F>
-void CpuBackend<F>::mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx,
-                                 const F* c, const F* m, bool one_minus, int64_t n, int64_t C) {
-  parallel_for_reduce(threads, n, kMinRows, std::array<F*, 1>{dc}, C,
-                      [&](int64_t b, int64_t e, std::array<F*, 1> r) {
-                        kernels::mix_backward(offset(dx, b * C), offset(dxx, b * C), r[0],
-                                              offset(dm, b * C), dout + b * C, xx + b * C, c,
-                                              offset(m, b * C), one_minus, e - b, C);
-                      });
+void CpuBackend<F>::mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
+                                 std::span<const F* const> douts, const F* xx,
+                                 std::span<const F* const> coefs, std::span<const F* const> ms,
+                                 bool one_minus, int64_t n, int64_t C) {
+  check_mix_group("rwkv::kernels::mix_backward", douts.size(), coefs.size(),
+                  {{"LoRA terms", ms.size()},
+                   {"coefficient gradients", dcoefs.size()},
+                   {"LoRA term gradients", dms.size()}});
+  std::array<F*, kMaxMixes> reds{};
+  std::copy(dcoefs.begin(), dcoefs.end(), reds.begin());
+  parallel_for_reduce(
+      threads, n, kMinRows, reds, C, [&](int64_t b, int64_t e, std::array<F*, kMaxMixes> r) {
+        const MixRows<F> dm(dms, b * C);
+        const MixRows<const F> d(douts, b * C), m(ms, b * C);
+        kernels::mix_backward(offset(dx, b * C), offset(dxx, b * C),
+                              std::span<F* const>(r.data(), dcoefs.size()), dm.span(), d.span(),
+                              xx + b * C, coefs, m.span(), one_minus, e - b, C);
+      });
 }
 
 template <typename F>

@@ -74,32 +74,51 @@ void shift_last(F* last, const F* x, int64_t B, int64_t T, int64_t C) {
     for (int64_t c = 0; c < C; ++c) last[b * C + c] = x[(b * T + T - 1) * C + c];
 }
 
+// Entry k of an optional group argument at row offset o, null when the group has none.
+template <typename P>
+P* member(std::span<P* const> group, size_t k, int64_t o) {
+  return group.empty() || group[k] == nullptr ? nullptr : group[k] + o;
+}
+
 template <typename F>
-RWKV_CPU_SIMD void mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m,
+RWKV_CPU_SIMD void mix_forward(std::span<F* const> outs, const F* x, const F* xx,
+                               std::span<const F* const> coefs, std::span<const F* const> ms,
                                bool one_minus, int64_t n, int64_t C) {
+  check_mix_group("rwkv::kernels::mix_forward", outs.size(), coefs.size(),
+                  {{"LoRA terms", ms.size()}});
   const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
   for (int64_t i = 0; i < n; ++i)
-    mix_forward_row(out + i * C, x + i * C, xx + i * C, c, m ? m + i * C : nullptr, base, sign, C);
+    for (size_t k = 0; k < outs.size(); ++k)
+      mix_forward_row(outs[k] + i * C, x + i * C, xx + i * C, coefs[k], member(ms, k, i * C), base,
+                      sign, C);
 }
 
 template <typename F>
-RWKV_CPU_SIMD void mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx, const F* c,
-                                const F* m, bool one_minus, int64_t n, int64_t C) {
+RWKV_CPU_SIMD void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
+                                std::span<const F* const> douts, const F* xx,
+                                std::span<const F* const> coefs, std::span<const F* const> ms,
+                                bool one_minus, int64_t n, int64_t C) {
+  check_mix_group("rwkv::kernels::mix_backward", douts.size(), coefs.size(),
+                  {{"LoRA terms", ms.size()},
+                   {"coefficient gradients", dcoefs.size()},
+                   {"LoRA term gradients", dms.size()}});
   const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
-  auto at = [C](auto* p, int64_t i) { return p ? p + i * C : nullptr; };
+  auto at = [C](F* p, int64_t i) { return p ? p + i * C : nullptr; };
   for (int64_t i = 0; i < n; ++i)
-    mix_backward_row(at(dx, i), at(dxx, i), dc, at(dm, i), dout + i * C, xx + i * C, c, at(m, i),
-                     base, sign, C);
+    for (size_t k = 0; k < douts.size(); ++k)
+      mix_backward_row(at(dx, i), at(dxx, i), member(dcoefs, k, 0), member(dms, k, i * C),
+                       douts[k] + i * C, xx + i * C, coefs[k], member(ms, k, i * C), base, sign, C);
 }
 
-#define RWKV_INSTANTIATE(F)                                                                   \
-  template void shift_diff_forward<F>(F*, const F*, const F*, int64_t, int64_t, int64_t);     \
-  template void shift_diff_backward<F>(F*, F*, const F*, int64_t, int64_t, int64_t);          \
-  template void shift_last<F>(F*, const F*, int64_t, int64_t, int64_t);                       \
-  template void mix_forward<F>(F*, const F*, const F*, const F*, const F*, bool, int64_t,     \
-                               int64_t);                                                      \
-  template void mix_backward<F>(F*, F*, F*, F*, const F*, const F*, const F*, const F*, bool, \
-                                int64_t, int64_t);
+#define RWKV_INSTANTIATE(F)                                                                        \
+  template void shift_diff_forward<F>(F*, const F*, const F*, int64_t, int64_t, int64_t);          \
+  template void shift_diff_backward<F>(F*, F*, const F*, int64_t, int64_t, int64_t);               \
+  template void shift_last<F>(F*, const F*, int64_t, int64_t, int64_t);                            \
+  template void mix_forward<F>(std::span<F* const>, const F*, const F*, std::span<const F* const>, \
+                               std::span<const F* const>, bool, int64_t, int64_t);                 \
+  template void mix_backward<F>(F*, F*, std::span<F* const>, std::span<F* const>,                  \
+                                std::span<const F* const>, const F*, std::span<const F* const>,    \
+                                std::span<const F* const>, bool, int64_t, int64_t);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)
 #undef RWKV_INSTANTIATE

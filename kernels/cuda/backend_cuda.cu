@@ -252,14 +252,18 @@ void CudaBackend<F>::shift_last(F* last, const F* x, int64_t B, int64_t T, int64
   cuda::shift_last(last, x, B, T, C, stream);
 }
 
-void CudaBackend<F>::mix_forward(F* out, const F* x, const F* xx, const F* c, const F* m,
+void CudaBackend<F>::mix_forward(std::span<F* const> outs, const F* x, const F* xx,
+                                 std::span<const F* const> coefs, std::span<const F* const> ms,
                                  bool one_minus, int64_t n, int64_t C) {
-  cuda::mix_forward(out, x, xx, c, m, one_minus, n, C, stream);
+  cuda::mix_forward(outs, x, xx, coefs, ms, one_minus, n, C, stream);
 }
 
-void CudaBackend<F>::mix_backward(F* dx, F* dxx, F* dc, F* dm, const F* dout, const F* xx,
-                                  const F* c, const F* m, bool one_minus, int64_t n, int64_t C) {
-  cuda::mix_backward(dx, dxx, dc, dm, dout, xx, c, m, one_minus, n, C, stream);
+void CudaBackend<F>::mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs,
+                                  std::span<F* const> dms, std::span<const F* const> douts,
+                                  const F* xx, std::span<const F* const> coefs,
+                                  std::span<const F* const> ms, bool one_minus, int64_t n,
+                                  int64_t C) {
+  cuda::mix_backward(dx, dxx, dcoefs, dms, douts, xx, coefs, ms, one_minus, n, C, stream);
 }
 
 void CudaBackend<F>::decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n,

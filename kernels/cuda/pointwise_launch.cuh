@@ -6,6 +6,7 @@
 //   op(o, c)        channel ops on [n, C], o = i*C + c (launch_channels)
 //   g = op(o, c)    channel ops whose backward also sums g over the rows into a
 //                   per-channel gradient sum[c]       (launch_channels_sum)
+//   g = op(o, c)    the same with K sums, g a Sums<K> (launch_channels_sums)
 // The per-channel sums are deterministic and need no scratch: one block per group of
 // 8 channels, the block's row lanes stride over the rows, then a fixed-order tree in
 // shared memory (no atomics: bitwise reproducible run to run). Groups of 8 channels
@@ -66,27 +67,56 @@ __global__ void channels_kernel(Op op, int64_t n, int64_t C) {
   if (o < n * C) op(o, o % C);
 }
 
+// K per-channel sums at once: the op returns one term of each (null outputs skipped).
+template <int K>
+struct Sums {
+  float v[K];
+};
+template <int K>
+struct SumOutputs {
+  float* p[K];
+};
+
 // Block: kColWidth x kRowLanes threads, lane = channel within the group (coalesced
-// rows), row lane r takes rows r, r + kRowLanes, ... Then sum[c] += the tree over the
-// row lanes' partials.
-template <typename Op>
+// rows), row lane r takes rows r, r + kRowLanes, ... Then sums[k][c] += the tree over
+// the row lanes' partials.
+template <int K, typename Op>
 __global__ void __launch_bounds__(kSumThreads)
-    channel_sum_kernel(Op op, int64_t n, int64_t C, float* sum) {
-  __shared__ float part[kRowLanes * kColWidth];  // [row lane, lane]
+    channel_sum_kernel(Op op, int64_t n, int64_t C, SumOutputs<K> sums) {
+  __shared__ float part[K][kRowLanes * kColWidth];  // [sum, row lane, lane]
   const int lane = threadIdx.x % kColWidth, row = threadIdx.x / kColWidth;
   const int64_t c = int64_t(blockIdx.x) * kColWidth + lane;
-  float s = 0.f;
+  float s[K] = {};
   if (c < C)
-    for (int64_t i = row; i < n; i += kRowLanes) s += op(i * C + c, c);
-  part[threadIdx.x] = s;
+    for (int64_t i = row; i < n; i += kRowLanes) {
+      const Sums<K> g = op(i * C + c, c);
+#pragma unroll
+      for (int k = 0; k < K; ++k) s[k] += g.v[k];
+    }
+#pragma unroll
+  for (int k = 0; k < K; ++k) part[k][threadIdx.x] = s[k];
   __syncthreads();
   // Row lanes [h, 2h) fold into [0, h); the two halves are disjoint within a step.
   for (int h = kRowLanes / 2; h > 0; h /= 2) {
-    if (row < h) part[threadIdx.x] += part[threadIdx.x + h * kColWidth];
+    if (row < h) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) part[k][threadIdx.x] += part[k][threadIdx.x + h * kColWidth];
+    }
     __syncthreads();
   }
-  if (row == 0 && c < C) sum[c] += part[lane];
+  if (row == 0 && c < C) {
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (sums.p[k]) sums.p[k][c] += part[k][lane];
+  }
 }
+
+// An op of one sum as an op of Sums<1>.
+template <typename Op>
+struct OneSum {
+  Op op;
+  __device__ Sums<1> operator()(int64_t o, int64_t c) const { return {op(o, c)}; }
+};
 
 template <typename Op>
 void launch_flat(const char* fn, Op op, int64_t n, cudaStream_t stream) {
@@ -104,11 +134,13 @@ void launch_channels(const char* fn, Op op, int64_t n, int64_t C, cudaStream_t s
   CUDA_CHECK_LAUNCH();
 }
 
-// With sum null the op runs flat (the per-element gradients only).
-template <typename Op>
-void launch_channels_sum(const char* fn, Op op, int64_t n, int64_t C, float* sum,
-                         cudaStream_t stream) {
-  if (sum == nullptr) return launch_channels(fn, op, n, C, stream);
+// With every sum null the op runs flat (the per-element gradients only).
+template <int K, typename Op>
+void launch_channels_sums(const char* fn, Op op, int64_t n, int64_t C, SumOutputs<K> sums,
+                          cudaStream_t stream) {
+  bool any = false;
+  for (float* p : sums.p) any = any || p != nullptr;
+  if (!any) return launch_channels(fn, op, n, C, stream);
   if (n * C == 0) return;
   const int64_t blocks = (C + kColWidth - 1) / kColWidth;
   if (blocks > INT_MAX) {
@@ -117,8 +149,15 @@ void launch_channels_sum(const char* fn, Op op, int64_t n, int64_t C, float* sum
     throw Error(msg.str());
   }
   const int grid = int(blocks);
-  channel_sum_kernel<<<grid, kSumThreads, 0, stream>>>(op, n, C, sum);
+  channel_sum_kernel<K><<<grid, kSumThreads, 0, stream>>>(op, n, C, sums);
   CUDA_CHECK_LAUNCH();
+}
+
+template <typename Op>
+void launch_channels_sum(const char* fn, Op op, int64_t n, int64_t C, float* sum,
+                         cudaStream_t stream) {
+  if (sum == nullptr) return launch_channels(fn, op, n, C, stream);
+  launch_channels_sums<1>(fn, OneSum<Op>{op}, n, C, SumOutputs<1>{{sum}}, stream);
 }
 
 }  // namespace rwkv::cuda::pointwise

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "kernels/cuda/pointwise_launch.cuh"
 #include "kernels/cuda/token_shift.h"
+#include "kernels/mix_group.h"
 
 // The formulas and their evaluation order are those of kernels/cpu/token_shift.cpp,
 // one thread per element (launch shapes: kernels/cuda/pointwise_launch.cuh). [B, T, C]
@@ -11,6 +12,8 @@
 namespace rwkv::cuda {
 namespace {
 
+using kernels::check_mix_group;
+using kernels::kMaxMixes;
 using pointwise::check_sizes;
 
 struct ShiftDiffForward {
@@ -55,26 +58,56 @@ __device__ float mix_coef(const float* c, const float* m, bool one_minus, int64_
   return (one_minus ? 1.f - c[j] : c[j]) + (m ? m[o] : 0.f);
 }
 
+// A mix group's pointers, copied into the kernel's arguments; entries k >= K unused.
+template <typename T>
+struct Group {
+  T* p[kMaxMixes] = {};
+  Group() = default;
+  explicit Group(std::span<T* const> g) {
+    for (size_t k = 0; k < g.size(); ++k) p[k] = g[k];
+  }
+  __device__ T* operator[](int k) const { return p[k]; }
+};
+
+// x and xx read once for the K outputs.
 struct MixForward {
-  float* out;
-  const float *x, *xx, *c, *m;
+  Group<float> out;
+  Group<const float> coef, m;
+  const float *x, *xx;
+  int K;
   bool one_minus;
   __device__ void operator()(int64_t o, int64_t j) const {
-    out[o] = x[o] + xx[o] * mix_coef(c, m, one_minus, o, j);
+    const float xo = x[o], xxo = xx[o];
+#pragma unroll
+    for (int k = 0; k < kMaxMixes; ++k)
+      if (k < K) out[k][o] = xo + xxo * mix_coef(coef[k], m[k], one_minus, o, j);
   }
 };
 
-// Returns dc's term.
+// dx and dxx read and written once for the K mixes; returns each dcoef's term.
 struct MixBackward {
-  float *dx, *dxx, *dm;
-  const float *dout, *xx, *c, *m;
+  float *dx, *dxx;
+  Group<float> dm;
+  Group<const float> dout, coef, m;
+  const float* xx;
+  int K;
   bool one_minus;
-  __device__ float operator()(int64_t o, int64_t j) const {
-    const float g = dout[o];
-    if (dx) dx[o] += g;
-    if (dxx) dxx[o] += g * mix_coef(c, m, one_minus, o, j);
-    if (dm) dm[o] += g * xx[o];
-    return one_minus ? -g * xx[o] : g * xx[o];
+  __device__ pointwise::Sums<kMaxMixes> operator()(int64_t o, int64_t j) const {
+    pointwise::Sums<kMaxMixes> s{};
+    const float xxo = xx[o];
+    float gx = dx ? dx[o] : 0.f, gxx = dxx ? dxx[o] : 0.f;
+#pragma unroll
+    for (int k = 0; k < kMaxMixes; ++k)
+      if (k < K) {
+        const float g = dout[k][o];
+        gx += g;
+        gxx += g * mix_coef(coef[k], m[k], one_minus, o, j);
+        if (dm[k]) dm[k][o] += g * xxo;
+        s.v[k] = one_minus ? -g * xxo : g * xxo;
+      }
+    if (dx) dx[o] = gx;
+    if (dxx) dxx[o] = gxx;
+    return s;
   }
 };
 
@@ -106,21 +139,44 @@ void shift_last(float* last, const float* x, int64_t B, int64_t T, int64_t C, cu
   pointwise::launch_channels(fn, ShiftLast{last, x, T, C}, B, C, stream);
 }
 
-void mix_forward(float* out, const float* x, const float* xx, const float* c, const float* m,
+void mix_forward(std::span<float* const> outs, const float* x, const float* xx,
+                 std::span<const float* const> coefs, std::span<const float* const> ms,
                  bool one_minus, int64_t n, int64_t C, cudaStream_t stream) {
   const char* fn = "rwkv::cuda::mix_forward";
+  check_mix_group(fn, outs.size(), coefs.size(), {{"LoRA terms", ms.size()}});
   check_sizes(fn, {{"n", n}, {"C", C}});
-  pointwise::launch_channels(fn, MixForward{out, x, xx, c, m, one_minus}, n, C, stream);
+  const MixForward op{Group<float>(outs),
+                      Group<const float>(coefs),
+                      Group<const float>(ms),
+                      x,
+                      xx,
+                      int(outs.size()),
+                      one_minus};
+  pointwise::launch_channels(fn, op, n, C, stream);
 }
 
-void mix_backward(float* dx, float* dxx, float* dc, float* dm, const float* dout, const float* xx,
-                  const float* c, const float* m, bool one_minus, int64_t n, int64_t C,
-                  cudaStream_t stream) {
+void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
+                  std::span<float* const> dms, std::span<const float* const> douts, const float* xx,
+                  std::span<const float* const> coefs, std::span<const float* const> ms,
+                  bool one_minus, int64_t n, int64_t C, cudaStream_t stream) {
   const char* fn = "rwkv::cuda::mix_backward";
+  check_mix_group(fn, douts.size(), coefs.size(),
+                  {{"LoRA terms", ms.size()},
+                   {"coefficient gradients", dcoefs.size()},
+                   {"LoRA term gradients", dms.size()}});
   check_sizes(fn, {{"n", n}, {"C", C}});
-  if (dx || dxx || dc || dm)
-    pointwise::launch_channels_sum(fn, MixBackward{dx, dxx, dm, dout, xx, c, m, one_minus}, n, C,
-                                   dc, stream);
+  const MixBackward op{dx,
+                       dxx,
+                       Group<float>(dms),
+                       Group<const float>(douts),
+                       Group<const float>(coefs),
+                       Group<const float>(ms),
+                       xx,
+                       int(douts.size()),
+                       one_minus};
+  pointwise::SumOutputs<kMaxMixes> sums{};
+  for (size_t k = 0; k < dcoefs.size(); ++k) sums.p[k] = dcoefs[k];
+  pointwise::launch_channels_sums(fn, op, n, C, sums, stream);
 }
 
 }  // namespace rwkv::cuda

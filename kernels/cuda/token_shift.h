@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <span>
 
 namespace rwkv::cuda {
 
@@ -21,11 +22,17 @@ void shift_diff_backward(float* dx, float* dprev, const float* dxx, int64_t B, i
 // last [B, C] = x[b, T-1] (T >= 1 when B and C are not 0).
 void shift_last(float* last, const float* x, int64_t B, int64_t T, int64_t C, cudaStream_t stream);
 
-// out [n, C] = x + xx * (c or 1 - c, + m); c [C]; m [n, C] or null.
-void mix_forward(float* out, const float* x, const float* xx, const float* c, const float* m,
+// A group of mixes of the same x, xx (kernels/mix_group.h), one kernel for the group:
+// outs[k] [n, C] = x + xx * (coefs[k] or 1 - coefs[k], + ms[k]); ms empty or K entries.
+// A group's size out of range throws rwkv::Error naming the function.
+void mix_forward(std::span<float* const> outs, const float* x, const float* xx,
+                 std::span<const float* const> coefs, std::span<const float* const> ms,
                  bool one_minus, int64_t n, int64_t C, cudaStream_t stream);
-void mix_backward(float* dx, float* dxx, float* dc, float* dm, const float* dout, const float* xx,
-                  const float* c, const float* m, bool one_minus, int64_t n, int64_t C,
-                  cudaStream_t stream);
+// The group's backward, mix k = 0, 1, ... in turn per element; each dcoefs[k] a
+// fixed-order sum over the rows.
+void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
+                  std::span<float* const> dms, std::span<const float* const> douts, const float* xx,
+                  std::span<const float* const> coefs, std::span<const float* const> ms,
+                  bool one_minus, int64_t n, int64_t C, cudaStream_t stream);
 
 }  // namespace rwkv::cuda

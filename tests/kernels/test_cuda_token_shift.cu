@@ -1,17 +1,21 @@
 // Token-shift CUDA kernels (label gpu, kernels/cuda/token_shift.h) against the CPU
 // kernels (kernels/cpu/token_shift.h) on fresh random inputs: shift_diff forward and
-// backward with and without the carried state, shift_last, and mix forward and backward
-// in both coefficient forms, with and without the LoRA term m, each backward for every
-// subset of null gradients; shapes with C and B*T not multiples of the block sizes.
+// backward with and without the carried state, shift_last, and mix groups forward and
+// backward in both coefficient forms, with and without the LoRA terms m, each backward
+// for every subset of null gradients; shapes with C and B*T not multiples of the block sizes.
 // Measure (pointwise_test_util.h): relative L2 error <= 1e-5 in fp32, outputs poisoned
 // with NaN before each GPU run, gradients pre-filled with random values (+= checked).
 // Also the argument errors (these need no GPU).
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <deque>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "common/error.h"
 #include "kernels/cpu/token_shift.h"
@@ -86,36 +90,75 @@ TEST(CudaTokenShift, ShiftLast) {
   }
 }
 
-// Flag: one_minus (RWKV-4/5 form); each runs without and with m.
-TEST(CudaTokenShift, Mix) {
+// Device and host pointers of a list of tensors, for a mix group's spans; entry `null`
+// (when in range) null on both sides.
+template <typename T, typename List>
+std::pair<std::vector<T*>, std::vector<T*>> group(List& list, size_t null = SIZE_MAX) {
+  std::vector<T*> cpu, gpu;
+  for (auto& t : list) {
+    const bool off = cpu.size() == null;
+    cpu.push_back(off ? nullptr : t.cpu());
+    gpu.push_back(off ? nullptr : t.gpu());
+  }
+  return {cpu, gpu};
+}
+
+// A group of K mixes (kernels/mix_group.h), K = 1, 2, 5, 6; flag: one_minus (RWKV-4/5
+// form); each without and with the LoRA terms m; each backward for every subset of
+// {dx, dxx, dcoefs, dms}, dcoefs given with mix 1's null (a frozen coefficient).
+TEST(CudaTokenShift, MixGroup) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(4);
   for (Shape s : kShapes)
-    for (bool one_minus : {false, true})
-      for (bool with_m : {false, true}) {
-        const int64_t n = s.B * s.T, C = s.C, nC = n * C;
-        const std::string tag = with_m ? " with m" : "";
-        In x(nC, -1, 1, rng), xx(nC, -1, 1, rng), c(C, 0, 1, rng), m(nC, -0.5, 0.5, rng),
-            dout(nC, -1, 1, rng);
-        const float* m_cpu = with_m ? m.cpu() : nullptr;
-        const float* m_gpu = with_m ? m.gpu() : nullptr;
-        Out out(nC);
-        K::mix_forward(out.cpu(), x.cpu(), xx.cpu(), c.cpu(), m_cpu, one_minus, n, C);
-        G::mix_forward(out.gpu(), x.gpu(), xx.gpu(), c.gpu(), m_gpu, one_minus, n, C, nullptr);
-        EXPECT_TRUE(out.check(name("mix out" + tag, s, one_minus)));
-        for (unsigned mask = 0; mask < 16; ++mask) {
-          Grad dx(nC, mask & 1, rng), dxx(nC, mask & 2, rng), dc(C, mask & 4, rng),
-              dm(nC, mask & 8, rng);
-          K::mix_backward(dx.cpu(), dxx.cpu(), dc.cpu(), dm.cpu(), dout.cpu(), xx.cpu(), c.cpu(),
-                          m_cpu, one_minus, n, C);
-          G::mix_backward(dx.gpu(), dxx.gpu(), dc.gpu(), dm.gpu(), dout.gpu(), xx.gpu(), c.gpu(),
-                          m_gpu, one_minus, n, C, nullptr);
-          EXPECT_TRUE(dx.check(with_mask(name("mix dx" + tag, s, one_minus), mask)));
-          EXPECT_TRUE(dxx.check(with_mask(name("mix dxx" + tag, s, one_minus), mask)));
-          EXPECT_TRUE(dc.check(with_mask(name("mix dc" + tag, s, one_minus), mask)));
-          EXPECT_TRUE(dm.check(with_mask(name("mix dm" + tag, s, one_minus), mask)));
+    for (int mixes : {1, 2, 5, 6})
+      for (bool one_minus : {false, true})
+        for (bool with_m : {false, true}) {
+          const int64_t n = s.B * s.T, C = s.C, nC = n * C;
+          std::ostringstream tag;
+          tag << " K=" << mixes << (with_m ? " with m" : "");
+          In x(nC, -1, 1, rng), xx(nC, -1, 1, rng);
+          std::deque<In> c, m, dout;
+          std::deque<Out> out;
+          for (int k = 0; k < mixes; ++k) {
+            c.emplace_back(C, 0, 1, rng);
+            m.emplace_back(nC, -0.5, 0.5, rng);
+            dout.emplace_back(nC, -1, 1, rng);
+            out.emplace_back(nC);
+          }
+          const auto [c_cpu, c_gpu] = group<const float>(c);
+          const auto [d_cpu, d_gpu] = group<const float>(dout);
+          const auto [o_cpu, o_gpu] = group<float>(out);
+          std::vector<const float*> m_cpu, m_gpu;
+          if (with_m) std::tie(m_cpu, m_gpu) = group<const float>(m);
+          K::mix_forward<float>(o_cpu, x.cpu(), xx.cpu(), c_cpu, m_cpu, one_minus, n, C);
+          G::mix_forward(o_gpu, x.gpu(), xx.gpu(), c_gpu, m_gpu, one_minus, n, C, nullptr);
+          for (int k = 0; k < mixes; ++k)
+            EXPECT_TRUE(
+                out[k].check(name("mix out " + std::to_string(k) + tag.str(), s, one_minus)));
+          for (unsigned mask = 0; mask < 16; ++mask) {
+            Grad dx(nC, mask & 1, rng), dxx(nC, mask & 2, rng);
+            std::deque<Grad> dc, dm;
+            for (int k = 0; k < mixes; ++k) {
+              dc.emplace_back(C, (mask & 4) != 0, rng);
+              dm.emplace_back(nC, (mask & 8) != 0, rng);
+            }
+            std::vector<float*> dc_cpu, dc_gpu, dm_cpu, dm_gpu;
+            if (mask & 4) std::tie(dc_cpu, dc_gpu) = group<float>(dc, 1);
+            if (mask & 8) std::tie(dm_cpu, dm_gpu) = group<float>(dm);
+            K::mix_backward<float>(dx.cpu(), dxx.cpu(), dc_cpu, dm_cpu, d_cpu, xx.cpu(), c_cpu,
+                                   m_cpu, one_minus, n, C);
+            G::mix_backward(dx.gpu(), dxx.gpu(), dc_gpu, dm_gpu, d_gpu, xx.gpu(), c_gpu, m_gpu,
+                            one_minus, n, C, nullptr);
+            const std::string what = name("mix" + tag.str(), s, one_minus);
+            EXPECT_TRUE(dx.check(with_mask(what + " dx", mask)));
+            EXPECT_TRUE(dxx.check(with_mask(what + " dxx", mask)));
+            for (int k = 0; k < mixes; ++k) {
+              const std::string mix = " mix " + std::to_string(k);
+              EXPECT_TRUE(dc[k].check(with_mask(what + " dc" + mix, mask)));
+              EXPECT_TRUE(dm[k].check(with_mask(what + " dm" + mix, mask)));
+            }
+          }
         }
-      }
 }
 
 // Checked before any launch, so these need no GPU.
@@ -129,12 +172,23 @@ TEST(CudaTokenShift, ArgumentErrors) {
                     "rwkv::cuda::shift_diff_backward: B = -1"));
   EXPECT_TRUE(throws_naming([] { G::shift_last(nullptr, nullptr, 2, 0, 4, nullptr); },
                             "rwkv::cuda::shift_last: T = 0"));
+  const float* one[1] = {nullptr};
   EXPECT_TRUE(throws_naming(
-      [] {
-        G::mix_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                        false, 5, -2, nullptr);
+      [&] {
+        G::mix_backward(nullptr, nullptr, {}, {}, one, nullptr, one, {}, false, 5, -2, nullptr);
       },
       "rwkv::cuda::mix_backward: C = -2"));
+  float* seven[7] = {};
+  const float* cseven[7] = {};
+  EXPECT_TRUE(throws_naming(
+      [&] { G::mix_forward(seven, nullptr, nullptr, cseven, {}, false, 5, 4, nullptr); },
+      "rwkv::cuda::mix_forward: 7 mixes in one group (1 to 6)"));
+  EXPECT_TRUE(throws_naming(
+      [&] {
+        G::mix_backward(nullptr, nullptr, {}, {seven, 1}, {cseven, 2}, nullptr, {cseven, 2}, {},
+                        false, 5, 4, nullptr);
+      },
+      "rwkv::cuda::mix_backward: 1 LoRA term gradients for 2 mixes (0 or 2)"));
 }
 
 // Empty shapes return before any launch (a launch of 0 blocks is an error), so these
@@ -144,8 +198,9 @@ TEST(CudaTokenShift, EmptyShapesLaunchNothing) {
   float* untouched = reinterpret_cast<float*>(16);  // a gradient sum never dereferenced
   EXPECT_NO_THROW(G::shift_diff_forward(null, null, null, 0, 3, 4, nullptr));
   EXPECT_NO_THROW(G::shift_last(null, null, 0, 0, 4, nullptr));
-  EXPECT_NO_THROW(
-      G::mix_backward(null, null, untouched, null, null, null, null, null, true, 0, 4, nullptr));
+  float* const dc[1] = {untouched};
+  const float* const group[1] = {null};
+  EXPECT_NO_THROW(G::mix_backward(null, null, dc, {}, group, null, group, {}, true, 0, 4, nullptr));
 }
 
 }  // namespace
