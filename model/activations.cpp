@@ -20,9 +20,10 @@ void plan_layer_acts(const ModelConfig& cfg, const TpRanges& tp, int64_t n, Laye
   } else {
     const int64_t H = tp.heads();
     ar.take(a.xg, nC);
-    for (F** p : {&a.g, &a.lw, &a.gn, &a.og}) ar.take(*p, nA);
+    for (F** p : {&a.g, &a.lw, &a.og}) ar.take(*p, nA);
     for (F** p : {&a.gn_mean, &a.gn_rstd}) ar.take(*p, n * H);
-    if (ver <= 6) ar.take(a.g_h, nA);
+    if (ver <= 6)
+      for (F** p : {&a.g_h, &a.gn}) ar.take(*p, nA);
     if (ver == 6) {
       const int64_t R5 = 5 * cfg.v6_mix_lora(), D = cfg.v6_decay_lora();
       for (F** p : {&a.xw, &a.xxx}) ar.take(*p, nC);

@@ -40,7 +40,7 @@ struct LayerActs {
   F *wa = nullptr, *wb = nullptr;                           // v7 WKV a, b [n, C]
   F* y = nullptr;                                           // WKV output [n, C]
   F* sr = nullptr;                                          // v4 sigmoid(r) [n, C]
-  F *gn = nullptr, *gn_mean = nullptr, *gn_rstd = nullptr;  // ln_x [n, C], [n, H], [n, H]
+  F *gn = nullptr, *gn_mean = nullptr, *gn_rstd = nullptr;  // ln_x [n, C] (v5/6), [n, H], [n, H]
   F *o = nullptr, *og = nullptr;                            // input of att.output [n, C]
   F* tmp_c = nullptr;                                       // [C] scratch (du)
 

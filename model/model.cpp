@@ -180,7 +180,6 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   ar.take(A->ce_sums, 2 * n);
   if (train) {
     for (F** p : {&A->dres_a, &A->dres_b, &A->demb, &A->dlnout, &A->dv_first}) ar.take(*p, n * C);
-    ar.take(A->dlogits, n * V);
   }
   if (stateful) {
     for (F** p : {&A->att_shift_in, &A->att_shift_out, &A->ffn_shift_in, &A->ffn_shift_out})
@@ -347,10 +346,12 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   // loss = mean over n positions; L2Wrap factor 1e-4 / (B*T) (RWKV-LM L2Wrap).
   const F scale = F(1) / static_cast<F>(n);
   const F l2wrap = opts.l2wrap ? F(1e-4) / static_cast<F>(n) : F(0);
-  be.ce_backward(A.dlogits, A.logits, A.targets, A.ce_max, A.ce_sums, A.ce_arg, n, V, ranges.v0,
+  // The gradient overwrites the logits (kernels/backend.h): dlogits below are A.logits.
+  F* dlogits = A.logits;
+  be.ce_backward(dlogits, A.logits, A.targets, A.ce_max, A.ce_sums, A.ce_arg, n, V, ranges.v0,
                  scale, l2wrap);
   be.zero(A.dlnout, nC);
-  be.matmul_backward(A.dlnout, tg_.head, A.dlogits, V, A.lnout, C, tw_.head, n, C, V,
+  be.matmul_backward(A.dlnout, tg_.head, dlogits, V, A.lnout, C, tw_.head, n, C, V,
                      kernels::WLayout::OutIn);
   tp.all_reduce_sum(A.dlnout, nC);  // conjugate of the column-parallel head
   F* dnext = A.dres_a;  // gradient of the residual stream after the current block

@@ -118,7 +118,7 @@ struct Model {
     int32_t* ce_arg = nullptr;
     LayerActs<F> dlayer;
     F *dres_a = nullptr, *dres_b = nullptr, *demb = nullptr, *dlnout = nullptr;
-    F *dlogits = nullptr, *dv_first = nullptr;
+    F* dv_first = nullptr;
     F *att_shift_in = nullptr, *att_shift_out = nullptr;  // [L, B, C]
     F *ffn_shift_in = nullptr, *ffn_shift_out = nullptr;
     F *wkv_in = nullptr, *wkv_out = nullptr;  // [L, B, wkv_size]

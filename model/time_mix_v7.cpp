@@ -68,8 +68,9 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   be.wkv7_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.lw, a.k, a.v, a.wa, a.wb,
                   a.y, st.wkv_in, st.wkv_out);
 
-  be.groupnorm_forward(a.gn, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
-  be.copy(a.o, a.gn, n * Ca);
+  // o = ln_x(y) + bonus: the GroupNorm writes o, the bonus adds to it (the backward
+  // needs neither term alone).
+  be.groupnorm_forward(a.o, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
   be.bonus_v7_forward(a.o, a.r, a.k, a.v, w.r_k, n, H, N);
   be.mul_forward(a.og, a.o, a.g, n * Ca);
   be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
@@ -87,8 +88,7 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
   be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
   be.mul_backward(d.o, d.g, d.og, a.o, a.g, n * Ca);
-  be.accumulate(d.gn, d.o, n * Ca);
-  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.gn, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
+  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.o, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
   // WKV overwrites d.r, d.lw, d.k, d.v, d.wa, d.wb, so it runs before anything else
   // adds to them.
   const int iH = static_cast<int>(H);

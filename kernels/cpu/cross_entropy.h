@@ -51,7 +51,7 @@ void ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit, in
 
 // dlogits [n, Vl] = scale * (exp(logits - max) / sumexp - onehot(target)), plus
 // l2wrap_factor * max[i] at column argmax[i] when it is local; max, sumexp and argmax
-// are the whole vocabulary's. Overwrites dlogits.
+// are the whole vocabulary's. Overwrites dlogits, which may be logits (in place).
 template <typename F>
 void ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max, const F* sumexp,
                  const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0, F scale,

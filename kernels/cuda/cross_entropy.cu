@@ -93,7 +93,9 @@ __global__ void ce_loss_kernel(float* __restrict__ losses, const float* __restri
 
 // Row blockIdx.x of dlogits; the target and L2Wrap terms are added where the CPU adds
 // them, in the same order.
-__global__ void ce_backward_kernel(float* __restrict__ dlogits, const float* __restrict__ logits,
+// dlogits may be logits (each element is read, then written, by one thread): neither
+// is __restrict__.
+__global__ void ce_backward_kernel(float* dlogits, const float* logits,
                                    const int32_t* __restrict__ targets,
                                    const float* __restrict__ max, const float* __restrict__ sumexp,
                                    const int32_t* __restrict__ argmax, int64_t Vl, int64_t v0,

@@ -29,7 +29,7 @@ void ce_loss(float* losses, const float* max, const float* sumexp, const float* 
              int64_t n, cudaStream_t stream);
 
 // Overwrites dlogits [n, Vl] = scale * (exp(logits - max) / sumexp - onehot(target)), plus
-// l2wrap_factor * max[i] at column argmax[i] when it is local.
+// l2wrap_factor * max[i] at column argmax[i] when it is local. dlogits may be logits.
 void ce_backward(float* dlogits, const float* logits, const int32_t* targets, const float* max,
                  const float* sumexp, const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0,
                  float scale, float l2wrap_factor, cudaStream_t stream);

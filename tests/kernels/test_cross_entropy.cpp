@@ -59,7 +59,8 @@ TEST(CrossEntropy, L2WrapTerm) {
 // The vocabulary [0, V) cut at bounds = {0, b1, ..., V}; rank r holds [bounds[r],
 // bounds[r + 1]). Runs the four ops per slab on its columns of logits [n, V], with the
 // reductions the model makes through TpComm in between; returns the losses and fills
-// dlogits [n, V] with the slabs' gradients side by side.
+// dlogits [n, V] with the slabs' gradients side by side (each also computed in place
+// over its logits, which must give the same bits).
 template <typename F>
 std::vector<F> vocab_parallel_ce(CpuBackend<F>& be, const std::vector<F>& logits,
                                  const std::vector<int32_t>& tgt, int64_t n, int64_t V,
@@ -104,6 +105,11 @@ std::vector<F> vocab_parallel_ce(CpuBackend<F>& be, const std::vector<F>& logits
     std::vector<F> d(slab[r].size(), F(7));  // overwritten
     be.ce_backward(d.data(), slab[r].data(), tgt.data(), max.data(), sumexp.data(), arg.data(), n,
                    Vl, v0, scale, l2wrap);
+    // In place over the logits (as the model does): the same bits.
+    std::vector<F> in_place = slab[r];
+    be.ce_backward(in_place.data(), in_place.data(), tgt.data(), max.data(), sumexp.data(),
+                   arg.data(), n, Vl, v0, scale, l2wrap);
+    EXPECT_EQ(in_place, d) << "slab " << r << ": ce_backward in place";
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < Vl; ++j) dlogits[i * V + v0 + j] = d[i * Vl + j];
   }

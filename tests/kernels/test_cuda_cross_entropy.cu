@@ -6,7 +6,7 @@
 // ce_local_sums, ce_loss and ce_backward (L2Wrap term included) by
 // ||gpu - cpu||_2 / ||cpu||_2 <= 1e-5 in fp32, every element finite, outputs poisoned with
 // NaN first so an unwritten element fails; the target logit exactly; two runs bitwise
-// equal. Argument errors need no GPU.
+// equal, and ce_backward in place (dlogits = logits) too. Argument errors need no GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -149,6 +149,11 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
       runs.push_back(gd.get());
     }
     EXPECT_EQ(runs[0], runs[1]) << describe(c);
+    // In place over the logits (as the model does): the same bits.
+    const DevBuf in_place(in.logits);
+    rwkv::cuda::ce_backward(in_place.p, in_place.p, targets.p, gmax.p, gsum.p, argmax.p, c.n, c.Vl,
+                            c.v0, scale, l2wrap, nullptr);
+    EXPECT_EQ(in_place.get(), runs[0]) << describe(c) << " in place";
   }
 }
 
