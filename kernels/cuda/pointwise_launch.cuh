@@ -9,7 +9,8 @@
 //   g = op(o, c)    the same with K sums, g a Sums<K> (launch_channels_sums)
 // The per-channel sums are deterministic and need no scratch: one block per group of
 // 8 channels, the block's row lanes stride over the rows, then a fixed-order tree in
-// shared memory (no atomics: bitwise reproducible run to run). Groups of 8 channels
+// shared memory (no atomics: bitwise reproducible run to run; channel_sum_body.h, run
+// by the CPU tests under the block emulator). Groups of 8 channels
 // (32-byte row pieces, one memory sector each) give ceil(C / 8) blocks: 128 at C = 1024,
 // about one per SM of an H100 (groups of 32 left three quarters of the SMs idle: on an
 // H200, mix_backward and bonus_v7_backward then took 13% of a 0.4B training step).
@@ -22,16 +23,13 @@
 #include <utility>
 
 #include "common/error.h"
+#include "kernels/cuda/block.h"
+#include "kernels/cuda/channel_sum_body.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace rwkv::cuda::pointwise {
 
 constexpr int kThreads = 256;  // flat kernels: one thread per element
-
-// Channel sums: the grid has only ceil(C / 8) blocks, so each is as large as allowed.
-constexpr int kColWidth = 8;                        // channels per block (32 bytes of a row)
-constexpr int kRowLanes = 128;                      // rows in flight per block
-constexpr int kSumThreads = kColWidth * kRowLanes;  // 1024
 
 // Throws rwkv::Error naming the function and the size when a size is negative.
 inline void check_sizes(const char* fn,
@@ -67,48 +65,12 @@ __global__ void channels_kernel(Op op, int64_t n, int64_t C) {
   if (o < n * C) op(o, o % C);
 }
 
-// K per-channel sums at once: the op returns one term of each (null outputs skipped).
-template <int K>
-struct Sums {
-  float v[K];
-};
-template <int K>
-struct SumOutputs {
-  float* p[K];
-};
-
-// Block: kColWidth x kRowLanes threads, lane = channel within the group (coalesced
-// rows), row lane r takes rows r, r + kRowLanes, ... Then sums[k][c] += the tree over
-// the row lanes' partials.
+// The grid has only ceil(C / kColWidth) blocks, so each is as large as allowed.
 template <int K, typename Op>
 __global__ void __launch_bounds__(kSumThreads)
     channel_sum_kernel(Op op, int64_t n, int64_t C, SumOutputs<K> sums) {
-  __shared__ float part[K][kRowLanes * kColWidth];  // [sum, row lane, lane]
-  const int lane = threadIdx.x % kColWidth, row = threadIdx.x / kColWidth;
-  const int64_t c = int64_t(blockIdx.x) * kColWidth + lane;
-  float s[K] = {};
-  if (c < C)
-    for (int64_t i = row; i < n; i += kRowLanes) {
-      const Sums<K> g = op(i * C + c, c);
-#pragma unroll
-      for (int k = 0; k < K; ++k) s[k] += g.v[k];
-    }
-#pragma unroll
-  for (int k = 0; k < K; ++k) part[k][threadIdx.x] = s[k];
-  __syncthreads();
-  // Row lanes [h, 2h) fold into [0, h); the two halves are disjoint within a step.
-  for (int h = kRowLanes / 2; h > 0; h /= 2) {
-    if (row < h) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) part[k][threadIdx.x] += part[k][threadIdx.x + h * kColWidth];
-    }
-    __syncthreads();
-  }
-  if (row == 0 && c < C) {
-#pragma unroll
-    for (int k = 0; k < K; ++k)
-      if (sums.p[k]) sums.p[k][c] += part[k][lane];
-  }
+  __shared__ ChannelSumShared<K> sh;
+  channel_sum_body<K>(DeviceBlock{}, int(blockIdx.x), op, n, C, sums, sh);
 }
 
 // An op of one sum as an op of Sums<1>.

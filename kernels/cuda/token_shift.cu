@@ -1,19 +1,20 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/mix_group_ops.h"
 #include "kernels/cuda/pointwise_launch.cuh"
 #include "kernels/cuda/token_shift.h"
 #include "kernels/mix_group.h"
 
 // The formulas and their evaluation order are those of kernels/cpu/token_shift.cpp,
 // one thread per element (launch shapes: kernels/cuda/pointwise_launch.cuh). [B, T, C]
-// tensors run as channel ops on [B*T, C].
+// tensors run as channel ops on [B*T, C]. The mix groups' ops are in mix_group_ops.h,
+// where the CPU tests run them too.
 
 namespace rwkv::cuda {
 namespace {
 
 using kernels::check_mix_group;
-using kernels::kMaxMixes;
 using pointwise::check_sizes;
 
 struct ShiftDiffForward {
@@ -51,63 +52,6 @@ struct ShiftLast {
   int64_t T, C;
   __device__ void operator()(int64_t o, int64_t c) const {
     last[o] = x[((o / C) * T + T - 1) * C + c];
-  }
-};
-
-__device__ float mix_coef(const float* c, const float* m, bool one_minus, int64_t o, int64_t j) {
-  return (one_minus ? 1.f - c[j] : c[j]) + (m ? m[o] : 0.f);
-}
-
-// A mix group's pointers, copied into the kernel's arguments; entries k >= K unused.
-template <typename T>
-struct Group {
-  T* p[kMaxMixes] = {};
-  Group() = default;
-  explicit Group(std::span<T* const> g) {
-    for (size_t k = 0; k < g.size(); ++k) p[k] = g[k];
-  }
-  __device__ T* operator[](int k) const { return p[k]; }
-};
-
-// x and xx read once for the K outputs.
-struct MixForward {
-  Group<float> out;
-  Group<const float> coef, m;
-  const float *x, *xx;
-  int K;
-  bool one_minus;
-  __device__ void operator()(int64_t o, int64_t j) const {
-    const float xo = x[o], xxo = xx[o];
-#pragma unroll
-    for (int k = 0; k < kMaxMixes; ++k)
-      if (k < K) out[k][o] = xo + xxo * mix_coef(coef[k], m[k], one_minus, o, j);
-  }
-};
-
-// dx and dxx read and written once for the K mixes; returns each dcoef's term.
-struct MixBackward {
-  float *dx, *dxx;
-  Group<float> dm;
-  Group<const float> dout, coef, m;
-  const float* xx;
-  int K;
-  bool one_minus;
-  __device__ pointwise::Sums<kMaxMixes> operator()(int64_t o, int64_t j) const {
-    pointwise::Sums<kMaxMixes> s{};
-    const float xxo = xx[o];
-    float gx = dx ? dx[o] : 0.f, gxx = dxx ? dxx[o] : 0.f;
-#pragma unroll
-    for (int k = 0; k < kMaxMixes; ++k)
-      if (k < K) {
-        const float g = dout[k][o];
-        gx += g;
-        gxx += g * mix_coef(coef[k], m[k], one_minus, o, j);
-        if (dm[k]) dm[k][o] += g * xxo;
-        s.v[k] = one_minus ? -g * xxo : g * xxo;
-      }
-    if (dx) dx[o] = gx;
-    if (dxx) dxx[o] = gxx;
-    return s;
   }
 };
 

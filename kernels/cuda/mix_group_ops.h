@@ -1,0 +1,76 @@
+#pragma once
+// The per-element ops of the mix-group kernels (kernels/cuda/token_shift.cu; the math
+// is kernels/cpu/token_shift.h's), host-device so that the CPU tests run them too
+// (tests/kernels/test_mix_group_body.cpp). Includes only what the host compiler
+// has.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kernels/cuda/block.h"
+#include "kernels/cuda/channel_sum_body.h"
+#include "kernels/mix_group.h"
+
+namespace rwkv::cuda {
+
+using kernels::kMaxMixes;
+
+RWKV_HD inline float mix_coef(const float* c, const float* m, bool one_minus, int64_t o,
+                              int64_t j) {
+  return (one_minus ? 1.f - c[j] : c[j]) + (m ? m[o] : 0.f);
+}
+
+// A mix group's pointers, copied into the kernel's arguments; entries k >= K unused.
+template <typename T>
+struct Group {
+  T* p[kMaxMixes] = {};
+  Group() = default;
+  explicit Group(std::span<T* const> g) {
+    for (size_t k = 0; k < g.size(); ++k) p[k] = g[k];
+  }
+  RWKV_HD T* operator[](int k) const { return p[k]; }
+};
+
+// x and xx read once for the K outputs.
+struct MixForward {
+  Group<float> out;
+  Group<const float> coef, m;
+  const float *x, *xx;
+  int K;
+  bool one_minus;
+  RWKV_HD void operator()(int64_t o, int64_t j) const {
+    const float xo = x[o], xxo = xx[o];
+    RWKV_UNROLL
+    for (int k = 0; k < kMaxMixes; ++k)
+      if (k < K) out[k][o] = xo + xxo * mix_coef(coef[k], m[k], one_minus, o, j);
+  }
+};
+
+// dx and dxx read and written once for the K mixes; returns each dcoef's term.
+struct MixBackward {
+  float *dx, *dxx;
+  Group<float> dm;
+  Group<const float> dout, coef, m;
+  const float* xx;
+  int K;
+  bool one_minus;
+  RWKV_HD pointwise::Sums<kMaxMixes> operator()(int64_t o, int64_t j) const {
+    pointwise::Sums<kMaxMixes> s{};
+    const float xxo = xx[o];
+    float gx = dx ? dx[o] : 0.f, gxx = dxx ? dxx[o] : 0.f;
+    RWKV_UNROLL
+    for (int k = 0; k < kMaxMixes; ++k)
+      if (k < K) {
+        const float g = dout[k][o];
+        gx += g;
+        gxx += g * mix_coef(coef[k], m[k], one_minus, o, j);
+        if (dm[k]) dm[k][o] += g * xxo;
+        s.v[k] = one_minus ? -g * xxo : g * xxo;
+      }
+    if (dx) dx[o] = gx;
+    if (dxx) dxx[o] = gxx;
+    return s;
+  }
+};
+
+}  // namespace rwkv::cuda
