@@ -32,4 +32,15 @@ inline void check_mix_group(const char* fn, size_t K, size_t coefs,
   if (!msg.str().empty()) throw Error(msg.str());
 }
 
+// The checks of mix_forward and mix_backward (every backend's and the CPU kernels').
+inline void check_mix_forward(const char* fn, size_t outs, size_t coefs, size_t ms) {
+  check_mix_group(fn, outs, coefs, {{"LoRA terms", ms}});
+}
+inline void check_mix_backward(const char* fn, size_t douts, size_t coefs, size_t ms, size_t dcoefs,
+                               size_t dms) {
+  check_mix_group(
+      fn, douts, coefs,
+      {{"LoRA terms", ms}, {"coefficient gradients", dcoefs}, {"LoRA term gradients", dms}});
+}
+
 }  // namespace rwkv::kernels

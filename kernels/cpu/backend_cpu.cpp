@@ -360,8 +360,7 @@ template <typename F>
 void CpuBackend<F>::mix_forward(std::span<F* const> outs, const F* x, const F* xx,
                                 std::span<const F* const> coefs, std::span<const F* const> ms,
                                 bool one_minus, int64_t n, int64_t C) {
-  check_mix_group("rwkv::kernels::mix_forward", outs.size(), coefs.size(),
-                  {{"LoRA terms", ms.size()}});
+  check_mix_forward("rwkv::kernels::mix_forward", outs.size(), coefs.size(), ms.size());
   parallel_for(threads, n, kMinRows, [&](int64_t b, int64_t e, int64_t) {
     const MixRows<F> o(outs, b * C);
     const MixRows<const F> m(ms, b * C);
@@ -374,10 +373,8 @@ void CpuBackend<F>::mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std:
                                  std::span<const F* const> douts, const F* xx,
                                  std::span<const F* const> coefs, std::span<const F* const> ms,
                                  bool one_minus, int64_t n, int64_t C) {
-  check_mix_group("rwkv::kernels::mix_backward", douts.size(), coefs.size(),
-                  {{"LoRA terms", ms.size()},
-                   {"coefficient gradients", dcoefs.size()},
-                   {"LoRA term gradients", dms.size()}});
+  check_mix_backward("rwkv::kernels::mix_backward", douts.size(), coefs.size(), ms.size(),
+                     dcoefs.size(), dms.size());
   std::array<F*, kMaxMixes> reds{};
   std::copy(dcoefs.begin(), dcoefs.end(), reds.begin());
   parallel_for_reduce(

@@ -84,8 +84,7 @@ template <typename F>
 RWKV_CPU_SIMD void mix_forward(std::span<F* const> outs, const F* x, const F* xx,
                                std::span<const F* const> coefs, std::span<const F* const> ms,
                                bool one_minus, int64_t n, int64_t C) {
-  check_mix_group("rwkv::kernels::mix_forward", outs.size(), coefs.size(),
-                  {{"LoRA terms", ms.size()}});
+  check_mix_forward("rwkv::kernels::mix_forward", outs.size(), coefs.size(), ms.size());
   const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
   for (int64_t i = 0; i < n; ++i)
     for (size_t k = 0; k < outs.size(); ++k)
@@ -98,10 +97,8 @@ RWKV_CPU_SIMD void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::
                                 std::span<const F* const> douts, const F* xx,
                                 std::span<const F* const> coefs, std::span<const F* const> ms,
                                 bool one_minus, int64_t n, int64_t C) {
-  check_mix_group("rwkv::kernels::mix_backward", douts.size(), coefs.size(),
-                  {{"LoRA terms", ms.size()},
-                   {"coefficient gradients", dcoefs.size()},
-                   {"LoRA term gradients", dms.size()}});
+  check_mix_backward("rwkv::kernels::mix_backward", douts.size(), coefs.size(), ms.size(),
+                     dcoefs.size(), dms.size());
   const F base = one_minus ? F(1) : F(0), sign = one_minus ? F(-1) : F(1);
   auto at = [C](F* p, int64_t i) { return p ? p + i * C : nullptr; };
   for (int64_t i = 0; i < n; ++i)

@@ -14,7 +14,8 @@
 namespace rwkv::cuda {
 namespace {
 
-using kernels::check_mix_group;
+using kernels::check_mix_backward;
+using kernels::check_mix_forward;
 using pointwise::check_sizes;
 
 struct ShiftDiffForward {
@@ -87,7 +88,7 @@ void mix_forward(std::span<float* const> outs, const float* x, const float* xx,
                  std::span<const float* const> coefs, std::span<const float* const> ms,
                  bool one_minus, int64_t n, int64_t C, cudaStream_t stream) {
   const char* fn = "rwkv::cuda::mix_forward";
-  check_mix_group(fn, outs.size(), coefs.size(), {{"LoRA terms", ms.size()}});
+  check_mix_forward(fn, outs.size(), coefs.size(), ms.size());
   check_sizes(fn, {{"n", n}, {"C", C}});
   const MixForward op{Group<float>(outs),
                       Group<const float>(coefs),
@@ -104,10 +105,7 @@ void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
                   std::span<const float* const> coefs, std::span<const float* const> ms,
                   bool one_minus, int64_t n, int64_t C, cudaStream_t stream) {
   const char* fn = "rwkv::cuda::mix_backward";
-  check_mix_group(fn, douts.size(), coefs.size(),
-                  {{"LoRA terms", ms.size()},
-                   {"coefficient gradients", dcoefs.size()},
-                   {"LoRA term gradients", dms.size()}});
+  check_mix_backward(fn, douts.size(), coefs.size(), ms.size(), dcoefs.size(), dms.size());
   check_sizes(fn, {{"n", n}, {"C", C}});
   const MixBackward op{dx,
                        dxx,
