@@ -46,7 +46,10 @@ struct MixForward {
   }
 };
 
-// dx and dxx read and written once for the K mixes; returns each dcoef's term.
+// dx and dxx read and written once for the K <= S mixes; returns each dcoef's term.
+// S, the sums the kernel carries: 1 for groups of one mix (their sum kernel is the
+// single-sum one), kMaxMixes for the others.
+template <int S>
 struct MixBackward {
   float *dx, *dxx;
   Group<float> dm;
@@ -54,12 +57,12 @@ struct MixBackward {
   const float* xx;
   int K;
   bool one_minus;
-  RWKV_HD pointwise::Sums<kMaxMixes> operator()(int64_t o, int64_t j) const {
-    pointwise::Sums<kMaxMixes> s{};
+  RWKV_HD pointwise::Sums<S> operator()(int64_t o, int64_t j) const {
+    pointwise::Sums<S> s{};
     const float xxo = xx[o];
     float gx = dx ? dx[o] : 0.f, gxx = dxx ? dxx[o] : 0.f;
     RWKV_UNROLL
-    for (int k = 0; k < kMaxMixes; ++k)
+    for (int k = 0; k < S; ++k)
       if (k < K) {
         const float g = dout[k][o];
         gx += g;

@@ -1,4 +1,5 @@
 #include <sstream>
+#include <type_traits>
 
 #include "common/error.h"
 #include "kernels/cuda/mix_group_ops.h"
@@ -107,18 +108,24 @@ void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
   const char* fn = "rwkv::cuda::mix_backward";
   check_mix_backward(fn, douts.size(), coefs.size(), ms.size(), dcoefs.size(), dms.size());
   check_sizes(fn, {{"n", n}, {"C", C}});
-  const MixBackward op{dx,
-                       dxx,
-                       Group<float>(dms),
-                       Group<const float>(douts),
-                       Group<const float>(coefs),
-                       Group<const float>(ms),
-                       xx,
-                       int(douts.size()),
-                       one_minus};
-  pointwise::SumOutputs<kMaxMixes> sums{};
-  for (size_t k = 0; k < dcoefs.size(); ++k) sums.p[k] = dcoefs[k];
-  pointwise::launch_channels_sums(fn, op, n, C, sums, stream);
+  const auto launch = [&]<int S>(std::integral_constant<int, S>) {
+    const MixBackward<S> op{dx,
+                            dxx,
+                            Group<float>(dms),
+                            Group<const float>(douts),
+                            Group<const float>(coefs),
+                            Group<const float>(ms),
+                            xx,
+                            int(douts.size()),
+                            one_minus};
+    pointwise::SumOutputs<S> sums{};
+    for (size_t k = 0; k < dcoefs.size(); ++k) sums.p[k] = dcoefs[k];
+    pointwise::launch_channels_sums(fn, op, n, C, sums, stream);
+  };
+  if (douts.size() == 1)
+    launch(std::integral_constant<int, 1>{});
+  else
+    launch(std::integral_constant<int, kMaxMixes>{});
 }
 
 }  // namespace rwkv::cuda

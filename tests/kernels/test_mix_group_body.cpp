@@ -12,6 +12,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/token_shift.h"
@@ -154,23 +155,30 @@ TEST(MixGroupOps, MatchCpuKernels) {
             dmg = pointers<float>(dm);
             dmc = pointers<float>(dm_cpu);
           }
-          const MixBackward op{mask & 1 ? dx.data() : nullptr,
-                               mask & 2 ? dxx.data() : nullptr,
-                               Group<float>(dmg),
-                               Group<const float>(ds),
-                               Group<const float>(cs),
-                               Group<const float>(ms),
-                               xx.data(),
-                               K,
-                               one_minus};
-          // launch_channels_sums: the sum kernel when a sum is wanted, else flat.
-          if (sums) {
-            SumOutputs<kMaxMixes> out{};
-            for (size_t k = 0; k < dcg.size(); ++k) out.p[k] = dcg[k];
-            run_channel_sums<kMaxMixes>(op, n, C, out);
-          } else {
-            run_channels(op, n, C);
-          }
+          // token_shift.cu's mix_backward: MixBackward<1> for one mix, else
+          // <kMaxMixes>; launch_channels_sums: the sum kernel when a sum is wanted.
+          const auto launch = [&]<int S>(std::integral_constant<int, S>) {
+            const MixBackward<S> op{mask & 1 ? dx.data() : nullptr,
+                                    mask & 2 ? dxx.data() : nullptr,
+                                    Group<float>(dmg),
+                                    Group<const float>(ds),
+                                    Group<const float>(cs),
+                                    Group<const float>(ms),
+                                    xx.data(),
+                                    K,
+                                    one_minus};
+            if (sums) {
+              SumOutputs<S> out{};
+              for (size_t k = 0; k < dcg.size(); ++k) out.p[k] = dcg[k];
+              run_channel_sums<S>(op, n, C, out);
+            } else {
+              run_channels(op, n, C);
+            }
+          };
+          if (K == 1)
+            launch(std::integral_constant<int, 1>{});
+          else
+            launch(std::integral_constant<int, kMaxMixes>{});
           kernels::mix_backward<float>(mask & 1 ? dx_cpu.data() : nullptr,
                                        mask & 2 ? dxx_cpu.data() : nullptr, dcc, dmc, ds, xx.data(),
                                        cs, ms, one_minus, n, C);
