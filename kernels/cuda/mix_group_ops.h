@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 
 #include "kernels/cuda/block.h"
 #include "kernels/cuda/channel_sum_body.h"
@@ -75,5 +76,15 @@ struct MixBackward {
     return s;
   }
 };
+
+// fn(integral_constant<int, S>) with the MixBackward instance a group of K mixes runs:
+// S = 1 for one mix, else kMaxMixes.
+template <typename Fn>
+void with_mix_sums(size_t K, Fn&& fn) {
+  if (K == 1)
+    fn(std::integral_constant<int, 1>{});
+  else
+    fn(std::integral_constant<int, kMaxMixes>{});
+}
 
 }  // namespace rwkv::cuda

@@ -1,5 +1,4 @@
 #include <sstream>
-#include <type_traits>
 
 #include "common/error.h"
 #include "kernels/cuda/mix_group_ops.h"
@@ -108,7 +107,7 @@ void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
   const char* fn = "rwkv::cuda::mix_backward";
   check_mix_backward(fn, douts.size(), coefs.size(), ms.size(), dcoefs.size(), dms.size());
   check_sizes(fn, {{"n", n}, {"C", C}});
-  const auto launch = [&]<int S>(std::integral_constant<int, S>) {
+  with_mix_sums(douts.size(), [&]<int S>(std::integral_constant<int, S>) {
     const MixBackward<S> op{dx,
                             dxx,
                             Group<float>(dms),
@@ -121,11 +120,7 @@ void mix_backward(float* dx, float* dxx, std::span<float* const> dcoefs,
     pointwise::SumOutputs<S> sums{};
     for (size_t k = 0; k < dcoefs.size(); ++k) sums.p[k] = dcoefs[k];
     pointwise::launch_channels_sums(fn, op, n, C, sums, stream);
-  };
-  if (douts.size() == 1)
-    launch(std::integral_constant<int, 1>{});
-  else
-    launch(std::integral_constant<int, kMaxMixes>{});
+  });
 }
 
 }  // namespace rwkv::cuda

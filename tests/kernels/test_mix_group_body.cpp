@@ -155,9 +155,9 @@ TEST(MixGroupOps, MatchCpuKernels) {
             dmg = pointers<float>(dm);
             dmc = pointers<float>(dm_cpu);
           }
-          // token_shift.cu's mix_backward: MixBackward<1> for one mix, else
-          // <kMaxMixes>; launch_channels_sums: the sum kernel when a sum is wanted.
-          const auto launch = [&]<int S>(std::integral_constant<int, S>) {
+          // token_shift.cu's mix_backward: the MixBackward instance with_mix_sums
+          // picks; launch_channels_sums: the sum kernel when a sum is wanted.
+          with_mix_sums(size_t(K), [&]<int S>(std::integral_constant<int, S>) {
             const MixBackward<S> op{mask & 1 ? dx.data() : nullptr,
                                     mask & 2 ? dxx.data() : nullptr,
                                     Group<float>(dmg),
@@ -174,11 +174,7 @@ TEST(MixGroupOps, MatchCpuKernels) {
             } else {
               run_channels(op, n, C);
             }
-          };
-          if (K == 1)
-            launch(std::integral_constant<int, 1>{});
-          else
-            launch(std::integral_constant<int, kMaxMixes>{});
+          });
           kernels::mix_backward<float>(mask & 1 ? dx_cpu.data() : nullptr,
                                        mask & 2 ? dxx_cpu.data() : nullptr, dcc, dmc, ds, xx.data(),
                                        cs, ms, one_minus, n, C);
