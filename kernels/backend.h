@@ -51,11 +51,12 @@ struct Backend {
                                F eps) = 0;
   virtual void rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, const F* w, const F* rstd,
                                 int64_t n, int64_t C) = 0;
+  // g: the output gate, or null (kernels/cpu/norm.h).
   virtual void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                                 int64_t n, int64_t H, int64_t N, F eps) = 0;
-  virtual void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
-                                  const F* mean, const F* rstd, int64_t n, int64_t H,
-                                  int64_t N) = 0;
+                                 const F* g, int64_t n, int64_t H, int64_t N, F eps) = 0;
+  virtual void groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x, const F* w,
+                                  const F* b, const F* g, const F* mean, const F* rstd, int64_t n,
+                                  int64_t H, int64_t N) = 0;
   virtual void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int64_t N,
                                     F eps) = 0;
   virtual void l2norm_heads_backward(F* dx, const F* dout, const F* out, const F* norm, const F* x,
@@ -114,11 +115,11 @@ struct Backend {
   virtual void wkv7_ab_forward(F* wa, F* wb, const F* kk, const F* a, int64_t n) = 0;
   virtual void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, const F* a,
                                 int64_t n) = 0;
-  virtual void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, int64_t n,
-                                int64_t H, int64_t N) = 0;
-  virtual void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
-                                 const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
-                                 int64_t N) = 0;
+  virtual void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
+                                const F* g, int64_t n, int64_t H, int64_t N) = 0;
+  virtual void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r,
+                                 const F* k, const F* v, const F* r_k, const F* g, int64_t n,
+                                 int64_t H, int64_t N) = 0;
 
   // WKV (kernels/cpu/wkv4.h, wkv6.h, wkv7.h); backwards overwrite their outputs.
   virtual void wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,

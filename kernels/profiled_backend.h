@@ -120,15 +120,16 @@ struct ProfiledBackend final : Backend<F> {
     const Timed timed(clock, "rmsnorm_backward");
     inner.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, C);
   }
-  void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
-                         int64_t H, int64_t N, F eps) override {
+  void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, const F* g,
+                         int64_t n, int64_t H, int64_t N, F eps) override {
     const Timed timed(clock, "groupnorm_forward");
-    inner.groupnorm_forward(out, mean, rstd, x, w, b, n, H, N, eps);
+    inner.groupnorm_forward(out, mean, rstd, x, w, b, g, n, H, N, eps);
   }
-  void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
-                          const F* rstd, int64_t n, int64_t H, int64_t N) override {
+  void groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x, const F* w,
+                          const F* b, const F* g, const F* mean, const F* rstd, int64_t n,
+                          int64_t H, int64_t N) override {
     const Timed timed(clock, "groupnorm_backward");
-    inner.groupnorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, H, N);
+    inner.groupnorm_backward(dx, dw, db, dg, dout, x, w, b, g, mean, rstd, n, H, N);
   }
   void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int64_t N,
                             F eps) override {
@@ -265,15 +266,16 @@ struct ProfiledBackend final : Backend<F> {
     const Timed timed(clock, "wkv7_ab_backward");
     inner.wkv7_ab_backward(dkk, da, dwa, dwb, kk, a, n);
   }
-  void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, int64_t n,
-                        int64_t H, int64_t N) override {
+  void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, const F* g,
+                        int64_t n, int64_t H, int64_t N) override {
     const Timed timed(clock, "bonus_v7_forward");
-    inner.bonus_v7_forward(out, r, k, v, r_k, n, H, N);
+    inner.bonus_v7_forward(out, r, k, v, r_k, g, n, H, N);
   }
-  void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r, const F* k,
-                         const F* v, const F* r_k, int64_t n, int64_t H, int64_t N) override {
+  void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r, const F* k,
+                         const F* v, const F* r_k, const F* g, int64_t n, int64_t H,
+                         int64_t N) override {
     const Timed timed(clock, "bonus_v7_backward");
-    inner.bonus_v7_backward(dr, dk, dv, dr_k, dout, r, k, v, r_k, n, H, N);
+    inner.bonus_v7_backward(dr, dk, dv, dr_k, dg, dout, r, k, v, r_k, g, n, H, N);
   }
   void wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,
                     const F* v, F* y, const F* state_in, F* state_out) override {

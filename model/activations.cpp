@@ -22,8 +22,7 @@ void plan_layer_acts(const ModelConfig& cfg, const TpRanges& tp, int64_t n, Laye
     ar.take(a.xg, nC);
     for (F** p : {&a.g, &a.lw, &a.og}) ar.take(*p, nA);
     for (F** p : {&a.gn_mean, &a.gn_rstd}) ar.take(*p, n * H);
-    if (ver <= 6)
-      for (F** p : {&a.g_h, &a.gn}) ar.take(*p, nA);
+    if (ver <= 6) ar.take(a.g_h, nA);
     if (ver == 6) {
       const int64_t R5 = 5 * cfg.v6_mix_lora(), D = cfg.v6_decay_lora();
       for (F** p : {&a.xw, &a.xxx}) ar.take(*p, nC);
@@ -37,7 +36,7 @@ void plan_layer_acts(const ModelConfig& cfg, const TpRanges& tp, int64_t n, Laye
       const int64_t Dv = cfg.v7_mv_lora(), Dg = cfg.v7_gate_lora();
       for (F** p : {&a.xw, &a.xa}) ar.take(*p, nC);
       for (F** p : {&a.w_z, &a.k_raw, &a.v_raw, &a.vr_z, &a.vr_s, &a.a_z, &a.a, &a.kk_pre, &a.kk,
-                    &a.wa, &a.wb, &a.o})
+                    &a.wa, &a.wb})
         ar.take(*p, nA);
       for (F** p : {&a.w_h, &a.w_t}) ar.take(*p, n * Dw);
       ar.take(a.vr_h, n * Dv);

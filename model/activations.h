@@ -40,8 +40,9 @@ struct LayerActs {
   F *wa = nullptr, *wb = nullptr;                           // v7 WKV a, b [n, C]
   F* y = nullptr;                                           // WKV output [n, C]
   F* sr = nullptr;                                          // v4 sigmoid(r) [n, C]
-  F *gn = nullptr, *gn_mean = nullptr, *gn_rstd = nullptr;  // ln_x [n, C] (v5/6), [n, H], [n, H]
-  F *o = nullptr, *og = nullptr;                            // input of att.output [n, C]
+  F *gn_mean = nullptr, *gn_rstd = nullptr;                 // v5-7 ln_x statistics [n, H]
+  F* o = nullptr;   // v4: sigmoid(r) * wkv [n, C], the input of att.output
+  F* og = nullptr;  // v5-7: the gated ln_x output (v7 with its bonus), input of att.output
   F* tmp_c = nullptr;                                       // [C] scratch (du)
 
   // Channel mix.

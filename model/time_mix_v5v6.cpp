@@ -64,8 +64,8 @@ void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, Layer
   const int iH = static_cast<int>(H);
   be.wkv6_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,
                   w.time_faaaa, a.y, st.wkv_in, st.wkv_out);
-  be.groupnorm_forward(a.gn, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
-  be.mul_forward(a.og, a.gn, a.g, n * Ca);
+  // og = ln_x(y) * g in one pass (the gated GroupNorm).
+  be.groupnorm_forward(a.og, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, a.g, n, H, N, F(kLnxEps));
   be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
   c.tp.all_reduce_sum(a.att, n * C);
 }
@@ -78,8 +78,8 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
   const int64_t Ca = c.r.channels();
   const bool v6 = c.cfg.version == 6;
   be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
-  be.mul_backward(d.gn, d.g, d.og, a.gn, a.g, n * Ca);
-  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.gn, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
+  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.g, d.og, a.y, w.lnx_w, w.lnx_b, a.g, a.gn_mean,
+                        a.gn_rstd, n, H, N);
   // WKV writes d.r, d.k, d.v, d.lw (their only source) and du.
   const int iH = static_cast<int>(H);
   be.wkv6_backward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.k, a.v, a.lw,

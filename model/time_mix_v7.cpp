@@ -68,11 +68,10 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   be.wkv7_forward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.lw, a.k, a.v, a.wa, a.wb,
                   a.y, st.wkv_in, st.wkv_out);
 
-  // o = ln_x(y) + bonus: the GroupNorm writes o, the bonus adds to it (the backward
-  // needs neither term alone).
-  be.groupnorm_forward(a.o, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, n, H, N, F(kLnxEps));
-  be.bonus_v7_forward(a.o, a.r, a.k, a.v, w.r_k, n, H, N);
-  be.mul_forward(a.og, a.o, a.g, n * Ca);
+  // og = (ln_x(y) + bonus) * g: the gated GroupNorm writes ln_x(y) * g, the gated bonus
+  // adds bonus * g (o itself is never stored).
+  be.groupnorm_forward(a.og, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, a.g, n, H, N, F(kLnxEps));
+  be.bonus_v7_forward(a.og, a.r, a.k, a.v, w.r_k, a.g, n, H, N);
   be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
   c.tp.all_reduce_sum(a.att, n * C);
 }
@@ -87,14 +86,14 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   const int64_t Dw = c.cfg.v7_decay_lora(), Da = c.cfg.v7_aaa_lora();
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
   be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
-  be.mul_backward(d.o, d.g, d.og, a.o, a.g, n * Ca);
-  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.o, a.y, w.lnx_w, a.gn_mean, a.gn_rstd, n, H, N);
+  be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.g, d.og, a.y, w.lnx_w, w.lnx_b, a.g, a.gn_mean,
+                        a.gn_rstd, n, H, N);
   // WKV overwrites d.r, d.lw, d.k, d.v, d.wa, d.wb, so it runs before anything else
   // adds to them.
   const int iH = static_cast<int>(H);
   be.wkv7_backward(c.wkv, c.B, c.T, iH, static_cast<int>(N), 0, iH, a.r, a.lw, a.k, a.v, a.wa, a.wb,
                    d.y, d.r, d.lw, d.k, d.v, d.wa, d.wb);
-  be.bonus_v7_backward(d.r, d.k, d.v, gw.r_k, d.o, a.r, a.k, a.v, w.r_k, n, H, N);
+  be.bonus_v7_backward(d.r, d.k, d.v, gw.r_k, d.g, d.og, a.r, a.k, a.v, w.r_k, a.g, n, H, N);
   be.wkv7_ab_backward(d.kk, d.a, d.wa, d.wb, a.kk, a.a, n * Ca);
   be.key_adjust_backward(d.k_raw, d.a, gw.k_a, d.k, a.k_raw, a.a, w.k_a, n, Ca);
   be.l2norm_heads_backward(d.kk_pre, d.kk, a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));

@@ -186,22 +186,23 @@ void CpuBackend<F>::rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, co
 
 template <typename F>
 void CpuBackend<F>::groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                                      int64_t n, int64_t H, int64_t N, F eps) {
+                                      const F* g, int64_t n, int64_t H, int64_t N, F eps) {
   parallel_for(threads, n, kMinRows, [&](int64_t r, int64_t e, int64_t) {
     kernels::groupnorm_forward(out + r * H * N, mean + r * H, rstd + r * H, x + r * H * N, w, b,
-                               e - r, H, N, eps);
+                               offset(g, r * H * N), e - r, H, N, eps);
   });
 }
 
 template <typename F>
-void CpuBackend<F>::groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
-                                       const F* mean, const F* rstd, int64_t n, int64_t H,
-                                       int64_t N) {
+void CpuBackend<F>::groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x,
+                                       const F* w, const F* b, const F* g, const F* mean,
+                                       const F* rstd, int64_t n, int64_t H, int64_t N) {
   parallel_for_reduce(threads, n, kMinRows, std::array<F*, 2>{dw, db}, H * N,
-                      [&](int64_t b, int64_t e, std::array<F*, 2> r) {
-                        kernels::groupnorm_backward(dx + b * H * N, r[0], r[1], dout + b * H * N,
-                                                    x + b * H * N, w, mean + b * H, rstd + b * H,
-                                                    e - b, H, N);
+                      [&](int64_t i, int64_t e, std::array<F*, 2> r) {
+                        const int64_t o = i * H * N;
+                        kernels::groupnorm_backward(dx + o, r[0], r[1], offset(dg, o), dout + o,
+                                                    x + o, w, b, offset(g, o), mean + i * H,
+                                                    rstd + i * H, e - i, H, N);
                       });
 }
 
@@ -460,23 +461,23 @@ void CpuBackend<F>::key_adjust_backward(F* dk, F* da, F* dk_a, const F* dout, co
 
 template <typename F>
 void CpuBackend<F>::bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
-                                     int64_t n, int64_t H, int64_t N) {
+                                     const F* g, int64_t n, int64_t H, int64_t N) {
   parallel_for(threads, n, kMinRows, [&](int64_t i, int64_t e, int64_t) {
-    kernels::bonus_v7_forward(out + i * H * N, r + i * H * N, k + i * H * N, v + i * H * N, r_k,
-                              e - i, H, N);
+    const int64_t o = i * H * N;
+    kernels::bonus_v7_forward(out + o, r + o, k + o, v + o, r_k, offset(g, o), e - i, H, N);
   });
 }
 
 template <typename F>
-void CpuBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
-                                      const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
-                                      int64_t N) {
+void CpuBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout,
+                                      const F* r, const F* k, const F* v, const F* r_k, const F* g,
+                                      int64_t n, int64_t H, int64_t N) {
   parallel_for_reduce(threads, n, kMinRows, std::array<F*, 1>{dr_k}, H * N,
                       [&](int64_t i, int64_t e, std::array<F*, 1> red) {
                         const int64_t o = i * H * N;
                         kernels::bonus_v7_backward(offset(dr, o), offset(dk, o), offset(dv, o),
-                                                   red[0], dout + o, r + o, k + o, v + o, r_k,
-                                                   e - i, H, N);
+                                                   red[0], offset(dg, o), dout + o, r + o, k + o,
+                                                   v + o, r_k, offset(g, o), e - i, H, N);
                       });
 }
 

@@ -37,10 +37,11 @@ struct CpuBackend final : Backend<F> {
                        F eps) override;
   void rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, const F* w, const F* rstd,
                         int64_t n, int64_t C) override;
-  void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
-                         int64_t H, int64_t N, F eps) override;
-  void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
-                          const F* rstd, int64_t n, int64_t H, int64_t N) override;
+  void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, const F* g,
+                         int64_t n, int64_t H, int64_t N, F eps) override;
+  void groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x, const F* w,
+                          const F* b, const F* g, const F* mean, const F* rstd, int64_t n,
+                          int64_t H, int64_t N) override;
   void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int64_t N,
                             F eps) override;
   void l2norm_heads_backward(F* dx, const F* dout, const F* out, const F* norm, const F* x,
@@ -87,10 +88,11 @@ struct CpuBackend final : Backend<F> {
   void wkv7_ab_forward(F* wa, F* wb, const F* kk, const F* a, int64_t n) override;
   void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, const F* a,
                         int64_t n) override;
-  void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, int64_t n,
-                        int64_t H, int64_t N) override;
-  void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r, const F* k,
-                         const F* v, const F* r_k, int64_t n, int64_t H, int64_t N) override;
+  void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, const F* g,
+                        int64_t n, int64_t H, int64_t N) override;
+  void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r, const F* k,
+                         const F* v, const F* r_k, const F* g, int64_t n, int64_t H,
+                         int64_t N) override;
   void wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,
                     const F* v, F* y, const F* state_in, F* state_out) override;
   void wkv4_backward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,

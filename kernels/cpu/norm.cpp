@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/fast_math.h"
 
@@ -45,6 +46,16 @@ template <typename F>
     const F xhat = (x[j] - m) * rs;
     dx[j] += rs * (dout[j] * w[j] - mean_g - xhat * mean_gx);
   }
+}
+
+// e = d * g and dg += d * (xhat * w + b) over one gated segment.
+template <typename F>
+[[gnu::always_inline]] inline void segment_gate_backward(
+    F* __restrict e, F* __restrict dg, const F* __restrict d, const F* __restrict g,
+    const F* __restrict x, const F* __restrict w, const F* __restrict b, F m, F rs, int64_t N) {
+  for (int64_t j = 0; j < N; ++j) e[j] = d[j] * g[j];
+  if (dg)
+    for (int64_t j = 0; j < N; ++j) dg[j] += d[j] * ((x[j] - m) * rs * w[j] + b[j]);
 }
 
 }  // namespace
@@ -93,24 +104,34 @@ RWKV_CPU_SIMD void rmsnorm_backward(F* __restrict dx, F* __restrict dw, const F*
 
 template <typename F>
 RWKV_CPU_SIMD void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                                     int64_t n, int64_t H, int64_t N, F eps) {
+                                     const F* g, int64_t n, int64_t H, int64_t N, F eps) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t o = i * H * N + h * N;
       segment_forward(out + o, mean + i * H + h, rstd + i * H + h, x + o, w + h * N, b + h * N, N,
                       eps);
+      if (!g) continue;
+      F* __restrict os = out + o;
+      const F* __restrict gs = g + o;
+      for (int64_t j = 0; j < N; ++j) os[j] *= gs[j];
     }
 }
 
 template <typename F>
-RWKV_CPU_SIMD void groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
-                                      const F* mean, const F* rstd, int64_t n, int64_t H,
-                                      int64_t N) {
+RWKV_CPU_SIMD void groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x,
+                                      const F* w, const F* b, const F* g, const F* mean,
+                                      const F* rstd, int64_t n, int64_t H, int64_t N) {
+  std::vector<F> e(g ? static_cast<size_t>(N) : 0);  // a gated segment's dout * g
   for (int64_t i = 0; i < n; ++i)
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t o = i * H * N + h * N;
-      segment_backward(dx + o, dw + h * N, db + h * N, dout + o, x + o, w + h * N, mean[i * H + h],
-                       rstd[i * H + h], N);
+      const int64_t o = i * H * N + h * N, c = h * N, s = i * H + h;
+      const F* d = dout + o;
+      if (g) {
+        segment_gate_backward(e.data(), dg ? dg + o : nullptr, d, g + o, x + o, w + c, b + c,
+                              mean[s], rstd[s], N);
+        d = e.data();
+      }
+      segment_backward(dx + o, dw + c, db + c, d, x + o, w + c, mean[s], rstd[s], N);
     }
 }
 
@@ -142,20 +163,20 @@ RWKV_CPU_SIMD void l2norm_heads_backward(F* __restrict dx, const F* __restrict d
   }
 }
 
-#define RWKV_INSTANTIATE(F)                                                                      \
-  template void layernorm_forward<F>(F*, F*, F*, const F*, const F*, const F*, int64_t, int64_t, \
-                                     F);                                                         \
-  template void layernorm_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,        \
-                                      const F*, int64_t, int64_t);                               \
-  template void rmsnorm_forward<F>(F*, F*, const F*, const F*, int64_t, int64_t, F);             \
-  template void rmsnorm_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t,     \
-                                    int64_t);                                                    \
-  template void groupnorm_forward<F>(F*, F*, F*, const F*, const F*, const F*, int64_t, int64_t, \
-                                     int64_t, F);                                                \
-  template void groupnorm_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,        \
-                                      const F*, int64_t, int64_t, int64_t);                      \
-  template void l2norm_heads_forward<F>(F*, F*, const F*, int64_t, int64_t, int64_t, F);         \
-  template void l2norm_heads_backward<F>(F*, const F*, const F*, const F*, const F*, int64_t,    \
+#define RWKV_INSTANTIATE(F)                                                                       \
+  template void layernorm_forward<F>(F*, F*, F*, const F*, const F*, const F*, int64_t, int64_t,  \
+                                     F);                                                          \
+  template void layernorm_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,         \
+                                      const F*, int64_t, int64_t);                                \
+  template void rmsnorm_forward<F>(F*, F*, const F*, const F*, int64_t, int64_t, F);              \
+  template void rmsnorm_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t,      \
+                                    int64_t);                                                     \
+  template void groupnorm_forward<F>(F*, F*, F*, const F*, const F*, const F*, const F*, int64_t, \
+                                     int64_t, int64_t, F);                                        \
+  template void groupnorm_backward<F>(F*, F*, F*, F*, const F*, const F*, const F*, const F*,     \
+                                      const F*, const F*, const F*, int64_t, int64_t, int64_t);   \
+  template void l2norm_heads_forward<F>(F*, F*, const F*, int64_t, int64_t, int64_t, F);          \
+  template void l2norm_heads_backward<F>(F*, const F*, const F*, const F*, const F*, int64_t,     \
                                          int64_t, int64_t, F);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)

@@ -1,6 +1,7 @@
 #include "kernels/cpu/rwkv_pointwise.h"
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/fast_math.h"
 
@@ -49,23 +50,37 @@ template <typename F>
     for (int64_t c = 0; c < C; ++c) dk_a[c] += dout[c] * k[c] * (a[c] - F(1));
 }
 
-// One head [N] of bonus_v7_backward; dot = sum_j r k r_k, ddot = sum_j dout v.
+// out = a * b, and acc += a * b * s, over n elements (__restrict: vectorised).
 template <typename F>
-[[gnu::always_inline]] inline void bonus_v7_backward_head(
-    F* __restrict dr, F* __restrict dk, F* __restrict dv, F* __restrict dr_k,
-    const F* __restrict dout, const F* __restrict r, const F* __restrict k, const F* __restrict v,
-    const F* __restrict r_k, int64_t N) {
-  if (dv) {
-    const F dot = fast::sum<F>(N, [&](int64_t j) { return r[j] * k[j] * r_k[j]; });
-    for (int64_t j = 0; j < N; ++j) dv[j] += dout[j] * dot;
-  }
-  const F ddot = fast::sum<F>(N, [&](int64_t j) { return dout[j] * v[j]; });
+[[gnu::always_inline]] inline void product(F* __restrict out, const F* __restrict a,
+                                           const F* __restrict b, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = a[j] * b[j];
+}
+template <typename F>
+[[gnu::always_inline]] inline void add_scaled_product(F* __restrict acc, const F* __restrict a,
+                                                      const F* __restrict b, F s, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += a[j] * b[j] * s;
+}
+
+// One head [N] of bonus_v7_backward for the output gradient e; dot = sum_j r k r_k
+// (returned), ddot = sum_j e v.
+template <typename F>
+[[gnu::always_inline]] inline F bonus_v7_backward_head(F* __restrict dr, F* __restrict dk,
+                                                       F* __restrict dv, F* __restrict dr_k,
+                                                       const F* __restrict e, const F* __restrict r,
+                                                       const F* __restrict k, const F* __restrict v,
+                                                       const F* __restrict r_k, int64_t N) {
+  const F dot = fast::sum<F>(N, [&](int64_t j) { return r[j] * k[j] * r_k[j]; });
+  if (dv)
+    for (int64_t j = 0; j < N; ++j) dv[j] += e[j] * dot;
+  const F ddot = fast::sum<F>(N, [&](int64_t j) { return e[j] * v[j]; });
   if (dr)
     for (int64_t j = 0; j < N; ++j) dr[j] += ddot * k[j] * r_k[j];
   if (dk)
     for (int64_t j = 0; j < N; ++j) dk[j] += ddot * r[j] * r_k[j];
   if (dr_k)
     for (int64_t j = 0; j < N; ++j) dr_k[j] += ddot * r[j] * k[j];
+  return dot;
 }
 
 }  // namespace
@@ -160,45 +175,57 @@ void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, co
 
 template <typename F>
 RWKV_CPU_SIMD void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
-                                    int64_t n, int64_t H, int64_t N) {
+                                    const F* g, int64_t n, int64_t H, int64_t N) {
   for (int64_t s = 0; s < n * H; ++s) {
     const F* rs = r + s * N;
     const F* ks = k + s * N;
     const F* rks = r_k + (s % H) * N;
     const F dot = fast::sum<F>(N, [&](int64_t j) { return rs[j] * ks[j] * rks[j]; });
-    for (int64_t j = 0; j < N; ++j) out[s * N + j] += dot * v[s * N + j];
+    F* __restrict os = out + s * N;
+    const F* __restrict vs = v + s * N;
+    if (g) {
+      const F* __restrict gs = g + s * N;
+      for (int64_t j = 0; j < N; ++j) os[j] += dot * vs[j] * gs[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) os[j] += dot * vs[j];
+    }
   }
 }
 
+// With the gate: the head's output gradient is e = dout * g, and dg += dout * dot * v.
 template <typename F>
-RWKV_CPU_SIMD void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
-                                     const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
-                                     int64_t N) {
+RWKV_CPU_SIMD void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r,
+                                     const F* k, const F* v, const F* r_k, const F* g, int64_t n,
+                                     int64_t H, int64_t N) {
+  std::vector<F> e(g ? static_cast<size_t>(N) : 0);
   for (int64_t s = 0; s < n * H; ++s) {
     const int64_t o = s * N;
-    auto at = [o](F* g) { return g ? g + o : nullptr; };
-    bonus_v7_backward_head(at(dr), at(dk), at(dv), dr_k ? dr_k + (s % H) * N : nullptr, dout + o,
-                           r + o, k + o, v + o, r_k + (s % H) * N, N);
+    auto at = [o](F* p) { return p ? p + o : nullptr; };
+    if (g) product(e.data(), dout + o, g + o, N);
+    const F dot =
+        bonus_v7_backward_head(at(dr), at(dk), at(dv), dr_k ? dr_k + (s % H) * N : nullptr,
+                               g ? e.data() : dout + o, r + o, k + o, v + o, r_k + (s % H) * N, N);
+    if (g && dg) add_scaled_product(dg + o, dout + o, v + o, dot, N);
   }
 }
 
-#define RWKV_INSTANTIATE(F)                                                                       \
-  template void decay_v6_forward<F>(F*, const F*, const F*, int64_t, int64_t);                    \
-  template void decay_v6_backward<F>(F*, F*, const F*, const F*, int64_t, int64_t);               \
-  template void decay_v7_forward<F>(F*, const F*, const F*, int64_t, int64_t);                    \
-  template void decay_v7_backward<F>(F*, F*, const F*, const F*, const F*, int64_t, int64_t);     \
-  template void value_residual_forward<F>(F*, const F*, const F*, const F*, int64_t);             \
-  template void value_residual_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,    \
-                                           int64_t);                                              \
-  template void key_adjust_forward<F>(F*, const F*, const F*, const F*, int64_t, int64_t);        \
-  template void key_adjust_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,        \
-                                       int64_t, int64_t);                                         \
-  template void wkv7_ab_forward<F>(F*, F*, const F*, const F*, int64_t);                          \
-  template void wkv7_ab_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t);     \
-  template void bonus_v7_forward<F>(F*, const F*, const F*, const F*, const F*, int64_t, int64_t, \
-                                    int64_t);                                                     \
-  template void bonus_v7_backward<F>(F*, F*, F*, F*, const F*, const F*, const F*, const F*,      \
-                                     const F*, int64_t, int64_t, int64_t);
+#define RWKV_INSTANTIATE(F)                                                                        \
+  template void decay_v6_forward<F>(F*, const F*, const F*, int64_t, int64_t);                     \
+  template void decay_v6_backward<F>(F*, F*, const F*, const F*, int64_t, int64_t);                \
+  template void decay_v7_forward<F>(F*, const F*, const F*, int64_t, int64_t);                     \
+  template void decay_v7_backward<F>(F*, F*, const F*, const F*, const F*, int64_t, int64_t);      \
+  template void value_residual_forward<F>(F*, const F*, const F*, const F*, int64_t);              \
+  template void value_residual_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,     \
+                                           int64_t);                                               \
+  template void key_adjust_forward<F>(F*, const F*, const F*, const F*, int64_t, int64_t);         \
+  template void key_adjust_backward<F>(F*, F*, F*, const F*, const F*, const F*, const F*,         \
+                                       int64_t, int64_t);                                          \
+  template void wkv7_ab_forward<F>(F*, F*, const F*, const F*, int64_t);                           \
+  template void wkv7_ab_backward<F>(F*, F*, const F*, const F*, const F*, const F*, int64_t);      \
+  template void bonus_v7_forward<F>(F*, const F*, const F*, const F*, const F*, const F*, int64_t, \
+                                    int64_t, int64_t);                                             \
+  template void bonus_v7_backward<F>(F*, F*, F*, F*, F*, const F*, const F*, const F*, const F*,   \
+                                     const F*, const F*, int64_t, int64_t, int64_t);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)
 #undef RWKV_INSTANTIATE

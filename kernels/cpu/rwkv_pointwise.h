@@ -43,12 +43,15 @@ template <typename F>
 void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, const F* a,
                       int64_t n);
 
-// RWKV-7 bonus: out [n, H*N] += (sum_j r*k*r_k over the head) * v; r_k [H, N].
+// RWKV-7 bonus: out [n, H*N] += (sum_j r*k*r_k over the head) * v * g; r_k [H, N]; g
+// [n, H*N], the output gate, or null (none). RWKV-7's att output is (ln_x(y) + bonus) * g:
+// the gated GroupNorm (kernels/cpu/norm.h) writes ln_x(y) * g, this adds bonus * g.
 template <typename F>
-void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, int64_t n,
-                      int64_t H, int64_t N);
+void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, const F* g,
+                      int64_t n, int64_t H, int64_t N);
+// With a gate, dg += dout * bonus and the other gradients are the ungated op's for dout * g.
 template <typename F>
-void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r, const F* k,
-                       const F* v, const F* r_k, int64_t n, int64_t H, int64_t N);
+void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r, const F* k,
+                       const F* v, const F* r_k, const F* g, int64_t n, int64_t H, int64_t N);
 
 }  // namespace rwkv::kernels

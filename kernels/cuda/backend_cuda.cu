@@ -154,15 +154,15 @@ void CudaBackend<F>::rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, c
   cuda::rmsnorm_backward(dx, dw, dout, x, w, rstd, n, C, stream);
 }
 
-void CudaBackend<F>::groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w,
-                                       const F* b, int64_t n, int64_t H, int64_t N, F eps) {
-  cuda::groupnorm_forward(out, mean, rstd, x, w, b, n, H, N, eps, stream);
+void CudaBackend<F>::groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
+                                       const F* g, int64_t n, int64_t H, int64_t N, F eps) {
+  cuda::groupnorm_forward(out, mean, rstd, x, w, b, g, n, H, N, eps, stream);
 }
 
-void CudaBackend<F>::groupnorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
-                                        const F* mean, const F* rstd, int64_t n, int64_t H,
-                                        int64_t N) {
-  cuda::groupnorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, H, N, stream);
+void CudaBackend<F>::groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x,
+                                        const F* w, const F* b, const F* g, const F* mean,
+                                        const F* rstd, int64_t n, int64_t H, int64_t N) {
+  cuda::groupnorm_backward(dx, dw, db, dg, dout, x, w, b, g, mean, rstd, n, H, N, stream);
 }
 
 void CudaBackend<F>::l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H,
@@ -315,16 +315,16 @@ void CudaBackend<F>::wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb,
 }
 
 void CudaBackend<F>::bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k,
-                                      int64_t n, int64_t H, int64_t N) {
+                                      const F* g, int64_t n, int64_t H, int64_t N) {
   auto* dots = static_cast<float*>(scratch(cuda::bonus_v7_scratch_floats(n, H) * sizeof(float)));
-  cuda::bonus_v7_forward(out, r, k, v, r_k, n, H, N, dots, stream);
+  cuda::bonus_v7_forward(out, r, k, v, r_k, g, n, H, N, dots, stream);
 }
 
-void CudaBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, const F* dout, const F* r,
-                                       const F* k, const F* v, const F* r_k, int64_t n, int64_t H,
-                                       int64_t N) {
+void CudaBackend<F>::bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout,
+                                       const F* r, const F* k, const F* v, const F* r_k, const F* g,
+                                       int64_t n, int64_t H, int64_t N) {
   auto* dots = static_cast<float*>(scratch(cuda::bonus_v7_scratch_floats(n, H) * sizeof(float)));
-  cuda::bonus_v7_backward(dr, dk, dv, dr_k, dout, r, k, v, r_k, n, H, N, dots, stream);
+  cuda::bonus_v7_backward(dr, dk, dv, dr_k, dg, dout, r, k, v, r_k, g, n, H, N, dots, stream);
 }
 
 void CudaBackend<F>::ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,

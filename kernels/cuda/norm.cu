@@ -54,11 +54,12 @@ __device__ float segment_sum(float v, float* sh, int P) {
 }
 
 // LayerNorm of each segment with the affine slice of its head: segment s is head s % H
-// of row s / H; w, b [H * N]; mean, rstd [S].
+// of row s / H; w, b [H * N]; mean, rstd [S]; g [S * N] the output gate or null.
 __global__ void affine_norm_forward_kernel(float* __restrict__ out, float* __restrict__ mean,
                                            float* __restrict__ rstd, const float* __restrict__ x,
                                            const float* __restrict__ w, const float* __restrict__ b,
-                                           int64_t S, int64_t H, int64_t N, int P, float eps) {
+                                           const float* __restrict__ g, int64_t S, int64_t H,
+                                           int64_t N, int P, float eps) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
   const float* xs = x + (t.active ? t.s * N : 0);
@@ -73,38 +74,47 @@ __global__ void affine_norm_forward_kernel(float* __restrict__ out, float* __res
   if (!t.active) return;  // past the last barrier
   const float rs = 1.f / sqrtf(var + eps);
   const int64_t wo = (t.s % H) * N;
-  for (int64_t j = t.lane; j < N; j += P)
-    out[t.s * N + j] = (xs[j] - m) * rs * w[wo + j] + b[wo + j];
+  for (int64_t j = t.lane; j < N; j += P) {
+    const float o = (xs[j] - m) * rs * w[wo + j] + b[wo + j];
+    out[t.s * N + j] = g ? o * g[t.s * N + j] : o;
+  }
   if (t.lane == 0) {
     mean[t.s] = m;
     rstd[t.s] = rs;
   }
 }
 
-// dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * w, per segment.
-__global__ void affine_norm_backward_kernel(float* __restrict__ dx, const float* __restrict__ dout,
-                                            const float* __restrict__ x,
-                                            const float* __restrict__ w,
-                                            const float* __restrict__ mean,
-                                            const float* __restrict__ rstd, int64_t S, int64_t H,
-                                            int64_t N, int P) {
+// The gradient of a segment's output: dout, times the gate where there is one.
+__device__ float gated(const float* __restrict__ dout, const float* __restrict__ g, int64_t i) {
+  return g ? dout[i] * g[i] : dout[i];
+}
+
+// dx += rstd * (e - mean(e) - xhat * mean(e * xhat)), e = d * w with d = gated(dout, g), per
+// segment (dx null: not wanted); with the gate, dg += dout * (xhat * w + b) (dg null: not
+// wanted).
+__global__ void affine_norm_backward_kernel(
+    float* __restrict__ dx, float* __restrict__ dg, const float* __restrict__ dout,
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+    const float* __restrict__ g, const float* __restrict__ mean, const float* __restrict__ rstd,
+    int64_t S, int64_t H, int64_t N, int P) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
   const int64_t o = t.active ? t.s * N : 0, wo = t.active ? (t.s % H) * N : 0;
   const float m = t.active ? mean[t.s] : 0.f, rs = t.active ? rstd[t.s] : 0.f;
-  float sg = 0.f, sgx = 0.f;
-  if (t.active)
+  float se = 0.f, sex = 0.f;
+  if (t.active && dx)
     for (int64_t j = t.lane; j < N; j += P) {
-      const float g = dout[o + j] * w[wo + j];
-      sg += g;
-      sgx += g * ((x[o + j] - m) * rs);
+      const float e = gated(dout, g, o + j) * w[wo + j];
+      se += e;
+      sex += e * ((x[o + j] - m) * rs);
     }
-  const float mean_g = segment_sum(sg, sh, P) / float(N);
-  const float mean_gx = segment_sum(sgx, sh, P) / float(N);
+  const float mean_e = segment_sum(se, sh, P) / float(N);
+  const float mean_ex = segment_sum(sex, sh, P) / float(N);
   if (!t.active) return;
   for (int64_t j = t.lane; j < N; j += P) {
     const float xhat = (x[o + j] - m) * rs;
-    dx[o + j] += rs * (dout[o + j] * w[wo + j] - mean_g - xhat * mean_gx);
+    if (dx) dx[o + j] += rs * (gated(dout, g, o + j) * w[wo + j] - mean_e - xhat * mean_ex);
+    if (dg) dg[o + j] += dout[o + j] * (xhat * w[wo + j] + b[wo + j]);
   }
 }
 
@@ -186,12 +196,12 @@ __global__ void l2norm_backward_kernel(float* __restrict__ dx, const float* __re
   }
 }
 
-// dw[c] += sum_i dout[i, c] * xhat[i, c], db[c] += sum_i dout[i, c] over the n rows of
-// [n, H * N]; xhat = (x - mean) * rstd with the statistics [n, H] of row i's head c / N
-// (mean null: 0, as RMSNorm). dw or db null: not wanted.
+// dw[c] += sum_i d[i, c] * xhat[i, c], db[c] += sum_i d[i, c] over the n rows of
+// [n, H * N], d = gated(dout, g); xhat = (x - mean) * rstd with the statistics [n, H] of
+// row i's head c / N (mean null: 0, as RMSNorm). dw or db null: not wanted.
 __global__ void norm_param_grad_kernel(float* __restrict__ dw, float* __restrict__ db,
-                                       const float* __restrict__ dout, const float* __restrict__ x,
-                                       const float* __restrict__ mean,
+                                       const float* __restrict__ dout, const float* __restrict__ g,
+                                       const float* __restrict__ x, const float* __restrict__ mean,
                                        const float* __restrict__ rstd, int64_t n, int64_t H,
                                        int64_t N) {
   __shared__ float sw[kRowLanes][kCols], sb[kRowLanes][kCols];
@@ -203,7 +213,7 @@ __global__ void norm_param_grad_kernel(float* __restrict__ dw, float* __restrict
     for (int64_t i = lane; i < n; i += kRowLanes) {
       const int64_t st = i * H + h;
       const float m = mean ? mean[st] : 0.f;
-      const float d = dout[i * C + c];
+      const float d = gated(dout, g, i * C + c);
       aw += d * ((x[i * C + c] - m) * rstd[st]);
       ab += d;
     }
@@ -247,56 +257,61 @@ unsigned segment_blocks(int64_t S, int P) {
   return unsigned((S + per_block - 1) / per_block);
 }
 
-void launch_param_grad(float* dw, float* db, const float* dout, const float* x, const float* mean,
-                       const float* rstd, int64_t n, int64_t H, int64_t N, cudaStream_t stream) {
+void launch_param_grad(float* dw, float* db, const float* dout, const float* g, const float* x,
+                       const float* mean, const float* rstd, int64_t n, int64_t H, int64_t N,
+                       cudaStream_t stream) {
   if (!dw && !db) return;
   const unsigned blocks = unsigned((H * N + kCols - 1) / kCols);
   const int threads = kCols * kRowLanes;
-  norm_param_grad_kernel<<<blocks, threads, 0, stream>>>(dw, db, dout, x, mean, rstd, n, H, N);
+  norm_param_grad_kernel<<<blocks, threads, 0, stream>>>(dw, db, dout, g, x, mean, rstd, n, H, N);
   CUDA_CHECK_LAUNCH();
 }
 
-// LayerNorm (H = 1, N = C) and GroupNorm: the same segments with a per-head affine.
+// LayerNorm (H = 1, N = C, no gate) and GroupNorm: the same segments with a per-head
+// affine and an optional output gate g.
 void affine_norm_forward(const char* fn, float* out, float* mean, float* rstd, const float* x,
-                         const float* w, const float* b, int64_t n, int64_t H, int64_t N, float eps,
-                         cudaStream_t stream) {
+                         const float* w, const float* b, const float* g, int64_t n, int64_t H,
+                         int64_t N, float eps, cudaStream_t stream) {
   check_shape(fn, n, H, N);
   if (n == 0) return;
   const int P = segment_threads(N);
   const unsigned blocks = segment_blocks(n * H, P);
-  affine_norm_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, mean, rstd, x, w, b, n * H, H, N,
-                                                              P, eps);
+  affine_norm_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, mean, rstd, x, w, b, g, n * H, H,
+                                                              N, P, eps);
   CUDA_CHECK_LAUNCH();
 }
 
-void affine_norm_backward(const char* fn, float* dx, float* dw, float* db, const float* dout,
-                          const float* x, const float* w, const float* mean, const float* rstd,
-                          int64_t n, int64_t H, int64_t N, cudaStream_t stream) {
+// dg is ignored without a gate.
+void affine_norm_backward(const char* fn, float* dx, float* dw, float* db, float* dg,
+                          const float* dout, const float* x, const float* w, const float* b,
+                          const float* g, const float* mean, const float* rstd, int64_t n,
+                          int64_t H, int64_t N, cudaStream_t stream) {
   check_shape(fn, n, H, N);
   if (n == 0) return;
-  if (dx) {
+  if (!g) dg = nullptr;
+  if (dx || dg) {
     const int P = segment_threads(N);
     const unsigned blocks = segment_blocks(n * H, P);
-    affine_norm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dout, x, w, mean, rstd, n * H,
-                                                                 H, N, P);
+    affine_norm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dg, dout, x, w, b, g, mean,
+                                                                 rstd, n * H, H, N, P);
     CUDA_CHECK_LAUNCH();
   }
-  launch_param_grad(dw, db, dout, x, mean, rstd, n, H, N, stream);
+  launch_param_grad(dw, db, dout, g, x, mean, rstd, n, H, N, stream);
 }
 
 }  // namespace
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
                        const float* b, int64_t n, int64_t C, float eps, cudaStream_t stream) {
-  affine_norm_forward("rwkv::cuda::layernorm_forward", out, mean, rstd, x, w, b, n, 1, C, eps,
-                      stream);
+  affine_norm_forward("rwkv::cuda::layernorm_forward", out, mean, rstd, x, w, b, nullptr, n, 1, C,
+                      eps, stream);
 }
 
 void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
                         const float* w, const float* mean, const float* rstd, int64_t n, int64_t C,
                         cudaStream_t stream) {
-  affine_norm_backward("rwkv::cuda::layernorm_backward", dx, dw, db, dout, x, w, mean, rstd, n, 1,
-                       C, stream);
+  affine_norm_backward("rwkv::cuda::layernorm_backward", dx, dw, db, nullptr, dout, x, w, nullptr,
+                       nullptr, mean, rstd, n, 1, C, stream);
 }
 
 void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t C,
@@ -319,21 +334,22 @@ void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, c
     rmsnorm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dout, x, w, rstd, n, C, P);
     CUDA_CHECK_LAUNCH();
   }
-  launch_param_grad(dw, nullptr, dout, x, nullptr, rstd, n, 1, C, stream);
+  launch_param_grad(dw, nullptr, dout, nullptr, x, nullptr, rstd, n, 1, C, stream);
 }
 
 void groupnorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                       const float* b, int64_t n, int64_t H, int64_t N, float eps,
+                       const float* b, const float* g, int64_t n, int64_t H, int64_t N, float eps,
                        cudaStream_t stream) {
-  affine_norm_forward("rwkv::cuda::groupnorm_forward", out, mean, rstd, x, w, b, n, H, N, eps,
+  affine_norm_forward("rwkv::cuda::groupnorm_forward", out, mean, rstd, x, w, b, g, n, H, N, eps,
                       stream);
 }
 
-void groupnorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
-                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t H,
-                        int64_t N, cudaStream_t stream) {
-  affine_norm_backward("rwkv::cuda::groupnorm_backward", dx, dw, db, dout, x, w, mean, rstd, n, H,
-                       N, stream);
+void groupnorm_backward(float* dx, float* dw, float* db, float* dg, const float* dout,
+                        const float* x, const float* w, const float* b, const float* g,
+                        const float* mean, const float* rstd, int64_t n, int64_t H, int64_t N,
+                        cudaStream_t stream) {
+  affine_norm_backward("rwkv::cuda::groupnorm_backward", dx, dw, db, dg, dout, x, w, b, g, mean,
+                       rstd, n, H, N, stream);
 }
 
 void l2norm_heads_forward(float* out, float* norm, const float* x, int64_t n, int64_t H, int64_t N,

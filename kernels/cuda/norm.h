@@ -29,13 +29,16 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
                       const float* rstd, int64_t n, int64_t C, cudaStream_t stream);
 
-// x, out [n, H*N]; w, b [H*N]; mean, rstd [n, H].
+// x, out [n, H*N]; w, b [H*N]; mean, rstd [n, H]; g [n, H*N] the output gate or null:
+// out = (xhat w + b) g. The backward recomputes o = xhat w + b for dg += dout o (dg null:
+// not wanted) and takes dout g as the norm's gradient.
 void groupnorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                       const float* b, int64_t n, int64_t H, int64_t N, float eps,
+                       const float* b, const float* g, int64_t n, int64_t H, int64_t N, float eps,
                        cudaStream_t stream);
-void groupnorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
-                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t H,
-                        int64_t N, cudaStream_t stream);
+void groupnorm_backward(float* dx, float* dw, float* db, float* dg, const float* dout,
+                        const float* x, const float* w, const float* b, const float* g,
+                        const float* mean, const float* rstd, int64_t n, int64_t H, int64_t N,
+                        cudaStream_t stream);
 
 // x, out [n, H*N]; norm [n, H] = max(|x_head|, eps).
 void l2norm_heads_forward(float* out, float* norm, const float* x, int64_t n, int64_t H, int64_t N,

@@ -117,10 +117,11 @@ struct Wkv7AbBackward {
 // step on an H200.
 constexpr int kWarp = 32;
 
+// ddot sums dout * g * v where g (the output gate) is given.
 __global__ void head_dots_kernel(int64_t nH, int64_t H, int64_t N, const float* __restrict__ r,
                                  const float* __restrict__ k, const float* __restrict__ r_k,
                                  const float* __restrict__ dout, const float* __restrict__ v,
-                                 float* __restrict__ dots) {
+                                 const float* __restrict__ g, float* __restrict__ dots) {
   const int64_t x = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
   float dot = 0.f, ddot = 0.f;
@@ -128,7 +129,7 @@ __global__ void head_dots_kernel(int64_t nH, int64_t H, int64_t N, const float* 
     const int64_t base = x * N, rk = (x % H) * N;
     for (int64_t q = lane; q < N; q += kWarp) {
       dot += r[base + q] * k[base + q] * r_k[rk + q];
-      if (dout) ddot += dout[base + q] * v[base + q];
+      if (dout) ddot += (g ? dout[base + q] * g[base + q] : dout[base + q]) * v[base + q];
     }
   }
   for (int o = kWarp / 2; o > 0; o /= 2) {
@@ -143,19 +144,22 @@ __global__ void head_dots_kernel(int64_t nH, int64_t H, int64_t N, const float* 
 
 struct BonusV7Forward {
   float* out;
-  const float *v, *dot;
+  const float *v, *g, *dot;
   int64_t N;
-  __device__ void operator()(int64_t o, int64_t) const { out[o] += dot[o / N] * v[o]; }
+  __device__ void operator()(int64_t o, int64_t) const {
+    out[o] += g ? dot[o / N] * v[o] * g[o] : dot[o / N] * v[o];
+  }
 };
 
-// Returns dr_k's term.
+// Returns dr_k's term. With the gate g: dg += dout * dot * v, dv gets dout * g * dot.
 struct BonusV7Backward {
-  float *dr, *dk, *dv;
-  const float *dout, *r, *k, *r_k, *dot, *ddot;
+  float *dr, *dk, *dv, *dg;
+  const float *dout, *r, *k, *v, *r_k, *g, *dot, *ddot;
   int64_t N;
   __device__ float operator()(int64_t o, int64_t c) const {
     const int64_t x = o / N;
-    if (dv) dv[o] += dout[o] * dot[x];
+    if (dv) dv[o] += (g ? dout[o] * g[o] : dout[o]) * dot[x];
+    if (dg && g) dg[o] += dout[o] * dot[x] * v[o];
     if (dr) dr[o] += ddot[x] * k[o] * r_k[c];
     if (dk) dk[o] += ddot[x] * r[o] * r_k[c];
     return ddot[x] * r[o] * k[o];
@@ -164,7 +168,7 @@ struct BonusV7Backward {
 
 // The head sums of n rows of H heads into scratch (dout null: dot only).
 void head_dots(const char* fn, const float* r, const float* k, const float* r_k, const float* dout,
-               const float* v, int64_t n, int64_t H, int64_t N, float* scratch,
+               const float* v, const float* g, int64_t n, int64_t H, int64_t N, float* scratch,
                cudaStream_t stream) {
   if (scratch == nullptr) {
     std::ostringstream msg;
@@ -173,7 +177,7 @@ void head_dots(const char* fn, const float* r, const float* k, const float* r_k,
   }
   const int64_t nH = n * H;
   const int blocks = pointwise::flat_blocks(fn, nH * kWarp);
-  head_dots_kernel<<<blocks, pointwise::kThreads, 0, stream>>>(nH, H, N, r, k, r_k, dout, v,
+  head_dots_kernel<<<blocks, pointwise::kThreads, 0, stream>>>(nH, H, N, r, k, r_k, dout, v, g,
                                                                scratch);
   CUDA_CHECK_LAUNCH();
 }
@@ -262,24 +266,26 @@ void wkv7_ab_backward(float* dkk, float* da, const float* dwa, const float* dwb,
 int64_t bonus_v7_scratch_floats(int64_t n, int64_t H) { return 2 * n * H; }
 
 void bonus_v7_forward(float* out, const float* r, const float* k, const float* v, const float* r_k,
-                      int64_t n, int64_t H, int64_t N, float* scratch, cudaStream_t stream) {
+                      const float* g, int64_t n, int64_t H, int64_t N, float* scratch,
+                      cudaStream_t stream) {
   const char* fn = "rwkv::cuda::bonus_v7_forward";
   check_sizes(fn, {{"n", n}, {"H", H}, {"N", N}});
   if (n * H * N == 0) return;
-  head_dots(fn, r, k, r_k, nullptr, nullptr, n, H, N, scratch, stream);
-  pointwise::launch_channels(fn, BonusV7Forward{out, v, scratch, N}, n, H * N, stream);
+  head_dots(fn, r, k, r_k, nullptr, nullptr, nullptr, n, H, N, scratch, stream);
+  pointwise::launch_channels(fn, BonusV7Forward{out, v, g, scratch, N}, n, H * N, stream);
 }
 
-void bonus_v7_backward(float* dr, float* dk, float* dv, float* dr_k, const float* dout,
-                       const float* r, const float* k, const float* v, const float* r_k, int64_t n,
-                       int64_t H, int64_t N, float* scratch, cudaStream_t stream) {
+void bonus_v7_backward(float* dr, float* dk, float* dv, float* dr_k, float* dg, const float* dout,
+                       const float* r, const float* k, const float* v, const float* r_k,
+                       const float* g, int64_t n, int64_t H, int64_t N, float* scratch,
+                       cudaStream_t stream) {
   const char* fn = "rwkv::cuda::bonus_v7_backward";
   check_sizes(fn, {{"n", n}, {"H", H}, {"N", N}});
-  if (!(dr || dk || dv || dr_k) || n * H * N == 0) return;
-  head_dots(fn, r, k, r_k, dout, v, n, H, N, scratch, stream);
+  if (!(dr || dk || dv || dr_k || (dg && g)) || n * H * N == 0) return;
+  head_dots(fn, r, k, r_k, dout, v, g, n, H, N, scratch, stream);
   pointwise::launch_channels_sum(
-      fn, BonusV7Backward{dr, dk, dv, dout, r, k, r_k, scratch, scratch + n * H, N}, n, H * N, dr_k,
-      stream);
+      fn, BonusV7Backward{dr, dk, dv, dg, dout, r, k, v, r_k, g, scratch, scratch + n * H, N}, n,
+      H * N, dr_k, stream);
 }
 
 }  // namespace rwkv::cuda

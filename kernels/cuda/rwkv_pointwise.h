@@ -46,14 +46,16 @@ void wkv7_ab_forward(float* wa, float* wb, const float* kk, const float* a, int6
 void wkv7_ab_backward(float* dkk, float* da, const float* dwa, const float* dwb, const float* kk,
                       const float* a, int64_t n, cudaStream_t stream);
 
-// out [n, H*N] += (sum_j r*k*r_k over the head) * v; r_k [H, N]. The per-(row, head) sums
-// go through scratch: bonus_v7_scratch_floats(n, H) floats of device memory (a null
-// scratch throws).
+// out [n, H*N] += (sum_j r*k*r_k over the head) * v * g; r_k [H, N]; g [n, H*N] the
+// output gate or null (none; dg is then ignored). The per-(row, head) sums go through
+// scratch: bonus_v7_scratch_floats(n, H) floats of device memory (a null scratch throws).
 int64_t bonus_v7_scratch_floats(int64_t n, int64_t H);
 void bonus_v7_forward(float* out, const float* r, const float* k, const float* v, const float* r_k,
-                      int64_t n, int64_t H, int64_t N, float* scratch, cudaStream_t stream);
-void bonus_v7_backward(float* dr, float* dk, float* dv, float* dr_k, const float* dout,
-                       const float* r, const float* k, const float* v, const float* r_k, int64_t n,
-                       int64_t H, int64_t N, float* scratch, cudaStream_t stream);
+                      const float* g, int64_t n, int64_t H, int64_t N, float* scratch,
+                      cudaStream_t stream);
+void bonus_v7_backward(float* dr, float* dk, float* dv, float* dr_k, float* dg, const float* dout,
+                       const float* r, const float* k, const float* v, const float* r_k,
+                       const float* g, int64_t n, int64_t H, int64_t N, float* scratch,
+                       cudaStream_t stream);
 
 }  // namespace rwkv::cuda

@@ -151,37 +151,43 @@ TEST(CudaRwkvPointwise, Wkv7Ab) {
 
 // Heads of N channels: N = 7 and 40 put heads across the 8-channel groups of dr_k's
 // sum and across warps; N = 40 gives lanes of the head-sum warp two channels, and the
-// scratch of those sums is poisoned with NaN.
+// scratch of those sums is poisoned with NaN. Without and with the output gate g (then
+// also its gradient dg, in every subset of the wanted gradients).
 TEST(CudaRwkvPointwise, BonusV7) {
   SKIP_WITHOUT_GPU();
   struct HeadShape {
     int64_t n, H, N;
   };
   std::mt19937 rng(6);
-  for (HeadShape s : {HeadShape{1, 1, 1}, HeadShape{5, 3, 7}, HeadShape{9, 2, 40}}) {
-    const int64_t nC = s.n * s.H * s.N;
-    std::ostringstream what;
-    what << "bonus_v7 n=" << s.n << " H=" << s.H << " N=" << s.N;
-    In r(nC, -1, 1, rng), k(nC, -1, 1, rng), v(nC, -1, 1, rng), r_k(s.H * s.N, -1, 1, rng),
-        dout(nC, -1, 1, rng);
-    Out out(nC, rng), scratch(size_t(G::bonus_v7_scratch_floats(s.n, s.H)));  // NaN
-    K::bonus_v7_forward(out.cpu(), r.cpu(), k.cpu(), v.cpu(), r_k.cpu(), s.n, s.H, s.N);
-    G::bonus_v7_forward(out.gpu(), r.gpu(), k.gpu(), v.gpu(), r_k.gpu(), s.n, s.H, s.N,
-                        scratch.gpu(), nullptr);
-    EXPECT_TRUE(out.check(what.str() + " out"));
-    for (unsigned mask = 0; mask < 16; ++mask) {
-      Grad dr(nC, mask & 1, rng), dk(nC, mask & 2, rng), dv(nC, mask & 4, rng),
-          dr_k(s.H * s.N, mask & 8, rng);
-      K::bonus_v7_backward(dr.cpu(), dk.cpu(), dv.cpu(), dr_k.cpu(), dout.cpu(), r.cpu(), k.cpu(),
-                           v.cpu(), r_k.cpu(), s.n, s.H, s.N);
-      G::bonus_v7_backward(dr.gpu(), dk.gpu(), dv.gpu(), dr_k.gpu(), dout.gpu(), r.gpu(), k.gpu(),
-                           v.gpu(), r_k.gpu(), s.n, s.H, s.N, scratch.gpu(), nullptr);
-      EXPECT_TRUE(dr.check(with_mask(what.str() + " dr", mask)));
-      EXPECT_TRUE(dk.check(with_mask(what.str() + " dk", mask)));
-      EXPECT_TRUE(dv.check(with_mask(what.str() + " dv", mask)));
-      EXPECT_TRUE(dr_k.check(with_mask(what.str() + " dr_k", mask)));
+  for (bool gated : {false, true})
+    for (HeadShape s : {HeadShape{1, 1, 1}, HeadShape{5, 3, 7}, HeadShape{9, 2, 40}}) {
+      const int64_t nC = s.n * s.H * s.N;
+      std::ostringstream what;
+      what << (gated ? "gated " : "") << "bonus_v7 n=" << s.n << " H=" << s.H << " N=" << s.N;
+      In r(nC, -1, 1, rng), k(nC, -1, 1, rng), v(nC, -1, 1, rng), r_k(s.H * s.N, -1, 1, rng),
+          dout(nC, -1, 1, rng), g(nC, -2, 2, rng);
+      const float* gc = gated ? g.cpu() : nullptr;
+      const float* gg = gated ? g.gpu() : nullptr;
+      Out out(nC, rng), scratch(size_t(G::bonus_v7_scratch_floats(s.n, s.H)));  // NaN
+      K::bonus_v7_forward(out.cpu(), r.cpu(), k.cpu(), v.cpu(), r_k.cpu(), gc, s.n, s.H, s.N);
+      G::bonus_v7_forward(out.gpu(), r.gpu(), k.gpu(), v.gpu(), r_k.gpu(), gg, s.n, s.H, s.N,
+                          scratch.gpu(), nullptr);
+      EXPECT_TRUE(out.check(what.str() + " out"));
+      for (unsigned mask = 0; mask < (gated ? 32u : 16u); ++mask) {
+        Grad dr(nC, mask & 1, rng), dk(nC, mask & 2, rng), dv(nC, mask & 4, rng),
+            dr_k(s.H * s.N, mask & 8, rng), dg(nC, mask & 16, rng);
+        K::bonus_v7_backward(dr.cpu(), dk.cpu(), dv.cpu(), dr_k.cpu(), dg.cpu(), dout.cpu(),
+                             r.cpu(), k.cpu(), v.cpu(), r_k.cpu(), gc, s.n, s.H, s.N);
+        G::bonus_v7_backward(dr.gpu(), dk.gpu(), dv.gpu(), dr_k.gpu(), dg.gpu(), dout.gpu(),
+                             r.gpu(), k.gpu(), v.gpu(), r_k.gpu(), gg, s.n, s.H, s.N, scratch.gpu(),
+                             nullptr);
+        EXPECT_TRUE(dr.check(with_mask(what.str() + " dr", mask)));
+        EXPECT_TRUE(dk.check(with_mask(what.str() + " dk", mask)));
+        EXPECT_TRUE(dv.check(with_mask(what.str() + " dv", mask)));
+        EXPECT_TRUE(dr_k.check(with_mask(what.str() + " dr_k", mask)));
+        EXPECT_TRUE(dg.check(with_mask(what.str() + " dg", mask)));
+      }
     }
-  }
 }
 
 // Checked before any launch, so these need no GPU.
@@ -198,13 +204,14 @@ TEST(CudaRwkvPointwise, ArgumentErrors) {
   EXPECT_TRUE(throws_naming(
       [] {
         G::bonus_v7_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                             nullptr, 2, 3, -1, nullptr, nullptr);
+                             nullptr, nullptr, nullptr, 2, 3, -1, nullptr, nullptr);
       },
       "rwkv::cuda::bonus_v7_backward: N = -1"));
   float dummy = 0.f;
   EXPECT_TRUE(throws_naming(
       [&] {
-        G::bonus_v7_forward(&dummy, &dummy, &dummy, &dummy, &dummy, 2, 3, 4, nullptr, nullptr);
+        G::bonus_v7_forward(&dummy, &dummy, &dummy, &dummy, &dummy, nullptr, 2, 3, 4, nullptr,
+                            nullptr);
       },
       "rwkv::cuda::bonus_v7_forward: scratch is null"));
 }

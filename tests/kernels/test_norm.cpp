@@ -67,8 +67,8 @@ TEST(Norm, GroupNormIsLayerNormPerHead) {
   const int64_t n = 2, H = 3, N = 4, C = H * N;
   Vec x = test::random_vec(n * C, 8), w = test::random_vec(C, 9), b = test::random_vec(C, 10);
   Vec out(n * C), mean(n * H), rstd(n * H);
-  groupnorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), n, H, N,
-                    64e-5);
+  groupnorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
+                    static_cast<const double*>(nullptr), n, H, N, 64e-5);
   // Head h of row i is a LayerNorm of its N channels with the affine slice of head h.
   Vec seg(N), m1(1), r1(1);
   for (int64_t i = 0; i < n; ++i)
@@ -84,17 +84,44 @@ TEST(Norm, GroupNormGradients) {
   Vec x = test::random_vec(n * C, 11), w = test::random_vec(C, 12), b = test::random_vec(C, 13);
   const Vec R = test::random_vec(n * C, 14);
   Vec out(n * C), mean(n * H), rstd(n * H), dx, dw, db;
+  const double* none = nullptr;
   auto loss = [&] {
-    groupnorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), n, H, N,
-                      64e-5);
+    groupnorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), none, n,
+                      H, N, 64e-5);
     return test::dot(out, R);
   };
   auto backward = [&] {
     loss();
-    groupnorm_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), mean.data(),
-                       rstd.data(), n, H, N);
+    groupnorm_backward(dx.data(), dw.data(), db.data(), static_cast<double*>(nullptr), R.data(),
+                       x.data(), w.data(), b.data(), none, mean.data(), rstd.data(), n, H, N);
   };
   test::check_gradients(loss, backward, {{"x", &x, &dx}, {"w", &w, &dw}, {"b", &b, &db}});
+}
+
+// The gated GroupNorm (RWKV-5/6/7's ln_x(y) * g): forward = the ungated norm times g
+// exactly, gradients of x, w, b and g by central differences.
+TEST(Norm, GatedGroupNormGradients) {
+  const int64_t n = 3, H = 2, N = 5, C = H * N;
+  Vec x = test::random_vec(n * C, 15), w = test::random_vec(C, 16), b = test::random_vec(C, 17);
+  Vec g = test::random_vec(n * C, 18);
+  const Vec R = test::random_vec(n * C, 19);
+  Vec out(n * C), plain(n * C), mean(n * H), rstd(n * H), dx, dw, db, dg;
+  auto loss = [&] {
+    groupnorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), g.data(),
+                      n, H, N, 64e-5);
+    return test::dot(out, R);
+  };
+  loss();
+  groupnorm_forward(plain.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
+                    static_cast<const double*>(nullptr), n, H, N, 64e-5);
+  for (int64_t i = 0; i < n * C; ++i) EXPECT_EQ(out[i], plain[i] * g[i]) << i;
+  auto backward = [&] {
+    loss();
+    groupnorm_backward(dx.data(), dw.data(), db.data(), dg.data(), R.data(), x.data(), w.data(),
+                       b.data(), g.data(), mean.data(), rstd.data(), n, H, N);
+  };
+  test::check_gradients(loss, backward,
+                        {{"x", &x, &dx}, {"w", &w, &dw}, {"b", &b, &db}, {"g", &g, &dg}});
 }
 
 TEST(Norm, L2NormHeads) {

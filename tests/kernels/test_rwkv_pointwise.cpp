@@ -99,9 +99,10 @@ TEST(RwkvPointwise, BonusV7) {
   Vec rk = test::random_vec(H * N, 22);
   const Vec R = test::random_vec(n * C, 23), base = test::random_vec(n * C, 24);
   Vec out(n * C), dr, dk, dv, drk;
+  const double* none = nullptr;
   auto loss = [&] {
     out = base;
-    bonus_v7_forward(out.data(), r.data(), k.data(), v.data(), rk.data(), n, H, N);
+    bonus_v7_forward(out.data(), r.data(), k.data(), v.data(), rk.data(), none, n, H, N);
     return test::dot(out, R);
   };
   loss();
@@ -110,10 +111,37 @@ TEST(RwkvPointwise, BonusV7) {
   const double s = r[o] * k[o] * rk[2] + r[o + 1] * k[o + 1] * rk[3];
   EXPECT_NEAR(out[o + 1], base[o + 1] + s * v[o + 1], 1e-15);
   auto backward = [&] {
-    bonus_v7_backward(dr.data(), dk.data(), dv.data(), drk.data(), R.data(), r.data(), k.data(),
-                      v.data(), rk.data(), n, H, N);
+    bonus_v7_backward(dr.data(), dk.data(), dv.data(), drk.data(), static_cast<double*>(nullptr),
+                      R.data(), r.data(), k.data(), v.data(), rk.data(), none, n, H, N);
   };
   test::check_gradients(loss, backward, {{"r", &r, &dr}, {"k", &k, &dk}, {"v", &v, &dv}, {"r_k", &rk, &drk}});
+}
+
+// With the output gate g (RWKV-7's (ln_x(y) + bonus) * g): out += bonus * g.
+TEST(RwkvPointwise, GatedBonusV7) {
+  const int64_t H = 2, N = 2;
+  Vec r = test::random_vec(n * C, 25), k = test::random_vec(n * C, 26),
+      v = test::random_vec(n * C, 27);
+  Vec rk = test::random_vec(H * N, 28), g = test::random_vec(n * C, 29);
+  const Vec R = test::random_vec(n * C, 30), base = test::random_vec(n * C, 31);
+  Vec out(n * C), dr, dk, dv, drk, dg;
+  auto loss = [&] {
+    out = base;
+    bonus_v7_forward(out.data(), r.data(), k.data(), v.data(), rk.data(), g.data(), n, H, N);
+    return test::dot(out, R);
+  };
+  loss();
+  // token 2, head 0: out += (sum_j r k r_k) v g
+  const int64_t o = 2 * C;
+  const double s = r[o] * k[o] * rk[0] + r[o + 1] * k[o + 1] * rk[1];
+  EXPECT_NEAR(out[o + 1], base[o + 1] + s * v[o + 1] * g[o + 1], 1e-15);
+  auto backward = [&] {
+    bonus_v7_backward(dr.data(), dk.data(), dv.data(), drk.data(), dg.data(), R.data(), r.data(),
+                      k.data(), v.data(), rk.data(), g.data(), n, H, N);
+  };
+  test::check_gradients(
+      loss, backward,
+      {{"r", &r, &dr}, {"k", &k, &dk}, {"v", &v, &dv}, {"r_k", &rk, &drk}, {"g", &g, &dg}});
 }
 
 }  // namespace
