@@ -61,6 +61,11 @@ std::vector<KeySpec> build_schema() {
       {"train.matmul_precision", K::Enum, "fp32", {}, {}, {"fp32", "bf16"},
        "operands of the matrix products: bf16 (tensor cores, fp32 accumulation; cuda "
        "only) or fp32; weights, optimizer state and everything else stay fp32"},
+      {"train.wkv", K::Enum, "auto", {}, {}, {"auto", "chunked", "sequential"},
+       "form of the RWKV-5/6/7 WKV kernels: chunked (matrix products within chunks of 16 "
+       "tokens, the state carried between chunks) or sequential (token by token: the CPU's "
+       "naive recurrence, the GPU's per-head scan); auto = chunked on the CPU, sequential "
+       "on cuda, whose chunked kernels have not run on a GPU yet"},
       {"train.gpu_memory", K::Float, "0", 0, 1e6, {},
        "GiB of GPU memory the backend allocates at start (cuda); 0 = all the free "
        "memory but 2 GiB left to CUDA and NCCL"},

@@ -136,9 +136,11 @@ struct NcclGradSync final : GradSync {
 struct CudaTrainDevice final : TrainDevice {
   CudaTrainDevice(const Config& cfg, const ParallelGrid& grid, int gpu_)
       : gpu(gpu_),
-        be(arena_bytes(cfg), cfg.get_string("train.matmul_precision") == "bf16"
-                                 ? kernels::MatmulPrecision::bf16
-                                 : kernels::MatmulPrecision::fp32),
+        be(arena_bytes(cfg),
+           cfg.get_string("train.matmul_precision") == "bf16" ? kernels::MatmulPrecision::bf16
+                                                              : kernels::MatmulPrecision::fp32,
+           cfg.get_string("train.wkv") == "chunked" ? kernels::WkvKernels::chunked
+                                                    : kernels::WkvKernels::sequential),
         tp_group(grid.tp),
         dp_comm(grid.dp) {}
   kernels::Backend<float>& backend() override { return be; }
@@ -163,6 +165,7 @@ struct CudaTrainDevice final : TrainDevice {
     std::ostringstream s;
     s << "GPU " << gpu << " (" << prop.name << "), "
       << (be.precision == kernels::MatmulPrecision::bf16 ? "bf16" : "fp32") << " products, "
+      << (be.wkv == kernels::WkvKernels::chunked ? "chunked" : "sequential") << " WKV, "
       << static_cast<double>(be.arena.capacity()) / kGiB << " GiB arena";
     return s.str();
   }

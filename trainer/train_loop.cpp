@@ -147,7 +147,9 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   on_all_ranks(comm, [&] { device = make_train_device(cfg, grid, comm); });
   kernels::Backend<float>& be = device->backend();
   std::optional<model::Model<float>> built;
-  on_all_ranks(comm, [&] { built.emplace(mc, be, model::ModelOptions{}, &device->tp_comm()); });
+  model::ModelOptions model_opts;
+  if (cfg.get_string("train.wkv") == "sequential") model_opts.wkv = kernels::WkvAlgo::naive;
+  on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
   model::Model<float>& model = *built;
 
   // Where to start: the newest usable checkpoint, the weights of init_from, or init.

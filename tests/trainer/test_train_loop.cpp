@@ -1,5 +1,6 @@
 // The training loop on one rank (tiny model, byte-level two-language dataset): the
-// validation loss falls, metrics.jsonl and TensorBoard hold every step, non-finite
+// validation loss falls, metrics.jsonl and TensorBoard hold every step, train.wkv:
+// sequential tracks the chunked run, non-finite
 // steps are skipped and K of them stop the run, train.max_runtime stops it,
 // checkpoint.init_from starts a new run from trained weights, a stop signal writes a
 // checkpoint from which the run continues exactly, a checkpoint of another shape is
@@ -153,6 +154,30 @@ TEST(TrainLoop, CudaDeviceWithoutAGpuIsAClearError) {
         << m;
     EXPECT_FALSE(fs::exists(rd / "metrics.jsonl"));
   }
+}
+
+// train.wkv: sequential trains with the naive recurrence instead of the chunked form
+// (the log says which): the same run within fp32 rounding (every step's loss within 1e-5
+// relative, parameters within 1e-5 relative L2), and not bitwise the same (so the other
+// form did run).
+TEST(TrainLoop, SequentialWkvTracksChunked) {
+  const fs::path chunked = env().dir / "wkv_chunked", sequential = env().dir / "wkv_sequential";
+  std::string log_c, log_s;
+  const Config cfg_c = tiny_config(env().data, chunked, {"train.steps=6"});
+  const Config cfg_s =
+      tiny_config(env().data, sequential, {"train.steps=6", "train.wkv=sequential"});
+  const TrainResult a = run(cfg_c, {}, &log_c);
+  const TrainResult b = run(cfg_s, {}, &log_s);
+  EXPECT_NE(log_c.find("chunked WKV"), std::string::npos) << log_c;
+  EXPECT_NE(log_s.find("sequential WKV"), std::string::npos) << log_s;
+  const std::vector<double> lc = losses(chunked), ls = losses(sequential);
+  ASSERT_EQ(lc.size(), 6u);
+  ASSERT_EQ(ls.size(), 6u);
+  for (size_t i = 0; i < lc.size(); ++i)
+    EXPECT_NEAR(ls[i], lc[i], 1e-5 * lc[i]) << "step " << i + 1;
+  const std::vector<float> pc = params_of(cfg_c, a.checkpoint), ps = params_of(cfg_s, b.checkpoint);
+  EXPECT_LE(relative_l2(ps, pc), 1e-5);
+  EXPECT_TRUE(ps != pc) << "bitwise the chunked run's parameters: train.wkv had no effect";
 }
 
 // Uninterrupted 12 steps vs 6 steps, SIGTERM (raised during step 6), resume to 12:
