@@ -8,7 +8,8 @@
 //   - forward ops overwrite their outputs;
 //   - backward ops accumulate (+=) into every gradient they are given, and a null
 //     gradient pointer means "not wanted"; the exceptions are named: the WKV
-//     backwards and ce_backward overwrite.
+//     backwards and ce_backward overwrite, and matmul_backward overwrites dx unless
+//     told to accumulate (so most activation gradients need no zeroing).
 // The reference semantics of each op are the CPU kernels in kernels/cpu/<op>.h,
 // whose comments give the formulas and their RWKV-LM sources.
 #include <cstdint>
@@ -66,7 +67,8 @@ struct Backend {
   virtual void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, int64_t M,
                               int64_t K, int64_t N, WLayout layout, bool accumulate) = 0;
   virtual void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx,
-                               const F* w, int64_t M, int64_t K, int64_t N, WLayout layout) = 0;
+                               const F* w, int64_t M, int64_t K, int64_t N, WLayout layout,
+                               bool accumulate_dx) = 0;
 
   // kernels/cpu/elementwise.h
   virtual void act_forward(Act act, F* out, const F* x, int64_t n) = 0;

@@ -147,9 +147,10 @@ struct ProfiledBackend final : Backend<F> {
     inner.matmul_forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate);
   }
   void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx,
-                       const F* w, int64_t M, int64_t K, int64_t N, WLayout layout) override {
+                       const F* w, int64_t M, int64_t K, int64_t N, WLayout layout,
+                       bool accumulate_dx) override {
     const Timed timed(clock, "matmul_backward");
-    inner.matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout);
+    inner.matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx);
   }
   void act_forward(Act act, F* out, const F* x, int64_t n) override {
     const Timed timed(clock, "act_forward");

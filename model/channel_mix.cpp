@@ -55,10 +55,12 @@ void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
                           const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
   auto& be = c.be;
   const int64_t n = c.n(), C = c.cfg.n_embd, Fd = c.r.ffn();
-  const bool one_minus = c.cfg.version <= 5;
-  if (c.cfg.version == 7) {
-    be.matmul_backward(d.ck, gw.ffn_value, dout, C, a.ck, Fd, w.ffn_value, n, Fd, C,
-                       WLayout::OutIn);
+  const bool one_minus = c.cfg.version <= 5, v7 = c.cfg.version == 7;
+  zero_grads(be, n * Fd, {d.ck_h});
+  zero_grads(be, n * C, {d.cxx, v7 ? nullptr : d.cr, v7 ? nullptr : d.ckv, v7 ? nullptr : d.cr_h});
+  if (v7) {
+    be.matmul_backward(d.ck, gw.ffn_value, dout, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn,
+                       false);
   } else {
     // The gate's path is whole on every rank: its weight gradients are complete here,
     // and only TP rank 0 adds its input gradient, so that the all-reduce of dx counts
@@ -67,17 +69,18 @@ void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
     be.mul_backward(d.cr, d.ckv, dout, a.cr, a.ckv, n * C);
     be.act_backward(Act::sigmoid, d.cr_h, d.cr, a.cr_h, n * C);
     be.matmul_backward(d.cxr, gw.ffn_receptance, d.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C,
-                       WLayout::OutIn);
+                       WLayout::OutIn, false);
     F* const dmix_r[1] = {gw.ffn_mix_r};
     const F* const dxr[1] = {d.cxr};
     const F* const mix_r[1] = {w.ffn_mix_r};
     be.mix_backward(lead ? dx : nullptr, lead ? d.cxx : nullptr, dmix_r, {}, dxr, a.cxx, mix_r, {},
                     one_minus, n, C);
     be.matmul_backward(d.ck, gw.ffn_value, d.ckv, C, a.ck, Fd, w.ffn_value, n, Fd, C,
-                       WLayout::OutIn);
+                       WLayout::OutIn, false);
   }
   be.act_backward(hidden_act(c.cfg), d.ck_h, d.ck, a.ck_h, n * Fd);
-  be.matmul_backward(d.cxk, gw.ffn_key, d.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn);
+  be.matmul_backward(d.cxk, gw.ffn_key, d.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn,
+                     false);
   F* const dmix_k[1] = {gw.ffn_mix_k};
   const F* const dxk[1] = {d.cxk};
   const F* const mix_k[1] = {w.ffn_mix_k};

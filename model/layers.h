@@ -3,8 +3,11 @@
 // explicit backward that reads them (no autograd). Time mix per version:
 // time_mix_v4.cpp, time_mix_v5v6.cpp, time_mix_v7.cpp; channel mix: channel_mix.cpp.
 //
-// Backward conventions: parameter gradients (gw) and dx accumulate; d is the zeroed
-// gradient scratch of this block's activations.
+// Backward conventions: parameter gradients (gw) and dx accumulate (dx starts at zero);
+// d is the gradient scratch of this block's activations, holding the previous block's
+// values: a backward zeroes (zero_grads) exactly the buffers its ops add into before
+// anything writes them. What a matmul_backward (accumulate_dx false) or a WKV backward
+// writes first needs no zeroing: about half of the scratch.
 //
 // Tensor parallelism (model/tensor_parallel.h): each rank's time mix works on its
 // range of heads and its channel mix on its range of the FFN hidden dim, with the
@@ -12,6 +15,8 @@
 // ends with the all-reduce of its row-parallel output (the block output is whole on
 // every rank); a backward leaves dx partial, and the model all-reduces it (the
 // conjugate), so dx must start at zero.
+#include <initializer_list>
+
 #include "kernels/backend.h"
 #include "model/activations.h"
 #include "model/model_config.h"
@@ -30,6 +35,13 @@ struct LayerCtx {
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;
   int64_t n() const { return static_cast<int64_t>(B) * T; }
 };
+
+// Zeroes each of the buffers of `size` values (null ones are skipped).
+template <typename F>
+void zero_grads(kernels::Backend<F>& be, int64_t size, std::initializer_list<F*> bufs) {
+  for (F* p : bufs)
+    if (p) be.zero(p, size);
+}
 
 // One block's recurrent state, in and out (null in training: zero state, not kept).
 // Shift states [B, C]; WKV state [B, C, 3] (v4) or [B, H, N, N] (v5-v7).

@@ -191,7 +191,6 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   if (train) {
     Arena<F> gar;
     plan_layer_acts(cfg, ranges, n, A->dlayer, gar);
-    A->grad_size = gar.total;
     A->grad_base = gar.commit(be);
   }
   A->idx = be.alloc_ids(n);
@@ -350,9 +349,8 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   F* dlogits = A.logits;
   be.ce_backward(dlogits, A.logits, A.targets, A.ce_max, A.ce_sums, A.ce_arg, n, V, ranges.v0,
                  scale, l2wrap);
-  be.zero(A.dlnout, nC);
   be.matmul_backward(A.dlnout, tg_.head, dlogits, V, A.lnout, C, tw_.head, n, C, V,
-                     kernels::WLayout::OutIn);
+                     kernels::WLayout::OutIn, false);
   tp.all_reduce_sum(A.dlnout, nC);  // conjugate of the column-parallel head
   F* dnext = A.dres_a;  // gradient of the residual stream after the current block
   F* dcur = A.dres_b;
@@ -368,8 +366,8 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
     const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
     BlockWeights<F>& g = bg_[static_cast<size_t>(l)];
     const F* x = A.res + l * nC;
-    be.zero(A.grad_base, A.grad_size);
-    be.zero(dcur, nC);
+    // The block's inputs' gradients: the layers add into dx (model/layers.h).
+    zero_grads(be, nC, {dcur, d.x_mid, d.ln1, d.ln2});
     channel_mix_backward(ctx, w, g, a, d, dnext, d.ln2);
     tp.all_reduce_sum(d.ln2, nC);  // conjugate of the channel mix's forward all-reduce
     norm_backward(d.x_mid, g.ln2_w, g.ln2_b, d.ln2, a.x_mid, w.ln2_w, a.ln2_mean, a.ln2_rstd, n);

@@ -104,8 +104,7 @@ struct Model {
     int B = 0, T = 0;
     bool train = false, stateful = false;
     F* base = nullptr;
-    F* grad_base = nullptr;  // the block gradient scratch, zeroed per block
-    int64_t grad_size = 0;
+    F* grad_base = nullptr;  // the block gradient scratch (d, zeroed as model/layers.h says)
     int32_t *idx = nullptr, *targets = nullptr;
     F *emb = nullptr, *ln0_mean = nullptr, *ln0_rstd = nullptr;
     F* res = nullptr;  // residual stream [L + 1, n, C]: res[0] = ln0 output

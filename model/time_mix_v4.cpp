@@ -38,7 +38,9 @@ void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
                           const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx) {
   auto& be = c.be;
   const int64_t n = c.n(), C = c.cfg.n_embd, Ca = c.r.channels();
-  be.matmul_backward(d.o, gw.att_o, dout, C, a.o, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  zero_grads(be, n * Ca, {d.sr, d.y, d.r});
+  zero_grads(be, n * C, {d.xx});
+  be.matmul_backward(d.o, gw.att_o, dout, C, a.o, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
   be.mul_backward(d.sr, d.y, d.o, a.sr, a.y, n * Ca);
   be.act_backward(Act::sigmoid, d.r, d.sr, a.r, n * Ca);
   const int iC = static_cast<int>(Ca);
@@ -47,9 +49,9 @@ void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
                    d.v);
   be.accumulate(gw.time_first, d.tmp_c, Ca);
   be.act_backward(Act::exp, gw.time_decay, d.wpos, w.time_decay, Ca);
-  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
   const F* douts[3] = {d.xk, d.xv, d.xr};
   const F* coefs[3] = {w.mix_k, w.mix_v, w.mix_r};
   F* dcoefs[3] = {gw.mix_k, gw.mix_v, gw.mix_r};

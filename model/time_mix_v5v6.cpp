@@ -77,7 +77,14 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
   const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
   const int64_t Ca = c.r.channels();
   const bool v6 = c.cfg.version == 6;
-  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  zero_grads(be, n * Ca, {d.y, d.g, d.g_h, v6 ? d.w_z : nullptr});
+  zero_grads(be, n * C, {d.xx});
+  if (v6) {
+    zero_grads(be, n * c.cfg.v6_decay_lora(), {d.w_h});
+    zero_grads(be, n * 5 * c.cfg.v6_mix_lora(), {d.maa_h});
+    zero_grads(be, 5 * n * C, {d.maa_m});
+  }
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
   be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.g, d.og, a.y, w.lnx_w, w.lnx_b, a.g, a.gn_mean,
                         a.gn_rstd, n, H, N);
   // WKV writes d.r, d.k, d.v, d.lw (their only source) and du.
@@ -86,16 +93,17 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
                    w.time_faaaa, d.y, d.r, d.k, d.v, d.lw, d.tmp_c);
   be.accumulate(gw.time_faaaa, d.tmp_c, Ca);
   be.act_backward(Act::silu, d.g_h, d.g, a.g_h, n * Ca);
-  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xg, gw.att_g, d.g_h, Ca, a.xg, C, w.att_g, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xk, gw.att_k, d.k, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xv, gw.att_v, d.v, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xg, gw.att_g, d.g_h, Ca, a.xg, C, w.att_g, n, C, Ca, WLayout::OutIn, false);
   if (v6) {
     const int64_t R = c.cfg.v6_mix_lora(), D = c.cfg.v6_decay_lora();
     be.decay_v6_backward(gw.time_decay, d.w_z, d.lw, a.lw, n, Ca);
-    be.matmul_backward(d.w_t, gw.td_w2, d.w_z, Ca, a.w_t, D, w.td_w2, n, D, Ca, WLayout::InOut);
+    be.matmul_backward(d.w_t, gw.td_w2, d.w_z, Ca, a.w_t, D, w.td_w2, n, D, Ca, WLayout::InOut,
+                       false);
     be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * D);
-    be.matmul_backward(d.xw, gw.td_w1, d.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut);
+    be.matmul_backward(d.xw, gw.td_w1, d.w_h, D, a.xw, C, w.td_w1, n, C, D, WLayout::InOut, false);
     const F* douts[5] = {d.xw, d.xk, d.xv, d.xr, d.xg};
     const F* coefs[5] = {w.mix_w, w.mix_k, w.mix_v, w.mix_r, w.mix_g};
     F* dcoefs[5] = {gw.mix_w, gw.mix_k, gw.mix_v, gw.mix_r, gw.mix_g};
@@ -108,10 +116,11 @@ void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, Bloc
     be.mix_backward(dx, d.xx, dcoefs, dms, douts, a.xx, coefs, ms, false, n, C);
     for (int64_t s = 0; s < 5; ++s)
       be.matmul_backward(d.maa_t + s * R, gw.maa_w2 + s * R * C, d.maa_m + s * n * C, C,
-                         a.maa_t + s * R, 5 * R, w.maa_w2 + s * R * C, n, R, C, WLayout::InOut);
+                         a.maa_t + s * R, 5 * R, w.maa_w2 + s * R * C, n, R, C, WLayout::InOut,
+                         false);
     be.act_backward(Act::tanh, d.maa_h, d.maa_t, a.maa_h, n * 5 * R);
     be.matmul_backward(d.xxx, gw.maa_w1, d.maa_h, 5 * R, a.xxx, C, w.maa_w1, n, C, 5 * R,
-                       WLayout::InOut);
+                       WLayout::InOut, false);
     F* const dmaa_x[1] = {gw.maa_x};
     const F* const dxxx[1] = {d.xxx};
     const F* const maa_x[1] = {w.maa_x};

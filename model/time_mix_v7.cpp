@@ -85,7 +85,13 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   const int64_t Ca = c.r.channels();
   const int64_t Dw = c.cfg.v7_decay_lora(), Da = c.cfg.v7_aaa_lora();
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
-  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn);
+  zero_grads(be, n * Ca,
+             {d.y, d.g, d.kk, d.a, d.k_raw, d.kk_pre, d.a_z, d.v_raw, d.w_z,
+              v_first ? d.vr_s : nullptr, v_first ? d.vr_z : nullptr});
+  zero_grads(be, n * Dg, {d.g_h});
+  zero_grads(be, n * Dw, {d.w_h});
+  zero_grads(be, n * C, {d.xx});
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
   be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.g, d.og, a.y, w.lnx_w, w.lnx_b, a.g, a.gn_mean,
                         a.gn_rstd, n, H, N);
   // WKV overwrites d.r, d.lw, d.k, d.v, d.wa, d.wb, so it runs before anything else
@@ -99,29 +105,33 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   be.l2norm_heads_backward(d.kk_pre, d.kk, a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));
   be.scale_channels_backward(d.k_raw, gw.k_k, d.kk_pre, a.k_raw, w.k_k, n, Ca);
 
-  be.matmul_backward(d.g_t, gw.g2, d.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut);
+  be.matmul_backward(d.g_t, gw.g2, d.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut, false);
   be.act_backward(Act::sigmoid, d.g_h, d.g_t, a.g_h, n * Dg);
-  be.matmul_backward(d.xg, gw.g1, d.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut);
+  be.matmul_backward(d.xg, gw.g1, d.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut, false);
   be.bias_sigmoid_backward(gw.a0, d.a_z, d.a, a.a, n, Ca);
-  be.matmul_backward(d.a_h, gw.a2, d.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut);
-  be.matmul_backward(d.xa, gw.a1, d.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut);
+  be.matmul_backward(d.a_h, gw.a2, d.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut, false);
+  be.matmul_backward(d.xa, gw.a1, d.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut, false);
   if (v_first) {
     be.value_residual_backward(d.v_raw, dv_first, d.vr_s, d.v, a.v_raw, v_first, a.vr_s, n * Ca);
     be.bias_sigmoid_backward(gw.v0, d.vr_z, d.vr_s, a.vr_s, n, Ca);
-    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut);
-    be.matmul_backward(d.xv, gw.v1, d.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut);
+    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut,
+                       false);
+    be.matmul_backward(d.xv, gw.v1, d.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut, false);
   } else {
     // Layer 0: v is v_first, whose gradient the later layers have collected.
     be.accumulate(d.v_raw, d.v, n * Ca);
     be.accumulate(d.v_raw, dv_first, n * Ca);
   }
-  be.matmul_backward(d.xv, gw.att_v, d.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn);
-  be.matmul_backward(d.xk, gw.att_k, d.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn);
+  // With v_first, d.xv already holds the value-residual LoRA's term.
+  be.matmul_backward(d.xv, gw.att_v, d.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn,
+                     v_first != nullptr);
+  be.matmul_backward(d.xk, gw.att_k, d.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn,
+                     false);
   be.decay_v7_backward(gw.w0, d.w_z, d.lw, w.w0, a.w_z, n, Ca);
-  be.matmul_backward(d.w_t, gw.w2, d.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut);
+  be.matmul_backward(d.w_t, gw.w2, d.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut, false);
   be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * Dw);
-  be.matmul_backward(d.xw, gw.w1, d.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut);
-  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn);
+  be.matmul_backward(d.xw, gw.w1, d.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut, false);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
 
   const F* douts[6] = {d.xr, d.xw, d.xk, d.xv, d.xa, d.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};

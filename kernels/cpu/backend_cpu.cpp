@@ -236,23 +236,23 @@ void CpuBackend<F>::matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx,
 template <typename F>
 void CpuBackend<F>::matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x,
                                     int64_t ldx, const F* w, int64_t M, int64_t K, int64_t N,
-                                    WLayout layout) {
+                                    WLayout layout, bool accumulate_dx) {
   // dx by rows of the batch; dw by rows of the weight (N rows for OutIn, K for InOut).
   if (dx)
     parallel_for(threads, M, kMinRows, [&](int64_t b, int64_t e, int64_t) {
       kernels::matmul_backward(dx + b * ldx, static_cast<F*>(nullptr), dout + b * ldo, ldo,
-                               x + b * ldx, ldx, w, e - b, K, N, layout);
+                               x + b * ldx, ldx, w, e - b, K, N, layout, accumulate_dx);
     });
   if (!dw) return;
   if (layout == WLayout::OutIn)
     parallel_for(threads, N, min_weight_rows(M, K), [&](int64_t b, int64_t e, int64_t) {
       kernels::matmul_backward(static_cast<F*>(nullptr), dw + b * K, dout + b, ldo, x, ldx,
-                               w + b * K, M, K, e - b, layout);
+                               w + b * K, M, K, e - b, layout, true);
     });
   else
     parallel_for(threads, K, min_weight_rows(M, N), [&](int64_t b, int64_t e, int64_t) {
       kernels::matmul_backward(static_cast<F*>(nullptr), dw + b * N, dout, ldo, x + b, ldx,
-                               w + b * N, M, e - b, N, layout);
+                               w + b * N, M, e - b, N, layout, true);
     });
 }
 

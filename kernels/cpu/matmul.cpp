@@ -34,14 +34,15 @@ void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, in
 
 template <typename F>
 void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx, const F* w,
-                     int64_t M, int64_t K, int64_t N, WLayout layout) {
+                     int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate_dx) {
+  const F beta = accumulate_dx ? F(1) : F(0);
   if (layout == WLayout::OutIn) {
-    // dx [M, K] += dout [M, N] @ w [N, K]; dw [N, K] += dout^T @ x.
-    if (dx) gemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, ldo, w, K, F(1), dx, ldx);
+    // dx [M, K] (+)= dout [M, N] @ w [N, K]; dw [N, K] += dout^T @ x.
+    if (dx) gemm(CblasNoTrans, CblasNoTrans, M, K, N, dout, ldo, w, K, beta, dx, ldx);
     if (dw) gemm(CblasTrans, CblasNoTrans, N, K, M, dout, ldo, x, ldx, F(1), dw, K);
   } else {
-    // dx [M, K] += dout [M, N] @ w^T (w [K, N]); dw [K, N] += x^T @ dout.
-    if (dx) gemm(CblasNoTrans, CblasTrans, M, K, N, dout, ldo, w, N, F(1), dx, ldx);
+    // dx [M, K] (+)= dout [M, N] @ w^T (w [K, N]); dw [K, N] += x^T @ dout.
+    if (dx) gemm(CblasNoTrans, CblasTrans, M, K, N, dout, ldo, w, N, beta, dx, ldx);
     if (dw) gemm(CblasTrans, CblasNoTrans, K, N, M, x, ldx, dout, ldo, F(1), dw, N);
   }
 }
@@ -50,7 +51,7 @@ void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64
   template void matmul_forward<F>(F*, int64_t, const F*, int64_t, const F*, int64_t, int64_t, \
                                   int64_t, WLayout, bool);                                    \
   template void matmul_backward<F>(F*, F*, const F*, int64_t, const F*, int64_t, const F*,    \
-                                   int64_t, int64_t, int64_t, WLayout);
+                                   int64_t, int64_t, int64_t, WLayout, bool);
 RWKV_INSTANTIATE(float)
 RWKV_INSTANTIATE(double)
 #undef RWKV_INSTANTIATE

@@ -13,10 +13,12 @@ template <typename F>
 void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, int64_t M, int64_t K,
                     int64_t N, WLayout layout, bool accumulate);
 
-// dx [M, K] (ld ldx) += dout @ W^T; dw += the weight gradient in w's layout. Null
-// dx or dw is skipped.
+// dx [M, K] (ld ldx) = dout @ W^T, or += when accumulate_dx (overwriting, the BLAS
+// product with beta 0 never reads dx); dw += the weight gradient in w's layout (weight
+// gradients always add up: micro-batches, tensor-parallel partial sums). Null dx or dw
+// is skipped.
 template <typename F>
 void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx, const F* w,
-                     int64_t M, int64_t K, int64_t N, WLayout layout);
+                     int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate_dx);
 
 }  // namespace rwkv::kernels

@@ -187,12 +187,13 @@ void CudaBackend<F>::matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx
 
 void CudaBackend<F>::matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x,
                                      int64_t ldx, const F* w, int64_t M, int64_t K, int64_t N,
-                                     WLayout layout) {
+                                     WLayout layout, bool accumulate_dx) {
   if (precision == MatmulPrecision::bf16)
-    cuda::matmul_backward_bf16(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout,
+    cuda::matmul_backward_bf16(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx,
                                scratch(cuda::matmul_bf16_scratch_bytes(M, K, N)), cublas, stream);
   else
-    cuda::matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, cublas, stream);
+    cuda::matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx, cublas,
+                          stream);
 }
 
 void CudaBackend<F>::act_forward(Act act, F* out, const F* x, int64_t n) {

@@ -100,7 +100,8 @@ struct CudaBackend<float> final : Backend<float> {
   void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, int64_t M,
                       int64_t K, int64_t N, WLayout layout, bool accumulate) override;
   void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx,
-                       const F* w, int64_t M, int64_t K, int64_t N, WLayout layout) override;
+                       const F* w, int64_t M, int64_t K, int64_t N, WLayout layout,
+                       bool accumulate_dx) override;
   void act_forward(Act act, F* out, const F* x, int64_t n) override;
   void act_backward(Act act, F* dx, const F* dout, const F* x, int64_t n) override;
   void mul_forward(F* out, const F* a, const F* b, int64_t n) override;

@@ -55,21 +55,25 @@ void forward(float* out, int64_t ldo, const void* x, int64_t ldx, const void* w,
 }
 
 // The products of matmul_backward with operands dout (ld ldo), x (ld ldx), w of `type`;
-// dx has leading dimension lddx (x's in the caller, not the operand copy's).
+// dx has leading dimension lddx (x's in the caller, not the operand copy's). dx is
+// overwritten unless accumulate_dx (beta 0: cuBLAS does not read it), dw accumulates.
 void backward(float* dx, int64_t lddx, float* dw, const void* dout, int64_t ldo, const void* x,
               int64_t ldx, const void* w, int64_t M, int64_t K, int64_t N, WLayout layout,
-              cudaDataType type, cublasHandle_t handle, cudaStream_t stream) {
+              bool accumulate_dx, cudaDataType type, cublasHandle_t handle, cudaStream_t stream) {
+  const float beta = accumulate_dx ? 1.0f : 0.0f;
   if (layout == WLayout::OutIn) {
-    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w^T: w column-major [K, N] as is.
-    if (dx) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, ldo, 1.0f, dx, lddx,
-                 type);
+    // dx^T [K, M] (+)= W [K, N] @ dout^T [N, M], W = w^T: w column-major [K, N] as is.
+    if (dx)
+      gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_N, K, M, N, w, K, dout, ldo, beta, dx, lddx,
+           type);
     // dw [N, K] row-major = dw^T column-major [K, N] += x^T [K, M] @ dout [M, N].
     if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, K, N, M, x, ldx, dout, ldo, 1.0f, dw, K,
                  type);
   } else {
-    // dx^T [K, M] += W [K, N] @ dout^T [N, M], W = w: w column-major [N, K], op T.
-    if (dx) gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, K, M, N, w, N, dout, ldo, 1.0f, dx, lddx,
-                 type);
+    // dx^T [K, M] (+)= W [K, N] @ dout^T [N, M], W = w: w column-major [N, K], op T.
+    if (dx)
+      gemm(handle, stream, CUBLAS_OP_T, CUBLAS_OP_N, K, M, N, w, N, dout, ldo, beta, dx, lddx,
+           type);
     // dw [K, N] row-major = column-major [N, K] += dout^T [N, M] @ x [M, K].
     if (dw) gemm(handle, stream, CUBLAS_OP_N, CUBLAS_OP_T, N, K, M, dout, ldo, x, ldx, 1.0f, dw, N,
                  type);
@@ -111,9 +115,10 @@ void matmul_forward(float* out, int64_t ldo, const float* x, int64_t ldx, const 
 
 void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N, WLayout layout,
-                     cublasHandle_t handle, cudaStream_t stream) {
+                     bool accumulate_dx, cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_backward", ldo, ldx, M, K, N);
-  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, CUDA_R_32F, handle, stream);
+  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx, CUDA_R_32F, handle,
+           stream);
 }
 
 void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
@@ -128,7 +133,7 @@ void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, c
 
 void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                           int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
-                          WLayout layout, void* scratch, cublasHandle_t handle,
+                          WLayout layout, bool accumulate_dx, void* scratch, cublasHandle_t handle,
                           cudaStream_t stream) {
   check_shape("matmul_backward_bf16", ldo, ldx, M, K, N);
   if (!dx && !dw) return;
@@ -136,7 +141,8 @@ void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, 
   to_bf16(b.dout, dout, M, N, ldo, stream);
   if (dx) to_bf16(b.w, w, 1, K * N, K * N, stream);  // only dx reads w, only dw reads x
   if (dw) to_bf16(b.x, x, M, K, ldx, stream);
-  backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, CUDA_R_16BF, handle, stream);
+  backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, accumulate_dx, CUDA_R_16BF, handle,
+           stream);
 }
 
 }  // namespace rwkv::cuda

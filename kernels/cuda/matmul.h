@@ -32,11 +32,12 @@ void matmul_forward(float* out, int64_t ldo, const float* x, int64_t ldx, const 
                     int64_t M, int64_t K, int64_t N, kernels::WLayout layout, bool accumulate,
                     cublasHandle_t handle, cudaStream_t stream);
 
-// dx [M, K] (ld ldx) += dout @ W^T; dw += the weight gradient in w's layout. Null dx
-// or dw is skipped.
+// dx [M, K] (ld ldx) = dout @ W^T, or += when accumulate_dx; dw += the weight gradient
+// in w's layout. Null dx or dw is skipped.
 void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
-                     kernels::WLayout layout, cublasHandle_t handle, cudaStream_t stream);
+                     kernels::WLayout layout, bool accumulate_dx, cublasHandle_t handle,
+                     cudaStream_t stream);
 
 // Scratch of the bf16 variants: the bf16 copies of x [M, K], w [K, N] and dout [M, N],
 // each padded to 256 bytes.
@@ -48,7 +49,7 @@ void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, c
 
 void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                           int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
-                          kernels::WLayout layout, void* scratch, cublasHandle_t handle,
-                          cudaStream_t stream);
+                          kernels::WLayout layout, bool accumulate_dx, void* scratch,
+                          cublasHandle_t handle, cudaStream_t stream);
 
 }  // namespace rwkv::cuda

@@ -140,24 +140,31 @@ TEST_F(CudaMatmul, BackwardMatchesCpuAndSkipsNull) {
     const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
     const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
     const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    std::vector<float> ref_gx = gx0, ref_gw = gw0;
-    rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
-                                          dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                          w.data(), c.M, c.K, c.N, c.layout);
     DevBuf d_x(x), d_w(w), d_dout(dout);
-    for (int variant = 0; variant < 3; ++variant) {  // both, dx only, dw only
-      DevBuf gx(gx0), gw(gw0);
-      rwkv::cuda::matmul_backward(variant != 2 ? gx.p + c.xoff : nullptr,
-                                  variant != 1 ? gw.p : nullptr, d_dout.p + c.ooff, c.ldo,
-                                  d_x.p + c.xoff, c.ldx, d_w.p, c.M, c.K, c.N, c.layout, handle,
-                                  stream);
+    // variant: both, dx only, dw only; then both and dx only with dx overwritten (its
+    // slice NaN before: the product must not read it).
+    for (int variant = 0; variant < 5; ++variant) {
+      const bool acc = variant < 3, want_dx = variant != 2, want_dw = variant % 3 != 1;
+      std::vector<float> ref_gx = gx0, ref_gw = gw0, start = gx0;
+      rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
+                                            dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                            w.data(), c.M, c.K, c.N, c.layout, acc);
+      if (!acc)
+        for (int64_t i = 0; i < c.M; ++i)
+          std::memset(&start[static_cast<size_t>(i * c.ldx + c.xoff)], 0xff,
+                      static_cast<size_t>(c.K) * sizeof(float));
+      DevBuf gx(start), gw(gw0);
+      rwkv::cuda::matmul_backward(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
+                                  d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M, c.K,
+                                  c.N, c.layout, acc, handle, stream);
       const auto got_gx = get(gx), got_gw = get(gw);
-      if (variant != 2)
-        EXPECT_TRUE(close("dx", c, got_gx, ref_gx, gx0, c.M, c.ldx, c.xoff, c.K));
+      if (want_dx)
+        EXPECT_TRUE(close(acc ? "dx" : "dx (overwritten)", c, got_gx, ref_gx, gx0, c.M, c.ldx,
+                          c.xoff, c.K));
       else
         EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
             << "dx was null but changed: " << describe(c);
-      if (variant != 1)
+      if (want_dw)
         EXPECT_TRUE(close("dw", c, got_gw, ref_gw, gw0, 1, c.K * c.N, 0, c.K * c.N));
       else
         EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
@@ -227,18 +234,24 @@ TEST_F(CudaMatmul, Bf16BackwardMatchesCpuAndSkipsNull) {
     const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
     const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
     const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    std::vector<float> ref_gx = gx0, ref_gw = gw0;
-    rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
-                                          dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                          w.data(), c.M, c.K, c.N, c.layout);
     DevBuf d_x(x), d_w(w), d_dout(dout);
     Bf16Scratch scratch(c.M, c.K, c.N);
-    for (int variant = 0; variant < 4; ++variant) {  // both, dx only, dw only, neither
-      DevBuf gx(gx0), gw(gw0);
-      const bool want_dx = variant == 0 || variant == 1, want_dw = variant == 0 || variant == 2;
+    // variant: both, dx only, dw only, neither; then both with dx overwritten.
+    for (int variant = 0; variant < 5; ++variant) {
+      const bool acc = variant < 4;
+      const bool want_dx = variant % 4 <= 1, want_dw = variant % 4 == 0 || variant == 2;
+      std::vector<float> ref_gx = gx0, ref_gw = gw0, start = gx0;
+      rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
+                                            dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                            w.data(), c.M, c.K, c.N, c.layout, acc);
+      if (!acc)
+        for (int64_t i = 0; i < c.M; ++i)
+          std::memset(&start[static_cast<size_t>(i * c.ldx + c.xoff)], 0xff,
+                      static_cast<size_t>(c.K) * sizeof(float));
+      DevBuf gx(start), gw(gw0);
       rwkv::cuda::matmul_backward_bf16(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
                                        d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M,
-                                       c.K, c.N, c.layout, scratch.p, handle, stream);
+                                       c.K, c.N, c.layout, acc, scratch.p, handle, stream);
       const auto got_gx = get(gx), got_gw = get(gw);
       if (want_dx)
         EXPECT_TRUE(close("bf16 dx", c, got_gx, ref_gx, gx0, c.M, c.ldx, c.xoff, c.K, 5e-3));
@@ -279,16 +292,16 @@ TEST(CudaMatmulArgs, BadShapesThrow) {
   EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 3, nullptr, 3, nullptr, 3, 3, 4,
                                           WLayout::InOut, false, nullptr, nullptr),
                rwkv::Error);  // ldo < N
-  EXPECT_THROW(rwkv::cuda::matmul_backward(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0,
-                                           3, 4, WLayout::OutIn, nullptr, nullptr),
+  EXPECT_THROW(rwkv::cuda::matmul_backward(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0, 3,
+                                           4, WLayout::OutIn, true, nullptr, nullptr),
                rwkv::Error);  // M = 0
   EXPECT_THROW(rwkv::cuda::matmul_forward_bf16(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
                                                WLayout::OutIn, false, nullptr, nullptr, nullptr),
                rwkv::Error);  // ldx < K
-  EXPECT_THROW(rwkv::cuda::matmul_backward_bf16(nullptr, nullptr, nullptr, 3, nullptr, 3, nullptr,
-                                                3, 3, 4, WLayout::InOut, nullptr, nullptr,
-                                                nullptr),
-               rwkv::Error);  // ldo < N
+  EXPECT_THROW(
+      rwkv::cuda::matmul_backward_bf16(nullptr, nullptr, nullptr, 3, nullptr, 3, nullptr, 3, 3, 4,
+                                       WLayout::InOut, true, nullptr, nullptr, nullptr),
+      rwkv::Error);  // ldo < N
 }
 
 }  // namespace

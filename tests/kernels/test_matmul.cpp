@@ -1,7 +1,9 @@
 // Products in both weight layouts, with strided (sliced) inputs and outputs:
 // forward against a triple loop (float: max abs error < 1e-5; double < 1e-12),
-// backward by central differences in double.
+// backward by central differences in double; the backward's overwriting dx.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "kernels/cpu/matmul.h"
 #include "op_gradcheck.h"
@@ -47,11 +49,32 @@ TEST(Matmul, Gradients) {
       return test::dot(out, R);
     };
     auto backward = [&] {
-      matmul_backward(dx.data(), dw.data(), R.data(), ldo, x.data(), ldx, w.data(), M, K, N,
-                      layout);
+      matmul_backward(dx.data(), dw.data(), R.data(), ldo, x.data(), ldx, w.data(), M, K, N, layout,
+                      true);
     };
     // x's padding columns get no gradient; include them anyway (fd = 0 there too).
     test::check_gradients(loss, backward, {{"x", &x, &dx}, {"w", &w, &dw}});
+  }
+}
+
+// accumulate_dx false: dx's slice is overwritten without being read (NaN there before
+// does not leak), its padding columns are untouched; dw still accumulates.
+TEST(Matmul, BackwardOverwritesDx) {
+  const int64_t M = 4, K = 5, N = 3, ldx = 6, ldo = 4;
+  for (WLayout layout : {WLayout::OutIn, WLayout::InOut}) {
+    const Vec x = test::random_vec(M * ldx, 6), w = test::random_vec(K * N, 7);
+    const Vec dout = test::random_vec(M * ldo, 8);
+    Vec dx_ref(M * ldx, 0.0), dw_ref(K * N, 0.0);
+    matmul_backward(dx_ref.data(), dw_ref.data(), dout.data(), ldo, x.data(), ldx, w.data(), M, K,
+                    N, layout, true);
+    Vec dx(M * ldx, std::nan("")), dw(K * N, 1.0);
+    matmul_backward(dx.data(), dw.data(), dout.data(), ldo, x.data(), ldx, w.data(), M, K, N,
+                    layout, false);
+    for (int64_t i = 0; i < M; ++i) {
+      for (int64_t k = 0; k < K; ++k) EXPECT_EQ(dx[i * ldx + k], dx_ref[i * ldx + k]);
+      EXPECT_TRUE(std::isnan(dx[i * ldx + K]));  // padding: untouched
+    }
+    for (int64_t j = 0; j < K * N; ++j) EXPECT_NEAR(dw[j], 1.0 + dw_ref[j], 1e-12);
   }
 }
 
