@@ -59,6 +59,27 @@ const std::vector<Case> kCases = {
     {64, 96, 80, 96, 0, 80, 0, WLayout::OutIn, 8},
 };
 
+// The CPU's matmul_backward from dx = gx0, dw = gw0 (dx accumulated into or overwritten),
+// and dx's values before the GPU's call: gx0, or NaN in dx's columns when it is
+// overwritten (a product that read them would fail).
+struct BackwardRef {
+  std::vector<float> gx, gw, start;
+};
+
+BackwardRef backward_ref(const Case& c, const std::vector<float>& x, const std::vector<float>& w,
+                         const std::vector<float>& dout, const std::vector<float>& gx0,
+                         const std::vector<float>& gw0, bool accumulate_dx) {
+  BackwardRef r{gx0, gw0, gx0};
+  rwkv::kernels::matmul_backward<float>(r.gx.data() + c.xoff, r.gw.data(), dout.data() + c.ooff,
+                                        c.ldo, x.data() + c.xoff, c.ldx, w.data(), c.M, c.K, c.N,
+                                        c.layout, accumulate_dx);
+  if (!accumulate_dx)
+    for (int64_t i = 0; i < c.M; ++i)
+      std::memset(&r.start[static_cast<size_t>(i * c.ldx + c.xoff)], 0xff,
+                  static_cast<size_t>(c.K) * sizeof(float));
+  return r;
+}
+
 // Relative L2 error of got vs ref over the columns [off, off + width) of [rows, ld];
 // the other elements must equal `before` bitwise.
 ::testing::AssertionResult close(const char* what, const Case& c, const std::vector<float>& got,
@@ -145,27 +166,20 @@ TEST_F(CudaMatmul, BackwardMatchesCpuAndSkipsNull) {
     // slice NaN before: the product must not read it).
     for (int variant = 0; variant < 5; ++variant) {
       const bool acc = variant < 3, want_dx = variant != 2, want_dw = variant % 3 != 1;
-      std::vector<float> ref_gx = gx0, ref_gw = gw0, start = gx0;
-      rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
-                                            dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                            w.data(), c.M, c.K, c.N, c.layout, acc);
-      if (!acc)
-        for (int64_t i = 0; i < c.M; ++i)
-          std::memset(&start[static_cast<size_t>(i * c.ldx + c.xoff)], 0xff,
-                      static_cast<size_t>(c.K) * sizeof(float));
-      DevBuf gx(start), gw(gw0);
+      const BackwardRef ref = backward_ref(c, x, w, dout, gx0, gw0, acc);
+      DevBuf gx(ref.start), gw(gw0);
       rwkv::cuda::matmul_backward(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
                                   d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M, c.K,
                                   c.N, c.layout, acc, handle, stream);
       const auto got_gx = get(gx), got_gw = get(gw);
       if (want_dx)
-        EXPECT_TRUE(close(acc ? "dx" : "dx (overwritten)", c, got_gx, ref_gx, gx0, c.M, c.ldx,
+        EXPECT_TRUE(close(acc ? "dx" : "dx (overwritten)", c, got_gx, ref.gx, gx0, c.M, c.ldx,
                           c.xoff, c.K));
       else
         EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
             << "dx was null but changed: " << describe(c);
       if (want_dw)
-        EXPECT_TRUE(close("dw", c, got_gw, ref_gw, gw0, 1, c.K * c.N, 0, c.K * c.N));
+        EXPECT_TRUE(close("dw", c, got_gw, ref.gw, gw0, 1, c.K * c.N, 0, c.K * c.N));
       else
         EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
             << "dw was null but changed: " << describe(c);
@@ -240,26 +254,19 @@ TEST_F(CudaMatmul, Bf16BackwardMatchesCpuAndSkipsNull) {
     for (int variant = 0; variant < 5; ++variant) {
       const bool acc = variant < 4;
       const bool want_dx = variant % 4 <= 1, want_dw = variant % 4 == 0 || variant == 2;
-      std::vector<float> ref_gx = gx0, ref_gw = gw0, start = gx0;
-      rwkv::kernels::matmul_backward<float>(ref_gx.data() + c.xoff, ref_gw.data(),
-                                            dout.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                            w.data(), c.M, c.K, c.N, c.layout, acc);
-      if (!acc)
-        for (int64_t i = 0; i < c.M; ++i)
-          std::memset(&start[static_cast<size_t>(i * c.ldx + c.xoff)], 0xff,
-                      static_cast<size_t>(c.K) * sizeof(float));
-      DevBuf gx(start), gw(gw0);
+      const BackwardRef ref = backward_ref(c, x, w, dout, gx0, gw0, acc);
+      DevBuf gx(ref.start), gw(gw0);
       rwkv::cuda::matmul_backward_bf16(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
                                        d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M,
                                        c.K, c.N, c.layout, acc, scratch.p, handle, stream);
       const auto got_gx = get(gx), got_gw = get(gw);
       if (want_dx)
-        EXPECT_TRUE(close("bf16 dx", c, got_gx, ref_gx, gx0, c.M, c.ldx, c.xoff, c.K, 5e-3));
+        EXPECT_TRUE(close("bf16 dx", c, got_gx, ref.gx, gx0, c.M, c.ldx, c.xoff, c.K, 5e-3));
       else
         EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
             << "bf16: dx was null but changed: " << describe(c);
       if (want_dw)
-        EXPECT_TRUE(close("bf16 dw", c, got_gw, ref_gw, gw0, 1, c.K * c.N, 0, c.K * c.N, 5e-3));
+        EXPECT_TRUE(close("bf16 dw", c, got_gw, ref.gw, gw0, 1, c.K * c.N, 0, c.K * c.N, 5e-3));
       else
         EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
             << "bf16: dw was null but changed: " << describe(c);

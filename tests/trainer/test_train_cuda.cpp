@@ -4,7 +4,7 @@
 //     step's loss within 1e-3 relative (the 50-step curves of tests/model/
 //     test_cuda_model.cu stay within 1e-3 as fp32 rounding differences grow), the final
 //     parameters within 1e-4 relative L2;
-//   - the same with train.wkv: chunked (the chunked WKV kernels);
+//     with either WKV form (train.wkv: sequential, chunked);
 //   - bf16 products: every step's loss within 5e-3 relative of the fp32 GPU run (the
 //     issue's bf16 tolerance);
 //   - a stop signal at step 5 and a resume give the uninterrupted run's losses and
@@ -42,36 +42,25 @@ void expect_curves_close(const std::vector<double>& got, const std::vector<doubl
     EXPECT_NEAR(got[i], ref[i], tol * ref[i]) << what << ", step " << i + 1;
 }
 
+// The GPU with each WKV form (train.wkv: sequential, chunked) against one CPU run.
 TEST(TrainCuda, TracksTheCpuRun) {
   SKIP_WITHOUT_GPU();
-  const fs::path cpu = env().dir / "cpu", gpu = env().dir / "gpu";
-  auto with = [&](const fs::path& rd, const std::string& device) {
+  const fs::path cpu = env().dir / "cpu";
+  auto with = [&](const fs::path& rd, const std::string& device, const std::string& wkv) {
     auto sets = kSets;
     sets.push_back("train.device=" + device);
+    sets.push_back("train.wkv=" + wkv);
     return tiny_config(env().data, rd, sets);
   };
-  const TrainResult a = run_training(with(cpu, "cpu"), MPI_COMM_WORLD);
-  const TrainResult b = run_training(with(gpu, "cuda"), MPI_COMM_WORLD);
-  ASSERT_EQ(b.outcome, TrainOutcome::finished);
-  expect_curves_close(losses(gpu), losses(cpu), 1e-3, "gpu vs cpu loss");
-  const Config cfg = with(cpu, "cpu");
-  EXPECT_LE(relative_l2(params_of(cfg, a.checkpoint), params_of(cfg, b.checkpoint)), 1e-4);
-}
-
-// train.wkv: chunked (the chunked CUDA WKV kernels) against the same CPU run.
-TEST(TrainCuda, ChunkedWkvTracksTheCpuRun) {
-  SKIP_WITHOUT_GPU();
-  const fs::path cpu = env().dir / "cpu_ref", gpu = env().dir / "gpu_chunked";
-  auto sets = kSets;
-  sets.push_back("train.device=cpu");
-  const TrainResult a = run_training(tiny_config(env().data, cpu, sets), MPI_COMM_WORLD);
-  sets.back() = "train.device=cuda";
-  sets.push_back("train.wkv=chunked");
-  const TrainResult b = run_training(tiny_config(env().data, gpu, sets), MPI_COMM_WORLD);
-  ASSERT_EQ(b.outcome, TrainOutcome::finished);
-  expect_curves_close(losses(gpu), losses(cpu), 1e-3, "gpu chunked WKV vs cpu loss");
-  const Config cfg = tiny_config(env().data, cpu, kSets);
-  EXPECT_LE(relative_l2(params_of(cfg, a.checkpoint), params_of(cfg, b.checkpoint)), 1e-4);
+  const TrainResult a = run_training(with(cpu, "cpu", "auto"), MPI_COMM_WORLD);
+  const Config cfg = with(cpu, "cpu", "auto");
+  for (const std::string wkv : {"sequential", "chunked"}) {
+    const fs::path gpu = env().dir / ("gpu_" + wkv);
+    const TrainResult b = run_training(with(gpu, "cuda", wkv), MPI_COMM_WORLD);
+    ASSERT_EQ(b.outcome, TrainOutcome::finished) << wkv;
+    expect_curves_close(losses(gpu), losses(cpu), 1e-3, ("gpu (" + wkv + " WKV) vs cpu").c_str());
+    EXPECT_LE(relative_l2(params_of(cfg, a.checkpoint), params_of(cfg, b.checkpoint)), 1e-4) << wkv;
+  }
 }
 
 TEST(TrainCuda, Bf16ProductsTrackFp32) {
