@@ -11,8 +11,8 @@ namespace rwkv::trainer {
 namespace {
 
 struct CpuTrainDevice final : TrainDevice {
-  CpuTrainDevice(int threads, bool sequential_wkv_, const ParallelGrid& grid)
-      : be(16, threads), sequential_wkv(sequential_wkv_), tp(grid.tp), dp_comm(grid.dp) {}
+  CpuTrainDevice(int threads, const ParallelGrid& grid)
+      : be(16, threads), tp(grid.tp), dp_comm(grid.dp) {}
   kernels::Backend<float>& backend() override { return be; }
   model::TpComm<float>& tp_comm() override { return tp; }
   std::unique_ptr<GradSync> grad_sync(float* grads,
@@ -21,13 +21,11 @@ struct CpuTrainDevice final : TrainDevice {
   }
   std::string describe() const override {
     std::ostringstream s;
-    s << "CPU, " << be.threads << " thread" << (be.threads > 1 ? "s" : "") << ", "
-      << (sequential_wkv ? "sequential" : "chunked") << " WKV";
+    s << "CPU, " << be.threads << " thread" << (be.threads > 1 ? "s" : "");
     return s.str();
   }
 
   kernels::CpuBackend<float> be;  // WKV chunk 16
-  bool sequential_wkv;            // train.wkv: the model runs the naive recurrence
   TpCommMpi<float> tp;
   MPI_Comm dp_comm;
 };
@@ -46,8 +44,12 @@ std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const Parallel
         "-DRWKV_CUDA=ON on a machine with the CUDA toolkit)");
 #endif
   }
-  return std::make_unique<CpuTrainDevice>(static_cast<int>(cfg.get_int("train.threads")),
-                                          cfg.get_string("train.wkv") == "sequential", grid);
+  return std::make_unique<CpuTrainDevice>(static_cast<int>(cfg.get_int("train.threads")), grid);
+}
+
+bool chunked_wkv(const Config& cfg) {
+  const std::string wkv = cfg.get_string("train.wkv");
+  return wkv == "auto" ? cfg.get_string("train.device") == "cpu" : wkv == "chunked";
 }
 
 }  // namespace rwkv::trainer

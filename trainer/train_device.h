@@ -43,6 +43,11 @@ struct TrainDevice {
 std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const ParallelGrid& grid,
                                                MPI_Comm world);
 
+// train.wkv on this config's device: whether RWKV-5/6/7 run the chunked WKV kernels
+// (else the sequential ones: the CPU's naive recurrence, the GPU's per-head scan). auto:
+// chunked on the CPU, sequential on cuda, whose chunked kernels have not run on a GPU.
+bool chunked_wkv(const Config& cfg);
+
 // The cuda device (train_device_cuda.cpp, in builds with the CUDA backend only).
 std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const ParallelGrid& grid,
                                                     MPI_Comm world);

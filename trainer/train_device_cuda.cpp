@@ -139,8 +139,7 @@ struct CudaTrainDevice final : TrainDevice {
         be(arena_bytes(cfg),
            cfg.get_string("train.matmul_precision") == "bf16" ? kernels::MatmulPrecision::bf16
                                                               : kernels::MatmulPrecision::fp32,
-           cfg.get_string("train.wkv") == "chunked" ? kernels::WkvKernels::chunked
-                                                    : kernels::WkvKernels::sequential),
+           chunked_wkv(cfg) ? kernels::WkvKernels::chunked : kernels::WkvKernels::sequential),
         tp_group(grid.tp),
         dp_comm(grid.dp) {}
   kernels::Backend<float>& backend() override { return be; }
@@ -165,7 +164,6 @@ struct CudaTrainDevice final : TrainDevice {
     std::ostringstream s;
     s << "GPU " << gpu << " (" << prop.name << "), "
       << (be.precision == kernels::MatmulPrecision::bf16 ? "bf16" : "fp32") << " products, "
-      << (be.wkv == kernels::WkvKernels::chunked ? "chunked" : "sequential") << " WKV, "
       << static_cast<double>(be.arena.capacity()) / kGiB << " GiB arena";
     return s.str();
   }

@@ -147,8 +147,10 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   on_all_ranks(comm, [&] { device = make_train_device(cfg, grid, comm); });
   kernels::Backend<float>& be = device->backend();
   std::optional<model::Model<float>> built;
+  // The CUDA backend takes the form from its device (it ignores the model's WkvAlgo).
+  const bool chunked = chunked_wkv(cfg);
   model::ModelOptions model_opts;
-  if (cfg.get_string("train.wkv") == "sequential") model_opts.wkv = kernels::WkvAlgo::naive;
+  model_opts.wkv = chunked ? kernels::WkvAlgo::chunked : kernels::WkvAlgo::naive;
   on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
   model::Model<float>& model = *built;
 
@@ -214,7 +216,9 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
     out << "model: RWKV-" << mc.version << ", " << mc.n_layer << " layers, n_embd " << mc.n_embd
         << ", " << model::count_params(mc).total << " parameters; " << grid.tp_size
         << " tensor-parallel x " << dp << " data-parallel rank" << (world > 1 ? "s" : "") << ", "
-        << sched.tokens_per_step << " tokens per step; " << device->describe() << "\n";
+        << sched.tokens_per_step << " tokens per step; " << device->describe();
+    if (mc.version >= 5) out << ", " << (chunked ? "chunked" : "sequential") << " WKV";
+    out << "\n";
   }
 
   TrainResult result;
