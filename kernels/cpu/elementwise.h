@@ -14,7 +14,7 @@ void act_forward(Act act, F* out, const F* x, int64_t n);
 template <typename F>
 void act_backward(Act act, F* dx, const F* dout, const F* x, int64_t n);
 
-// out = a * b.
+// out = a * b (out does not overlap a or b).
 template <typename F>
 void mul_forward(F* out, const F* a, const F* b, int64_t n);
 template <typename F>

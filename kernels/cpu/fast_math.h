@@ -142,6 +142,13 @@ template <typename F, typename Term>
   return acc[0];
 }
 
+// out[i] = a[i] b[i] for i < n (out must not overlap a or b).
+template <typename F>
+[[gnu::always_inline]] inline void product(F* __restrict out, const F* __restrict a,
+                                           const F* __restrict b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+}
+
 // acc[i] += a[i] b[i] for i < n, e.g. one row's share of a per-channel parameter
 // gradient. The __restrict lets GCC vectorise it: written inline in a loop that also
 // writes other outputs that might alias, it stays scalar.

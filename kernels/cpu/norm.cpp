@@ -53,7 +53,7 @@ template <typename F>
 [[gnu::always_inline]] inline void segment_gate_backward(
     F* __restrict e, F* __restrict dg, const F* __restrict d, const F* __restrict g,
     const F* __restrict x, const F* __restrict w, const F* __restrict b, F m, F rs, int64_t N) {
-  for (int64_t j = 0; j < N; ++j) e[j] = d[j] * g[j];
+  fast::product(e, d, g, N);
   if (dg)
     for (int64_t j = 0; j < N; ++j) dg[j] += d[j] * ((x[j] - m) * rs * w[j] + b[j]);
 }

@@ -50,12 +50,7 @@ template <typename F>
     for (int64_t c = 0; c < C; ++c) dk_a[c] += dout[c] * k[c] * (a[c] - F(1));
 }
 
-// out = a * b, and acc += a * b * s, over n elements (__restrict: vectorised).
-template <typename F>
-[[gnu::always_inline]] inline void product(F* __restrict out, const F* __restrict a,
-                                           const F* __restrict b, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) out[j] = a[j] * b[j];
-}
+// acc += a * b * s over n elements (__restrict: vectorised).
 template <typename F>
 [[gnu::always_inline]] inline void add_scaled_product(F* __restrict acc, const F* __restrict a,
                                                       const F* __restrict b, F s, int64_t n) {
@@ -201,7 +196,7 @@ RWKV_CPU_SIMD void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const 
   for (int64_t s = 0; s < n * H; ++s) {
     const int64_t o = s * N;
     auto at = [o](F* p) { return p ? p + o : nullptr; };
-    if (g) product(e.data(), dout + o, g + o, N);
+    if (g) fast::product(e.data(), dout + o, g + o, N);
     const F dot =
         bonus_v7_backward_head(at(dr), at(dk), at(dv), dr_k ? dr_k + (s % H) * N : nullptr,
                                g ? e.data() : dout + o, r + o, k + o, v + o, r_k + (s % H) * N, N);
