@@ -1,15 +1,28 @@
 #pragma once
 // Fork-join parallelism of the CPU backend: [0, n) is cut into up to `threads`
-// contiguous parts of at least min_part items; part 0 runs on the calling thread,
-// the others on fresh std::threads (a few tens of microseconds each, small next to
-// the millisecond-scale ops of a training step). fn(begin, end, part).
+// contiguous parts of at least min_part items; part 0 runs on the calling thread, the
+// others on helper threads that persist between calls and wait for the next one polling
+// for 50 us, then asleep. A fresh std::thread per part cost ~50 us (and cold caches) on
+// each of the hundreds of calls of a training step; a call to the waiting helpers costs a
+// few us (docs/performance.md). A part's bounds depend only on (n, parts), so the results
+// are the same bits whichever thread runs it. Called inside a part (nested), or while
+// another thread's call runs, the parts run one after the other on the calling thread.
+// fn(begin, end, part) must not throw (the helpers would be left running: std::terminate).
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <thread>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace rwkv::kernels {
+
+namespace detail {
+using PartFn = void (*)(void* ctx, int64_t begin, int64_t end, int64_t part);
+// Runs fn(ctx, n p / parts, n (p + 1) / parts, p) for p in [0, parts): part 0 on the
+// calling thread, the others on the pool's helper threads (kernels/cpu/parallel.cpp).
+void run_parts(int64_t parts, int64_t n, PartFn fn, void* ctx) noexcept;
+}  // namespace detail
 
 template <typename Fn>
 void parallel_for(int threads, int64_t n, int64_t min_part, Fn&& fn) {
@@ -18,12 +31,11 @@ void parallel_for(int threads, int64_t n, int64_t min_part, Fn&& fn) {
     fn(int64_t{0}, n, int64_t{0});
     return;
   }
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(parts - 1));
-  for (int64_t p = 1; p < parts; ++p)
-    pool.emplace_back([&fn, n, p, parts] { fn(n * p / parts, n * (p + 1) / parts, p); });
-  fn(int64_t{0}, n / parts, int64_t{0});
-  for (std::thread& t : pool) t.join();
+  using Callable = std::remove_reference_t<Fn>;
+  detail::run_parts(
+      parts, n,
+      [](void* ctx, int64_t b, int64_t e, int64_t p) { (*static_cast<Callable*>(ctx))(b, e, p); },
+      const_cast<void*>(static_cast<const void*>(std::addressof(fn))));
 }
 
 // As parallel_for, for ops that also sum into small per-channel outputs (parameter
