@@ -24,8 +24,8 @@ TEST(Parallel, CoversEveryIndexOnce) {
     }
 }
 
-// Inside a part the runtime gives a team of one: the inner parts all still run, each
-// once, with the bounds the outer level would give them.
+// A call inside a part runs its parts on the calling thread: all of them, each once,
+// with the bounds a top-level call would give them.
 TEST(Parallel, NestedCallsCoverEveryIndexOnce) {
   const int64_t outer = 4, inner = 37;
   std::vector<std::atomic<int>> hits(static_cast<size_t>(outer * inner));
