@@ -53,8 +53,9 @@ std::vector<KeySpec> build_schema() {
       {"train.max_runtime", K::Float, "0", 0, 1e9, {},
        "minutes of wall-clock time, then checkpoint and exit as on SIGTERM; 0 = no limit"},
       {"train.threads", K::Int, "0", 0, 4096, {},
-       "CPU threads per rank; 0 = one per CPU the rank may run on. Exact resume needs "
-       "the same count"},
+       "CPU threads per rank; 0 = the rank's share of the CPUs it may run on (each CPU "
+       "divided among the node's ranks that may run on it). Exact resume needs the same "
+       "count"},
       {"train.device", K::Enum, "cpu", {}, {}, {"cpu", "cuda"},
        "cpu, or cuda: one GPU per rank, the node-local rank's (a build with the CUDA "
        "backend); collectives through NCCL"},

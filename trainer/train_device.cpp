@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/backend_cpu.h"
+#include "trainer/cpu_threads.h"
 #include "trainer/tp_comm_mpi.h"
 
 namespace rwkv::trainer {
@@ -33,7 +34,7 @@ struct CpuTrainDevice final : TrainDevice {
 }  // namespace
 
 std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const ParallelGrid& grid,
-                                               [[maybe_unused]] MPI_Comm world) {
+                                               MPI_Comm world) {
   const std::string device = cfg.get_string("train.device");
   if (device == "cuda") {
 #ifdef RWKV_HAVE_CUDA
@@ -44,7 +45,8 @@ std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const Parallel
         "-DRWKV_CUDA=ON on a machine with the CUDA toolkit)");
 #endif
   }
-  return std::make_unique<CpuTrainDevice>(static_cast<int>(cfg.get_int("train.threads")), grid);
+  const int threads = static_cast<int>(cfg.get_int("train.threads"));
+  return std::make_unique<CpuTrainDevice>(threads > 0 ? threads : default_cpu_threads(world), grid);
 }
 
 bool chunked_wkv(const Config& cfg) {

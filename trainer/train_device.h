@@ -1,8 +1,9 @@
 #pragma once
 // Where `rwkv train` computes (train.device): the backend the model runs on and the
 // collectives that go with its memory.
-//   cpu:  kernels::CpuBackend (train.threads threads); TP and DP collectives over MPI
-//         on host memory (tp_comm_mpi.h, data_parallel.h).
+//   cpu:  kernels::CpuBackend (train.threads threads; 0: this rank's share of the CPUs
+//         it may run on, cpu_threads.h); TP and DP collectives over MPI on host memory
+//         (tp_comm_mpi.h, data_parallel.h).
 //   cuda: kernels::CudaBackend on one GPU per rank, the node-local rank's (ranks on a
 //         node found with MPI_Comm_split_type); TP and DP collectives through NCCL on
 //         device memory, communicators bootstrapped over MPI (nccl_comm.h). The DP
@@ -40,6 +41,7 @@ struct TrainDevice {
 // The device of train.device for this rank. Throws ConfigError naming the key when it
 // cannot be had (a build without CUDA, no GPU, more ranks on a node than GPUs, too
 // little GPU memory); the caller makes every rank agree (a rank may fail alone).
+// Collective over world.
 std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const ParallelGrid& grid,
                                                MPI_Comm world);
 
