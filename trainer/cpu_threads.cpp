@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 
 #include "common/mpi_check.h"
+#include "kernels/cpu/parallel.h"
 
 namespace rwkv::trainer {
 
@@ -21,16 +21,7 @@ int shared_cpu_threads(const std::vector<cpu_set_t>& masks, int me) {
 }
 
 int default_cpu_threads(MPI_Comm world) {
-  // Every rank takes part in the collectives below whatever happens here (a rank that
-  // threw first would leave the others waiting): without its mask, a rank counts the
-  // CPUs the system reports, as CpuBackend's own default does.
-  cpu_set_t mine;
-  CPU_ZERO(&mine);
-  if (sched_getaffinity(0, sizeof(mine), &mine) != 0) {
-    CPU_ZERO(&mine);
-    const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    for (int c = 0; c < std::min(cpus, CPU_SETSIZE); ++c) CPU_SET(c, &mine);
-  }
+  const cpu_set_t mine = kernels::process_cpus();
   int rank = 0;
   MPI_CHECK(MPI_Comm_rank(world, &rank));
   MPI_Comm node;

@@ -16,7 +16,7 @@ namespace rwkv::trainer {
 // has that CPU), rounded down, at least 1.
 int shared_cpu_threads(const std::vector<cpu_set_t>& masks, int me);
 
-// shared_cpu_threads for this rank, with the affinity masks (sched_getaffinity) of the
+// shared_cpu_threads for this rank, with the affinity masks (kernels::process_cpus) of the
 // ranks of `world` on its node (MPI_Comm_split_type). Collective over world.
 int default_cpu_threads(MPI_Comm world);
 

@@ -1,11 +1,9 @@
 #include "kernels/cpu/backend_cpu.h"
 
 #include <cblas.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <array>
-#include <thread>
 #include <vector>
 
 #include "kernels/cpu/adamw.h"
@@ -47,11 +45,10 @@ int64_t min_heads(int B, int T, int N) {
 // Rows of Vl logits per cross-entropy part: about kMinElems logits.
 int64_t min_logit_rows(int64_t Vl) { return std::max<int64_t>(1, kMinElems / Vl); }
 
-// One thread per CPU this process may run on (sched_getaffinity: taskset, cgroups).
+// One thread per CPU this process may run on.
 int default_threads() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const cpu_set_t cpus = process_cpus();
+  return CPU_COUNT(&cpus);
 }
 
 // p + o, keeping null (an unwanted gradient) null.

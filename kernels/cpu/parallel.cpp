@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -9,8 +10,25 @@
 #include <thread>
 #include <vector>
 
-namespace rwkv::kernels::detail {
+namespace rwkv::kernels {
+
+cpu_set_t process_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return set;
+  CPU_ZERO(&set);
+  const int cpus = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int c = 0; c < std::min(cpus, CPU_SETSIZE); ++c) CPU_SET(c, &set);
+  return set;
+}
+
+namespace detail {
 namespace {
+
+// Part p of [0, n) in `parts` parts.
+void run_part(PartFn fn, void* ctx, int64_t parts, int64_t n, int64_t p) {
+  fn(ctx, n * p / parts, n * (p + 1) / parts, p);
+}
 
 // How long a waiting thread polls before it sleeps (a futex, through std::atomic::wait):
 // long enough to catch the next op of a training step (the model's host code between two
@@ -61,8 +79,7 @@ struct Pool {
     uint32_t seen = 0;
     for (;;) {
       seen = wait_change(box->gen, seen);
-      const int64_t p = i + 1;
-      fn(ctx, n * p / parts, n * (p + 1) / parts, p);
+      run_part(fn, ctx, parts, n, i + 1);
       if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) pending.notify_one();
     }
   }
@@ -82,7 +99,7 @@ Pool& pool() {
 }
 
 void run_serial(int64_t parts, int64_t n, PartFn fn, void* ctx) {
-  for (int64_t p = 0; p < parts; ++p) fn(ctx, n * p / parts, n * (p + 1) / parts, p);
+  for (int64_t p = 0; p < parts; ++p) run_part(fn, ctx, parts, n, p);
 }
 
 }  // namespace
@@ -110,10 +127,11 @@ void run_parts(int64_t parts, int64_t n, PartFn fn, void* ctx) noexcept {
     box.gen.fetch_add(1, std::memory_order_release);  // a new value for this helper
     box.gen.notify_one();
   }
-  fn(ctx, 0, n / parts, 0);
+  run_part(fn, ctx, parts, n, 0);
   for (uint32_t left = P.pending.load(std::memory_order_acquire); left != 0;)
     left = wait_change(P.pending, left);
   P.busy.store(false, std::memory_order_release);
 }
 
-}  // namespace rwkv::kernels::detail
+}  // namespace detail
+}  // namespace rwkv::kernels

@@ -8,6 +8,8 @@
 // are the same bits whichever thread runs it. Called inside a part (nested), or while
 // another thread's call runs, the parts run one after the other on the calling thread.
 // fn(begin, end, part) must not throw (the helpers would be left running: std::terminate).
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -16,6 +18,10 @@
 #include <vector>
 
 namespace rwkv::kernels {
+
+// The CPUs this process may run on (sched_getaffinity: taskset, cgroups, MPI binding);
+// where that cannot be read, CPUs 0 .. hardware_concurrency - 1.
+cpu_set_t process_cpus();
 
 namespace detail {
 using PartFn = void (*)(void* ctx, int64_t begin, int64_t end, int64_t part);
