@@ -9,6 +9,8 @@
 //     step (then 0.3 s for OpenBLAS's threads to stop spinning), and "% of sgemm", the
 //     step's rate over it: the two rates of the same minute on the shared machine,
 //     rather than a step against a rate measured once before all of them.
+// The second argument: 1 = with activation recomputation (train.recompute: full);
+// "activation MB" is what the step's forward allocates (Model::activation_bytes).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -55,7 +57,8 @@ void BM_Sgemm(benchmark::State& state) {
 
 void BM_TrainStep(benchmark::State& state) {
   rwkv::kernels::CpuBackend<float> be;  // WKV chunk 16, one thread per CPU
-  bench::TrainStep train_step(static_cast<int>(state.range(0)), be);
+  const bool recompute = state.range(1) != 0;
+  bench::TrainStep train_step(static_cast<int>(state.range(0)), be, recompute);
   Sgemm sgemm;
   train_step();  // warm-up: allocates and first-touches the activations
   double sgemm_seconds = 0;
@@ -86,16 +89,18 @@ void BM_TrainStep(benchmark::State& state) {
   state.counters["sgemm GFLOP/s"] = sgemm_gflops;
   state.counters["% of sgemm"] =
       benchmark::Counter(gflop / sgemm_gflops * 100, benchmark::Counter::kIsRate);
+  state.counters["activation MB"] =
+      double(rwkv::model::Model<float>::activation_bytes(train_step.cfg, train_step.model.ranges,
+                                                         recompute, kB, kT)) /
+      1e6;
 }
 
 }  // namespace
 
 BENCHMARK(BM_Sgemm)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TrainStep)
-    ->Arg(4)
-    ->Arg(5)
-    ->Arg(6)
-    ->Arg(7)
+    ->ArgNames({"version", "recompute"})
+    ->ArgsProduct({{4, 5, 6, 7}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseManualTime()
     ->Iterations(3);

@@ -3,6 +3,7 @@
 // takes apart: a 6-layer C = 512 model (head size 64, official dim_ffn, vocabulary
 // 8192) of one version, initialised with seed 1, on B = 4 windows of T = 512 random
 // tokens (seed 2); one step = zero_grad, forward with the loss, backward, AdamW.
+// recompute: ModelOptions::recompute (activation recomputation).
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -15,9 +16,9 @@ namespace bench {
 constexpr int kLayers = 6, kEmbd = 512, kHead = 64, kVocab = 8192, kB = 4, kT = 512;
 
 struct TrainStep {
-  TrainStep(int version, rwkv::kernels::Backend<float>& be)
+  TrainStep(int version, rwkv::kernels::Backend<float>& be, bool recompute = false)
       : cfg(rwkv::model::make_model_config(version, kLayers, kEmbd, kHead, kVocab, kT)),
-        model(cfg, be),
+        model(cfg, be, rwkv::model::ModelOptions{.recompute = recompute}),
         idx(size_t(kB) * kT),
         tgt(size_t(kB) * kT) {
     model.init(1);

@@ -4,8 +4,10 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "common/byte_size.h"
 #include "common/config.h"
 #include "common/config_schema.h"
+#include "model/model.h"
 #include "model/model_config.h"
 #include "model/param_count.h"
 
@@ -34,6 +36,16 @@ void print_model_size(const Config& c) {
       << "# training FLOPs per token: " << grouped(f.training_per_token) << " (6 x "
       << grouped(f.matmul_params) << " matmul weights + 3 x " << grouped(f.wkv_forward)
       << " WKV)\n";
+  // What one rank's training forward allocates (tensor-parallel rank 0 of parallel.tp).
+  const int B = static_cast<int>(c.get_int("train.micro_batch_size"));
+  const int tp = static_cast<int>(c.get_int("parallel.tp"));
+  const bool recompute = c.get_string("train.recompute") == "full";
+  const int64_t bytes = model::Model<float>::activation_bytes(m, model::tp_ranges(m, {0, tp}),
+                                                              recompute, B, m.ctx_len);
+  out << "# activations per rank (micro-batch " << B << " x ctx_len " << m.ctx_len
+      << (tp > 1 ? ", tp " + std::to_string(tp) : "") << ", fp32"
+      << (recompute ? ", recomputed" : "") << "): " << byte_size(static_cast<double>(bytes))
+      << "\n";
   std::cout << out.str();
 }
 

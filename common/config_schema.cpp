@@ -67,6 +67,11 @@ std::vector<KeySpec> build_schema() {
        "tokens, the state carried between chunks) or sequential (token by token: the CPU's "
        "naive recurrence, the GPU's per-head scan); auto = chunked on the CPU, sequential "
        "on cuda, whose chunked kernels have not run on a GPU yet"},
+      {"train.recompute", K::Enum, "none", {}, {}, {"none", "full"},
+       "activation recomputation: full keeps only each block's input between forward and "
+       "backward and runs every block's forward again before its backward (RWKV-LM's "
+       "--grad_cp 1): activation memory of one block instead of all, about a third more "
+       "compute; the same gradients"},
       {"train.gpu_memory", K::Float, "0", 0, 1e6, {},
        "GiB of GPU memory the backend allocates at start (cuda); 0 = all the free "
        "memory but 2 GiB left to CUDA and NCCL"},

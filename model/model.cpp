@@ -28,6 +28,12 @@ void check_config(const ModelConfig& c) {
   if (!err.str().empty()) throw Error(err.str());
 }
 
+// Floats of one batch row's WKV state in one layer.
+int64_t wkv_state_size(const ModelConfig& c) {
+  if (c.version == 4) return static_cast<int64_t>(c.n_embd) * 3;
+  return static_cast<int64_t>(c.n_head()) * c.head_size * c.head_size;
+}
+
 }  // namespace
 
 template <typename F>
@@ -138,8 +144,7 @@ void Model<F>::reduce_partial_grads(int64_t l) {
 
 template <typename F>
 int64_t Model<F>::wkv_size() const {
-  if (cfg.version == 4) return static_cast<int64_t>(cfg.n_embd) * 3;
-  return static_cast<int64_t>(cfg.n_head()) * cfg.head_size * cfg.head_size;
+  return wkv_state_size(cfg);
 }
 
 template <typename F>
@@ -154,6 +159,38 @@ void Model<F>::free_acts(std::unique_ptr<Acts>& A) {
 }
 
 template <typename F>
+void Model<F>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& A,
+                         Arena<F>& ar, Arena<F>& grad_ar) {
+  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, V = ranges.vocab();
+  const int64_t L = cfg.n_layer, W = wkv_state_size(cfg);
+  A.one_slot = !A.train || recompute;
+  A.layers.assign(A.one_slot ? 1 : static_cast<size_t>(L), LayerActs<F>{});
+  ar.take(A.emb, n * C);
+  ar.take(A.ln0_mean, n);
+  ar.take(A.ln0_rstd, n);
+  ar.take(A.res, (L + 1) * n * C);
+  for (auto& la : A.layers) plan_layer_acts(cfg, ranges, n, la, ar);
+  if (A.one_slot && cfg.version == 7 && L > 1) ar.take(A.v_first, n * ranges.channels());
+  ar.take(A.lnout, n * C);
+  ar.take(A.lnout_mean, n);
+  ar.take(A.lnout_rstd, n);
+  ar.take(A.logits, n * V);
+  ar.take(A.losses, n);
+  ar.take(A.ce_max, n);
+  ar.take(A.ce_sums, 2 * n);
+  if (A.train) {
+    for (F** p : {&A.dres_a, &A.dres_b, &A.demb, &A.dlnout, &A.dv_first}) ar.take(*p, n * C);
+    plan_layer_acts(cfg, ranges, n, A.dlayer, grad_ar);
+  }
+  if (A.stateful) {
+    for (F** p : {&A.att_shift_in, &A.att_shift_out, &A.ffn_shift_in, &A.ffn_shift_out})
+      ar.take(*p, L * A.B * C);
+    ar.take(A.wkv_in, L * A.B * W);
+    ar.take(A.wkv_out, L * A.B * W);
+  }
+}
+
+template <typename F>
 void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, bool stateful) {
   if (A && A->B == B && A->T == T && A->train == train && A->stateful == stateful) return;
   free_acts(A);
@@ -162,40 +199,28 @@ void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, b
   A->T = T;
   A->train = train;
   A->stateful = stateful;
-  const int64_t n = static_cast<int64_t>(B) * T, C = cfg.n_embd, V = ranges.vocab();
-  const int64_t L = cfg.n_layer;
-  A->layers.resize(static_cast<size_t>(L));
-  Arena<F> ar;
-  ar.take(A->emb, n * C);
-  ar.take(A->ln0_mean, n);
-  ar.take(A->ln0_rstd, n);
-  ar.take(A->res, (L + 1) * n * C);
-  for (auto& la : A->layers) plan_layer_acts(cfg, ranges, n, la, ar);
-  ar.take(A->lnout, n * C);
-  ar.take(A->lnout_mean, n);
-  ar.take(A->lnout_rstd, n);
-  ar.take(A->logits, n * V);
-  ar.take(A->losses, n);
-  ar.take(A->ce_max, n);
-  ar.take(A->ce_sums, 2 * n);
-  if (train) {
-    for (F** p : {&A->dres_a, &A->dres_b, &A->demb, &A->dlnout, &A->dv_first}) ar.take(*p, n * C);
-  }
-  if (stateful) {
-    for (F** p : {&A->att_shift_in, &A->att_shift_out, &A->ffn_shift_in, &A->ffn_shift_out})
-      ar.take(*p, L * B * C);
-    ar.take(A->wkv_in, L * B * wkv_size());
-    ar.take(A->wkv_out, L * B * wkv_size());
-  }
+  Arena<F> ar, grad_ar;
+  plan_acts(cfg, ranges, opts.recompute, *A, ar, grad_ar);
   A->base = ar.commit(be);
-  if (train) {
-    Arena<F> gar;
-    plan_layer_acts(cfg, ranges, n, A->dlayer, gar);
-    A->grad_base = gar.commit(be);
-  }
+  if (train) A->grad_base = grad_ar.commit(be);
+  const int64_t n = static_cast<int64_t>(B) * T;
   A->idx = be.alloc_ids(n);
   A->targets = be.alloc_ids(n);
   A->ce_arg = be.alloc_ids(n);
+}
+
+template <typename F>
+int64_t Model<F>::activation_bytes(const ModelConfig& cfg, const TpRanges& ranges, bool recompute,
+                                   int B, int T) {
+  Acts A;
+  A.B = B;
+  A.T = T;
+  A.train = true;
+  Arena<F> ar, grad_ar;
+  plan_acts(cfg, ranges, recompute, A, ar, grad_ar);
+  const int64_t ids = 3 * static_cast<int64_t>(B) * T;  // idx, targets, ce_arg
+  return (ar.total + grad_ar.total) * static_cast<int64_t>(sizeof(F)) +
+         ids * static_cast<int64_t>(sizeof(int32_t));
 }
 
 template <typename F>
@@ -236,34 +261,40 @@ void Model<F>::norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, con
 }
 
 template <typename F>
+void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
+  const int64_t n = static_cast<int64_t>(A.B) * A.T, nC = n * cfg.n_embd;
+  const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_size();
+  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
+  const F* x = A.res + l * nC;
+  LayerActs<F>& a = block_acts(A, l);
+  const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
+  BlockState<F> st;
+  if (A.stateful)
+    st = {A.att_shift_in + l * BC,  A.att_shift_out + l * BC, A.ffn_shift_in + l * BC,
+          A.ffn_shift_out + l * BC, A.wkv_in + l * BW,        A.wkv_out + l * BW};
+  norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n);
+  if (cfg.version == 4)
+    time_mix_v4_forward(ctx, w, a, a.ln1, st);
+  else if (cfg.version == 7)
+    time_mix_v7_forward(ctx, w, a, a.ln1, st, l == 0 ? nullptr : v_first(A));
+  else
+    time_mix_v5v6_forward(ctx, w, a, a.ln1, st);
+  be.add_forward(a.x_mid, x, a.att, nC);
+  norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, n);
+  channel_mix_forward(ctx, w, a, a.ln2, st);
+  if (again) return;
+  be.add_forward(A.res + (l + 1) * nC, a.x_mid, a.ffn, nC);
+  if (l == 0 && A.v_first) be.copy(A.v_first, a.v, n * ranges.channels());
+}
+
+template <typename F>
 void Model<F>::run_forward(Acts& A) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
-  const int64_t BC = static_cast<int64_t>(A.B) * C, BW = A.B * wkv_size();
-  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slab.
   be.embedding_forward(A.emb, A.idx, tw_.emb, n, C, ranges.v0, ranges.v1);
   tp.all_reduce_sum(A.emb, nC);
   norm_forward(A.res, A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
-  for (int l = 0; l < cfg.n_layer; ++l) {
-    const F* x = A.res + l * nC;
-    LayerActs<F>& a = A.layers[static_cast<size_t>(l)];
-    const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
-    BlockState<F> st;
-    if (A.stateful)
-      st = {A.att_shift_in + l * BC,  A.att_shift_out + l * BC, A.ffn_shift_in + l * BC,
-            A.ffn_shift_out + l * BC, A.wkv_in + l * BW,        A.wkv_out + l * BW};
-    norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n);
-    if (cfg.version == 4)
-      time_mix_v4_forward(ctx, w, a, a.ln1, st);
-    else if (cfg.version == 7)
-      time_mix_v7_forward(ctx, w, a, a.ln1, st, l == 0 ? nullptr : A.layers[0].v);
-    else
-      time_mix_v5v6_forward(ctx, w, a, a.ln1, st);
-    be.add_forward(a.x_mid, x, a.att, nC);
-    norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, n);
-    channel_mix_forward(ctx, w, a, a.ln2, st);
-    be.add_forward(A.res + (l + 1) * nC, a.x_mid, a.ffn, nC);
-  }
+  for (int l = 0; l < cfg.n_layer; ++l) block_forward(A, l, false);
   norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, A.res + cfg.n_layer * nC, tw_.ln_out_w,
                tw_.ln_out_b, n);
   // Column-parallel head: this rank's vocabulary columns of the logits.
@@ -362,7 +393,11 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   stash_partial_grads();
   LayerActs<F>& d = A.dlayer;
   for (int64_t l = L - 1; l >= 0; --l) {
-    const LayerActs<F>& a = A.layers[static_cast<size_t>(l)];
+    // Recomputation: the slot still holds the last block's activations; the others run
+    // their forward again (it writes the WKV forwards' checkpoints too, which the
+    // backends keep per r buffer: the slot's).
+    if (A.one_slot && l != L - 1) block_forward(A, l, true);
+    const LayerActs<F>& a = block_acts(A, l);
     const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
     BlockWeights<F>& g = bg_[static_cast<size_t>(l)];
     const F* x = A.res + l * nC;
@@ -375,7 +410,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
     if (cfg.version == 4)
       time_mix_v4_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
     else if (cfg.version == 7)
-      time_mix_v7_backward(ctx, w, g, a, d, d.x_mid, d.ln1, l == 0 ? nullptr : A.layers[0].v,
+      time_mix_v7_backward(ctx, w, g, a, d, d.x_mid, d.ln1, l == 0 ? nullptr : v_first(A),
                            A.dv_first);
     else
       time_mix_v5v6_backward(ctx, w, g, a, d, d.x_mid, d.ln1);

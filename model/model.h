@@ -33,6 +33,12 @@ namespace rwkv::model {
 struct ModelOptions {
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;  // naive = the reference recurrence
   bool l2wrap = true;  // add RWKV-LM's L2Wrap term to the logits' gradient
+  // Activation recomputation (RWKV-LM's --grad_cp 1, Megatron-LM's full recompute of each
+  // layer): a training forward keeps the residual stream between blocks and one block's
+  // activations, and backward runs each block's forward again right before its backward.
+  // The gradients are the same bits; the step does one more forward of every block but
+  // the last.
+  bool recompute = false;
 };
 
 template <typename F>
@@ -82,6 +88,12 @@ struct Model {
   std::vector<F> get_adam_v() const;
   void set_adam_moments(std::span<const F> m, std::span<const F> v);
 
+  // Bytes of backend memory a training forward over [B, T] allocates for its
+  // activations and the backward's scratch, on a TP rank owning `ranges` (with
+  // recompute: one block's activations). Nothing is allocated.
+  static int64_t activation_bytes(const ModelConfig& cfg, const TpRanges& ranges, bool recompute,
+                                  int B, int T);
+
   // Parallel inference: logits [B, T, V] from the zero state. Inference needs the
   // whole vocabulary on one rank: forward_logits and forward_step throw with TP.
   std::vector<F> forward_logits(std::span<const int32_t> idx, int B, int T);
@@ -108,7 +120,11 @@ struct Model {
     int32_t *idx = nullptr, *targets = nullptr;
     F *emb = nullptr, *ln0_mean = nullptr, *ln0_rstd = nullptr;
     F* res = nullptr;  // residual stream [L + 1, n, C]: res[0] = ln0 output
+    // Every block's activations, or one block's (one_slot: inference, which never reads
+    // them again, and recomputation), reused by each block in turn.
     std::vector<LayerActs<F>> layers;
+    bool one_slot = false;
+    F* v_first = nullptr;  // v7 with one_slot: layer 0's value [n, channels], read by the rest
     F *lnout = nullptr, *lnout_mean = nullptr, *lnout_rstd = nullptr;
     F *logits = nullptr, *losses = nullptr;  // [n, V] (this rank's vocabulary), [n]
     // Cross-entropy over the group's vocabulary: row max [n], its column [n], and
@@ -123,9 +139,20 @@ struct Model {
     F *wkv_in = nullptr, *wkv_out = nullptr;  // [L, B, wkv_size]
   };
   void ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, bool train, bool stateful);
+  // Requests A's buffers (A.B, A.T, A.train, A.stateful set): activations from ar, the
+  // backward's block scratch from grad_ar.
+  static void plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& A,
+                        Arena<F>& ar, Arena<F>& grad_ar);
   void free_acts(std::unique_ptr<Acts>& acts);
   void check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const;
   void run_forward(Acts& A);
+  // Block l from res[l] into its activations; writes res[l + 1] unless `again` (backward
+  // recomputing the activations of a block whose output is kept).
+  void block_forward(Acts& A, int64_t l, bool again);
+  LayerActs<F>& block_acts(Acts& A, int64_t l) const {
+    return A.layers[A.one_slot ? 0 : static_cast<size_t>(l)];
+  }
+  const F* v_first(const Acts& A) const { return A.v_first ? A.v_first : A.layers[0].v; }
   void norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n);
   void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
                      const F* rstd, int64_t n);

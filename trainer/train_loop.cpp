@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/byte_size.h"
 #include "common/mpi_util.h"
 #include "data_pipeline/loader.h"
 #include "data_pipeline/manifest.h"
@@ -151,6 +152,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   const bool chunked = chunked_wkv(cfg);
   model::ModelOptions model_opts;
   model_opts.wkv = chunked ? kernels::WkvAlgo::chunked : kernels::WkvAlgo::naive;
+  model_opts.recompute = cfg.get_string("train.recompute") == "full";
   on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
   model::Model<float>& model = *built;
 
@@ -218,7 +220,10 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
         << " tensor-parallel x " << dp << " data-parallel rank" << (world > 1 ? "s" : "") << ", "
         << sched.tokens_per_step << " tokens per step; " << device->describe();
     if (mc.version >= 5) out << ", " << (chunked ? "chunked" : "sequential") << " WKV";
-    out << "\n";
+    const int64_t act = model::Model<float>::activation_bytes(
+        mc, model.ranges, model_opts.recompute, static_cast<int>(B), mc.ctx_len);
+    out << "\nactivations: " << byte_size(static_cast<double>(act)) << " per rank"
+        << (model_opts.recompute ? " (train.recompute: full)" : "") << "\n";
   }
 
   TrainResult result;

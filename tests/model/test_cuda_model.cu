@@ -6,6 +6,8 @@
 //     takes the GPU's parameters and moments, so that each step is compared alone (a
 //     step amplifies the last one's rounding differences); the second step runs on the
 //     moments and the WKV workspaces of the first.
+//   - One step of the GPU model recomputing its activations (ModelOptions::recompute)
+//     against the CPU keeping them: loss and every gradient.
 //   - Inference: forward_logits and five recurrent forward_step calls.
 //   - 50 steps of a 4-layer C = 128 RWKV-7 on five batches in turn: the two loss
 //     curves; 50 steps of the `small` preset against the CPU's committed curve.
@@ -83,14 +85,15 @@ struct CpuAndGpuModels {
   kernels::CpuBackend<float> cpu;
   kernels::CudaBackend<float> gpu;
   Model<float> mc, mg;
-  CpuAndGpuModels(int version, kernels::MatmulPrecision precision, kernels::WkvKernels wkv)
+  CpuAndGpuModels(int version, kernels::MatmulPrecision precision, kernels::WkvKernels wkv,
+                  ModelOptions gpu_opts = kOpts)
       : cfg(small_config(version)),
         table(build_param_table(cfg)),
         idx(test::random_tokens(B * T, cfg.vocab_size, 20 + uint64_t(version))),
         tgt(test::random_tokens(B * T, cfg.vocab_size, 30 + uint64_t(version))),
         gpu(kArenaBytes, precision, wkv),
         mc(cfg, cpu, kOpts),
-        mg(cfg, gpu, kOpts) {
+        mg(cfg, gpu, gpu_opts) {
     const auto p0 = test::random_params<float>(cfg, table, 10 + uint64_t(version));
     mc.set_params(p0);
     mg.set_params(p0);
@@ -137,6 +140,26 @@ TEST(CudaModel, ChunkedWkvTrainingStepsMatchCpu) {
   SKIP_WITHOUT_GPU();
   for (int version : {5, 6, 7})
     expect_training_steps_match_cpu(version, kernels::WkvKernels::chunked);
+}
+
+TEST(CudaModel, RecomputingStepMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  ModelOptions recompute = kOpts;
+  recompute.recompute = true;
+  for (kernels::WkvKernels wkv : {kernels::WkvKernels::sequential, kernels::WkvKernels::chunked})
+    for (int version : {4, 5, 6, 7}) {
+      CpuAndGpuModels m(version, kernels::MatmulPrecision::fp32, wkv, recompute);
+      const std::string where = "recomputing, version " + std::to_string(version) +
+                                (wkv == kernels::WkvKernels::chunked ? ", chunked WKV" : "");
+      m.mc.zero_grad();
+      m.mg.zero_grad();
+      const double lc = m.mc.forward(m.idx, m.tgt, m.B, m.T),
+                   lg = m.mg.forward(m.idx, m.tgt, m.B, m.T);
+      EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
+      m.mc.backward();
+      m.mg.backward();
+      expect_tensors_close("gradient", m.table, m.mg.get_grads(), m.mc.get_grads(), 1e-5, where);
+    }
 }
 
 TEST(CudaModel, Bf16TrainingStepMatchesCpu) {

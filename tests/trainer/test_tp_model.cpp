@@ -1,7 +1,8 @@
 // Tensor parallelism in the model (model/tensor_parallel.h): with tp = 2 and tp = 4
 // (4 ranks), each version's loss and the gradient of every parameter, accumulated over
 // two micro-batches, equal those of the whole model on one rank (tp = 1), within 1e-5
-// relative (L2 over each tensor) in fp32.
+// relative (L2 over each tensor) in fp32; also with the split model recomputing its
+// activations (train.recompute: full).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -65,7 +66,7 @@ Reference whole_model(const model::ModelConfig& cfg, const std::vector<int32_t>&
 
 // Runs the model split over groups of `tp` consecutive world ranks and compares with
 // the whole model.
-void check_tp(int version, int tp) {
+void check_tp(int version, int tp, bool recompute = false) {
   const int world = comm_size(MPI_COMM_WORLD), rank = comm_rank(MPI_COMM_WORLD);
   ASSERT_EQ(world % tp, 0);
   const model::ModelConfig cfg = tp_config(version);
@@ -78,7 +79,9 @@ void check_tp(int version, int tp) {
   MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, rank / tp, rank % tp, &group));
   trainer::TpCommMpi<float> comm(group);
   kernels::CpuBackend<float> be(16, 1);
-  model::Model<float> m(cfg, be, {}, &comm);
+  model::ModelOptions opts;
+  opts.recompute = recompute;
+  model::Model<float> m(cfg, be, opts, &comm);
   ASSERT_EQ(m.table.params.size(), ref.table.params.size());
   std::vector<float> local(static_cast<size_t>(m.table.total));
   for (size_t i = 0; i < m.table.params.size(); ++i) {
@@ -115,6 +118,7 @@ class TensorParallelModel : public ::testing::TestWithParam<int> {};
 
 TEST_P(TensorParallelModel, TwoRanksMatchOneRank) { check_tp(GetParam(), 2); }
 TEST_P(TensorParallelModel, FourRanksMatchOneRank) { check_tp(GetParam(), 4); }
+TEST_P(TensorParallelModel, TwoRanksRecomputingMatchOneRank) { check_tp(GetParam(), 2, true); }
 
 INSTANTIATE_TEST_SUITE_P(Versions, TensorParallelModel, ::testing::Values(4, 5, 6, 7),
                          [](const auto& info) {

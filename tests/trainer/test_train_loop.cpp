@@ -180,6 +180,32 @@ TEST(TrainLoop, SequentialWkvTracksChunked) {
   EXPECT_TRUE(ps != pc) << "bitwise the chunked run's parameters: train.wkv had no effect";
 }
 
+// The activation memory the log reports ("activations: X MiB per rank", or GiB), in MiB.
+double logged_activation_mib(const std::string& log) {
+  const size_t at = log.find("activations: ");
+  if (at == std::string::npos) return -1;
+  size_t len = 0;
+  const double x = std::stod(log.substr(at + 13), &len);
+  return log.compare(at + 13 + len, 4, " GiB") == 0 ? x * 1024 : x;
+}
+
+// train.recompute: full reaches the model (the log reports less activation memory and
+// says so) and trains bitwise as without it (model/model.h: the same gradients).
+TEST(TrainLoop, RecomputeTrainsTheSameBits) {
+  const fs::path kept = env().dir / "recompute_none", again = env().dir / "recompute_full";
+  std::string log_k, log_a;
+  const Config cfg_k = tiny_config(env().data, kept, {"train.steps=5", "train.grad_accum=2"});
+  const Config cfg_a = tiny_config(env().data, again,
+                                   {"train.steps=5", "train.grad_accum=2", "train.recompute=full"});
+  const TrainResult a = run(cfg_k, {}, &log_k);
+  const TrainResult b = run(cfg_a, {}, &log_a);
+  EXPECT_NE(log_a.find("(train.recompute: full)"), std::string::npos) << log_a;
+  EXPECT_GT(logged_activation_mib(log_a), 0) << log_a;
+  EXPECT_LT(logged_activation_mib(log_a), logged_activation_mib(log_k)) << log_k << log_a;
+  EXPECT_EQ(losses(kept), losses(again));
+  EXPECT_TRUE(params_of(cfg_k, a.checkpoint) == params_of(cfg_a, b.checkpoint));
+}
+
 // Uninterrupted 12 steps vs 6 steps, SIGTERM (raised during step 6), resume to 12:
 // the same losses and bitwise-identical parameters.
 TEST(TrainLoop, StopSignalThenResumeIsExact) {
