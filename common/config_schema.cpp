@@ -69,9 +69,9 @@ std::vector<KeySpec> build_schema() {
        "on cuda, whose chunked kernels have not run on a GPU yet"},
       {"train.recompute", K::Enum, "none", {}, {}, {"none", "full"},
        "activation recomputation: full keeps only each block's input between forward and "
-       "backward and runs every block's forward again before its backward (RWKV-LM's "
-       "--grad_cp 1): activation memory of one block instead of all, about a third more "
-       "compute; the same gradients"},
+       "backward and runs every block's forward (and the head's, by chunks of rows) again "
+       "before its backward (RWKV-LM's --grad_cp 1): the activations of one block instead "
+       "of all, one more forward per step"},
       {"train.gpu_memory", K::Float, "0", 0, 1e6, {},
        "GiB of GPU memory the backend allocates at start (cuda); 0 = all the free "
        "memory but 2 GiB left to CUDA and NCCL"},

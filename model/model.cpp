@@ -28,6 +28,12 @@ void check_config(const ModelConfig& c) {
   if (!err.str().empty()) throw Error(err.str());
 }
 
+// Rows of logits a recomputing training forward holds at once: about one [n, C]
+// activation's worth (all n rows when the vocabulary slab Vl is no wider than C).
+int64_t loss_chunk_rows(int64_t n, int64_t C, int64_t Vl) {
+  return std::clamp<int64_t>((n * C + Vl - 1) / Vl, 1, n);
+}
+
 // Floats of one batch row's WKV state in one layer.
 int64_t wkv_state_size(const ModelConfig& c) {
   if (c.version == 4) return static_cast<int64_t>(c.n_embd) * 3;
@@ -174,7 +180,8 @@ void Model<F>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool re
   ar.take(A.lnout, n * C);
   ar.take(A.lnout_mean, n);
   ar.take(A.lnout_rstd, n);
-  ar.take(A.logits, n * V);
+  A.ce_rows = A.train && recompute ? loss_chunk_rows(n, C, V) : n;
+  ar.take(A.logits, A.ce_rows * V);
   ar.take(A.losses, n);
   ar.take(A.ce_max, n);
   ar.take(A.ce_sums, 2 * n);
@@ -297,8 +304,12 @@ void Model<F>::run_forward(Acts& A) {
   for (int l = 0; l < cfg.n_layer; ++l) block_forward(A, l, false);
   norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, A.res + cfg.n_layer * nC, tw_.ln_out_w,
                tw_.ln_out_b, n);
-  // Column-parallel head: this rank's vocabulary columns of the logits.
-  be.matmul_forward(A.logits, ranges.vocab(), A.lnout, C, tw_.head, n, C, ranges.vocab(),
+}
+
+template <typename F>
+void Model<F>::head_forward(Acts& A, int64_t r0, int64_t rows) {
+  const int64_t C = cfg.n_embd, Vl = ranges.vocab();
+  be.matmul_forward(A.logits, Vl, A.lnout + r0 * C, C, tw_.head, rows, C, Vl,
                     kernels::WLayout::OutIn, false);
 }
 
@@ -317,12 +328,19 @@ double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> 
   run_forward(*acts_);
   // Vocab-parallel cross-entropy (Megatron-LM vocab_parallel_cross_entropy): the row
   // max and its column, then the sum of exps and the target's logit, reduced over the
-  // group; the whole logits never exist on one rank.
+  // group; the whole logits never exist on one rank. Recomputing, chunk by chunk of
+  // rows: each chunk's logits are reduced to these row statistics and dropped, and
+  // backward computes them again.
   Acts& A = *acts_;
   const int64_t Vl = ranges.vocab();
-  be.ce_local_max(A.ce_max, A.ce_arg, A.logits, n, Vl, ranges.v0);
-  tp.all_reduce_maxloc(A.ce_max, A.ce_arg, n);
-  be.ce_local_sums(A.ce_sums, A.ce_sums + n, A.logits, A.targets, A.ce_max, n, Vl, ranges.v0);
+  for (int64_t r0 = 0; r0 < n; r0 += A.ce_rows) {
+    const int64_t rows = std::min(A.ce_rows, n - r0);
+    head_forward(A, r0, rows);
+    be.ce_local_max(A.ce_max + r0, A.ce_arg + r0, A.logits, rows, Vl, ranges.v0);
+    tp.all_reduce_maxloc(A.ce_max + r0, A.ce_arg + r0, rows);
+    be.ce_local_sums(A.ce_sums + r0, A.ce_sums + n + r0, A.logits, A.targets + r0, A.ce_max + r0,
+                     rows, Vl, ranges.v0);
+  }
   tp.all_reduce_sum(A.ce_sums, 2 * n);
   be.ce_loss(A.losses, A.ce_max, A.ce_sums, A.ce_sums + n, n);
   std::vector<F> losses(static_cast<size_t>(n));
@@ -377,11 +395,18 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   const F scale = F(1) / static_cast<F>(n);
   const F l2wrap = opts.l2wrap ? F(1e-4) / static_cast<F>(n) : F(0);
   // The gradient overwrites the logits (kernels/backend.h): dlogits below are A.logits.
+  // Chunks of rows last to first (one chunk unless recomputing): the last chunk's logits
+  // are still there from the forward, the others are computed again.
   F* dlogits = A.logits;
-  be.ce_backward(dlogits, A.logits, A.targets, A.ce_max, A.ce_sums, A.ce_arg, n, V, ranges.v0,
-                 scale, l2wrap);
-  be.matmul_backward(A.dlnout, tg_.head, dlogits, V, A.lnout, C, tw_.head, n, C, V,
-                     kernels::WLayout::OutIn, false);
+  const int64_t last = (n - 1) / A.ce_rows * A.ce_rows;
+  for (int64_t r0 = last; r0 >= 0; r0 -= A.ce_rows) {
+    const int64_t rows = std::min(A.ce_rows, n - r0);
+    if (r0 != last) head_forward(A, r0, rows);
+    be.ce_backward(dlogits, A.logits, A.targets + r0, A.ce_max + r0, A.ce_sums + r0, A.ce_arg + r0,
+                   rows, V, ranges.v0, scale, l2wrap);
+    be.matmul_backward(A.dlnout + r0 * C, tg_.head, dlogits, V, A.lnout + r0 * C, C, tw_.head, rows,
+                       C, V, kernels::WLayout::OutIn, false);
+  }
   tp.all_reduce_sum(A.dlnout, nC);  // conjugate of the column-parallel head
   F* dnext = A.dres_a;  // gradient of the residual stream after the current block
   F* dcur = A.dres_b;
@@ -479,6 +504,7 @@ std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int
   const int64_t n = static_cast<int64_t>(B) * T;
   be.upload_ids(acts_->idx, idx.data(), n);
   run_forward(*acts_);
+  head_forward(*acts_, 0, n);
   std::vector<F> logits(static_cast<size_t>(n * cfg.vocab_size));
   be.download(logits.data(), acts_->logits, n * cfg.vocab_size);
   return logits;
@@ -515,6 +541,7 @@ std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
   be.upload(A.ffn_shift_in, s.ffn_shift.data(), LC);
   be.upload(A.wkv_in, s.wkv.data(), LW);
   run_forward(A);
+  head_forward(A, 0, 1);
   be.download(s.att_shift.data(), A.att_shift_out, LC);
   be.download(s.ffn_shift.data(), A.ffn_shift_out, LC);
   be.download(s.wkv.data(), A.wkv_out, LW);

@@ -34,10 +34,10 @@ struct ModelOptions {
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;  // naive = the reference recurrence
   bool l2wrap = true;  // add RWKV-LM's L2Wrap term to the logits' gradient
   // Activation recomputation (RWKV-LM's --grad_cp 1, Megatron-LM's full recompute of each
-  // layer): a training forward keeps the residual stream between blocks and one block's
-  // activations, and backward runs each block's forward again right before its backward.
-  // The gradients are the same bits; the step does one more forward of every block but
-  // the last.
+  // layer): a training forward keeps the residual stream between blocks, one block's
+  // activations and a chunk of the logits' rows; backward runs each block's forward, and
+  // the head's for each chunk of rows, again right before their backward. The blocks'
+  // gradients are the same bits; the head's are summed chunk by chunk.
   bool recompute = false;
 };
 
@@ -126,7 +126,10 @@ struct Model {
     bool one_slot = false;
     F* v_first = nullptr;  // v7 with one_slot: layer 0's value [n, channels], read by the rest
     F *lnout = nullptr, *lnout_mean = nullptr, *lnout_rstd = nullptr;
-    F *logits = nullptr, *losses = nullptr;  // [n, V] (this rank's vocabulary), [n]
+    // Logits [ce_rows, V] (this rank's vocabulary): all n rows, or (recomputing) a chunk
+    // of rows at a time; losses [n].
+    F *logits = nullptr, *losses = nullptr;
+    int64_t ce_rows = 0;
     // Cross-entropy over the group's vocabulary: row max [n], its column [n], and
     // [sum of exps; target logit] [2, n].
     F *ce_max = nullptr, *ce_sums = nullptr;
@@ -145,7 +148,10 @@ struct Model {
                         Arena<F>& ar, Arena<F>& grad_ar);
   void free_acts(std::unique_ptr<Acts>& acts);
   void check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const;
+  // Embedding, blocks and ln_out; then head_forward gives logits of rows [r0, r0 + rows)
+  // (column-parallel head: this rank's vocabulary columns).
   void run_forward(Acts& A);
+  void head_forward(Acts& A, int64_t r0, int64_t rows);
   // Block l from res[l] into its activations; writes res[l + 1] unless `again` (backward
   // recomputing the activations of a block whose output is kept).
   void block_forward(Acts& A, int64_t l, bool again);

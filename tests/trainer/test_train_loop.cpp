@@ -190,8 +190,10 @@ double logged_activation_mib(const std::string& log) {
 }
 
 // train.recompute: full reaches the model (the log reports less activation memory and
-// says so) and trains bitwise as without it (model/model.h: the same gradients).
-TEST(TrainLoop, RecomputeTrainsTheSameBits) {
+// says so) and trains as without it: every step's loss within 1e-6 relative and the
+// parameters within 1e-6 relative L2 (fp32; the recomputed blocks give the same bits,
+// the logits chunked by rows sum the head's gradient in another order).
+TEST(TrainLoop, RecomputeTrainsTheSame) {
   const fs::path kept = env().dir / "recompute_none", again = env().dir / "recompute_full";
   std::string log_k, log_a;
   const Config cfg_k = tiny_config(env().data, kept, {"train.steps=5", "train.grad_accum=2"});
@@ -202,8 +204,12 @@ TEST(TrainLoop, RecomputeTrainsTheSameBits) {
   EXPECT_NE(log_a.find("(train.recompute: full)"), std::string::npos) << log_a;
   EXPECT_GT(logged_activation_mib(log_a), 0) << log_a;
   EXPECT_LT(logged_activation_mib(log_a), logged_activation_mib(log_k)) << log_k << log_a;
-  EXPECT_EQ(losses(kept), losses(again));
-  EXPECT_TRUE(params_of(cfg_k, a.checkpoint) == params_of(cfg_a, b.checkpoint));
+  const std::vector<double> lk = losses(kept), la = losses(again);
+  ASSERT_EQ(lk.size(), 5u);
+  ASSERT_EQ(la.size(), 5u);
+  for (size_t i = 0; i < lk.size(); ++i)
+    EXPECT_NEAR(la[i], lk[i], 1e-6 * lk[i]) << "step " << i + 1;
+  EXPECT_LE(relative_l2(params_of(cfg_a, b.checkpoint), params_of(cfg_k, a.checkpoint)), 1e-6);
 }
 
 // Uninterrupted 12 steps vs 6 steps, SIGTERM (raised during step 6), resume to 12:
