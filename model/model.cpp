@@ -81,6 +81,7 @@ Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions
 template <typename F>
 Model<F>::~Model() {
   free_acts(acts_);
+  free_acts(eval_);
   free_acts(step_);
   be.free(params);
   be.free(grads);
@@ -169,27 +170,29 @@ void Model<F>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool re
                          Arena<F>& ar, Arena<F>& grad_ar) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, V = ranges.vocab();
   const int64_t L = cfg.n_layer, W = wkv_state_size(cfg);
-  A.one_slot = !A.train || recompute;
+  A.one_slot = !A.train() || recompute;
   A.layers.assign(A.one_slot ? 1 : static_cast<size_t>(L), LayerActs<F>{});
   ar.take(A.emb, n * C);
   ar.take(A.ln0_mean, n);
   ar.take(A.ln0_rstd, n);
-  ar.take(A.res, (L + 1) * n * C);
+  // A backward reads every block's input; a forward alone needs two at a time.
+  ar.take(A.res, (A.train() ? L + 1 : 2) * n * C);
   for (auto& la : A.layers) plan_layer_acts(cfg, ranges, n, la, ar);
   if (A.one_slot && cfg.version == 7 && L > 1) ar.take(A.v_first, n * ranges.channels());
   ar.take(A.lnout, n * C);
   ar.take(A.lnout_mean, n);
   ar.take(A.lnout_rstd, n);
-  A.ce_rows = A.train && recompute ? loss_chunk_rows(n, C, V) : n;
+  const bool chunked = A.use == Use::loss || (A.train() && recompute);
+  A.ce_rows = chunked ? loss_chunk_rows(n, C, V) : n;
   ar.take(A.logits, A.ce_rows * V);
   ar.take(A.losses, n);
   ar.take(A.ce_max, n);
   ar.take(A.ce_sums, 2 * n);
-  if (A.train) {
+  if (A.train()) {
     for (F** p : {&A.dres_a, &A.dres_b, &A.demb, &A.dlnout, &A.dv_first}) ar.take(*p, n * C);
     plan_layer_acts(cfg, ranges, n, A.dlayer, grad_ar);
   }
-  if (A.stateful) {
+  if (A.stateful()) {
     for (F** p : {&A.att_shift_in, &A.att_shift_out, &A.ffn_shift_in, &A.ffn_shift_out})
       ar.take(*p, L * A.B * C);
     ar.take(A.wkv_in, L * A.B * W);
@@ -198,18 +201,17 @@ void Model<F>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool re
 }
 
 template <typename F>
-void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, bool train, bool stateful) {
-  if (A && A->B == B && A->T == T && A->train == train && A->stateful == stateful) return;
+void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, Use use) {
+  if (A && A->B == B && A->T == T && A->use == use) return;
   free_acts(A);
   A = std::make_unique<Acts>();
   A->B = B;
   A->T = T;
-  A->train = train;
-  A->stateful = stateful;
+  A->use = use;
   Arena<F> ar, grad_ar;
   plan_acts(cfg, ranges, opts.recompute, *A, ar, grad_ar);
   A->base = ar.commit(be);
-  if (train) A->grad_base = grad_ar.commit(be);
+  if (A->train()) A->grad_base = grad_ar.commit(be);
   const int64_t n = static_cast<int64_t>(B) * T;
   A->idx = be.alloc_ids(n);
   A->targets = be.alloc_ids(n);
@@ -222,7 +224,7 @@ int64_t Model<F>::activation_bytes(const ModelConfig& cfg, const TpRanges& range
   Acts A;
   A.B = B;
   A.T = T;
-  A.train = true;
+  A.use = Use::train;
   Arena<F> ar, grad_ar;
   plan_acts(cfg, ranges, recompute, A, ar, grad_ar);
   const int64_t ids = 3 * static_cast<int64_t>(B) * T;  // idx, targets, ce_arg
@@ -272,11 +274,11 @@ void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, nC = n * cfg.n_embd;
   const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_size();
   const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
-  const F* x = A.res + l * nC;
+  const F* x = residual(A, l);
   LayerActs<F>& a = block_acts(A, l);
   const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
   BlockState<F> st;
-  if (A.stateful)
+  if (A.stateful())
     st = {A.att_shift_in + l * BC,  A.att_shift_out + l * BC, A.ffn_shift_in + l * BC,
           A.ffn_shift_out + l * BC, A.wkv_in + l * BW,        A.wkv_out + l * BW};
   norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n);
@@ -290,7 +292,7 @@ void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
   norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, n);
   channel_mix_forward(ctx, w, a, a.ln2, st);
   if (again) return;
-  be.add_forward(A.res + (l + 1) * nC, a.x_mid, a.ffn, nC);
+  be.add_forward(residual(A, l + 1), a.x_mid, a.ffn, nC);
   if (l == 0 && A.v_first) be.copy(A.v_first, a.v, n * ranges.channels());
 }
 
@@ -300,9 +302,9 @@ void Model<F>::run_forward(Acts& A) {
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slab.
   be.embedding_forward(A.emb, A.idx, tw_.emb, n, C, ranges.v0, ranges.v1);
   tp.all_reduce_sum(A.emb, nC);
-  norm_forward(A.res, A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
+  norm_forward(residual(A, 0), A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
   for (int l = 0; l < cfg.n_layer; ++l) block_forward(A, l, false);
-  norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, A.res + cfg.n_layer * nC, tw_.ln_out_w,
+  norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, residual(A, cfg.n_layer), tw_.ln_out_w,
                tw_.ln_out_b, n);
 }
 
@@ -314,25 +316,13 @@ void Model<F>::head_forward(Acts& A, int64_t r0, int64_t rows) {
 }
 
 template <typename F>
-double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B,
-                         int T) {
-  if (T > cfg.ctx_len)  // RWKV-LM asserts T <= ctx_len in training too
-    throw Error("forward: sequence length T=" + std::to_string(T) +
-                " is longer than model.ctx_len (" + std::to_string(cfg.ctx_len) + ")");
-  check_tokens(idx, B, T, "forward (inputs)");
-  check_tokens(targets, B, T, "forward (targets)");
-  ensure_acts(acts_, B, T, true, false);
-  const int64_t n = static_cast<int64_t>(B) * T;
-  be.upload_ids(acts_->idx, idx.data(), n);
-  be.upload_ids(acts_->targets, targets.data(), n);
-  run_forward(*acts_);
+void Model<F>::loss_forward(Acts& A) {
   // Vocab-parallel cross-entropy (Megatron-LM vocab_parallel_cross_entropy): the row
   // max and its column, then the sum of exps and the target's logit, reduced over the
-  // group; the whole logits never exist on one rank. Recomputing, chunk by chunk of
-  // rows: each chunk's logits are reduced to these row statistics and dropped, and
-  // backward computes them again.
-  Acts& A = *acts_;
-  const int64_t Vl = ranges.vocab();
+  // group; the whole logits never exist on one rank. With A.ce_rows < n, chunk by chunk
+  // of rows: each chunk's logits are reduced to these row statistics and dropped (a
+  // recomputing backward computes them again).
+  const int64_t n = static_cast<int64_t>(A.B) * A.T, Vl = ranges.vocab();
   for (int64_t r0 = 0; r0 < n; r0 += A.ce_rows) {
     const int64_t rows = std::min(A.ce_rows, n - r0);
     head_forward(A, r0, rows);
@@ -343,11 +333,44 @@ double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> 
   }
   tp.all_reduce_sum(A.ce_sums, 2 * n);
   be.ce_loss(A.losses, A.ce_max, A.ce_sums, A.ce_sums + n, n);
+}
+
+template <typename F>
+std::vector<double> Model<F>::losses_of(std::unique_ptr<Acts>& acts, Use use,
+                                        std::span<const int32_t> idx,
+                                        std::span<const int32_t> targets, int B, int T) {
+  if (T > cfg.ctx_len)  // RWKV-LM asserts T <= ctx_len in training too
+    throw Error("forward: sequence length T=" + std::to_string(T) +
+                " is longer than model.ctx_len (" + std::to_string(cfg.ctx_len) + ")");
+  check_tokens(idx, B, T, "forward (inputs)");
+  check_tokens(targets, B, T, "forward (targets)");
+  ensure_acts(acts, B, T, use);
+  const int64_t n = static_cast<int64_t>(B) * T;
+  be.upload_ids(acts->idx, idx.data(), n);
+  be.upload_ids(acts->targets, targets.data(), n);
+  run_forward(*acts);
+  loss_forward(*acts);
   std::vector<F> losses(static_cast<size_t>(n));
-  be.download(losses.data(), acts_->losses, n);
+  be.download(losses.data(), acts->losses, n);
+  return {losses.begin(), losses.end()};
+}
+
+template <typename F>
+double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B,
+                         int T) {
   double sum = 0;
-  for (F x : losses) sum += static_cast<double>(x);
-  return sum / static_cast<double>(n);
+  for (double x : losses_of(acts_, Use::train, idx, targets, B, T)) sum += x;
+  return sum / (static_cast<double>(B) * T);
+}
+
+template <typename F>
+std::vector<double> Model<F>::row_losses(std::span<const int32_t> idx,
+                                         std::span<const int32_t> targets, int B, int T) {
+  const std::vector<double> losses = losses_of(eval_, Use::loss, idx, targets, B, T);
+  std::vector<double> rows(static_cast<size_t>(B), 0.0);
+  for (size_t i = 0; i < losses.size(); ++i) rows[i / static_cast<size_t>(T)] += losses[i];
+  for (double& r : rows) r /= T;
+  return rows;
 }
 
 namespace {
@@ -384,7 +407,7 @@ std::vector<int64_t> ready_offsets(const ParamTable& t, int64_t L) {
 
 template <typename F>
 void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready) {
-  if (!acts_ || !acts_->train) throw Error("Model::backward called without a training forward");
+  if (!acts_ || !acts_->train()) throw Error("Model::backward called without a training forward");
   const std::vector<int64_t> ready =
       on_ready ? ready_offsets(table, cfg.n_layer) : std::vector<int64_t>{};
   Acts& A = *acts_;
@@ -411,7 +434,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
   F* dnext = A.dres_a;  // gradient of the residual stream after the current block
   F* dcur = A.dres_b;
   be.zero(dnext, nC);
-  norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, A.dlnout, A.res + L * nC, tw_.ln_out_w,
+  norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, A.dlnout, residual(A, L), tw_.ln_out_w,
                 A.lnout_mean, A.lnout_rstd, n);
   if (on_ready) on_ready(ready[0]);
   be.zero(A.dv_first, nC);
@@ -425,7 +448,7 @@ void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready)
     const LayerActs<F>& a = block_acts(A, l);
     const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
     BlockWeights<F>& g = bg_[static_cast<size_t>(l)];
-    const F* x = A.res + l * nC;
+    const F* x = residual(A, l);
     // The block's inputs' gradients: the layers add into dx (model/layers.h).
     zero_grads(be, nC, {dcur, d.x_mid, d.ln1, d.ln2});
     channel_mix_backward(ctx, w, g, a, d, dnext, d.ln2);
@@ -500,13 +523,13 @@ template <typename F>
 std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int T) {
   require_whole_vocab("forward_logits");
   check_tokens(idx, B, T, "forward_logits");
-  ensure_acts(acts_, B, T, false, false);
+  ensure_acts(eval_, B, T, Use::logits);
   const int64_t n = static_cast<int64_t>(B) * T;
-  be.upload_ids(acts_->idx, idx.data(), n);
-  run_forward(*acts_);
-  head_forward(*acts_, 0, n);
+  be.upload_ids(eval_->idx, idx.data(), n);
+  run_forward(*eval_);
+  head_forward(*eval_, 0, n);
   std::vector<F> logits(static_cast<size_t>(n * cfg.vocab_size));
-  be.download(logits.data(), acts_->logits, n * cfg.vocab_size);
+  be.download(logits.data(), eval_->logits, n * cfg.vocab_size);
   return logits;
 }
 
@@ -532,7 +555,7 @@ std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
   if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_size())
     throw Error("forward_step: the state was made for another model shape");
   check_tokens(std::span<const int32_t>(&token, 1), 1, 1, "forward_step");
-  ensure_acts(step_, 1, 1, false, true);
+  ensure_acts(step_, 1, 1, Use::step);
   Acts& A = *step_;
   const int64_t LC = static_cast<int64_t>(cfg.n_layer) * cfg.n_embd;
   const int64_t LW = cfg.n_layer * wkv_size();

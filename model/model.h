@@ -94,6 +94,13 @@ struct Model {
   static int64_t activation_bytes(const ModelConfig& cfg, const TpRanges& ranges, bool recompute,
                                   int B, int T);
 
+  // Evaluation: each row's mean cross-entropy over its T positions (idx, targets [B, T]),
+  // from a forward that keeps nothing for a backward (one block's activations, the logits
+  // by chunks of rows) in buffers of its own, so that the training forward's stay
+  // allocated. Checks the ids as forward() does.
+  std::vector<double> row_losses(std::span<const int32_t> idx, std::span<const int32_t> targets,
+                                 int B, int T);
+
   // Parallel inference: logits [B, T, V] from the zero state. Inference needs the
   // whole vocabulary on one rank: forward_logits and forward_step throw with TP.
   std::vector<F> forward_logits(std::span<const int32_t> idx, int B, int T);
@@ -111,15 +118,21 @@ struct Model {
   F* grads = nullptr;   // [table.total]
 
  private:
+  // What a set of buffers serves: a training forward and its backward, an evaluation
+  // forward (the losses only), parallel inference (all the logits), recurrent inference.
+  enum class Use { train, loss, logits, step };
   // Every buffer of one forward (and backward) over [B, T].
   struct Acts {
     int B = 0, T = 0;
-    bool train = false, stateful = false;
+    Use use = Use::train;
+    bool train() const { return use == Use::train; }
+    bool stateful() const { return use == Use::step; }
     F* base = nullptr;
     F* grad_base = nullptr;  // the block gradient scratch (d, zeroed as model/layers.h says)
     int32_t *idx = nullptr, *targets = nullptr;
     F *emb = nullptr, *ln0_mean = nullptr, *ln0_rstd = nullptr;
-    F* res = nullptr;  // residual stream [L + 1, n, C]: res[0] = ln0 output
+    F* res = nullptr;  // residual stream [L + 1, n, C] (res[0] = ln0 output), or [2, n, C]
+                       // used in turn where no backward follows (residual())
     // Every block's activations, or one block's (one_slot: inference, which never reads
     // them again, and recomputation), reused by each block in turn.
     std::vector<LayerActs<F>> layers;
@@ -141,9 +154,9 @@ struct Model {
     F *ffn_shift_in = nullptr, *ffn_shift_out = nullptr;
     F *wkv_in = nullptr, *wkv_out = nullptr;  // [L, B, wkv_size]
   };
-  void ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, bool train, bool stateful);
-  // Requests A's buffers (A.B, A.T, A.train, A.stateful set): activations from ar, the
-  // backward's block scratch from grad_ar.
+  void ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, Use use);
+  // Requests A's buffers (A.B, A.T, A.use set): activations from ar, the backward's
+  // block scratch from grad_ar.
   static void plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& A,
                         Arena<F>& ar, Arena<F>& grad_ar);
   void free_acts(std::unique_ptr<Acts>& acts);
@@ -152,6 +165,12 @@ struct Model {
   // (column-parallel head: this rank's vocabulary columns).
   void run_forward(Acts& A);
   void head_forward(Acts& A, int64_t r0, int64_t rows);
+  // After run_forward with the targets uploaded: A.losses [n], each position's loss.
+  void loss_forward(Acts& A);
+  // Checks the ids, runs the forward and the loss in `acts` (made for `use`): each
+  // position's loss [B * T].
+  std::vector<double> losses_of(std::unique_ptr<Acts>& acts, Use use, std::span<const int32_t> idx,
+                                std::span<const int32_t> targets, int B, int T);
   // Block l from res[l] into its activations; writes res[l + 1] unless `again` (backward
   // recomputing the activations of a block whose output is kept).
   void block_forward(Acts& A, int64_t l, bool again);
@@ -159,6 +178,11 @@ struct Model {
     return A.layers[A.one_slot ? 0 : static_cast<size_t>(l)];
   }
   const F* v_first(const Acts& A) const { return A.v_first ? A.v_first : A.layers[0].v; }
+  // The residual stream entering block l (l = L: ln_out's input).
+  F* residual(const Acts& A, int64_t l) const {
+    const int64_t slot = A.train() ? l : l % 2;
+    return A.res + slot * static_cast<int64_t>(A.B) * A.T * cfg.n_embd;
+  }
   void norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n);
   void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
                      const F* rstd, int64_t n);
@@ -180,7 +204,8 @@ struct Model {
   std::vector<BlockWeights<F>> bw_, bg_;
   TopWeights<F> tw_, tg_;
   F *adam_m_ = nullptr, *adam_v_ = nullptr;
-  std::unique_ptr<Acts> acts_, step_;  // parallel (forward / backward) and recurrent
+  // Training (forward / backward), evaluation and parallel inference, recurrent.
+  std::unique_ptr<Acts> acts_, eval_, step_;
 };
 
 extern template struct Model<float>;

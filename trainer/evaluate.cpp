@@ -18,13 +18,13 @@ EvalMetrics evaluate(model::Model<float>& model, const data::LoaderOptions& val,
   const int T = static_cast<int>(val.ctx_len);
   for (int64_t b = 0; b < batches; ++b) {
     const data::Batch batch = loader.next();
+    // Each window's own mean loss: the windows of a batch may be in different languages.
+    const std::vector<int32_t> idx(batch.inputs.begin(), batch.inputs.end());
+    const std::vector<int32_t> tgt(batch.targets.begin(), batch.targets.end());
+    const std::vector<double> rows =
+        model.row_losses(idx, tgt, static_cast<int>(batch.batch_size), T);
     for (uint64_t row = 0; row < batch.batch_size; ++row) {
-      // One window at a time: the model reports the mean loss of a forward, and the
-      // windows of a batch may be in different languages.
-      const auto* in = batch.inputs.data() + row * batch.ctx_len;
-      const auto* tg = batch.targets.data() + row * batch.ctx_len;
-      const std::vector<int32_t> idx(in, in + T), tgt(tg, tg + T);
-      const double nats = model.forward(idx, tgt, 1, T) * T;
+      const double nats = rows[row] * T;
       sums[0] += nats;
       sums[1] += T;
       if (!batch.bytes.empty()) sums[2] += static_cast<double>(batch.bytes[row]);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <vector>
 
 #include "kernels/cpu/adamw.h"
@@ -85,12 +86,31 @@ CpuBackend<F>::CpuBackend(int wkv_chunk, int n_threads)
 
 template <typename F>
 F* CpuBackend<F>::alloc(int64_t n) {
-  return new F[static_cast<size_t>(n)]();
+  F* p = new F[static_cast<size_t>(n)]();
+  sizes_[p] = static_cast<size_t>(n);
+  return p;
 }
 
 template <typename F>
 void CpuBackend<F>::free(F* p) {
+  if (p == nullptr) return;
+  // The checkpoints kept for an r inside this block go with it.
+  const auto block = sizes_.find(p);
+  if (block != sizes_.end()) {
+    const std::less<const F*> before;
+    std::erase_if(wkv_ckpt_, [&](const auto& kv) {
+      return !before(kv.first, p) && before(kv.first, p + block->second);
+    });
+    sizes_.erase(block);
+  }
   delete[] p;
+}
+
+template <typename F>
+size_t CpuBackend<F>::checkpoint_floats() const {
+  size_t total = 0;
+  for (const auto& [r, c] : wkv_ckpt_) total += c.data.size();
+  return total;
 }
 
 template <typename F>

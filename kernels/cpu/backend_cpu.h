@@ -123,6 +123,9 @@ struct CpuBackend final : Backend<F> {
   double sum_squares(const F* x, int64_t n) override;
   void scale(F* x, F s, int64_t n) override;
 
+  // Floats held in the chunked WKV7 forwards' checkpoints (below), beside alloc's blocks.
+  size_t checkpoint_floats() const;
+
   int wkv_chunk;
   int threads;
 
@@ -136,7 +139,8 @@ struct CpuBackend final : Backend<F> {
     std::vector<F> data;
     int B, T, H, N, h0, h1, chunk, threads;
   };
-  std::unordered_map<const F*, WkvCheckpoints> wkv_ckpt_;
+  std::unordered_map<const F*, WkvCheckpoints> wkv_ckpt_;  // dropped with r's block
+  std::unordered_map<const F*, size_t> sizes_;             // alloc's blocks: values
   F* forward_checkpoints(WkvAlgo algo, const F* r, size_t floats, int B, int T, int H, int N,
                          int h0, int h1);
   const F* saved_checkpoints(WkvAlgo algo, const F* r, int B, int T, int H, int N, int h0,

@@ -323,6 +323,29 @@ TEST(Wkv7, CpuBackendUsesCheckpointsOfTheSameForward) {
   EXPECT_EQ(o.dlw, ref.dlw) << "after a naive forward";
 }
 
+// The checkpoints of a forward whose r lies inside a block of the backend's (as a
+// layer's r lies in the model's activations) go when that block is freed; those of an
+// r elsewhere stay.
+TEST(Wkv7, CpuBackendDropsCheckpointsWithTheirBlock) {
+  Inputs<float> in(1, 40, 2, 8, -1.0, -0.05, true, 29);
+  rk::CpuBackend<float> be(16, 1);
+  const auto forward = [&](const float* r) {
+    std::vector<float> y(in.size());
+    be.wkv7_forward(rk::WkvAlgo::chunked, in.B, in.T, in.H, in.N, 0, in.H, r, in.lw.data(),
+                    in.k.data(), in.v.data(), in.a.data(), in.b.data(), y.data(), nullptr, nullptr);
+  };
+  const int64_t n = static_cast<int64_t>(in.size());
+  float* block = be.alloc(3 * n);
+  std::copy(in.r.begin(), in.r.end(), block + n);
+  forward(block + n);
+  const size_t one = be.checkpoint_floats();
+  EXPECT_GT(one, 0u);
+  forward(in.r.data());
+  EXPECT_EQ(be.checkpoint_floats(), 2 * one);
+  be.free(block);
+  EXPECT_EQ(be.checkpoint_floats(), one);
+}
+
 // The chunked backward from the checkpoints of a forward with a nonzero initial state
 // gives that forward's gradients: loss = sum(y * dy) by central finite differences in
 // double (relative L2 error per tensor < 1e-6), chunks of 4 over T = 11; head size 3,
