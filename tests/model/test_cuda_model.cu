@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -98,13 +99,21 @@ struct CpuAndGpuModels {
     mc.set_params(p0);
     mg.set_params(p0);
   }
+  // From zeroed gradients, a forward and a backward on each: the losses (CPU, GPU).
+  std::pair<double, double> forward_backward() {
+    mc.zero_grad();
+    mg.zero_grad();
+    const double lc = mc.forward(idx, tgt, B, T), lg = mg.forward(idx, tgt, B, T);
+    mc.backward();
+    mg.backward();
+    return {lc, lg};
+  }
 };
 
 // Two training steps of `version` on the GPU, each against the CPU from the same state:
 // loss, every gradient, parameters and AdamW moments after the step, 1e-5.
 void expect_training_steps_match_cpu(int version, kernels::WkvKernels wkv) {
   CpuAndGpuModels m(version, kernels::MatmulPrecision::fp32, wkv);
-  const int B = m.B, T = m.T;
   for (int step = 1; step <= 2; ++step) {
     const std::string where = "version " + std::to_string(version) + ", step " +
                               std::to_string(step) +
@@ -113,12 +122,8 @@ void expect_training_steps_match_cpu(int version, kernels::WkvKernels wkv) {
       m.mc.set_params(m.mg.get_params());
       m.mc.set_adam_moments(m.mg.get_adam_m(), m.mg.get_adam_v());
     }
-    m.mc.zero_grad();
-    m.mg.zero_grad();
-    const double lc = m.mc.forward(m.idx, m.tgt, B, T), lg = m.mg.forward(m.idx, m.tgt, B, T);
+    const auto [lc, lg] = m.forward_backward();
     EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
-    m.mc.backward();
-    m.mg.backward();
     expect_tensors_close("gradient", m.table, m.mg.get_grads(), m.mc.get_grads(), 1e-5, where);
     m.mc.adamw_step(kHyper, step);
     m.mg.adamw_step(kHyper, step);
@@ -151,13 +156,8 @@ TEST(CudaModel, RecomputingStepMatchesCpu) {
       CpuAndGpuModels m(version, kernels::MatmulPrecision::fp32, wkv, recompute);
       const std::string where = "recomputing, version " + std::to_string(version) +
                                 (wkv == kernels::WkvKernels::chunked ? ", chunked WKV" : "");
-      m.mc.zero_grad();
-      m.mg.zero_grad();
-      const double lc = m.mc.forward(m.idx, m.tgt, m.B, m.T),
-                   lg = m.mg.forward(m.idx, m.tgt, m.B, m.T);
+      const auto [lc, lg] = m.forward_backward();
       EXPECT_NEAR(lg, lc, 1e-5 * lc) << where;
-      m.mc.backward();
-      m.mg.backward();
       expect_tensors_close("gradient", m.table, m.mg.get_grads(), m.mc.get_grads(), 1e-5, where);
     }
 }
@@ -167,13 +167,8 @@ TEST(CudaModel, Bf16TrainingStepMatchesCpu) {
   for (int version : {4, 5, 6, 7}) {
     CpuAndGpuModels m(version, kernels::MatmulPrecision::bf16, kernels::WkvKernels::sequential);
     const std::string where = "bf16, version " + std::to_string(version);
-    m.mc.zero_grad();
-    m.mg.zero_grad();
-    const double lc = m.mc.forward(m.idx, m.tgt, m.B, m.T),
-                 lg = m.mg.forward(m.idx, m.tgt, m.B, m.T);
+    const auto [lc, lg] = m.forward_backward();
     EXPECT_NEAR(lg, lc, 5e-3 * lc) << where;
-    m.mc.backward();
-    m.mg.backward();
     const auto gc = m.mc.get_grads(), gg = m.mg.get_grads();
     const double whole = rel_l2(gg.data(), gc.data(), int64_t(gc.size()));
     EXPECT_LE(whole, 2e-2) << "whole gradient, " << where;
