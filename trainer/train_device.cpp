@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "common/byte_size.h"
 #include "common/error.h"
 #include "kernels/cpu/backend_cpu.h"
 #include "trainer/cpu_threads.h"
@@ -47,6 +48,21 @@ std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const Parallel
   }
   const int threads = static_cast<int>(cfg.get_int("train.threads"));
   return std::make_unique<CpuTrainDevice>(threads > 0 ? threads : default_cpu_threads(world), grid);
+}
+
+void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, int64_t moments,
+                       bool recompute) {
+  if (left < 0 || activations + moments <= left) return;
+  std::ostringstream m;
+  m << "train.micro_batch_size: a training step needs " << byte_size(double(activations))
+    << " for the forward's activations";
+  if (recompute) m << " (train.recompute: full)";
+  m << " and " << byte_size(double(moments)) << " for AdamW's moments, more than the "
+    << byte_size(double(left)) << " the device has left after the parameters and gradients; "
+    << "lower train.micro_batch_size or model.ctx_len";
+  if (!recompute) m << ", set train.recompute: full (" << byte_size(double(recomputed)) << ")";
+  m << " or raise train.gpu_memory";
+  throw ConfigError(m.str());
 }
 
 bool chunked_wkv(const Config& cfg) {

@@ -36,7 +36,19 @@ struct TrainDevice {
                                               const std::vector<GradBucket>& buckets) = 0;
   // For the log, e.g. "CPU, 2 threads" or "GPU 0 (NVIDIA H100), bf16 products".
   virtual std::string describe() const = 0;
+  // The largest block the backend can still allocate, in bytes; -1 where its memory has
+  // no fixed budget (the CPU's is the process's).
+  virtual int64_t memory_left() const { return -1; }
 };
+
+// What a training step will allocate beside what is there before it: the training
+// forward's activations (one block of the backend's memory; `recomputed`: the same with
+// train.recompute: full) and AdamW's two moments. Throws ConfigError naming
+// train.micro_batch_size, train.recompute and train.gpu_memory, with the numbers, when
+// they do not fit `left` (TrainDevice::memory_left; -1: no budget). A lower bound: the
+// backend's scratch and WKV workspaces, and the evaluation's buffers, come on top.
+void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, int64_t moments,
+                       bool recompute);
 
 // The device of train.device for this rank. Throws ConfigError naming the key when it
 // cannot be had (a build without CUDA, no GPU, more ranks on a node than GPUs, too

@@ -168,6 +168,8 @@ struct CudaTrainDevice final : TrainDevice {
     return s.str();
   }
 
+  int64_t memory_left() const override { return static_cast<int64_t>(be.arena.largest_free()); }
+
   int gpu;
   kernels::CudaBackend<float> be;
   MPI_Comm tp_group;

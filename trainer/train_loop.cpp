@@ -155,6 +155,16 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   model_opts.recompute = cfg.get_string("train.recompute") == "full";
   on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
   model::Model<float>& model = *built;
+  const auto activation_bytes = [&](bool recompute) {
+    return model::Model<float>::activation_bytes(mc, model.ranges, recompute, static_cast<int>(B),
+                                                 mc.ctx_len);
+  };
+  // Before AdamW's moments or the activations exist: does a step fit the device?
+  on_all_ranks(comm, [&] {
+    check_step_memory(device->memory_left(), activation_bytes(model_opts.recompute),
+                      activation_bytes(true), 2 * model.table.total * int64_t{sizeof(float)},
+                      model_opts.recompute);
+  });
 
   // Where to start: the newest usable checkpoint, the weights of init_from, or init.
   TrainerState st;
@@ -220,10 +230,8 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
         << " tensor-parallel x " << dp << " data-parallel rank" << (world > 1 ? "s" : "") << ", "
         << sched.tokens_per_step << " tokens per step; " << device->describe();
     if (mc.version >= 5) out << ", " << (chunked ? "chunked" : "sequential") << " WKV";
-    const int64_t act = model::Model<float>::activation_bytes(
-        mc, model.ranges, model_opts.recompute, static_cast<int>(B), mc.ctx_len);
-    out << "\nactivations: " << byte_size(static_cast<double>(act)) << " per rank"
-        << (model_opts.recompute ? " (train.recompute: full)" : "") << "\n";
+    out << "\nactivations: " << byte_size(double(activation_bytes(model_opts.recompute)))
+        << " per rank" << (model_opts.recompute ? " (train.recompute: full)" : "") << "\n";
   }
 
   TrainResult result;

@@ -18,6 +18,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/checkpoint_dir.h"
 #include "trainer/tensorboard_writer.h"
+#include "trainer/train_device.h"
 #include "trainer/train_loop.h"
 
 namespace rwkv::trainer {
@@ -178,6 +179,32 @@ TEST(TrainLoop, SequentialWkvTracksChunked) {
   const std::vector<float> pc = params_of(cfg_c, a.checkpoint), ps = params_of(cfg_s, b.checkpoint);
   EXPECT_LE(relative_l2(ps, pc), 1e-5);
   EXPECT_TRUE(ps != pc) << "bitwise the chunked run's parameters: train.wkv had no effect";
+}
+
+// check_step_memory (before the first step; a GPU's arena has a budget, the CPU none):
+// no budget or enough passes; too little is a ConfigError naming the keys and the
+// numbers, offering recomputation only where it is off.
+TEST(StepMemory, TooLittleIsAConfigErrorNamingTheKeys) {
+  constexpr int64_t GiB = int64_t{1} << 30;
+  check_step_memory(-1, 100 * GiB, 10 * GiB, 8 * GiB, false);
+  check_step_memory(40 * GiB, 30 * GiB, 3 * GiB, 8 * GiB, false);
+  const auto error_of = [](int64_t left, int64_t act, int64_t recomputed, int64_t moments,
+                           bool recompute) -> std::string {
+    try {
+      check_step_memory(left, act, recomputed, moments, recompute);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string m = error_of(20 * GiB, 35 * GiB, 4 * GiB, 3 * GiB, false);
+  for (const char* want : {"train.micro_batch_size", "35.00 GiB", "3.00 GiB", "20.00 GiB",
+                           "set train.recompute: full (4.00 GiB)", "train.gpu_memory"})
+    EXPECT_NE(m.find(want), std::string::npos) << want << " in: " << m;
+  const std::string r = error_of(2 * GiB, 3 * GiB, 3 * GiB, GiB / 2, true);
+  EXPECT_NE(r.find("(train.recompute: full)"), std::string::npos) << r;
+  EXPECT_EQ(r.find("set train.recompute"), std::string::npos) << r;
+  EXPECT_EQ(error_of(3 * GiB, 2 * GiB, GiB, GiB / 2, false), "");  // 2.5 of 3 GiB
 }
 
 // The activation memory the log reports ("activations: X MiB per rank", or GiB), in MiB.
