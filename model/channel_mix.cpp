@@ -37,6 +37,7 @@ void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   be.matmul_forward(a.ck_h, Fd, a.cxk, C, w.ffn_key, n, C, Fd, WLayout::OutIn, false);
   be.act_forward(hidden_act(c.cfg), a.ck, a.ck_h, n * Fd);
   if (c.cfg.version == 7) {
+    if (c.again) return;  // the backward reads a.ck, not a.ffn
     be.matmul_forward(a.ffn, C, a.ck, Fd, w.ffn_value, n, Fd, C, WLayout::OutIn, false);
     c.tp.all_reduce_sum(a.ffn, n * C);
     return;
@@ -47,7 +48,7 @@ void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   // product) and multiplies the all-reduced value: still one all-reduce per block.
   be.matmul_forward(a.cr_h, C, a.cxr, C, w.ffn_receptance, n, C, C, WLayout::OutIn, false);
   be.act_forward(Act::sigmoid, a.cr, a.cr_h, n * C);
-  be.mul_forward(a.ffn, a.cr, a.ckv, n * C);
+  if (!c.again) be.mul_forward(a.ffn, a.cr, a.ckv, n * C);
 }
 
 template <typename F>

@@ -33,6 +33,9 @@ struct LayerCtx {
   const TpRanges& r;  // this rank's heads and FFN columns
   int B = 0, T = 0;
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;
+  // A forward run again for its backward (activation recomputation): it may leave out
+  // what only the block's output needs (the channel mix's last product).
+  bool again = false;
   int64_t n() const { return static_cast<int64_t>(B) * T; }
 };
 

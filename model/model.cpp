@@ -273,7 +273,7 @@ template <typename F>
 void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, nC = n * cfg.n_embd;
   const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_size();
-  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
+  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv, again};
   const F* x = residual(A, l);
   LayerActs<F>& a = block_acts(A, l);
   const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];

@@ -172,7 +172,8 @@ struct Model {
   std::vector<double> losses_of(std::unique_ptr<Acts>& acts, Use use, std::span<const int32_t> idx,
                                 std::span<const int32_t> targets, int B, int T);
   // Block l from res[l] into its activations; writes res[l + 1] unless `again` (backward
-  // recomputing the activations of a block whose output is kept).
+  // recomputing the activations of a block whose output is kept: LayerCtx::again leaves
+  // out what only that output needs).
   void block_forward(Acts& A, int64_t l, bool again);
   LayerActs<F>& block_acts(Acts& A, int64_t l) const {
     return A.layers[A.one_slot ? 0 : static_cast<size_t>(l)];
