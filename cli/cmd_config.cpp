@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/model_config.h"
 #include "model/param_count.h"
+#include "trainer/train_device.h"
 
 namespace rwkv::cli {
 
@@ -39,7 +40,7 @@ void print_model_size(const Config& c) {
   // What one rank's training forward allocates (tensor-parallel rank 0 of parallel.tp).
   const int B = static_cast<int>(c.get_int("train.micro_batch_size"));
   const int tp = static_cast<int>(c.get_int("parallel.tp"));
-  const bool recompute = c.get_string("train.recompute") == "full";
+  const bool recompute = trainer::recompute_activations(c);
   const int64_t bytes = model::Model<float>::activation_bytes(m, model::tp_ranges(m, {0, tp}),
                                                               recompute, B, m.ctx_len);
   out << "# activations per rank (micro-batch " << B << " x ctx_len " << m.ctx_len

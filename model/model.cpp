@@ -150,11 +150,6 @@ void Model<F>::reduce_partial_grads(int64_t l) {
 }
 
 template <typename F>
-int64_t Model<F>::wkv_size() const {
-  return wkv_state_size(cfg);
-}
-
-template <typename F>
 void Model<F>::free_acts(std::unique_ptr<Acts>& A) {
   if (!A) return;
   be.free(A->base);
@@ -272,7 +267,7 @@ void Model<F>::norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, con
 template <typename F>
 void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
   const int64_t n = static_cast<int64_t>(A.B) * A.T, nC = n * cfg.n_embd;
-  const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_size();
+  const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_state_size(cfg);
   const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv, again};
   const F* x = residual(A, l);
   LayerActs<F>& a = block_acts(A, l);
@@ -538,7 +533,7 @@ RecurrentState<F> Model<F>::new_state() const {
   RecurrentState<F> s;
   s.n_layer = cfg.n_layer;
   s.n_embd = cfg.n_embd;
-  s.wkv_size = wkv_size();
+  s.wkv_size = wkv_state_size(cfg);
   const size_t LC = static_cast<size_t>(cfg.n_layer) * cfg.n_embd;
   s.att_shift.assign(LC, F(0));
   s.ffn_shift.assign(LC, F(0));
@@ -552,13 +547,13 @@ RecurrentState<F> Model<F>::new_state() const {
 template <typename F>
 std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
   require_whole_vocab("forward_step");
-  if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_size())
+  if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_state_size(cfg))
     throw Error("forward_step: the state was made for another model shape");
   check_tokens(std::span<const int32_t>(&token, 1), 1, 1, "forward_step");
   ensure_acts(step_, 1, 1, Use::step);
   Acts& A = *step_;
   const int64_t LC = static_cast<int64_t>(cfg.n_layer) * cfg.n_embd;
-  const int64_t LW = cfg.n_layer * wkv_size();
+  const int64_t LW = cfg.n_layer * wkv_state_size(cfg);
   be.upload_ids(A.idx, &token, 1);
   be.upload(A.att_shift_in, s.att_shift.data(), LC);
   be.upload(A.ffn_shift_in, s.ffn_shift.data(), LC);

@@ -187,7 +187,6 @@ struct Model {
   void norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n);
   void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
                      const F* rstd, int64_t n);
-  int64_t wkv_size() const;
   void require_whole_vocab(const char* what) const;
   // The partial gradients of the replicated parameters (TpPart::partial) are summed
   // over the TP group block by block during backward. Only this backward's share may

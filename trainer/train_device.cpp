@@ -70,4 +70,8 @@ bool chunked_wkv(const Config& cfg) {
   return wkv == "auto" ? cfg.get_string("train.device") == "cpu" : wkv == "chunked";
 }
 
+bool recompute_activations(const Config& cfg) {
+  return cfg.get_string("train.recompute") == "full";
+}
+
 }  // namespace rwkv::trainer

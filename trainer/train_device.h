@@ -62,6 +62,9 @@ std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const Parallel
 // chunked on the CPU, sequential on cuda, whose chunked kernels have not run on a GPU.
 bool chunked_wkv(const Config& cfg);
 
+// train.recompute: full (ModelOptions::recompute).
+bool recompute_activations(const Config& cfg);
+
 // The cuda device (train_device_cuda.cpp, in builds with the CUDA backend only).
 std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const ParallelGrid& grid,
                                                     MPI_Comm world);

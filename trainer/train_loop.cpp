@@ -152,7 +152,7 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   const bool chunked = chunked_wkv(cfg);
   model::ModelOptions model_opts;
   model_opts.wkv = chunked ? kernels::WkvAlgo::chunked : kernels::WkvAlgo::naive;
-  model_opts.recompute = cfg.get_string("train.recompute") == "full";
+  model_opts.recompute = recompute_activations(cfg);
   on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
   model::Model<float>& model = *built;
   const auto activation_bytes = [&](bool recompute) {
