@@ -7,9 +7,9 @@
 //   void sync() const;    // barrier of the block (__syncthreads())
 // and takes its block index and its shared memory (a struct of arrays) as arguments.
 // DeviceBlock is the GPU's; tests/kernels/block_emulator.h runs each thread of a block
-// as a std::thread with a std::barrier. Such a body uses no warp intrinsics (the
-// emulator has no warps) and is compiled by the host compiler too: it includes only
-// standard headers.
+// as a std::thread with a std::barrier. Such a body uses no warp intrinsics except the
+// tensor-core tiles of kernels/cuda/warp_tile.h (emulated on a warp's lane 0) and is
+// compiled by the host compiler too: it includes only standard headers and those two.
 
 // RWKV_UNROLL: `#pragma unroll` in the device pass (loops over register arrays must
 // unroll for the arrays to stay in registers); nothing for the host compiler.

@@ -237,7 +237,8 @@ __global__ void __launch_bounds__(ch6::kThreads, 1) wkv6_chunk_scan_kernel(ch6::
 
 template <int N>
 __global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_grad_kernel(ch6::Args x) {
-  extern __shared__ float4 grad6_smem[];  // float4: aligned for the struct's doubles
+  extern __shared__ __align__(32) float4 grad6_smem[];  // as aligned as the struct (the tiles)
+  static_assert(alignof(ch6::GradShared<N>) <= 32, "the shared memory's alignment");
   auto& sh = *reinterpret_cast<ch6::GradShared<N>*>(grad6_smem);
   ch6::grad_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }

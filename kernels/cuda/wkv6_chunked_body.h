@@ -26,6 +26,7 @@
 #include <cstddef>
 
 #include "kernels/cuda/block.h"
+#include "kernels/cuda/warp_tile.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
 
 namespace rwkv::cuda::wkv6_chunked {
@@ -152,17 +153,53 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ar
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
 }
 
-// ~82 KB at N = 64: dynamic shared memory.
+// ~88 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
+// tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {
-  float r[kL][N + 1], k[kL][N + 1], v[kL][N + 1], lw[kL][N + 1], dy[kL][N + 1], Kh[kL][N + 1];
+  static constexpr int P = N + 4;
+  float r[kL][P], k[kL][P], lw[kL][P];
+  alignas(32) float v[kL][P];
+  alignas(32) float dy[kL][P];
+  alignas(32) float Kh[kL][P];
   double cum[kL + 1][N + 1];
-  float Sin[N][N + 1], dS[N][N + 1];  // [i][j]: key i, value j
+  alignas(32) float Sin[N][P];  // [i][j]: key i, value j
+  alignas(32) float dS[N][P];
   // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values); dlw accumulators
-  float QR[kL][N + 1], KO[kL][N + 1], dvO[kL][N + 1], dl[kL][N + 1];
-  float A[kL][kL], G[kL][kL];
+  alignas(32) float QR[kL][P];
+  alignas(32) float KO[kL][P];
+  alignas(32) float dvO[kL][P];
+  float dl[kL][P];
+  float A[kL][kL];
+  alignas(32) float G[kL][kL];
   float u[N], PLG[N];  // PLG: sum_j dS_out[i][j] S_in[i][j]
 };
+
+// The gradient's plain matrix products as 16 x 16 tiles on the tensor cores (a warp per
+// tile, in turn), by rows t and columns i: QR = dY S_in^T, KO = V dS^T, dvO = Kh dS
+// (columns: values), and G = dY V^T (columns s). Ends with a barrier.
+template <int N, typename Block>
+RWKV_HD void grad_products(const Block& blk, GradShared<N>& sh) {
+  constexpr int P = GradShared<N>::P, NT = N / kTile;
+  constexpr Layout row = Layout::row, col = Layout::col;
+  for (int q = blk.thread() / kWarpSize; q < 3 * NT + 1; q += blk.threads() / kWarpSize) {
+    const int n0 = q % NT * kTile;
+    switch (q < 3 * NT ? q / NT : 3) {
+      case 0:  // [k = j][n = i] = S_in[i][j]: column-major
+        warp_tile_product<N, row, col>(blk, &sh.dy[0][0], P, &sh.Sin[n0][0], P, &sh.QR[0][n0], P);
+        break;
+      case 1:
+        warp_tile_product<N, row, col>(blk, &sh.v[0][0], P, &sh.dS[n0][0], P, &sh.KO[0][n0], P);
+        break;
+      case 2:  // [k = j][n = i] = dS[j][i]: row-major
+        warp_tile_product<N, row, row>(blk, &sh.Kh[0][0], P, &sh.dS[0][n0], P, &sh.dvO[0][n0], P);
+        break;
+      default:  // [k = j][n = s] = v_s[j]: column-major
+        warp_tile_product<N, row, col>(blk, &sh.dy[0][0], P, &sh.v[0][0], P, &sh.G[0][0], kL);
+    }
+  }
+  blk.sync();
+}
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
 template <int N, typename Block>
@@ -187,31 +224,13 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     sh.Kh[t][i] = sh.k[t][i] * expf(float(sh.cum[kL][i] - sh.cum[t + 1][i]));
   }
   attention<N>(blk, sh);
-  for (int e = tid; e < kL * kL; e += nt) {
-    const int t = e / kL, s = e % kL;
-    float g = 0.f;
-    for (int j = 0; j < N; ++j) g += sh.dy[t][j] * sh.v[s][j];
-    sh.G[t][s] = g;
-  }
-  for (int e = tid; e < kL * N; e += nt) {
-    const int t = e / N, i = e % N;
-    float qr = 0.f, ko = 0.f, dvo = 0.f;
-    for (int j = 0; j < N; ++j) {
-      qr += sh.Sin[i][j] * sh.dy[t][j];
-      ko += sh.dS[i][j] * sh.v[t][j];
-      dvo += sh.Kh[t][j] * sh.dS[j][i];
-    }
-    sh.QR[t][i] = qr;
-    sh.KO[t][i] = ko;
-    sh.dvO[t][i] = dvo;  // i: a value here
-    sh.dl[t][i] = 0.f;
-  }
+  for (int e = tid; e < kL * N; e += nt) sh.dl[e / N][e % N] = 0.f;
   for (int i = tid; i < N; i += nt) {
     float s = 0.f;
     for (int j = 0; j < N; ++j) s += sh.dS[i][j] * sh.Sin[i][j];
     sh.PLG[i] = s;
   }
-  blk.sync();
+  grad_products<N>(blk, sh);
   // dr, dk of token t at key i; dv of token t at value i.
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, i = e % N;

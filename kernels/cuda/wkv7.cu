@@ -389,10 +389,13 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads)
   wkv7_chunked::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
+// Min. blocks 1: without it ptxas spills at 40 registers; ~120 KB of shared memory at
+// N = 64 leave room for one block per SM anyway.
 template <int N>
-__global__ void __launch_bounds__(wkv7_chunked::kThreads)
+__global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
     wkv7_chunk_grad_kernel(wkv7_chunked::BackArgs x) {
-  extern __shared__ float4 grad_smem[];  // float4: aligned for the struct's doubles
+  extern __shared__ __align__(32) float4 grad_smem[];  // as aligned as the struct (the tiles)
+  static_assert(alignof(wkv7_chunked::GradShared<N>) <= 32, "the shared memory's alignment");
   auto& sh = *reinterpret_cast<wkv7_chunked::GradShared<N>*>(grad_smem);
   wkv7_chunked::grad_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }

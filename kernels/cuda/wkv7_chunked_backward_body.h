@@ -33,6 +33,7 @@
 #include <cstddef>
 
 #include "kernels/cuda/block.h"
+#include "kernels/cuda/warp_tile.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
 
 namespace rwkv::cuda::wkv7_chunked {
@@ -94,21 +95,75 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// More than the 48 KB of static shared memory at N = 64 (~100 KB): the launcher asks
-// for it as dynamic shared memory.
+// More than the 48 KB of static shared memory at N = 64 (~120 KB): the launcher asks
+// for it as dynamic shared memory. The operands and results of the tensor-core tiles
+// (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {
-  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
-  float dy[kL][N + 1], sa[kL][N + 1], dX[kL][N + 1], Kh[kL][N + 1];
-  double cum[kL + 1][N + 1];          // double: see wkv7_chunked_body.h
-  float Sin[N][N + 1], dS[N][N + 1];  // [i][j]
+  static constexpr int P = N + 4;
+  float r[kL][P], k[kL][P], a[kL][P], b[kL][P], lw[kL][P];
+  alignas(32) float v[kL][P];
+  alignas(32) float dy[kL][P];
+  alignas(32) float sa[kL][P];
+  alignas(32) float dX[kL][P];
+  alignas(32) float Kh[kL][P];
+  double cum[kL + 1][N + 1];  // double: see wkv7_chunked_body.h
+  // S_in and dS transposed, as the workspace holds them: SinT[j][i] = S_in[i][j].
+  alignas(32) float SinT[N][P];
+  alignas(32) float dST[N][P];
   // dX^T S_in, dY^T S_in, dS^T v, dS^T sa (by keys), dS Kh (by values); dlw accumulators
-  float QA[kL][N + 1], QR[kL][N + 1], KO[kL][N + 1], BO[kL][N + 1], dvO[kL][N + 1];
-  float dl[kL][N + 1];
-  float Gxv[kL][kL], Gxs[kL][kL], Gyv[kL][kL], Gys[kL][kL];
+  alignas(32) float QA[kL][P];
+  alignas(32) float QR[kL][P];
+  alignas(32) float KO[kL][P];
+  alignas(32) float BO[kL][P];
+  alignas(32) float dvO[kL][P];
+  float dl[kL][P];
+  alignas(32) float Gxv[kL][kL];
+  alignas(32) float Gxs[kL][kL];
+  alignas(32) float Gyv[kL][kL];
+  alignas(32) float Gys[kL][kL];
   float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
   float PLG[N];  // sum_i dS[i][j] S_in[i][j]
 };
+
+// The products of the gradient that are plain matrix products, as 16 x 16 tiles on the
+// tensor cores (a warp per tile, in turn): with S_in and dS (by rows t and columns j)
+//   QA = dX S_in, QR = dY S_in, KO = V dS, BO = SA dS, dvO = Kh dS^T,
+// and the pair products (by rows t and columns s) Gxv = dX V^T, Gxs = dX SA^T,
+// Gyv = dY V^T, Gys = dY SA^T. Ends with a barrier.
+template <int N, typename Block>
+RWKV_HD void grad_products(const Block& blk, GradShared<N>& sh) {
+  constexpr int P = GradShared<N>::P, NT = N / kTile;
+  // Tile q: product q / NT at columns n0 (the first five), then the four G.
+  for (int q = blk.thread() / kWarpSize; q < 5 * NT + 4; q += blk.threads() / kWarpSize) {
+    const int n0 = q % NT * kTile, op = q < 5 * NT ? q / NT : 5 + q - 5 * NT;
+    // The left operand, by rows t: dX for QA, Gxv, Gxs; dY for QR, Gyv, Gys.
+    const float* left = op == 0 || op == 5 || op == 6 ? &sh.dX[0][0]
+                        : op == 1 || op >= 7          ? &sh.dy[0][0]
+                        : op == 2                     ? &sh.v[0][0]
+                        : op == 3                     ? &sh.sa[0][0]
+                                                      : &sh.Kh[0][0];
+    if (op == 4) {  // [k = i][n = j] = dS[j][i] = dST[i][j]: row-major
+      warp_tile_product<N, Layout::row, Layout::row>(blk, left, P, &sh.dST[0][n0], P,
+                                                     &sh.dvO[0][n0], P);
+    } else if (op < 4) {  // [k = i][n = j] = S_in[i][j] = SinT[j][i] (dS alike): column-major
+      float* out = op == 0   ? &sh.QA[0][n0]
+                   : op == 1 ? &sh.QR[0][n0]
+                   : op == 2 ? &sh.KO[0][n0]
+                             : &sh.BO[0][n0];
+      warp_tile_product<N, Layout::row, Layout::col>(
+          blk, left, P, op < 2 ? &sh.SinT[n0][0] : &sh.dST[n0][0], P, out, P);
+    } else {  // [k = i][n = s] = v_s[i] (sa_s alike): column-major
+      float* out = op == 5   ? &sh.Gxv[0][0]
+                   : op == 6 ? &sh.Gxs[0][0]
+                   : op == 7 ? &sh.Gyv[0][0]
+                             : &sh.Gys[0][0];
+      warp_tile_product<N, Layout::row, Layout::col>(
+          blk, left, P, op % 2 ? &sh.v[0][0] : &sh.sa[0][0], P, out, kL);
+    }
+  }
+  blk.sync();
+}
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
 template <int N, typename Block>
@@ -133,9 +188,8 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     sh.dX[t][j] = in ? dX[e] : 0.f;
   }
   for (int e = tid; e < N * N; e += nt) {
-    const int j = e / N, i = e % N;
-    sh.Sin[i][j] = Sin[e];
-    sh.dS[i][j] = dS[e];
+    sh.SinT[e / N][e % N] = Sin[e];
+    sh.dST[e / N][e % N] = dS[e];
   }
   load_chunk<N>(blk, x, p, x.v, sh);
   pair_matrices<N>(blk, sh);
@@ -144,44 +198,13 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     sh.Kh[t][j] = sh.k[t][j] * expf(float(sh.cum[kL][j] - sh.cum[t + 1][j]));
     sh.dl[t][j] = 0.f;
   }
-  for (int e = tid; e < kL * kL; e += nt) {
-    const int t = e / kL, s = e % kL;
-    float xv = 0.f, xs = 0.f, yv = 0.f, ys = 0.f;
-    for (int i = 0; i < N; ++i) {
-      xv += sh.dX[t][i] * sh.v[s][i];
-      xs += sh.dX[t][i] * sh.sa[s][i];
-      yv += sh.dy[t][i] * sh.v[s][i];
-      ys += sh.dy[t][i] * sh.sa[s][i];
-    }
-    sh.Gxv[t][s] = xv;
-    sh.Gxs[t][s] = xs;
-    sh.Gyv[t][s] = yv;
-    sh.Gys[t][s] = ys;
-  }
-  blk.sync();
-  // The products with S_in and dS, items (t, j).
-  for (int e = tid; e < kL * N; e += nt) {
-    const int t = e / N, j = e % N;
-    float qa = 0.f, qr = 0.f, ko = 0.f, bo = 0.f, dvo = 0.f;
-    for (int i = 0; i < N; ++i) {
-      qa += sh.dX[t][i] * sh.Sin[i][j];
-      qr += sh.dy[t][i] * sh.Sin[i][j];
-      ko += sh.dS[i][j] * sh.v[t][i];
-      bo += sh.dS[i][j] * sh.sa[t][i];
-      dvo += sh.dS[j][i] * sh.Kh[t][i];
-    }
-    sh.QA[t][j] = qa;
-    sh.QR[t][j] = qr;
-    sh.KO[t][j] = ko;
-    sh.BO[t][j] = bo;
-    sh.dvO[t][j] = dvo;
-  }
   for (int j = tid; j < N; j += nt) {
     float s = 0.f;
-    for (int i = 0; i < N; ++i) s += sh.dS[i][j] * sh.Sin[i][j];
+    for (int i = 0; i < N; ++i) s += sh.dST[j][i] * sh.SinT[j][i];
     sh.PLG[j] = s;
   }
   blk.sync();
+  grad_products<N>(blk, sh);
   // da, dr of token t and dk, db, dv of token t (as the s of the pairs), items (t, j).
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;

@@ -6,8 +6,10 @@
 // other (CUDA gives no order either). A body that relies on a barrier it does not call, reads
 // shared memory another thread has not written yet, or indexes out of its arrays behaves here as it
 // would on a GPU (wrong results or a sanitizer report), so the tests of such bodies
-// check their indexing and barriers without a GPU. What it cannot check: warp-level
-// behaviour (the bodies use none) and the GPU's memory model beyond the barriers.
+// check their indexing and barriers without a GPU. Warps are groups of 32 consecutive
+// threads only for the tensor-core tiles (kernels/cuda/warp_tile.h: the warp's lane 0
+// computes the tile). What it cannot check: the GPU's memory model beyond the barriers,
+// and wmma's own behaviour (tests/kernels/test_cuda_warp_tile.cu does, on a GPU).
 #include <barrier>
 #include <cstring>
 #include <memory>
