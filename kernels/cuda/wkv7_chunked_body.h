@@ -35,13 +35,15 @@
 // (one block per (b, h) and split g, owning rows [g R, g R + R) of the state, R = N /
 // splits: rows evolve on their own, as in the sequential kernel): the chunks in order,
 // each SA, Y and S_out of its rows (4 kL R N multiply-adds per chunk, against kL tokens
-// of dependent steps in the sequential kernel); it writes the checkpoints and sa_t in the
+// of dependent steps in the sequential kernel; on the tensor cores when R is a multiple
+// of 16, kernels/cuda/warp_tile.h); it writes the checkpoints and sa_t in the
 // sequential forward's workspace layout (kernels/cuda/wkv7.cu, Workspace), so the
 // sequential backward runs from either forward.
 #include <cmath>
 #include <cstddef>
 
 #include "kernels/cuda/block.h"
+#include "kernels/cuda/warp_tile.h"
 
 namespace rwkv::cuda::wkv7_chunked {
 
@@ -228,12 +230,20 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
 
 // R rows of the state per block. The kL x N parts indexed by keys are read whole (the
 // threads of a warp share a row: broadcasts); those indexed by values, for the block's
-// rows only. SA overwrites U in place.
+// rows only. SA overwrites U in place, Y Yl. The state's R rows live here, in rows of
+// P = N + 4 floats (tensor-core tiles: 32-byte aligned, leading dimensions a multiple of
+// 4).
 template <int N, int R>
 struct ScanShared {
-  float W[kL][N], Ry[kL][N], Kh[kL][N], Bh[kL][N];
-  float SA[kL][R], Yl[kL][R], V[kL][R];
-  float S[R][N + 1];
+  static constexpr int P = N + 4;
+  alignas(32) float W[kL][N];
+  alignas(32) float Ry[kL][N];
+  alignas(32) float Kh[kL][N];
+  alignas(32) float Bh[kL][N];
+  alignas(32) float SA[kL][R];
+  alignas(32) float Yl[kL][R];
+  alignas(32) float V[kL][R];
+  alignas(32) float S[R][P];
   float PL[N];
 };
 
@@ -301,85 +311,114 @@ RWKV_HD constexpr size_t state_index(bool key_major, int row, int col) {
   return key_major ? size_t(col) * N + row : size_t(row) * N + col;
 }
 
+// A chunk's outputs of the block's rows i (kDelta: SA, with y: Y), in place:
+//   SA[t][i] = U[t][i] + sum_j W[t][j] S[i][j],   Y[t][i] = Yl[t][i] + sum_j Ry[t][j] S[i][j].
+// With R a multiple of 16 as tensor-core tiles (kernels/cuda/warp_tile.h), else (R = 8)
+// by multiply-adds, a thread per (t, i). Ends with a barrier.
+template <int N, int R, bool kDelta, typename Block>
+RWKV_HD void chunk_outputs(const Block& blk, ScanShared<N, R>& sh, bool with_y) {
+  constexpr int P = ScanShared<N, R>::P;
+  if constexpr (R % kTile == 0) {
+    constexpr int RT = R / kTile;
+    // Tile q: SA's columns q (kDelta), then Y's. [k = j][n = i] = S[i][j]: column-major.
+    const int tiles = (kDelta ? RT : 0) + (with_y ? RT : 0);
+    for (int q = blk.thread() / kWarpSize; q < tiles; q += blk.threads() / kWarpSize) {
+      const bool sa = kDelta && q < RT;
+      const int n0 = q % RT * kTile;
+      warp_tile_product<N, Layout::row, Layout::col>(blk, sa ? &sh.W[0][0] : &sh.Ry[0][0], N,
+                                                     &sh.S[n0][0], P,
+                                                     sa ? &sh.SA[0][n0] : &sh.Yl[0][n0], R, true);
+    }
+  } else {
+    for (int e = blk.thread(); e < kL * R; e += blk.threads()) {
+      const int t = e / R, i = e % R;
+      float sa = 0.f, y = 0.f;
+      for (int j = 0; j < N; ++j) {
+        if (kDelta) sa += sh.W[t][j] * sh.S[i][j];
+        if (with_y) y += sh.Ry[t][j] * sh.S[i][j];
+      }
+      if (kDelta) sh.SA[t][i] += sa;
+      if (with_y) sh.Yl[t][i] += y;
+    }
+  }
+  blk.sync();
+}
+
+// The state's update of the block's rows, S <- S + V^T Kh (+ SA^T Bh with kDelta), after
+// S's scaling by P_L: as tiles when R is a multiple of 16, else by multiply-adds.
+template <int N, int R, bool kDelta, typename Block>
+RWKV_HD void update_state(const Block& blk, ScanShared<N, R>& sh) {
+  constexpr int P = ScanShared<N, R>::P;
+  if constexpr (R % kTile == 0) {
+    constexpr int NT = N / kTile;
+    // Tile q: rows m0, columns n0. [m = i][k = t] = V[t][i]: column-major.
+    for (int q = blk.thread() / kWarpSize; q < R / kTile * NT; q += blk.threads() / kWarpSize) {
+      const int m0 = q / NT * kTile, n0 = q % NT * kTile;
+      warp_tile_product<kL, Layout::col, Layout::row>(
+          blk, &sh.V[0][m0], R, &sh.Kh[0][n0], N, &sh.S[m0][n0], P, true,
+          kDelta ? &sh.SA[0][m0] : nullptr, kDelta ? &sh.Bh[0][n0] : nullptr);
+    }
+  } else {
+    for (int e = blk.thread(); e < R * N; e += blk.threads()) {
+      const int i = e / N, j = e % N;
+      float s = sh.S[i][j];
+      for (int t = 0; t < kL; ++t) {
+        s += sh.V[t][i] * sh.Kh[t][j];
+        if (kDelta) s += sh.SA[t][i] * sh.Bh[t][j];
+      }
+      sh.S[i][j] = s;
+    }
+  }
+}
+
 // Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads. kDelta false
 // (RWKV-5/6): no W, U, Bh parts, no SA (the update is S diag(P_L) + V^T Kh).
 template <int N, int R, bool kDelta, typename Block>
 RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const ScanArgs& x) {
-  constexpr int G = N / R, E = R * N / kThreads;  // elements of S per thread
-  static_assert(E >= 1 && R * N % kThreads == 0, "a whole number of state elements per thread");
+  constexpr int G = N / R;
   constexpr size_t NN = size_t(N) * N;
   const int tid = blk.thread();
   const int hb = block / G, g = block % G, bi = hb / x.nh, hh = hb % x.nh, h = x.h0 + hh;
   const int i0 = g * R, nc = chunks(x.T);
   const size_t C = size_t(x.H) * N, bh = size_t(bi) * x.H + h;
   const size_t ob = size_t(bi) * x.T * C + size_t(h) * N + i0;  // token 0, row i0
-  float S[E];  // element tid + kThreads m: S[i0 + i][j], i = (tid + kThreads m) / N
-  RWKV_UNROLL
-  for (int m = 0; m < E; ++m) {
-    const int e = tid + kThreads * m, i = e / N, j = e % N;
-    S[m] = x.state_in ? x.state_in[bh * NN + state_index<N>(x.key_major, i0 + i, j)] : 0.f;
+  for (int e = tid; e < R * N; e += kThreads) {
+    const int i = e / N, j = e % N;
+    sh.S[i][j] = x.state_in ? x.state_in[bh * NN + state_index<N>(x.key_major, i0 + i, j)] : 0.f;
   }
   const int step = x.reverse ? -1 : 1, first = x.reverse ? nc - 1 : 0;
   ChunkRegs<N, R, kDelta> next{};
   if (nc > 0) next.load(x, bi, hh, first, i0, tid);
   for (int ci = 0; ci < nc; ++ci) {
     const int c = first + step * ci, t0 = c * kL, len = imin(kL, x.T - t0);
+    blk.sync();  // the previous chunk's update of S and its reads of the inputs are done
     if (x.ckpt) {
       float* ck = x.ckpt + (bh * nc + c) * NN + i0;
-      RWKV_UNROLL
-      for (int m = 0; m < E; ++m) {
-        const int e = tid + kThreads * m;
-        ck[size_t(e % N) * N + e / N] = S[m];
-      }
+      for (int e = tid; e < R * N; e += kThreads)
+        ck[size_t(e % N) * N + e / N] = sh.S[e / N][e % N];
     }
-    blk.sync();  // the previous chunk's reads of the shared arrays are done
     next.store(sh, tid);
     if (ci + 1 < nc) next.load(x, bi, hh, c + step, i0, tid);  // in flight during this chunk
-    RWKV_UNROLL
-    for (int m = 0; m < E; ++m) {
-      const int e = tid + kThreads * m;
-      sh.S[e / N][e % N] = S[m];
-    }
     blk.sync();
-    // sa_t[i] = W[t] . S[i] + U[t][i] and y_t[i] = Ry[t] . S[i] + Yl[t][i]. Without the
-    // delta term and without y (RWKV-5/6's backward) there is nothing to do here.
+    // Without the delta term and without y (RWKV-5/6's backward) there are no outputs.
     if (kDelta || x.y) {
+      chunk_outputs<N, R, kDelta>(blk, sh, x.y != nullptr);
       for (int e = tid; e < kL * R; e += kThreads) {
         const int t = e / R, i = e % R;
-        float sa = 0.f, y = sh.Yl[t][i];
-        for (int j = 0; j < N; ++j) {
-          if (kDelta) sa += sh.W[t][j] * sh.S[i][j];
-          y += sh.Ry[t][j] * sh.S[i][j];
-        }
-        if (kDelta) {
-          sa += sh.SA[t][i];
-          sh.SA[t][i] = sa;
-        }
         if (t < len) {
-          if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sa;
-          if (x.y) x.y[ob + size_t(t0 + t) * C + i] = y;
+          if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sh.SA[t][i];
+          if (x.y) x.y[ob + size_t(t0 + t) * C + i] = sh.Yl[t][i];
         }
       }
-      blk.sync();
     }
-    RWKV_UNROLL
-    for (int m = 0; m < E; ++m) {
-      const int e = tid + kThreads * m, i = e / N, j = e % N;
-      float s = S[m] * sh.PL[j];
-      for (int t = 0; t < kL; ++t) {
-        s += sh.V[t][i] * sh.Kh[t][j];
-        if (kDelta) s += sh.SA[t][i] * sh.Bh[t][j];
-      }
-      S[m] = s;
-    }
+    for (int e = tid; e < R * N; e += kThreads) sh.S[e / N][e % N] *= sh.PL[e % N];
+    blk.sync();
+    update_state<N, R, kDelta>(blk, sh);
   }
-  if (x.state_out) {
-    RWKV_UNROLL
-    for (int m = 0; m < E; ++m) {
-      const int e = tid + kThreads * m;
-      x.state_out[bh * NN + state_index<N>(x.key_major, i0 + e / N, e % N)] = S[m];
-    }
-  }
+  blk.sync();
+  if (x.state_out)
+    for (int e = tid; e < R * N; e += kThreads)
+      x.state_out[bh * NN + state_index<N>(x.key_major, i0 + e / N, e % N)] = sh.S[e / N][e % N];
 }
 
 }  // namespace rwkv::cuda::wkv7_chunked
