@@ -74,11 +74,16 @@ inline RWKV_HD ScanArgs backward_scan_args(const Args& x) {
   return s;
 }
 
+// V, A and lw (free once cum is summed: the forward prep's tile writes Yl there) in rows
+// of P = N + 4 floats, 32-byte aligned, for the tensor-core tiles.
 template <int N>
 struct PrepShared {
-  float r[kL][N + 1], k[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
+  static constexpr int P = N + 4;
+  float r[kL][N + 1], k[kL][N + 1];
+  alignas(32) float v[kL][P];
+  alignas(32) float lw[kL][P];
   double cum[kL + 1][N + 1];
-  float A[kL][kL];
+  alignas(32) float A[kL][kL];
   float u[N];
 };
 
@@ -125,14 +130,18 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
   const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, sh);
   attention<N>(blk, sh);
+  // Yl = A V (A is zero above the diagonal) on the tensor cores, into lw.
+  constexpr int P = PrepShared<N>::P, NT = N / kTile;
+  for (int q = tid / kWarpSize; q < NT; q += nt / kWarpSize)
+    warp_tile_product<kL, Layout::row, Layout::row>(blk, &sh.A[0][0], kL, &sh.v[0][q * kTile], P,
+                                                    &sh.lw[0][q * kTile], P);
+  blk.sync();
   float* out = x.prep + size_t(block) * chunk_floats(N);
   constexpr size_t LN = size_t(kL) * N;
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, i = e % N;  // i: a key for Ry, Kh; a value for Yl
-    float yl = 0.f;
-    for (int s = 0; s <= t; ++s) yl += sh.A[t][s] * sh.v[s][i];
     out[kRy * LN + e] = sh.r[t][i] * expf(float(sh.cum[t][i]));
-    out[kYl * LN + e] = yl;
+    out[kYl * LN + e] = sh.lw[t][i];
     out[kKh * LN + e] = sh.k[t][i] * expf(float(sh.cum[kL][i] - sh.cum[t + 1][i]));
   }
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));

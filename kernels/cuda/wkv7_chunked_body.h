@@ -110,13 +110,24 @@ RWKV_HD ChunkPos chunk_pos(const A& x, int block) {
   return p;
 }
 
-// Rows padded to N + 1 floats where threads of a warp read down a column.
+// Rows padded to N + 1 floats where threads of a warp read down a column, to P = N + 4
+// (and 32-byte aligned) where the forward prep's tensor-core tiles read or write. After
+// the triangular solves a and lw are free: the tiles write Ry and Yl there (45 KB at
+// N 64, under the 48 KB of static shared memory).
 template <int N>
 struct PrepShared {
-  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], v[kL][N + 1], lw[kL][N + 1];
+  static constexpr int P = N + 4;
+  float r[kL][N + 1], k[kL][N + 1], b[kL][N + 1];
+  alignas(32) float a[kL][P];
+  alignas(32) float v[kL][P];
+  alignas(32) float lw[kL][P];
   double cum[kL + 1][N + 1];  // double: see the header comment
-  float W[kL][N + 1], U[kL][N + 1];
-  float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
+  alignas(32) float W[kL][P];
+  alignas(32) float U[kL][P];
+  alignas(32) float Aak[kL][kL];
+  alignas(32) float Aab[kL][kL];
+  alignas(32) float Ark[kL][kL];
+  alignas(32) float Arb[kL][kL];
 };
 
 // sh.cum[t][j] = sum of sh.lw[0 .. t-1][j] (the chunk's rows loaded). Sh: any struct
@@ -208,20 +219,29 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
     }
   }
   blk.sync();
+  // On the tensor cores (Arb, Ark are zero above the diagonal: the sums over s <= t),
+  //   Ry = Arb W (into a), Yl = Ark V + Arb U (into lw).
+  constexpr int P = PrepShared<N>::P, NT = N / kTile;
+  for (int q = tid / kWarpSize; q < 2 * NT; q += nt / kWarpSize) {
+    const int n0 = q % NT * kTile;
+    if (q < NT)
+      warp_tile_product<kL, Layout::row, Layout::row>(blk, &sh.Arb[0][0], kL, &sh.W[0][n0], P,
+                                                      &sh.a[0][n0], P);
+    else
+      warp_tile_product<kL, Layout::row, Layout::row>(blk, &sh.Ark[0][0], kL, &sh.v[0][n0], P,
+                                                      &sh.lw[0][n0], P, false, &sh.Arb[0][0],
+                                                      &sh.U[0][n0]);
+  }
+  blk.sync();
   float* out = x.prep + size_t(block) * chunk_floats(N);
   constexpr size_t LN = size_t(kL) * N;
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    float ry = sh.r[t][j] * expf(float(sh.cum[t + 1][j])), yl = 0.f;
-    for (int s = 0; s <= t; ++s) {
-      ry += sh.Arb[t][s] * sh.W[s][j];
-      yl += sh.Ark[t][s] * sh.v[s][j] + sh.Arb[t][s] * sh.U[s][j];
-    }
     const float q = expf(float(sh.cum[kL][j] - sh.cum[t + 1][j]));
     out[kW * LN + e] = sh.W[t][j];
     out[kU * LN + e] = sh.U[t][j];
-    out[kRy * LN + e] = ry;
-    out[kYl * LN + e] = yl;
+    out[kRy * LN + e] = sh.r[t][j] * expf(float(sh.cum[t + 1][j])) + sh.a[t][j];
+    out[kYl * LN + e] = sh.lw[t][j];
     out[kKh * LN + e] = sh.k[t][j] * q;
     out[kBh * LN + e] = sh.b[t][j] * q;
   }
