@@ -112,7 +112,7 @@ RWKV_HD ChunkPos chunk_pos(const A& x, int block) {
 
 // Rows padded to N + 1 floats where threads of a warp read down a column, to P = N + 4
 // (and 32-byte aligned) where the forward prep's tensor-core tiles read or write. After
-// the triangular solves a and lw are free: the tiles write Ry and Yl there (45 KB at
+// the triangular solves a and lw are free: the tiles write Ry and Yl there (46 KB at
 // N 64, under the 48 KB of static shared memory).
 template <int N>
 struct PrepShared {
