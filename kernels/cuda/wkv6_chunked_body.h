@@ -34,13 +34,17 @@ namespace rwkv::cuda::wkv6_chunked {
 using wkv7_chunked::chunk_floats;
 using wkv7_chunked::ChunkPos;
 using wkv7_chunked::chunks;
+using wkv7_chunked::CumDecay;
+using wkv7_chunked::decay_table;
 using wkv7_chunked::kKh;
 using wkv7_chunked::kL;
 using wkv7_chunked::kParts;
 using wkv7_chunked::kRy;
 using wkv7_chunked::kThreads;
+using wkv7_chunked::kTri;
 using wkv7_chunked::kYl;
 using wkv7_chunked::ScanArgs;
+using wkv7_chunked::TableDecay;
 
 // Tensors [B, T, H, N] (heads [h0, h0 + nh)), u [H, N]; state_in / state_out [B, H, N, N]
 // (key-major) or null; ckpt: the sequential kernel's workspace checkpoints, [B, H,
@@ -106,15 +110,15 @@ RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, Sh& 
   wkv7_chunked::cumulative_decays<N>(blk, sh);
 }
 
-// A (s <= t; zero above the diagonal). Ends with a barrier.
-template <int N, typename Sh, typename Block>
-RWKV_HD void attention(const Block& blk, Sh& sh) {
+// A (s <= t; zero above the diagonal), with the decays of dec (wkv7_chunked::CumDecay or
+// TableDecay). Ends with a barrier.
+template <int N, typename Sh, typename Decay, typename Block>
+RWKV_HD void attention(const Block& blk, Sh& sh, const Decay& dec) {
   for (int e = blk.thread(); e < kL * kL; e += blk.threads()) {
     const int t = e / kL, s = e % kL;
     float a = 0.f;
     if (s < t) {
-      for (int i = 0; i < N; ++i)
-        a += sh.r[t][i] * sh.k[s][i] * expf(float(sh.cum[t][i] - sh.cum[s + 1][i]));
+      for (int i = 0; i < N; ++i) a += sh.r[t][i] * sh.k[s][i] * dec(t, s + 1, i);
     } else if (s == t) {
       for (int i = 0; i < N; ++i) a += sh.r[t][i] * sh.u[i] * sh.k[t][i];
     }
@@ -129,7 +133,7 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, sh);
-  attention<N>(blk, sh);
+  attention<N>(blk, sh, CumDecay<PrepShared<N>>{sh});
   // Yl = A V (A is zero above the diagonal) on the tensor cores, into lw.
   constexpr int P = PrepShared<N>::P, NT = N / kTile;
   for (int q = tid / kWarpSize; q < NT; q += nt / kWarpSize)
@@ -162,7 +166,7 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ar
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
 }
 
-// ~88 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
+// ~122 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
 // tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {
@@ -172,6 +176,7 @@ struct GradShared {
   alignas(32) float dy[kL][P];
   alignas(32) float Kh[kL][P];
   double cum[kL + 1][N + 1];
+  float D[kTri][N];             // every decay between two positions (wkv7_chunked::decay_table)
   alignas(32) float Sin[N][P];  // [i][j]: key i, value j
   alignas(32) float dS[N][P];
   // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values); dlw accumulators
@@ -228,11 +233,14 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     sh.dS[e / N][e % N] = dS[e];
   }
   load_chunk<N>(blk, x, p, sh);
+  decay_table<N>(blk, sh);
+  blk.sync();
+  const TableDecay<GradShared<N>> dec{sh};
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, i = e % N;
-    sh.Kh[t][i] = sh.k[t][i] * expf(float(sh.cum[kL][i] - sh.cum[t + 1][i]));
+    sh.Kh[t][i] = sh.k[t][i] * dec(kL, t + 1, i);
   }
-  attention<N>(blk, sh);
+  attention<N>(blk, sh, dec);
   for (int e = tid; e < kL * N; e += nt) sh.dl[e / N][e % N] = 0.f;
   for (int i = tid; i < N; i += nt) {
     float s = 0.f;
@@ -243,14 +251,11 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
   // dr, dk of token t at key i; dv of token t at value i.
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, i = e % N;
-    const double ct1 = sh.cum[t + 1][i];
-    float dr = expf(float(sh.cum[t][i])) * sh.QR[t][i] + sh.u[i] * sh.k[t][i] * sh.G[t][t];
-    for (int s = 0; s < t; ++s)
-      dr += expf(float(sh.cum[t][i] - sh.cum[s + 1][i])) * sh.G[t][s] * sh.k[s][i];
-    float dk = expf(float(sh.cum[kL][i] - ct1)) * sh.KO[t][i] + sh.u[i] * sh.r[t][i] * sh.G[t][t];
+    float dr = dec(t, 0, i) * sh.QR[t][i] + sh.u[i] * sh.k[t][i] * sh.G[t][t];
+    for (int s = 0; s < t; ++s) dr += dec(t, s + 1, i) * sh.G[t][s] * sh.k[s][i];
+    float dk = dec(kL, t + 1, i) * sh.KO[t][i] + sh.u[i] * sh.r[t][i] * sh.G[t][t];
     float dv = sh.dvO[t][i];
-    for (int q = t + 1; q < kL; ++q)
-      dk += expf(float(sh.cum[q][i] - ct1)) * sh.G[q][t] * sh.r[q][i];
+    for (int q = t + 1; q < kL; ++q) dk += dec(q, t + 1, i) * sh.G[q][t] * sh.r[q][i];
     for (int q = t; q < kL; ++q) dv += sh.A[q][t] * sh.dy[q][i];
     if (t < p.len) {
       const size_t o = p.o0 + size_t(t) * p.C + i;
@@ -265,8 +270,7 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     for (int t = 0; t < kL; ++t) {
       du += sh.r[t][i] * sh.k[t][i] * sh.G[t][t];
       for (int s = 0; s + 1 < t; ++s) {  // pairs that cross some u: s < u < t
-        const float pa =
-            sh.r[t][i] * sh.k[s][i] * expf(float(sh.cum[t][i] - sh.cum[s + 1][i])) * sh.G[t][s];
+        const float pa = sh.r[t][i] * sh.k[s][i] * dec(t, s + 1, i) * sh.G[t][s];
         for (int u = s + 1; u < t; ++u) sh.dl[u][i] += pa;
       }
     }
@@ -274,12 +278,12 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     float suffix = 0.f;  // r_t's S_in terms, t > u
     for (int u = kL - 1; u >= 0; --u) {
       sh.dl[u][i] += suffix;
-      suffix += sh.r[u][i] * expf(float(sh.cum[u][i])) * sh.QR[u][i];
+      suffix += sh.r[u][i] * dec(u, 0, i) * sh.QR[u][i];
     }
-    float prefix = expf(float(sh.cum[kL][i])) * sh.PLG[i];  // then k_s's dS terms, s < u
+    float prefix = dec(kL, 0, i) * sh.PLG[i];  // then k_s's dS terms, s < u
     for (int u = 0; u < kL; ++u) {
       sh.dl[u][i] += prefix;
-      prefix += expf(float(sh.cum[kL][i] - sh.cum[u + 1][i])) * sh.k[u][i] * sh.KO[u][i];
+      prefix += dec(kL, u + 1, i) * sh.k[u][i] * sh.KO[u][i];
     }
     for (int u = 0; u < p.len; ++u) x.dlw[p.o0 + size_t(u) * p.C + i] = sh.dl[u][i];
   }

@@ -64,7 +64,7 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, bx.dy, sh);
-  pair_matrices<N>(blk, sh);
+  pair_matrices<N>(blk, sh, CumDecay<PrepShared<N>>{sh});
   // Back substitution, one column per thread: Wb (columns 0..N-1), Ub (N..2N-1).
   for (int e = tid; e < 2 * N; e += nt) {
     const int j = e % N;
@@ -95,7 +95,7 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// More than the 48 KB of static shared memory at N = 64 (~120 KB): the launcher asks
+// More than the 48 KB of static shared memory at N = 64 (~153 KB): the launcher asks
 // for it as dynamic shared memory. The operands and results of the tensor-core tiles
 // (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
@@ -108,6 +108,7 @@ struct GradShared {
   alignas(32) float dX[kL][P];
   alignas(32) float Kh[kL][P];
   double cum[kL + 1][N + 1];  // double: see wkv7_chunked_body.h
+  float D[kTri][N];           // every decay between two positions (decay_table)
   // S_in and dS transposed, as the workspace holds them: SinT[j][i] = S_in[i][j].
   alignas(32) float SinT[N][P];
   alignas(32) float dST[N][P];
@@ -192,10 +193,13 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     sh.dST[e / N][e % N] = dS[e];
   }
   load_chunk<N>(blk, x, p, x.v, sh);
-  pair_matrices<N>(blk, sh);
+  decay_table<N>(blk, sh);
+  blk.sync();
+  const TableDecay<GradShared<N>> dec{sh};
+  pair_matrices<N>(blk, sh, dec);
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    sh.Kh[t][j] = sh.k[t][j] * expf(float(sh.cum[kL][j] - sh.cum[t + 1][j]));
+    sh.Kh[t][j] = sh.k[t][j] * dec(kL, t + 1, j);
     sh.dl[t][j] = 0.f;
   }
   for (int j = tid; j < N; j += nt) {
@@ -208,25 +212,21 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
   // da, dr of token t and dk, db, dv of token t (as the s of the pairs), items (t, j).
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    const double ct = sh.cum[t][j], ct1 = sh.cum[t + 1][j];
-    float da = expf(float(ct)) * sh.QA[t][j], dr = expf(float(ct1)) * sh.QR[t][j];
+    float da = dec(t, 0, j) * sh.QA[t][j], dr = dec(t + 1, 0, j) * sh.QR[t][j];
     for (int s = 0; s <= t; ++s) {
-      const double cs = sh.cum[s + 1][j];
-      const float er = expf(float(ct1 - cs));
-      dr += er * (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
-      if (s < t)
-        da += expf(float(ct - cs)) * (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+      dr += dec(t + 1, s + 1, j) * (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
+      if (s < t) da += dec(t, s + 1, j) * (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
     }
-    const float q = expf(float(sh.cum[kL][j] - ct1));  // e^{cum_L - cum_{t+1}}
+    const float q = dec(kL, t + 1, j);  // e^{cum_L - cum_{t+1}}
     float dk = q * sh.KO[t][j], db = q * sh.BO[t][j];
     float dv = sh.dvO[t][j];
     for (int u = t; u < kL; ++u) {  // the queries u >= t of the pairs with s = t
-      const float er = expf(float(sh.cum[u + 1][j] - ct1));
+      const float er = dec(u + 1, t + 1, j);
       dk += er * sh.Gyv[u][t] * sh.r[u][j];
       db += er * sh.Gys[u][t] * sh.r[u][j];
       dv += sh.Ark[u][t] * sh.dy[u][j];
       if (u > t) {
-        const float ea = expf(float(sh.cum[u][j] - ct1));
+        const float ea = dec(u, t + 1, j);
         dk += ea * sh.Gxv[u][t] * sh.a[u][j];
         db += ea * sh.Gxs[u][t] * sh.a[u][j];
         dv += sh.Aak[u][t] * sh.dX[u][j];
@@ -245,12 +245,11 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
   for (int j = tid; j < N; j += nt) {
     for (int t = 0; t < kL; ++t)
       for (int s = 0; s <= t; ++s) {
-        const double cs = sh.cum[s + 1][j];
-        const float pr = sh.r[t][j] * expf(float(sh.cum[t + 1][j] - cs)) *
+        const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
                          (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
         for (int u = s + 1; u <= t; ++u) sh.dl[u][j] += pr;
         if (s < t) {
-          const float pa = sh.a[t][j] * expf(float(sh.cum[t][j] - cs)) *
+          const float pa = sh.a[t][j] * dec(t, s + 1, j) *
                            (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
           for (int u = s + 1; u < t; ++u) sh.dl[u][j] += pa;
         }
@@ -259,15 +258,14 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     // the dS terms of k_s, b_s for u > s (prefix sums), e^{cum_L} sum dS S_in for all u.
     float suffix = 0.f;
     for (int u = kL - 1; u >= 0; --u) {
-      suffix += sh.r[u][j] * expf(float(sh.cum[u + 1][j])) * sh.QR[u][j];
+      suffix += sh.r[u][j] * dec(u + 1, 0, j) * sh.QR[u][j];
       sh.dl[u][j] += suffix;
-      suffix += sh.a[u][j] * expf(float(sh.cum[u][j])) * sh.QA[u][j];
+      suffix += sh.a[u][j] * dec(u, 0, j) * sh.QA[u][j];
     }
-    float prefix = expf(float(sh.cum[kL][j])) * sh.PLG[j];
+    float prefix = dec(kL, 0, j) * sh.PLG[j];
     for (int u = 0; u < kL; ++u) {
       sh.dl[u][j] += prefix;
-      prefix += expf(float(sh.cum[kL][j] - sh.cum[u + 1][j])) *
-                (sh.k[u][j] * sh.KO[u][j] + sh.b[u][j] * sh.BO[u][j]);
+      prefix += dec(kL, u + 1, j) * (sh.k[u][j] * sh.KO[u][j] + sh.b[u][j] * sh.BO[u][j]);
     }
     for (int u = 0; u < p.len; ++u) bx.dlw[p.o0 + size_t(u) * p.C + j] = sh.dl[u][j];
   }

@@ -167,21 +167,57 @@ RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, cons
   cumulative_decays<N>(blk, sh);
 }
 
-// Aak, Aab (s < t) and Ark, Arb (s <= t) from the loaded chunk, zero elsewhere. Ends
-// with a barrier.
+// The decay between two positions of the loaded chunk, dec(tp, sp, j) = e^{cum_tp -
+// cum_sp} (<= 1) of channel j for 0 <= sp <= tp <= kL, the exponent rounded to float
+// before its expf. CumDecay computes it; the gradient kernels, which need each value up
+// to four times, compute every one once into a table (decay_table) and read it there
+// (TableDecay): the same numbers.
+template <typename Sh>
+struct CumDecay {
+  const Sh& sh;
+  RWKV_HD float operator()(int tp, int sp, int j) const {
+    return expf(float(sh.cum[tp][j] - sh.cum[sp][j]));
+  }
+};
+
+// Table rows: (tp, sp) with 0 <= sp < tp <= kL at row tp (tp - 1) / 2 + sp.
+constexpr int kTri = kL * (kL + 1) / 2;
+RWKV_HD constexpr int tri_row(int tp, int sp) { return tp * (tp - 1) / 2 + sp; }
+
+// sh.D[tri_row(tp, sp)][j] = CumDecay(tp, sp, j) for every sp < tp (Sh: any struct with
+// cum and D [kTri][N]). No barrier.
 template <int N, typename Sh, typename Block>
-RWKV_HD void pair_matrices(const Block& blk, Sh& sh) {
+RWKV_HD void decay_table(const Block& blk, Sh& sh) {
+  for (int e = blk.thread(); e < kTri * N; e += blk.threads()) {
+    const int row = e / N, j = e % N;
+    int tp = 1;
+    while (tri_row(tp + 1, 0) <= row) ++tp;
+    sh.D[row][j] = CumDecay<Sh>{sh}(tp, row - tri_row(tp, 0), j);
+  }
+}
+
+template <typename Sh>
+struct TableDecay {
+  const Sh& sh;
+  RWKV_HD float operator()(int tp, int sp, int j) const {
+    return tp == sp ? 1.f : sh.D[tri_row(tp, sp)][j];  // expf(0.f) is 1 exactly
+  }
+};
+
+// Aak, Aab (s < t) and Ark, Arb (s <= t) from the loaded chunk, zero elsewhere, with the
+// decays of dec (CumDecay or TableDecay). Ends with a barrier.
+template <int N, typename Sh, typename Decay, typename Block>
+RWKV_HD void pair_matrices(const Block& blk, Sh& sh, const Decay& dec) {
   for (int e = blk.thread(); e < kL * kL; e += blk.threads()) {
     const int t = e / kL, s = e % kL;
     float ark = 0.f, arb = 0.f, aak = 0.f, aab = 0.f;
     if (s <= t)
       for (int j = 0; j < N; ++j) {
-        const double cs = sh.cum[s + 1][j];
-        const float rd = sh.r[t][j] * expf(float(sh.cum[t + 1][j] - cs));
+        const float rd = sh.r[t][j] * dec(t + 1, s + 1, j);
         ark += rd * sh.k[s][j];
         arb += rd * sh.b[s][j];
         if (s < t) {
-          const float ad = sh.a[t][j] * expf(float(sh.cum[t][j] - cs));
+          const float ad = sh.a[t][j] * dec(t, s + 1, j);
           aak += ad * sh.k[s][j];
           aab += ad * sh.b[s][j];
         }
@@ -200,7 +236,7 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, x.v, sh);
-  pair_matrices<N>(blk, sh);
+  pair_matrices<N>(blk, sh, CumDecay<PrepShared<N>>{sh});
   // Forward substitution, one column per thread: W (columns 0..N-1), U (N..2N-1).
   for (int e = tid; e < 2 * N; e += nt) {
     const int j = e % N;
