@@ -448,10 +448,10 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
   for (int ci = 0; ci < nc; ++ci) {
     const int c = first + step * ci, t0 = c * kL, len = imin(kL, x.T - t0);
     blk.sync();  // the previous chunk's update of S and its reads of the inputs are done
-    if (x.ckpt) {
+    if (x.ckpt) {  // S[i][j] at j N + i: consecutive threads take consecutive rows i
       float* ck = x.ckpt + (bh * nc + c) * NN + i0;
       for (int e = tid; e < R * N; e += kThreads)
-        ck[size_t(e % N) * N + e / N] = sh.S[e / N][e % N];
+        ck[size_t(e / R) * N + e % R] = sh.S[e % R][e / R];
     }
     next.store(sh, tid);
     if (ci + 1 < nc) next.load(x, bi, hh, c + step, i0, tid);  // in flight during this chunk
