@@ -166,24 +166,24 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ar
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
 }
 
-// ~122 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
+// ~121 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
 // tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {
   static constexpr int P = N + 4;
-  float r[kL][P], k[kL][P], lw[kL][P];
+  float r[kL][N + 1], k[kL][N + 1], lw[kL][N + 1];
   alignas(32) float v[kL][P];
   alignas(32) float dy[kL][P];
   alignas(32) float Kh[kL][P];
   double cum[kL + 1][N + 1];
-  float D[kTri][N];             // every decay between two positions (wkv7_chunked::decay_table)
+  float D[kTri][N + 1];         // every decay between two positions (wkv7_chunked::decay_table)
   alignas(32) float Sin[N][P];  // [i][j]: key i, value j
   alignas(32) float dS[N][P];
   // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values); dlw accumulators
   alignas(32) float QR[kL][P];
   alignas(32) float KO[kL][P];
   alignas(32) float dvO[kL][P];
-  float dl[kL][P];
+  float dl[kL][N + 1];
   float A[kL][kL];
   alignas(32) float G[kL][kL];
   float u[N], PLG[N];  // PLG: sum_j dS_out[i][j] S_in[i][j]

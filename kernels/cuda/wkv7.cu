@@ -389,7 +389,7 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads)
   wkv7_chunked::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-// Min. blocks 1: without it ptxas spills at 40 registers; ~153 KB of shared memory at
+// Min. blocks 1: without it ptxas spills at 40 registers; ~152 KB of shared memory at
 // N = 64 leave room for one block per SM anyway.
 template <int N>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)

@@ -95,20 +95,20 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// More than the 48 KB of static shared memory at N = 64 (~153 KB): the launcher asks
+// More than the 48 KB of static shared memory at N = 64 (~152 KB): the launcher asks
 // for it as dynamic shared memory. The operands and results of the tensor-core tiles
 // (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {
   static constexpr int P = N + 4;
-  float r[kL][P], k[kL][P], a[kL][P], b[kL][P], lw[kL][P];
+  float r[kL][N + 1], k[kL][N + 1], a[kL][N + 1], b[kL][N + 1], lw[kL][N + 1];
   alignas(32) float v[kL][P];
   alignas(32) float dy[kL][P];
   alignas(32) float sa[kL][P];
   alignas(32) float dX[kL][P];
   alignas(32) float Kh[kL][P];
   double cum[kL + 1][N + 1];  // double: see wkv7_chunked_body.h
-  float D[kTri][N];           // every decay between two positions (decay_table)
+  float D[kTri][N + 1];       // every decay between two positions (decay_table)
   // S_in and dS transposed, as the workspace holds them: SinT[j][i] = S_in[i][j].
   alignas(32) float SinT[N][P];
   alignas(32) float dST[N][P];
@@ -118,7 +118,7 @@ struct GradShared {
   alignas(32) float KO[kL][P];
   alignas(32) float BO[kL][P];
   alignas(32) float dvO[kL][P];
-  float dl[kL][P];
+  float dl[kL][N + 1];
   alignas(32) float Gxv[kL][kL];
   alignas(32) float Gxs[kL][kL];
   alignas(32) float Gyv[kL][kL];

@@ -185,7 +185,8 @@ constexpr int kTri = kL * (kL + 1) / 2;
 RWKV_HD constexpr int tri_row(int tp, int sp) { return tp * (tp - 1) / 2 + sp; }
 
 // sh.D[tri_row(tp, sp)][j] = CumDecay(tp, sp, j) for every sp < tp (Sh: any struct with
-// cum and D [kTri][N]). No barrier.
+// cum and D [kTri][N + 1]: the pair loops' threads read one column of many rows). No
+// barrier.
 template <int N, typename Sh, typename Block>
 RWKV_HD void decay_table(const Block& blk, Sh& sh) {
   for (int e = blk.thread(); e < kTri * N; e += blk.threads()) {
