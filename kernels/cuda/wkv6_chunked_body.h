@@ -179,11 +179,10 @@ struct GradShared {
   float D[kTri][N + 1];         // every decay between two positions (wkv7_chunked::decay_table)
   alignas(32) float Sin[N][P];  // [i][j]: key i, value j
   alignas(32) float dS[N][P];
-  // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values); dlw accumulators
+  // S_in dy_t, dS_out v_s (by keys), Kh[s] dS_out (by values)
   alignas(32) float QR[kL][P];
   alignas(32) float KO[kL][P];
   alignas(32) float dvO[kL][P];
-  float dl[kL][N + 1];
   float A[kL][kL];
   alignas(32) float G[kL][kL];
   float u[N], PLG[N];  // PLG: sum_j dS_out[i][j] S_in[i][j]
@@ -241,7 +240,6 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     sh.Kh[t][i] = sh.k[t][i] * dec(kL, t + 1, i);
   }
   attention<N>(blk, sh, dec);
-  for (int e = tid; e < kL * N; e += nt) sh.dl[e / N][e % N] = 0.f;
   for (int i = tid; i < N; i += nt) {
     float s = 0.f;
     for (int j = 0; j < N; ++j) s += sh.dS[i][j] * sh.Sin[i][j];
@@ -264,28 +262,37 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
       x.dv[o] = dv;
     }
   }
-  // dlw and du, one key channel per thread.
+  // dlw and du, one key channel per thread, dlw in registers (every loop unrolls).
   for (int i = tid; i < N; i += nt) {
-    float du = 0.f;
+    float du = 0.f, dl[kL];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u) dl[u] = 0.f;
+    RWKV_UNROLL
     for (int t = 0; t < kL; ++t) {
       du += sh.r[t][i] * sh.k[t][i] * sh.G[t][t];
+      RWKV_UNROLL
       for (int s = 0; s + 1 < t; ++s) {  // pairs that cross some u: s < u < t
         const float pa = sh.r[t][i] * sh.k[s][i] * dec(t, s + 1, i) * sh.G[t][s];
-        for (int u = s + 1; u < t; ++u) sh.dl[u][i] += pa;
+        RWKV_UNROLL
+        for (int u = s + 1; u < t; ++u) dl[u] += pa;
       }
     }
     x.dup[size_t(block) * N + i] = du;
     float suffix = 0.f;  // r_t's S_in terms, t > u
+    RWKV_UNROLL
     for (int u = kL - 1; u >= 0; --u) {
-      sh.dl[u][i] += suffix;
+      dl[u] += suffix;
       suffix += sh.r[u][i] * dec(u, 0, i) * sh.QR[u][i];
     }
     float prefix = dec(kL, 0, i) * sh.PLG[i];  // then k_s's dS terms, s < u
+    RWKV_UNROLL
     for (int u = 0; u < kL; ++u) {
-      sh.dl[u][i] += prefix;
+      dl[u] += prefix;
       prefix += dec(kL, u + 1, i) * sh.k[u][i] * sh.KO[u][i];
     }
-    for (int u = 0; u < p.len; ++u) x.dlw[p.o0 + size_t(u) * p.C + i] = sh.dl[u][i];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u)
+      if (u < p.len) x.dlw[p.o0 + size_t(u) * p.C + i] = dl[u];
   }
 }
 

@@ -112,13 +112,12 @@ struct GradShared {
   // S_in and dS transposed, as the workspace holds them: SinT[j][i] = S_in[i][j].
   alignas(32) float SinT[N][P];
   alignas(32) float dST[N][P];
-  // dX^T S_in, dY^T S_in, dS^T v, dS^T sa (by keys), dS Kh (by values); dlw accumulators
+  // dX^T S_in, dY^T S_in, dS^T v, dS^T sa (by keys), dS Kh (by values)
   alignas(32) float QA[kL][P];
   alignas(32) float QR[kL][P];
   alignas(32) float KO[kL][P];
   alignas(32) float BO[kL][P];
   alignas(32) float dvO[kL][P];
-  float dl[kL][N + 1];
   alignas(32) float Gxv[kL][kL];
   alignas(32) float Gxs[kL][kL];
   alignas(32) float Gyv[kL][kL];
@@ -200,7 +199,6 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
     sh.Kh[t][j] = sh.k[t][j] * dec(kL, t + 1, j);
-    sh.dl[t][j] = 0.f;
   }
   for (int j = tid; j < N; j += nt) {
     float s = 0.f;
@@ -241,33 +239,46 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
       bx.dv[o] = dv;
     }
   }
-  // dlw, one channel per thread: the pairs crossing u added to every u they cross.
+  // dlw, one channel per thread: the pairs crossing u added to every u they cross, in
+  // registers (every loop unrolls: the indices are constants).
   for (int j = tid; j < N; j += nt) {
-    for (int t = 0; t < kL; ++t)
+    float dl[kL];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u) dl[u] = 0.f;
+    RWKV_UNROLL
+    for (int t = 0; t < kL; ++t) {
+      RWKV_UNROLL
       for (int s = 0; s <= t; ++s) {
         const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
                          (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
-        for (int u = s + 1; u <= t; ++u) sh.dl[u][j] += pr;
+        RWKV_UNROLL
+        for (int u = s + 1; u <= t; ++u) dl[u] += pr;
         if (s < t) {
           const float pa = sh.a[t][j] * dec(t, s + 1, j) *
                            (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
-          for (int u = s + 1; u < t; ++u) sh.dl[u][j] += pa;
+          RWKV_UNROLL
+          for (int u = s + 1; u < t; ++u) dl[u] += pa;
         }
       }
+    }
     // The per-token terms: a_t's S_in term for u < t, r_t's for u <= t (suffix sums),
     // the dS terms of k_s, b_s for u > s (prefix sums), e^{cum_L} sum dS S_in for all u.
     float suffix = 0.f;
+    RWKV_UNROLL
     for (int u = kL - 1; u >= 0; --u) {
       suffix += sh.r[u][j] * dec(u + 1, 0, j) * sh.QR[u][j];
-      sh.dl[u][j] += suffix;
+      dl[u] += suffix;
       suffix += sh.a[u][j] * dec(u, 0, j) * sh.QA[u][j];
     }
     float prefix = dec(kL, 0, j) * sh.PLG[j];
+    RWKV_UNROLL
     for (int u = 0; u < kL; ++u) {
-      sh.dl[u][j] += prefix;
+      dl[u] += prefix;
       prefix += dec(kL, u + 1, j) * (sh.k[u][j] * sh.KO[u][j] + sh.b[u][j] * sh.BO[u][j]);
     }
-    for (int u = 0; u < p.len; ++u) bx.dlw[p.o0 + size_t(u) * p.C + j] = sh.dl[u][j];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u)
+      if (u < p.len) bx.dlw[p.o0 + size_t(u) * p.C + j] = dl[u];
   }
 }
 
