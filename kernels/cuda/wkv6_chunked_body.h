@@ -166,7 +166,7 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ar
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
 }
 
-// ~121 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
+// ~117 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
 // tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
 struct GradShared {

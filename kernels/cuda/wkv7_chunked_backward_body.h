@@ -95,7 +95,7 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// More than the 48 KB of static shared memory at N = 64 (~152 KB): the launcher asks
+// More than the 48 KB of static shared memory at N = 64 (~148 KB): the launcher asks
 // for it as dynamic shared memory. The operands and results of the tensor-core tiles
 // (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
