@@ -24,10 +24,14 @@
 #                                  trainer: its gpu test and `rwkv train` of the
 #                                  0.4B preset at ctx 4096 with the sequential and
 #                                  the chunked WKV kernels, and at micro-batch 8
-#                                  recomputing activations; prints a table
+#                                  recomputing activations; compute-sanitizer on
+#                                  the small chunked WKV cases; prints a table
 #   SIDE_BY_SIDE=0 scripts/gpu_check.sh   the same without flash-linear-attention (its
 #                                  autotuning takes ~110 s of the device time), for a
 #                                  second run in a lease that has already measured it
+#   SANITIZE=0 scripts/gpu_check.sh the same without compute-sanitizer's racecheck and
+#                                  memcheck of the small chunked WKV cases (run last,
+#                                  before the table; 1-2 minutes where it reaches the GPU)
 #   TRAINER=0 scripts/gpu_check.sh  the same without the carried trainer (~60 s), when
 #                                  its bundle predates the commit under test (prepare
 #                                  rebuilds it: ~5 minutes here)
@@ -241,10 +245,43 @@ else
   echo "(no .gpu/trainer.tar.xz: run 'scripts/gpu_check.sh prepare' here first)"
 fi
 
+# compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,
+# WKV5/6 at 4: the tensor-core tiles and the multiply-add scan): races in shared memory
+# (racecheck) and accesses out of bounds (memcheck) as the GPU runs them, which the CPU
+# emulator of the kernel bodies cannot see. It reaches the GPU on some machines only
+# (the device library's KINDS.md): "did not run" is no failure, errors found are.
+# SANITIZE=0 skips it (~1-2 minutes).
+san_rc=0
+echo "== compute-sanitizer (small chunked WKV cases)"
+if [[ ${SANITIZE:-1} == 0 ]]; then
+  echo "(skipped: SANITIZE=0)"
+elif ! san=$(command -v compute-sanitizer || command -v "$(dirname "$(command -v nvcc)")/compute-sanitizer"); then
+  echo "(no compute-sanitizer on the PATH or beside nvcc)"
+else
+  for run in "racecheck test_cuda_wkv7 CudaWkv7.Deterministic" \
+             "racecheck test_cuda_wkv6 CudaWkv6.Deterministic" \
+             "memcheck test_cuda_wkv7 CudaWkv7.Deterministic"; do
+    read -r tool bin filter <<<"$run"
+    log="$out/sanitizer_${tool}_$bin.log"
+    timeout 60 "$san" --tool "$tool" --error-exitcode 17 \
+      "build-gpu/tests/kernels/$bin" --gtest_filter="$filter" >"$log" 2>&1
+    r=$?
+    case $r in
+      0) verdict="clean" ;;
+      17) verdict="ERRORS FOUND"; san_rc=1 ;;
+      124) verdict="timed out (60 s)" ;;
+      *) verdict="did not run or the test failed (rc $r)" ;;
+    esac
+    echo "-- $tool $bin $filter: $verdict"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Device not supported|FAILED" "$log" | head -4
+  done
+fi
+
 echo "== results"
 grep -E "Test +#[0-9]+: " "$out/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+/ /' \
   | tr -d '*' | awk '{printf "| %-55s | %s |\n", $1, $2}' | tee "$out/results.md"
 grep -E "tests passed|tests failed" "$out/ctest.log"
 echo "RESULT: gpu tests $([[ $rc -eq 0 ]] && echo PASSED || echo FAILED)"
 echo "RESULT: trainer $([[ $trainer_rc -eq 0 ]] && echo PASSED || echo FAILED)"
-exit $(( rc != 0 || trainer_rc != 0 ))
+echo "RESULT: compute-sanitizer $([[ $san_rc -eq 0 ]] && echo "no errors found" || echo FAILED)"
+exit $(( rc != 0 || trainer_rc != 0 || san_rc != 0 ))
