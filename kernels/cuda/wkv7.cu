@@ -389,8 +389,8 @@ __global__ void __launch_bounds__(wkv7_chunked::kThreads)
   wkv7_chunked::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-// Min. blocks 1: without it ptxas spilled at 40 registers (146 now, dlw in registers);
-// ~148 KB of shared memory at N = 64 leave room for one block per SM anyway.
+// Min. blocks 1: without it ptxas spilled at 40 registers (124 now, dlw in registers);
+// ~160 KB of shared memory at N = 64 leave room for one block per SM anyway.
 template <int N>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
     wkv7_chunk_grad_kernel(wkv7_chunked::BackArgs x) {

@@ -95,7 +95,12 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// More than the 48 KB of static shared memory at N = 64 (~148 KB): the launcher asks
+// dlw's pair terms go by three parts of the queries t, [0, 9), [9, 13), [13, 16): 81, 88
+// and 87 of the 256 pairs, a thread per part and channel.
+constexpr int kDlParts = 3;
+
+// More than the 48 KB of static shared memory at N = 64 (~160 KB, under an A100's 163 KB
+// per block): the launcher asks
 // for it as dynamic shared memory. The operands and results of the tensor-core tiles
 // (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
@@ -123,8 +128,32 @@ struct GradShared {
   alignas(32) float Gyv[kL][kL];
   alignas(32) float Gys[kL][kL];
   float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
-  float PLG[N];  // sum_i dS[i][j] S_in[i][j]
+  float PLG[N];                // sum_i dS[i][j] S_in[i][j]
+  float dlp[kDlParts][kL][N];  // dlw's pair terms by part of the queries (dlw_pairs)
 };
+
+// dlw's pair terms of the queries t in [T0, T1) for channel j: each pair (t, s) that
+// crosses u added to dl[u] (a pairs s < u < t, r pairs s < u <= t). In registers: every
+// loop unrolls (the indices are constants).
+template <int T0, int T1, int N, typename Decay>
+RWKV_HD void dlw_pairs(const GradShared<N>& sh, const Decay& dec, int j, float (&dl)[kL]) {
+  RWKV_UNROLL
+  for (int t = T0; t < T1; ++t) {
+    RWKV_UNROLL
+    for (int s = 0; s <= t; ++s) {
+      const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
+                       (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
+      RWKV_UNROLL
+      for (int u = s + 1; u <= t; ++u) dl[u] += pr;
+      if (s < t) {
+        const float pa =
+            sh.a[t][j] * dec(t, s + 1, j) * (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+        RWKV_UNROLL
+        for (int u = s + 1; u < t; ++u) dl[u] += pa;
+      }
+    }
+  }
+}
 
 // The products of the gradient that are plain matrix products, as 16 x 16 tiles on the
 // tensor cores (a warp per tile, in turn): with S_in and dS (by rows t and columns j)
@@ -239,28 +268,27 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
       bx.dv[o] = dv;
     }
   }
-  // dlw, one channel per thread: the pairs crossing u added to every u they cross, in
-  // registers (every loop unrolls: the indices are constants).
-  for (int j = tid; j < N; j += nt) {
+  // dlw: the pair terms by part of the queries (three threads per channel), then their
+  // sum in a fixed order and the per-token terms, one channel per thread.
+  for (int e = tid; e < kDlParts * N; e += nt) {
+    const int part = e / N, j = e % N;  // the part is uniform in a warp
     float dl[kL];
     RWKV_UNROLL
     for (int u = 0; u < kL; ++u) dl[u] = 0.f;
+    if (part == 0)
+      dlw_pairs<0, 9>(sh, dec, j, dl);
+    else if (part == 1)
+      dlw_pairs<9, 13>(sh, dec, j, dl);
+    else
+      dlw_pairs<13, kL>(sh, dec, j, dl);
     RWKV_UNROLL
-    for (int t = 0; t < kL; ++t) {
-      RWKV_UNROLL
-      for (int s = 0; s <= t; ++s) {
-        const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
-                         (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
-        RWKV_UNROLL
-        for (int u = s + 1; u <= t; ++u) dl[u] += pr;
-        if (s < t) {
-          const float pa = sh.a[t][j] * dec(t, s + 1, j) *
-                           (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
-          RWKV_UNROLL
-          for (int u = s + 1; u < t; ++u) dl[u] += pa;
-        }
-      }
-    }
+    for (int u = 0; u < kL; ++u) sh.dlp[part][u][j] = dl[u];
+  }
+  blk.sync();
+  for (int j = tid; j < N; j += nt) {
+    float dl[kL];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u) dl[u] = (sh.dlp[0][u][j] + sh.dlp[1][u][j]) + sh.dlp[2][u][j];
     // The per-token terms: a_t's S_in term for u < t, r_t's for u <= t (suffix sums),
     // the dS terms of k_s, b_s for u > s (prefix sums), e^{cum_L} sum dS S_in for all u.
     float suffix = 0.f;
