@@ -36,6 +36,9 @@ using wkv7_chunked::ChunkPos;
 using wkv7_chunked::chunks;
 using wkv7_chunked::CumDecay;
 using wkv7_chunked::decay_table;
+using wkv7_chunked::dlw_by_parts;
+using wkv7_chunked::dlw_parts_sum;
+using wkv7_chunked::kDlParts;
 using wkv7_chunked::kKh;
 using wkv7_chunked::kL;
 using wkv7_chunked::kParts;
@@ -166,11 +169,6 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ar
   for (int i = tid; i < N; i += nt) out[kParts * LN + i] = expf(float(sh.cum[kL][i]));
 }
 
-// dlw's pair terms go by three parts of the queries t, [0, 11), [11, 14), [14, 16) (about
-// equal work: 45, 33 and 27 of the 105 pairs, which cross 165, 199 and 196 u), a thread
-// per part and channel.
-constexpr int kDlParts = 3;
-
 // ~129 KB at N = 64: dynamic shared memory. The operands and results of the tensor-core
 // tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
 template <int N>
@@ -191,23 +189,29 @@ struct GradShared {
   float A[kL][kL];
   alignas(32) float G[kL][kL];
   float u[N], PLG[N];  // PLG: sum_j dS_out[i][j] S_in[i][j]
-  float dlp[kDlParts][kL][N];  // dlw's pair terms by part of the queries (dlw_pairs)
+  float dlp[kDlParts][kL][N];  // dlw's pair terms by part of the queries (dlw_by_parts)
 };
 
-// dlw's pair terms of the queries t in [T0, T1) for key channel i: each pair s < u < t
-// added to dl[u], in registers (every loop unrolls: the indices are constants).
-template <int T0, int T1, int N, typename Decay>
-RWKV_HD void dlw_pairs(const GradShared<N>& sh, const Decay& dec, int i, float (&dl)[kL]) {
-  RWKV_UNROLL
-  for (int t = T0; t < T1; ++t) {
+// dlw's pair terms of the queries t in [T0, T1) for key channel i (dlw_by_parts): each
+// pair s < u < t added to dl[u], in registers (every loop unrolls: the indices are
+// constants).
+template <int N, typename Decay>
+struct DlwPairs {
+  const GradShared<N>& sh;
+  const Decay& dec;
+  template <int T0, int T1>
+  RWKV_HD void operator()(int i, float (&dl)[kL]) const {
     RWKV_UNROLL
-    for (int s = 0; s + 1 < t; ++s) {
-      const float pa = sh.r[t][i] * sh.k[s][i] * dec(t, s + 1, i) * sh.G[t][s];
+    for (int t = T0; t < T1; ++t) {
       RWKV_UNROLL
-      for (int u = s + 1; u < t; ++u) dl[u] += pa;
+      for (int s = 0; s + 1 < t; ++s) {
+        const float pa = sh.r[t][i] * sh.k[s][i] * dec(t, s + 1, i) * sh.G[t][s];
+        RWKV_UNROLL
+        for (int u = s + 1; u < t; ++u) dl[u] += pa;
+      }
     }
   }
-}
+};
 
 // The gradient's plain matrix products as 16 x 16 tiles on the tensor cores (a warp per
 // tile, in turn), by rows t and columns i: QR = dY S_in^T, KO = V dS^T, dvO = Kh dS
@@ -283,29 +287,16 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
       x.dv[o] = dv;
     }
   }
-  // dlw: the pair terms by part of the queries (three threads per channel), then their
-  // sum in a fixed order, the per-token terms and du, one key channel per thread.
-  for (int e = tid; e < kDlParts * N; e += nt) {
-    const int part = e / N, i = e % N;  // the part is uniform in a warp
-    float dl[kL];
-    RWKV_UNROLL
-    for (int u = 0; u < kL; ++u) dl[u] = 0.f;
-    if (part == 0)
-      dlw_pairs<0, 11>(sh, dec, i, dl);
-    else if (part == 1)
-      dlw_pairs<11, 14>(sh, dec, i, dl);
-    else
-      dlw_pairs<14, kL>(sh, dec, i, dl);
-    RWKV_UNROLL
-    for (int u = 0; u < kL; ++u) sh.dlp[part][u][i] = dl[u];
-  }
-  blk.sync();
+  // dlw: the pair terms by part of the queries, [0, 11), [11, 14), [14, 16) (about equal
+  // work: 45, 33 and 27 of the 105 pairs, which cross 165, 199 and 196 u), then their sum,
+  // the per-token terms and du, one key channel per thread.
+  dlw_by_parts<N, 11, 14>(blk, sh.dlp, DlwPairs<N, TableDecay<GradShared<N>>>{sh, dec});
   for (int i = tid; i < N; i += nt) {
     float du = 0.f, dl[kL];
     RWKV_UNROLL
     for (int u = 0; u < kL; ++u) {
       du += sh.r[u][i] * sh.k[u][i] * sh.G[u][u];
-      dl[u] = (sh.dlp[0][u][i] + sh.dlp[1][u][i]) + sh.dlp[2][u][i];
+      dl[u] = dlw_parts_sum<N>(sh.dlp, u, i);
     }
     x.dup[size_t(block) * N + i] = du;
     float suffix = 0.f;  // r_t's S_in terms, t > u

@@ -95,10 +95,6 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
   for (int j = tid; j < N; j += nt) out[kParts * LN + j] = expf(float(sh.cum[kL][j]));
 }
 
-// dlw's pair terms go by three parts of the queries t, [0, 9), [9, 13), [13, 16): 81, 88
-// and 87 of the 256 pairs, a thread per part and channel.
-constexpr int kDlParts = 3;
-
 // More than the 48 KB of static shared memory at N = 64 (~160 KB, under an A100's 163 KB
 // per block): the launcher asks
 // for it as dynamic shared memory. The operands and results of the tensor-core tiles
@@ -129,31 +125,36 @@ struct GradShared {
   alignas(32) float Gys[kL][kL];
   float Aak[kL][kL], Aab[kL][kL], Ark[kL][kL], Arb[kL][kL];
   float PLG[N];                // sum_i dS[i][j] S_in[i][j]
-  float dlp[kDlParts][kL][N];  // dlw's pair terms by part of the queries (dlw_pairs)
+  float dlp[kDlParts][kL][N];  // dlw's pair terms by part of the queries (dlw_by_parts)
 };
 
-// dlw's pair terms of the queries t in [T0, T1) for channel j: each pair (t, s) that
-// crosses u added to dl[u] (a pairs s < u < t, r pairs s < u <= t). In registers: every
-// loop unrolls (the indices are constants).
-template <int T0, int T1, int N, typename Decay>
-RWKV_HD void dlw_pairs(const GradShared<N>& sh, const Decay& dec, int j, float (&dl)[kL]) {
-  RWKV_UNROLL
-  for (int t = T0; t < T1; ++t) {
+// dlw's pair terms of the queries t in [T0, T1) for channel j (dlw_by_parts): each pair
+// (t, s) that crosses u added to dl[u] (a pairs s < u < t, r pairs s < u <= t). In
+// registers: every loop unrolls (the indices are constants).
+template <int N, typename Decay>
+struct DlwPairs {
+  const GradShared<N>& sh;
+  const Decay& dec;
+  template <int T0, int T1>
+  RWKV_HD void operator()(int j, float (&dl)[kL]) const {
     RWKV_UNROLL
-    for (int s = 0; s <= t; ++s) {
-      const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
-                       (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
+    for (int t = T0; t < T1; ++t) {
       RWKV_UNROLL
-      for (int u = s + 1; u <= t; ++u) dl[u] += pr;
-      if (s < t) {
-        const float pa =
-            sh.a[t][j] * dec(t, s + 1, j) * (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+      for (int s = 0; s <= t; ++s) {
+        const float pr = sh.r[t][j] * dec(t + 1, s + 1, j) *
+                         (sh.Gyv[t][s] * sh.k[s][j] + sh.Gys[t][s] * sh.b[s][j]);
         RWKV_UNROLL
-        for (int u = s + 1; u < t; ++u) dl[u] += pa;
+        for (int u = s + 1; u <= t; ++u) dl[u] += pr;
+        if (s < t) {
+          const float pa = sh.a[t][j] * dec(t, s + 1, j) *
+                           (sh.Gxv[t][s] * sh.k[s][j] + sh.Gxs[t][s] * sh.b[s][j]);
+          RWKV_UNROLL
+          for (int u = s + 1; u < t; ++u) dl[u] += pa;
+        }
       }
     }
   }
-}
+};
 
 // The products of the gradient that are plain matrix products, as 16 x 16 tiles on the
 // tensor cores (a warp per tile, in turn): with S_in and dS (by rows t and columns j)
@@ -268,27 +269,13 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
       bx.dv[o] = dv;
     }
   }
-  // dlw: the pair terms by part of the queries (three threads per channel), then their
-  // sum in a fixed order and the per-token terms, one channel per thread.
-  for (int e = tid; e < kDlParts * N; e += nt) {
-    const int part = e / N, j = e % N;  // the part is uniform in a warp
-    float dl[kL];
-    RWKV_UNROLL
-    for (int u = 0; u < kL; ++u) dl[u] = 0.f;
-    if (part == 0)
-      dlw_pairs<0, 9>(sh, dec, j, dl);
-    else if (part == 1)
-      dlw_pairs<9, 13>(sh, dec, j, dl);
-    else
-      dlw_pairs<13, kL>(sh, dec, j, dl);
-    RWKV_UNROLL
-    for (int u = 0; u < kL; ++u) sh.dlp[part][u][j] = dl[u];
-  }
-  blk.sync();
+  // dlw: the pair terms by part of the queries, [0, 9), [9, 13), [13, 16) (81, 88 and 87
+  // of the 256 pairs), then their sum and the per-token terms, one channel per thread.
+  dlw_by_parts<N, 9, 13>(blk, sh.dlp, DlwPairs<N, TableDecay<GradShared<N>>>{sh, dec});
   for (int j = tid; j < N; j += nt) {
     float dl[kL];
     RWKV_UNROLL
-    for (int u = 0; u < kL; ++u) dl[u] = (sh.dlp[0][u][j] + sh.dlp[1][u][j]) + sh.dlp[2][u][j];
+    for (int u = 0; u < kL; ++u) dl[u] = dlw_parts_sum<N>(sh.dlp, u, j);
     // The per-token terms: a_t's S_in term for u < t, r_t's for u <= t (suffix sums),
     // the dS terms of k_s, b_s for u > s (prefix sums), e^{cum_L} sum dS S_in for all u.
     float suffix = 0.f;

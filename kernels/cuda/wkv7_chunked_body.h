@@ -205,6 +205,38 @@ struct TableDecay {
   }
 };
 
+// dlw's pair terms in the gradient kernels go by three parts of the queries t, [0, B1),
+// [B1, B2) and [B2, kL) (each kernel picks the bounds for about equal work), a thread per
+// part and channel: dlp[part][u][j] = the terms of that part added to u. pairs (the
+// kernel's DlwPairs) adds those of the queries [T0, T1) of channel j to dl, in registers,
+// by pairs.template operator()<T0, T1>(j, dl). Ends with a barrier.
+constexpr int kDlParts = 3;
+
+template <int N, int B1, int B2, typename Pairs, typename Block>
+RWKV_HD void dlw_by_parts(const Block& blk, float (*dlp)[kL][N], const Pairs& pairs) {
+  for (int e = blk.thread(); e < kDlParts * N; e += blk.threads()) {
+    const int part = e / N, j = e % N;  // the part is uniform in a warp
+    float dl[kL];
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u) dl[u] = 0.f;
+    if (part == 0)
+      pairs.template operator()<0, B1>(j, dl);
+    else if (part == 1)
+      pairs.template operator()<B1, B2>(j, dl);
+    else
+      pairs.template operator()<B2, kL>(j, dl);
+    RWKV_UNROLL
+    for (int u = 0; u < kL; ++u) dlp[part][u][j] = dl[u];
+  }
+  blk.sync();
+}
+
+// The parts' sum for (u, j), in a fixed order.
+template <int N>
+RWKV_HD float dlw_parts_sum(const float (*dlp)[kL][N], int u, int j) {
+  return (dlp[0][u][j] + dlp[1][u][j]) + dlp[2][u][j];
+}
+
 // Aak, Aab (s < t) and Ark, Arb (s <= t) from the loaded chunk, zero elsewhere, with the
 // decays of dec (CumDecay or TableDecay). Ends with a barrier.
 template <int N, typename Sh, typename Decay, typename Block>
