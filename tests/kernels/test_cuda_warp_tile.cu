@@ -68,24 +68,16 @@ std::vector<float> gpu_tile(const t::TileOperands& x, const t::TileOperands* x2 
   return h;
 }
 
-template <int K, Layout LA, Layout LB>
-double gpu_error(unsigned seed) {
-  const t::TileOperands in(K, LA, LB, seed);
-  return t::tile_error(in, gpu_tile<K, LA, LB>(in).data());
-}
-
-struct CheckGpuProduct {
+struct GpuTile {
   template <int K, Layout LA, Layout LB>
-  void operator()(unsigned seed) const {
-    EXPECT_LE((gpu_error<K, LA, LB>(seed)), t::kTileTolerance)
-        << "K " << K << (LA == Layout::row ? ", A row" : ", A col")
-        << (LB == Layout::row ? ", B row" : ", B col") << ", seed " << seed;
+  std::vector<float> operator()(const t::TileOperands& in) const {
+    return gpu_tile<K, LA, LB>(in);
   }
 };
 
 TEST(CudaWarpTile, ThreeTf32ProductsHaveFp32Accuracy) {
   SKIP_WITHOUT_GPU();
-  t::for_each_tile_case(CheckGpuProduct{});
+  t::expect_fp32_accuracy(GpuTile{});
 }
 
 // C += A B + A2 B2 (the chunked scan's state update: A column-major, B row-major).

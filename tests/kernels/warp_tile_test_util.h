@@ -2,6 +2,8 @@
 // Shared by the tests of the tensor-core tile product (kernels/cuda/warp_tile.h) on the
 // CPU (test_warp_tile.cpp, its emulation) and on the GPU (test_cuda_warp_tile.cu): the
 // operands, the reference in double and the error measure.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstddef>
 #include <random>
@@ -65,22 +67,32 @@ inline double tile_error(const TileOperands& x, const float* c, const float* c0 
   return worst;
 }
 
-// fn.template operator()<K, LA, LB>(seed) for the cases both tests run: every layout
-// pair, depths 8 to 64, three seeds.
-template <typename Fn>
-void for_each_tile_case(Fn&& fn) {
-  constexpr Layout row = Layout::row, col = Layout::col;
-  for (unsigned seed = 1; seed <= 3; ++seed) {
-    fn.template operator()<8, row, row>(seed);
-    fn.template operator()<16, row, col>(seed);
-    fn.template operator()<32, col, row>(seed);
-    fn.template operator()<64, col, col>(seed);
-    fn.template operator()<64, row, col>(seed);
-  }
-}
-
 // fp32 products have errors of a few 2^-24 of sum |a b|; one TF32 product alone
 // (10-bit mantissas) about 2^-11.
 constexpr double kTileTolerance = 1e-6;
+
+// tile.template operator()<K, LA, LB>(x): x's product as the tile computes it, row-major
+// with leading dimension kLdc (kResultFloats values), within kTileTolerance.
+template <int K, Layout LA, Layout LB, typename Tile>
+void expect_tile_case(const Tile& tile, unsigned seed) {
+  const TileOperands x(K, LA, LB, seed);
+  const std::vector<float> c = tile.template operator()<K, LA, LB>(x);
+  EXPECT_LE(tile_error(x, c.data()), kTileTolerance)
+      << "K " << K << (LA == Layout::row ? ", A row" : ", A col")
+      << (LB == Layout::row ? ", B row" : ", B col") << ", seed " << seed;
+}
+
+// The cases both tests run: every layout pair, depths 8 to 64, three seeds.
+template <typename Tile>
+void expect_fp32_accuracy(const Tile& tile) {
+  constexpr Layout row = Layout::row, col = Layout::col;
+  for (unsigned seed = 1; seed <= 3; ++seed) {
+    expect_tile_case<8, row, row>(tile, seed);
+    expect_tile_case<16, row, col>(tile, seed);
+    expect_tile_case<32, col, row>(tile, seed);
+    expect_tile_case<64, col, col>(tile, seed);
+    expect_tile_case<64, row, col>(tile, seed);
+  }
+}
 
 }  // namespace rwkv::cuda::test
