@@ -65,6 +65,16 @@ void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, in
   throw ConfigError(m.str());
 }
 
+void check_chunked_wkv_memory(int version, int head_size, size_t need, size_t limit,
+                              const std::string& device) {
+  if (need <= limit) return;
+  std::ostringstream m;
+  m << "train.wkv: chunked: the chunked WKV backward of RWKV-" << version << " at head size "
+    << head_size << " needs " << need << " bytes of shared memory per block; this GPU, " << device
+    << ", allows " << limit << ": use train.wkv: sequential";
+  throw ConfigError(m.str());
+}
+
 bool chunked_wkv(const Config& cfg) {
   const std::string wkv = cfg.get_string("train.wkv");
   return wkv == "auto" ? cfg.get_string("train.device") == "cpu" : wkv == "chunked";

@@ -12,6 +12,7 @@
 // Both are built from the same Config and drive the same training loop.
 #include <mpi.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,13 @@ struct TrainDevice {
 // backend's scratch and WKV workspaces, and the evaluation's buffers, come on top.
 void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, int64_t moments,
                        bool recompute);
+
+// train.wkv: chunked on a GPU: the chunked RWKV-`version` WKV backward at `head_size` needs
+// `need` bytes of shared memory per block (kernels/cuda/wkv{6,7}.h), the card (`device`)
+// allows `limit`. Throws ConfigError naming train.wkv, both sizes and the card when it
+// does not fit (sm_86/sm_89 cards: 99 KB), before the first step.
+void check_chunked_wkv_memory(int version, int head_size, size_t need, size_t limit,
+                              const std::string& device);
 
 // The device of train.device for this rank. Throws ConfigError naming the key when it
 // cannot be had (a build without CUDA, no GPU, more ranks on a node than GPUs, too

@@ -10,6 +10,10 @@
 #include "common/mpi_util.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/wkv6.h"
+#include "kernels/cuda/wkv7.h"
+#include "model/model_config.h"
 #include "trainer/nccl_comm.h"
 #include "trainer/tp_comm_nccl.h"
 #include "trainer/train_device.h"
@@ -60,6 +64,17 @@ int select_gpu(MPI_Comm world) {
   const int gpu = ranks > count ? 0 : rank;
   CUDA_CHECK(cudaSetDevice(gpu));
   return gpu;
+}
+
+// train.wkv: chunked on a card whose blocks cannot have the chunked WKV backward's shared
+// memory fails here, before any step (check_chunked_wkv_memory).
+void check_chunked_wkv_fits(const Config& cfg) {
+  const model::ModelConfig mc = model::model_config_from(cfg);
+  if (mc.version < 5 || !chunked_wkv(cfg)) return;
+  const size_t need = mc.version == 7 ? cuda::wkv7_chunked_shared_bytes(mc.head_size)
+                                      : cuda::wkv6_chunked_shared_bytes(mc.head_size);
+  check_chunked_wkv_memory(mc.version, mc.head_size, need, cuda::shared_memory_optin(),
+                           cuda::device_description());
 }
 
 // The arena: train.gpu_memory GiB, or all the free memory but 2 GiB.
@@ -182,6 +197,7 @@ struct CudaTrainDevice final : TrainDevice {
 std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const ParallelGrid& grid,
                                                     MPI_Comm world) {
   const int gpu = select_gpu(world);
+  check_chunked_wkv_fits(cfg);
   return std::make_unique<CudaTrainDevice>(cfg, grid, gpu);
 }
 

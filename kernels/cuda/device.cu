@@ -1,3 +1,6 @@
+#include <sstream>
+
+#include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 
@@ -26,6 +29,35 @@ DeviceInfo query_devices() {
   info.sm_count = prop.multiProcessorCount;
   info.global_mem = prop.totalGlobalMem;
   return info;
+}
+
+size_t shared_memory_optin() {
+  int dev = 0, optin = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return static_cast<size_t>(optin);
+}
+
+std::string device_description() {
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
+         std::to_string(prop.minor) + ")";
+}
+
+std::string shared_memory_error(const std::string& what, size_t need, size_t limit,
+                                const std::string& device) {
+  std::ostringstream m;
+  m << what << " needs " << need << " bytes of shared memory per block; this GPU, " << device
+    << ", allows " << limit;
+  return m.str();
+}
+
+void require_shared_memory(const std::string& what, size_t need) {
+  const size_t limit = shared_memory_optin();
+  if (need > limit) throw Error(shared_memory_error(what, need, limit, device_description()));
 }
 
 std::string library_versions() {

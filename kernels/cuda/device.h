@@ -1,5 +1,6 @@
 #pragma once
 // Which GPU, if any, this process can use.
+#include <cstddef>
 #include <string>
 
 namespace rwkv::cuda {
@@ -15,6 +16,24 @@ struct DeviceInfo {
 };
 
 DeviceInfo query_devices();
+
+// The shared memory one thread block may opt in to on the current device
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin): about 227 KB on an H100/H200, 163 KB on an
+// A100, 99 KB on sm_86/sm_89 cards (RTX 30xx/40xx, A6000, L40S).
+size_t shared_memory_optin();
+
+// The current device for messages: "NVIDIA L40S (sm_89)".
+std::string device_description();
+
+// Why `need` bytes of shared memory per block do not fit `limit`:
+// "<what> needs <need> bytes of shared memory per block; this GPU, <device>, allows <limit>".
+std::string shared_memory_error(const std::string& what, size_t need, size_t limit,
+                                const std::string& device);
+
+// Throws rwkv::Error (shared_memory_error) unless `need` fits shared_memory_optin(): for
+// the launchers of kernels that raise their limit above 48 KB, where the CUDA error of
+// cudaFuncSetAttribute on a smaller card would say only "invalid argument".
+void require_shared_memory(const std::string& what, size_t need);
 
 // Versions of the CUDA runtime, driver, cuBLAS and NCCL, for logs and results files.
 std::string library_versions();

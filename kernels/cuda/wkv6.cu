@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv6.h"
 #include "kernels/cuda/wkv6_chunked_body.h"
 #include "kernels/cuda/wkv_segments.h"
@@ -366,6 +367,13 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
   });
 }
 
+size_t wkv6_chunked_shared_bytes(int N) {
+  check_args("rwkv::cuda::wkv6_chunked_shared_bytes", 1, 1, 1, N, 0, 1);
+  size_t bytes = 0;
+  with_instance(N, 1, [&](auto n, auto) { bytes = sizeof(ch6::GradShared<n()>); });
+  return bytes;
+}
+
 void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
                            const float* k, const float* v, const float* lw, const float* u,
                            const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
@@ -398,6 +406,7 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
           <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::backward_scan_args(x));
       CUDA_CHECK_LAUNCH();
       constexpr int smem = sizeof(ch6::GradShared<n()>);
+      require_shared_memory(std::string(fn) + " at head size " + std::to_string(n()), smem);
       CUDA_CHECK(cudaFuncSetAttribute(wkv6_chunk_grad_kernel<n()>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
       wkv6_chunk_grad_kernel<n()><<<blocks, ch6::kThreads, smem, stream>>>(x);

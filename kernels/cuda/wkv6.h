@@ -45,6 +45,10 @@ void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
 // kernels': results differ in the last bits. scratch (for either):
 // wkv6_chunked_scratch_bytes(B, T, H, h1 - h0, N).
 size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N);
+// The most shared memory one block of the chunked kernels takes at head size N (their
+// gradient kernel's); on a card that allows less, wkv6_backward_chunked throws
+// rwkv::Error saying so.
+size_t wkv6_chunked_shared_bytes(int N);
 void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
                           const float* k, const float* v, const float* lw, const float* u, float* y,
                           const float* state_in, float* state_out, void* workspace, void* scratch,

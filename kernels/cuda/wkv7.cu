@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv7.h"
 #include "kernels/cuda/wkv7_chunked_backward_body.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
@@ -516,6 +517,13 @@ size_t wkv7_chunked_backward_scratch_bytes(int B, int T, int H, int nh, int N) {
          sizeof(float);
 }
 
+size_t wkv7_chunked_shared_bytes(int N) {
+  check_args("rwkv::cuda::wkv7_chunked_shared_bytes", 1, 1, 1, N, 0, 1);
+  size_t bytes = 0;
+  with_instance(N, 1, [&](auto n, auto) { bytes = sizeof(wkv7_chunked::GradShared<n()>); });
+  return bytes;
+}
+
 void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
                            const float* lw, const float* k, const float* v, const float* a,
                            const float* b, const float* dy, float* dr, float* dlw, float* dk,
@@ -546,6 +554,7 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
         <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
     CUDA_CHECK_LAUNCH();
     constexpr int smem = sizeof(wkv7_chunked::GradShared<n()>);
+    require_shared_memory(std::string(fn) + " at head size " + std::to_string(n()), smem);
     CUDA_CHECK(cudaFuncSetAttribute(wkv7_chunk_grad_kernel<n()>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     wkv7_chunk_grad_kernel<n()><<<blocks, wkv7_chunked::kThreads, smem, stream>>>(x);

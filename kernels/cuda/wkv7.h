@@ -68,6 +68,10 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
 // then every gradient of every chunk in parallel. Reads the workspace of either forward.
 // scratch: wkv7_chunked_backward_scratch_bytes(B, T, H, h1 - h0, N).
 size_t wkv7_chunked_backward_scratch_bytes(int B, int T, int H, int nh, int N);
+// The most shared memory one block of the chunked kernels takes at head size N (their
+// gradient kernel's: 164,096 bytes at N 64). A card that allows less (sm_86/sm_89:
+// 99 KB) cannot run wkv7_backward_chunked, which throws rwkv::Error saying so.
+size_t wkv7_chunked_shared_bytes(int N);
 void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
                            const float* lw, const float* k, const float* v, const float* a,
                            const float* b, const float* dy, float* dr, float* dlw, float* dk,

@@ -2,8 +2,10 @@
 // its architecture runs, and checked calls name the failing call, file and line.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "tests/kernels/cuda_test_util.h"
@@ -63,4 +65,29 @@ TEST(CudaDevice, CublasAndNcclLoad) {
   const std::string v = rwkv::cuda::library_versions();
   EXPECT_NE(v.find("nccl"), std::string::npos);
   std::printf("%s\n", v.c_str());
+}
+
+// The message of a kernel that needs more shared memory than the card allows names
+// the kernel, both sizes and the card (no GPU needed).
+TEST(CudaDevice, SharedMemoryErrorNamesNeedLimitAndCard) {
+  const std::string m = rwkv::cuda::shared_memory_error("wkv7_backward_chunked at head size 64",
+                                                        164096, 101376, "NVIDIA L40S (sm_89)");
+  EXPECT_EQ(m,
+            "wkv7_backward_chunked at head size 64 needs 164096 bytes of shared memory per "
+            "block; this GPU, NVIDIA L40S (sm_89), allows 101376");
+}
+
+// This card's opt-in limit: more than the 48 KB every block gets; require_shared_memory
+// passes at the limit and throws one byte above it, naming the card.
+TEST(CudaDevice, RequireSharedMemoryAtTheCardsLimit) {
+  SKIP_WITHOUT_GPU();
+  const size_t limit = rwkv::cuda::shared_memory_optin();
+  EXPECT_GT(limit, size_t{48} << 10);
+  EXPECT_NO_THROW(rwkv::cuda::require_shared_memory("at the limit", limit));
+  const auto info = rwkv::cuda::query_devices();
+  expect_error_with([&] { rwkv::cuda::require_shared_memory("one byte more", limit + 1); },
+                    "one byte more needs " + std::to_string(limit + 1) +
+                        " bytes of shared memory per block; this GPU, " + info.name);
+  std::printf("opt-in shared memory per block: %zu bytes (%s)\n", limit,
+              rwkv::cuda::device_description().c_str());
 }

@@ -237,6 +237,13 @@ TEST(CudaWkv6, RejectsUnsupportedHeadSize) {
   EXPECT_THROW(rwkv::cuda::wkv6_workspace_bytes(1, 4, 1, 128), rwkv::Error);
 }
 
+// The chunked backward's shared memory per block fits an A100 (166,912 bytes) at every
+// head size; no GPU needed.
+TEST(CudaWkv6, ChunkedSharedMemoryFitsAnA100) {
+  for (int N : {16, 32, 64}) EXPECT_LE(rwkv::cuda::wkv6_chunked_shared_bytes(N), 166912u) << N;
+  expect_error_with([] { rwkv::cuda::wkv6_chunked_shared_bytes(48); }, "N=48");
+}
+
 // The chunked launchers' argument errors name the function and the value.
 TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
   expect_error_with(

@@ -371,6 +371,16 @@ TEST(CudaWkv7, RejectsUnsupportedHeadSize) {
   EXPECT_THROW(rwkv::cuda::wkv7_workspace_bytes(1, 4, 1, 8), rwkv::Error);
 }
 
+// The chunked backward's shared memory per block fits an A100 (163 KB = 166,912 bytes
+// of opt-in shared memory; an H100/H200 allows 232,448) at every head size; no GPU
+// needed. A card that allows less gets require_shared_memory's error (test_cuda_device).
+TEST(CudaWkv7, ChunkedSharedMemoryFitsAnA100) {
+  for (int N : {16, 32, 64}) EXPECT_LE(rwkv::cuda::wkv7_chunked_shared_bytes(N), 166912u) << N;
+  EXPECT_GT(rwkv::cuda::wkv7_chunked_shared_bytes(64), 101376u)
+      << "fits sm_86/sm_89 (99 KB): the docs and train.wkv's error say it does not";
+  expect_error_with([] { rwkv::cuda::wkv7_chunked_shared_bytes(128); }, "N=128");
+}
+
 TEST(CudaWkv7, RejectsBadHeadRangeAndMissingWorkspace) {
   EXPECT_THROW(
       rwkv::cuda::wkv7_forward(1, 4, 2, 64, 2, 1, nullptr, nullptr, nullptr, nullptr, nullptr,

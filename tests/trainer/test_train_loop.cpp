@@ -207,6 +207,24 @@ TEST(StepMemory, TooLittleIsAConfigErrorNamingTheKeys) {
   EXPECT_EQ(error_of(3 * GiB, 2 * GiB, GiB, GiB / 2, false), "");  // 2.5 of 3 GiB
 }
 
+// check_chunked_wkv_memory (at the start of a GPU run with train.wkv: chunked): the
+// chunked backward's shared memory at or under the card's limit passes; over it is a
+// ConfigError naming the key, the version, the head size, both sizes, the card and the way
+// out.
+TEST(ChunkedWkvMemory, OverTheCardsLimitIsAConfigErrorNamingTheKey) {
+  check_chunked_wkv_memory(7, 64, 164096, 232448, "NVIDIA H200 (sm_90)");
+  check_chunked_wkv_memory(7, 64, 164096, 164096, "at the limit");
+  try {
+    check_chunked_wkv_memory(7, 64, 164096, 101376, "NVIDIA L40S (sm_89)");
+    FAIL() << "164096 bytes fit 101376";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "train.wkv: chunked: the chunked WKV backward of RWKV-7 at head size 64 needs "
+                 "164096 bytes of shared memory per block; this GPU, NVIDIA L40S (sm_89), allows "
+                 "101376: use train.wkv: sequential");
+  }
+}
+
 // The activation memory the log reports ("activations: X MiB per rank", or GiB), in MiB.
 double logged_activation_mib(const std::string& log) {
   const size_t at = log.find("activations: ");
