@@ -32,6 +32,9 @@
 #   SANITIZE=0 scripts/gpu_check.sh the same without compute-sanitizer's racecheck and
 #                                  memcheck of the small chunked WKV cases (run last,
 #                                  before the table; 1-2 minutes where it reaches the GPU)
+#   NCU=0 scripts/gpu_check.sh      the same without Nsight Compute's per-kernel times of
+#                                  the chunked WKV kernels (~30-60 s where ncu reaches
+#                                  the GPU)
 #   TRAINER=0 scripts/gpu_check.sh  the same without the carried trainer (~60 s), when
 #                                  its bundle predates the commit under test (prepare
 #                                  rebuilds it: ~5 minutes here)
@@ -196,6 +199,7 @@ fi
 # the rwkv7-0.4b preset at ctx 4096 (bytes of generated text; bf16 products), MFU
 # against the bf16 GEMM rate bench_cuda_train measured above.
 trainer_rc=0
+ld_path_before_trainer=$LD_LIBRARY_PATH
 echo "== trainer (carried build)"
 if [[ ${TRAINER:-1} == 0 ]]; then
   echo "(skipped: TRAINER=0)"
@@ -243,6 +247,39 @@ PY
   rm -rf $work
 else
   echo "(no .gpu/trainer.tar.xz: run 'scripts/gpu_check.sh prepare' here first)"
+fi
+# The bundle's libraries (Debian's libstdc++ among them, older than a newer host
+# compiler's) serve the carried binaries only, not those built here that run below.
+export LD_LIBRARY_PATH=$ld_path_before_trainer
+
+# Nsight Compute's duration of each chunked WKV kernel (prep, scan, gradients) at the
+# benchmark's shapes, which bench_cuda_wkv's events see only summed per forward or
+# backward: the benchmark once more with every kernel called once (RWKV_BENCH_ONCE=1),
+# the table made by bench/cuda/ncu_kernel_times.py. ncu reads the GPU on some machines
+# only (the device library's KINDS.md: Firecracker yes, gVisor no): "no kernel times" is
+# no failure. NCU=0 skips it (~30-60 s).
+find_ncu() {
+  command -v ncu && return
+  local c
+  for c in "$(dirname "$(command -v nvcc)")/ncu" /opt/nvidia/nsight-compute/*/ncu; do
+    [[ -x $c ]] && echo "$c" && return
+  done
+  return 1
+}
+echo "== ncu: the chunked WKV kernels stage by stage"
+if [[ ${NCU:-1} == 0 ]]; then
+  echo "(skipped: NCU=0)"
+elif ! ncu=$(find_ncu); then
+  echo "(no ncu on the PATH, beside nvcc or in /opt/nvidia/nsight-compute)"
+elif [[ ! -x build-gpu/bench/bench_cuda_wkv ]]; then
+  echo "(bench_cuda_wkv was not built)"
+else
+  RWKV_BENCH_ONCE=1 timeout 90 "$ncu" --clock-control none -k regex:chunk \
+    --metrics gpu__time_duration.sum --print-units base --csv --log-file "$out/ncu.log" \
+    build-gpu/bench/bench_cuda_wkv >"$out/ncu_wkv.csv" 2>&1
+  r=$?
+  python3 bench/cuda/ncu_kernel_times.py "$out/ncu_wkv.csv" | tee -a "$out/bench.log" \
+    || { echo "(ncu gave no kernel times: rc $r)"; tail -5 "$out/ncu.log" "$out/ncu_wkv.csv"; }
 fi
 
 # compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,

@@ -10,13 +10,18 @@
 // WKV6 and WKV7 also in chunked form (wkv{6,7}_forward_chunked, wkv{6,7}_backward_chunked),
 // next to the sequential kernels at the same shapes.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
-// to every bench_* executable).
+// to every bench_* executable). With RWKV_BENCH_ONCE=1 in the environment every kernel
+// is called once and nothing is timed or printed but a line: the run scripts/gpu_check.sh
+// profiles with Nsight Compute for the time of each chunked kernel's stages
+// (bench/cuda/ncu_kernel_times.py).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -30,6 +35,7 @@ namespace {
 
 constexpr int kB = 8, kT = 4096, kC = 4096, kN = 64, kH = kC / kN;
 constexpr int kWarmup = 2, kReps = 20;
+bool g_once = false;  // RWKV_BENCH_ONCE: one call each, no timing, no report
 
 // Uniform in [lo, hi) from a hash of (seed, index): reproducible, no host round trip.
 __device__ float hash_uniform(uint32_t seed, size_t i, float lo, float hi) {
@@ -79,8 +85,14 @@ void fill(float* x, size_t n, uint32_t seed, float lo, float hi) {
   CUDA_CHECK_LAUNCH();
 }
 
-// Median milliseconds of kReps calls of f after kWarmup, each timed with events.
+// Median milliseconds of kReps calls of f after kWarmup, each timed with events (one
+// untimed call, 0 ms, with g_once).
 double time_ms(const std::function<void()>& f) {
+  if (g_once) {
+    f();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    return 0;
+  }
   cudaEvent_t start, stop;
   CUDA_CHECK(cudaEventCreate(&start));
   CUDA_CHECK(cudaEventCreate(&stop));
@@ -105,6 +117,7 @@ double time_ms(const std::function<void()>& f) {
 // the published shape's when 0).
 void report(const char* name, const char* shape, double fwd_ms, int fwd_in, int fwd_out,
             double bwd_ms, int bwd_in, int bwd_out, double elems = 0) {
+  if (g_once) return;
   const double tensor = (elems > 0 ? elems : double(kB) * kT * kC) * sizeof(float);
   const double fwd_bytes = tensor * (fwd_in + fwd_out), bwd_bytes = tensor * (bwd_in + bwd_out);
   std::printf(
@@ -168,10 +181,11 @@ void run() {
         rwkv::cuda::wkv6_backward_chunked(kB, kT, kH, kN, 0, kH, r, k, v, lw, u6.p, dy, g1, g2, g3,
                                           g4, du6.p, ws.p, scratch.p, splits, nullptr);
       });
-      std::printf(
-          "wkv6 chunked fp32 %s splits %d: forward %8.3f ms (sequential %.3f: %.2fx), backward "
-          "%8.3f ms (sequential %.3f: %.2fx)\n",
-          shape, splits, fc, f, f / fc, gc, g, g / gc);
+      if (!g_once)
+        std::printf(
+            "wkv6 chunked fp32 %s splits %d: forward %8.3f ms (sequential %.3f: %.2fx), backward "
+            "%8.3f ms (sequential %.3f: %.2fx)\n",
+            shape, splits, fc, f, f / fc, gc, g, g / gc);
       std::fflush(stdout);
     }
   }
@@ -214,10 +228,11 @@ void run() {
         rwkv::cuda::wkv7_backward_chunked(B, kT, H, kN, 0, H, r, lw, k, v, a, b, dy, g1, g2, g3, g4,
                                           g5, g6, ws.p, bscratch.p, splits, nullptr);
       });
-      std::printf(
-          "wkv7 chunked fp32 %s: forward %8.3f ms (sequential %.3f: %.2fx), backward %8.3f ms "
-          "(sequential %.3f: %.2fx)\n",
-          label, fc, f, f / fc, gc, g, g / gc);
+      if (!g_once)
+        std::printf(
+            "wkv7 chunked fp32 %s: forward %8.3f ms (sequential %.3f: %.2fx), backward %8.3f ms "
+            "(sequential %.3f: %.2fx)\n",
+            label, fc, f, f / fc, gc, g, g / gc);
       std::fflush(stdout);
     }
   }
@@ -231,8 +246,14 @@ int main() {
     std::fprintf(stderr, "bench_cuda_wkv: no usable GPU: %s\n", info.reason.c_str());
     return 1;
   }
-  std::printf("bench_cuda_wkv on %s (%d SMs), %d warm-up + median of %d calls\n", info.name.c_str(),
-              info.sm_count, kWarmup, kReps);
+  const char* once = std::getenv("RWKV_BENCH_ONCE");
+  g_once = once && std::string(once) == "1";
+  if (g_once)
+    std::printf("bench_cuda_wkv on %s: one call of each kernel, untimed (RWKV_BENCH_ONCE=1)\n",
+                info.name.c_str());
+  else
+    std::printf("bench_cuda_wkv on %s (%d SMs), %d warm-up + median of %d calls\n",
+                info.name.c_str(), info.sm_count, kWarmup, kReps);
   try {
     run();
   } catch (const std::exception& e) {
