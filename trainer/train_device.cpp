@@ -65,6 +65,13 @@ void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, in
   throw ConfigError(m.str());
 }
 
+void check_cuda_head_size(int version, int head_size) {
+  if (version < 5 || head_size == 16 || head_size == 32 || head_size == 64) return;
+  throw ConfigError("model.head_size: " + std::to_string(head_size) +
+                    " is not one the CUDA WKV kernels are built for (16, 32 or 64) with "
+                    "train.device: cuda; train on the CPU or pick one of those");
+}
+
 void check_chunked_wkv_memory(int version, int head_size, size_t need, size_t limit,
                               const std::string& device) {
   if (need <= limit) return;

@@ -51,6 +51,11 @@ struct TrainDevice {
 void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, int64_t moments,
                        bool recompute);
 
+// train.device: cuda runs RWKV-5/6/7's WKV at head sizes 16, 32 and 64 (the CUDA kernels'
+// instances; every official preset's is 64). Throws ConfigError naming model.head_size
+// otherwise, before the first step (the CPU backend takes any head size).
+void check_cuda_head_size(int version, int head_size);
+
 // train.wkv: chunked on a GPU: the chunked RWKV-`version` WKV backward at `head_size` needs
 // `need` bytes of shared memory per block (kernels/cuda/wkv{6,7}.h), the card (`device`)
 // allows `limit`. Throws ConfigError naming train.wkv, both sizes and the card when it

@@ -66,10 +66,12 @@ int select_gpu(MPI_Comm world) {
   return gpu;
 }
 
-// train.wkv: chunked on a card whose blocks cannot have the chunked WKV backward's shared
-// memory fails here, before any step (check_chunked_wkv_memory).
-void check_chunked_wkv_fits(const Config& cfg) {
+// A head size the CUDA WKV kernels are not built for, or train.wkv: chunked on a card
+// whose blocks cannot have the chunked backward's shared memory, fails here, before any
+// step (check_cuda_head_size, check_chunked_wkv_memory).
+void check_wkv_kernels(const Config& cfg) {
   const model::ModelConfig mc = model::model_config_from(cfg);
+  check_cuda_head_size(mc.version, mc.head_size);
   if (mc.version < 5 || !chunked_wkv(cfg)) return;
   const size_t need = mc.version == 7 ? cuda::wkv7_chunked_shared_bytes(mc.head_size)
                                       : cuda::wkv6_chunked_shared_bytes(mc.head_size);
@@ -197,7 +199,7 @@ struct CudaTrainDevice final : TrainDevice {
 std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const ParallelGrid& grid,
                                                     MPI_Comm world) {
   const int gpu = select_gpu(world);
-  check_chunked_wkv_fits(cfg);
+  check_wkv_kernels(cfg);
   return std::make_unique<CudaTrainDevice>(cfg, grid, gpu);
 }
 

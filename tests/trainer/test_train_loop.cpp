@@ -225,6 +225,23 @@ TEST(ChunkedWkvMemory, OverTheCardsLimitIsAConfigErrorNamingTheKey) {
   }
 }
 
+// check_cuda_head_size: RWKV-4 (no heads) and the head sizes of the CUDA WKV kernels
+// pass; another is a ConfigError naming model.head_size.
+TEST(CudaHeadSize, OthersThan16_32_64AreAConfigErrorNamingTheKey) {
+  for (int n : {16, 32, 64}) check_cuda_head_size(7, n);
+  check_cuda_head_size(4, 128);
+  for (int v : {5, 6, 7}) {
+    try {
+      check_cuda_head_size(v, 128);
+      ADD_FAILURE() << "head size 128 accepted for RWKV-" << v;
+    } catch (const ConfigError& e) {
+      EXPECT_STREQ(e.what(),
+                   "model.head_size: 128 is not one the CUDA WKV kernels are built for (16, 32 "
+                   "or 64) with train.device: cuda; train on the CPU or pick one of those");
+    }
+  }
+}
+
 // The activation memory the log reports ("activations: X MiB per rank", or GiB), in MiB.
 double logged_activation_mib(const std::string& log) {
   const size_t at = log.find("activations: ");
