@@ -158,7 +158,13 @@ struct CudaTrainDevice final : TrainDevice {
                                                               : kernels::MatmulPrecision::fp32,
            chunked_wkv(cfg) ? kernels::WkvKernels::chunked : kernels::WkvKernels::sequential),
         tp_group(grid.tp),
-        dp_comm(grid.dp) {}
+        dp_comm(grid.dp) {
+    // What the arena's out-of-memory error (a step that needs more than check_step_memory
+    // counts: WKV workspaces, scratch) tells a user of rwkv train.
+    be.arena.advice =
+        "lower train.micro_batch_size or model.ctx_len, set train.recompute: full, or raise "
+        "train.gpu_memory (the arena's size; auto: the GPU's free memory but 2 GiB)";
+  }
   kernels::Backend<float>& backend() override { return be; }
   // Made on first use, not in the constructor: NCCL's set-up is collective, and the
   // constructor may fail on one rank alone (no GPU, no memory) before the ranks agree.

@@ -32,7 +32,7 @@ size_t Arena::alloc(size_t bytes) {
     std::ostringstream msg;
     msg << "CUDA memory arena: cannot allocate " << bytes << " bytes (arena " << capacity_
         << " bytes, " << used_bytes_ << " in use, largest free block " << largest_free()
-        << " bytes); give the backend a larger arena";
+        << " bytes); " << advice;
     throw Error(msg.str());
   }
   const size_t offset = best->first, left = best->second - need;

@@ -11,6 +11,7 @@
 // free neighbours, so the free blocks are always the maximal free runs.
 #include <cstddef>
 #include <map>
+#include <string>
 
 namespace rwkv::cuda {
 
@@ -22,7 +23,7 @@ struct Arena {
 
   // The offset of a new block of at least `bytes` (0 counts as 1). Throws rwkv::Error
   // naming the request, the arena's size, the bytes in use and the largest free block
-  // when no free block fits.
+  // when no free block fits, then what to do about it (`advice`).
   size_t alloc(size_t bytes);
   // Returns the block at `offset` to the arena. Throws rwkv::Error for an offset that
   // is not the start of a block in use.
@@ -33,6 +34,10 @@ struct Arena {
   size_t capacity() const { return capacity_; }
   size_t used() const { return used_bytes_; }
   size_t largest_free() const;
+
+  // The end of the out-of-memory error: what the arena's owner can do about it (the
+  // trainer names its keys: train.micro_batch_size, train.recompute, train.gpu_memory).
+  std::string advice = "give the backend a larger arena";
 
  private:
   size_t capacity_;

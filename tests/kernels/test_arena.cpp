@@ -113,6 +113,17 @@ TEST(Arena, FragmentationErrorNamesTheSizes) {
     EXPECT_NE(msg.find("arena 2048 bytes"), std::string::npos) << msg;
     EXPECT_NE(msg.find("1024 in use"), std::string::npos) << msg;
     EXPECT_NE(msg.find("largest free block 256 bytes"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("; give the backend a larger arena"), std::string::npos) << msg;
+  }
+  arena.advice = "lower train.micro_batch_size";  // the trainer's (trainer/train_device_cuda.cpp)
+  try {
+    arena.alloc(2 * kUnit);
+    FAIL() << "expected rwkv::Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("largest free block 256 bytes); lower train.micro_batch_size"),
+              std::string::npos)
+        << msg;
   }
 }
 
