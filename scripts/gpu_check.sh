@@ -275,7 +275,7 @@ elif [[ ! -x build-gpu/bench/bench_cuda_wkv ]]; then
   echo "(bench_cuda_wkv was not built)"
 else
   RWKV_BENCH_ONCE=1 timeout 90 "$ncu" --clock-control none -k regex:chunk \
-    --metrics gpu__time_duration.sum --print-units base --csv --log-file "$out/ncu.log" \
+    --metrics gpu__time_duration.sum --csv --log-file "$out/ncu.log" \
     build-gpu/bench/bench_cuda_wkv >"$out/ncu_wkv.csv" 2>&1
   r=$?
   python3 bench/cuda/ncu_kernel_times.py "$out/ncu_wkv.csv" | tee -a "$out/bench.log" \

@@ -4,11 +4,11 @@
 The check runs bench_cuda_wkv once more with RWKV_BENCH_ONCE=1 (every kernel called
 once) under
 
-  ncu --clock-control none -k regex:chunk --metrics gpu__time_duration.sum \
-      --print-units base --csv
+  ncu --clock-control none -k regex:chunk --metrics gpu__time_duration.sum --csv
 
 which writes one CSV row per profiled launch ("Kernel Name", "Grid Size", "Metric Name",
-"Metric Unit", "Metric Value", ...). This prints, per kernel and grid size in the order
+"Metric Unit", "Metric Value", ...; the unit scaled per value: nsecond, usecond, ...,
+thousands separated by commas). This prints, per kernel and grid size in the order
 of their first launch, the number of launches and the median duration: the time of each
 stage of the chunked WKV kernels (prep, scan, gradients), which the benchmark's CUDA
 events only see summed over a whole forward or backward.
