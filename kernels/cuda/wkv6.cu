@@ -2,7 +2,6 @@
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv6.h"
 #include "kernels/cuda/wkv6_chunked_body.h"
 #include "kernels/cuda/wkv_segments.h"
@@ -36,6 +35,7 @@ namespace {
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;
+using wkv_detail::launch_large_shared;
 using wkv_detail::nseg;
 using wkv_detail::with_instance;
 
@@ -405,12 +405,8 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
       wkv6_chunk_scan_kernel<n(), g()>
           <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::backward_scan_args(x));
       CUDA_CHECK_LAUNCH();
-      constexpr int smem = sizeof(ch6::GradShared<n()>);
-      require_shared_memory(std::string(fn) + " at head size " + std::to_string(n()), smem);
-      CUDA_CHECK(cudaFuncSetAttribute(wkv6_chunk_grad_kernel<n()>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      wkv6_chunk_grad_kernel<n()><<<blocks, ch6::kThreads, smem, stream>>>(x);
-      CUDA_CHECK_LAUNCH();
+      launch_large_shared(wkv6_chunk_grad_kernel<n()>, blocks, ch6::kThreads,
+                          sizeof(ch6::GradShared<n()>), stream, fn, n(), x);
     }
     // With no tokens this writes zeros (no partial is read).
     wkv6_chunk_sum_du_kernel<n()><<<(nh * n() + 127) / 128, 128, 0, stream>>>(x);

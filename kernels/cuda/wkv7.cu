@@ -5,7 +5,6 @@
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv7.h"
 #include "kernels/cuda/wkv7_chunked_backward_body.h"
 #include "kernels/cuda/wkv7_chunked_body.h"
@@ -59,6 +58,7 @@ namespace {
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;
+using wkv_detail::launch_large_shared;
 using wkv_detail::nseg;
 using wkv_detail::with_instance;
 
@@ -553,12 +553,8 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
     wkv7_chunk_scan_kernel<n(), g()>
         <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
     CUDA_CHECK_LAUNCH();
-    constexpr int smem = sizeof(wkv7_chunked::GradShared<n()>);
-    require_shared_memory(std::string(fn) + " at head size " + std::to_string(n()), smem);
-    CUDA_CHECK(cudaFuncSetAttribute(wkv7_chunk_grad_kernel<n()>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    wkv7_chunk_grad_kernel<n()><<<blocks, wkv7_chunked::kThreads, smem, stream>>>(x);
-    CUDA_CHECK_LAUNCH();
+    launch_large_shared(wkv7_chunk_grad_kernel<n()>, blocks, wkv7_chunked::kThreads,
+                        sizeof(wkv7_chunked::GradShared<n()>), stream, fn, n(), x);
   });
 }
 

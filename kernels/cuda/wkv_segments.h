@@ -2,11 +2,17 @@
 // Shared by the per-head WKV kernels (wkv6.cu, wkv7.cu): the forward checkpoints the
 // state every kSeg tokens (as RWKV-LM's RWKV-7 CUDA kernel does) and the backward
 // recomputes one segment at a time from the checkpoint; the argument checks of their
-// launchers and the table of (head size, splits) instances.
+// launchers, the table of (head size, splits) instances and the launch of a kernel with
+// more than 48 KB of shared memory.
+#include <cuda_runtime_api.h>
+
 #include <sstream>
+#include <string>
 #include <type_traits>
 
 #include "common/error.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 
 namespace rwkv::cuda::wkv_detail {
 
@@ -59,6 +65,19 @@ void with_instance(int N, int splits, Fn&& fn) {
     default:
       return fn(integral_constant<int, 64>{}, integral_constant<int, 8>{});
   }
+}
+
+// kernel<<<blocks, threads, smem, stream>>>(args) for a kernel whose dynamic shared memory
+// (smem bytes: the chunked gradient kernels') is above the 48 KB every block gets: checks
+// that this card allows it (require_shared_memory, naming fn and the head size N), raises
+// the kernel's limit to it, checks the launch.
+template <typename Args>
+void launch_large_shared(void (*kernel)(Args), int blocks, int threads, int smem,
+                         cudaStream_t stream, const char* fn, int N, const Args& args) {
+  require_shared_memory(std::string(fn) + " at head size " + std::to_string(N), size_t(smem));
+  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  kernel<<<blocks, threads, smem, stream>>>(args);
+  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rwkv::cuda::wkv_detail
