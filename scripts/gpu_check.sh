@@ -258,10 +258,11 @@ export LD_LIBRARY_PATH=$ld_path_before_trainer
 # the table made by bench/cuda/ncu_kernel_times.py. ncu reads the GPU on some machines
 # only (the device library's KINDS.md: Firecracker yes, gVisor no): "no kernel times" is
 # no failure. NCU=0 skips it (~30-60 s).
-find_ncu() {
-  command -v ncu && return
+# A CUDA tool ($1): on the PATH, beside nvcc, or in Nsight Compute's own directory.
+find_cuda_tool() {
+  command -v "$1" && return
   local c
-  for c in "$(dirname "$(command -v nvcc)")/ncu" /opt/nvidia/nsight-compute/*/ncu; do
+  for c in "$(dirname "$(command -v nvcc)")/$1" /opt/nvidia/nsight-compute/*/"$1"; do
     [[ -x $c ]] && echo "$c" && return
   done
   return 1
@@ -269,7 +270,7 @@ find_ncu() {
 echo "== ncu: the chunked WKV kernels stage by stage"
 if [[ ${NCU:-1} == 0 ]]; then
   echo "(skipped: NCU=0)"
-elif ! ncu=$(find_ncu); then
+elif ! ncu=$(find_cuda_tool ncu); then
   echo "(no ncu on the PATH, beside nvcc or in /opt/nvidia/nsight-compute)"
 elif [[ ! -x build-gpu/bench/bench_cuda_wkv ]]; then
   echo "(bench_cuda_wkv was not built)"
@@ -292,8 +293,8 @@ san_rc=0
 echo "== compute-sanitizer (small chunked WKV cases)"
 if [[ ${SANITIZE:-1} == 0 ]]; then
   echo "(skipped: SANITIZE=0)"
-elif ! san=$(command -v compute-sanitizer || command -v "$(dirname "$(command -v nvcc)")/compute-sanitizer"); then
-  echo "(no compute-sanitizer on the PATH or beside nvcc)"
+elif ! san=$(find_cuda_tool compute-sanitizer); then
+  echo "(no compute-sanitizer on the PATH, beside nvcc or in /opt/nvidia/nsight-compute)"
 else
   for run in "racecheck test_cuda_wkv7 CudaWkv7.Deterministic" \
              "racecheck test_cuda_wkv6 CudaWkv6.Deterministic" \
