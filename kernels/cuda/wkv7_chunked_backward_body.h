@@ -96,9 +96,9 @@ RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Ba
 }
 
 // More than the 48 KB of static shared memory at N = 64 (~160 KB, under an A100's 163 KB
-// per block): the launcher asks
-// for it as dynamic shared memory. The operands and results of the tensor-core tiles
-// (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and 32-byte alignment.
+// per block): the launcher asks for it as dynamic shared memory. The operands and results
+// of the tensor-core tiles (kernels/cuda/warp_tile.h) have rows of P = N + 4 floats and
+// 32-byte alignment.
 template <int N>
 struct GradShared {
   static constexpr int P = N + 4;
