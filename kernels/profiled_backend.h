@@ -6,10 +6,12 @@
 // stream instead (its ops are queued, not run, when the call returns). Used by the
 // training-step benchmarks (bench/bench_train_step_ops.cpp, bench/cuda/bench_cuda_train.cu).
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "kernels/backend.h"
 
@@ -49,7 +51,21 @@ struct HostOpClock final : OpClock {
 // the ops' total; `steps` divides the totals.
 std::string format_op_profile(const std::map<std::string, OpTotal>& totals, int steps);
 
-// clock may be null or changed between steps: no timing while it is null.
+// One matrix product as the model asked for it (matmul_forward or matmul_backward), for
+// the benchmarks that time a model's products again shape by shape
+// (bench/cuda/bench_cuda_matmul.cu).
+struct ProductCall {
+  bool backward = false;
+  int64_t M = 0, K = 0, N = 0;
+  int64_t ldx = 0, ldo = 0;  // leading dimensions of x (and dx) and of out (or dout)
+  WLayout layout = WLayout::OutIn;
+  bool accumulate = false;      // forward: out +=; backward: dx += (dw always accumulates)
+  bool dx = false, dw = false;  // backward: the gradients asked for
+  auto operator<=>(const ProductCall&) const = default;
+};
+
+// clock may be null or changed between steps: no timing while it is null. products may be
+// null too: when set, every product is appended to it.
 template <typename F>
 struct ProfiledBackend final : Backend<F> {
   ProfiledBackend(Backend<F>& inner_, OpClock* clock_) : inner(inner_), clock(clock_) {}
@@ -143,12 +159,16 @@ struct ProfiledBackend final : Backend<F> {
   }
   void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, int64_t M,
                       int64_t K, int64_t N, WLayout layout, bool accumulate) override {
+    if (products) products->push_back({false, M, K, N, ldx, ldo, layout, accumulate, false, false});
     const Timed timed(clock, "matmul_forward");
     inner.matmul_forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate);
   }
   void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx,
                        const F* w, int64_t M, int64_t K, int64_t N, WLayout layout,
                        bool accumulate_dx) override {
+    if (products)
+      products->push_back(
+          {true, M, K, N, ldx, ldo, layout, accumulate_dx, dx != nullptr, dw != nullptr});
     const Timed timed(clock, "matmul_backward");
     inner.matmul_backward(dx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx);
   }
@@ -350,6 +370,7 @@ struct ProfiledBackend final : Backend<F> {
 
   Backend<F>& inner;
   OpClock* clock;
+  std::vector<ProductCall>* products = nullptr;
 
  private:
   struct Timed {

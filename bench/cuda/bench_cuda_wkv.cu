@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/cuda/bench_util.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv4.h"
@@ -33,26 +34,13 @@
 
 namespace {
 
+using bench::Dev;
+using bench::fill;
+using bench::hash_uniform;
+
 constexpr int kB = 8, kT = 4096, kC = 4096, kN = 64, kH = kC / kN;
 constexpr int kWarmup = 2, kReps = 20;
 bool g_once = false;  // RWKV_BENCH_ONCE: one call each, no timing, no report
-
-// Uniform in [lo, hi) from a hash of (seed, index): reproducible, no host round trip.
-__device__ float hash_uniform(uint32_t seed, size_t i, float lo, float hi) {
-  uint32_t x = uint32_t(i) * 0x9e3779b9u ^ uint32_t(i >> 32) ^ (seed * 0x85ebca6bu);
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return lo + (hi - lo) * float(x >> 8) * (1.0f / 16777216.0f);
-}
-
-__global__ void fill_uniform(float* x, size_t n, uint32_t seed, float lo, float hi) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x)
-    x[i] = hash_uniform(seed, i, lo, hi);
-}
 
 // The model's RWKV-7 a, b: a = -kk, b = kk * sigmoid(x), kk L2-normalised per head of N.
 // a holds the raw kk on entry; one thread per head row.
@@ -72,19 +60,6 @@ __global__ void make_v7_ab(float* a, float* b, size_t rows, int N, uint32_t seed
   }
 }
 
-struct Dev {
-  float* p = nullptr;
-  explicit Dev(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(float))); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  ~Dev() { cudaFree(p); }
-};
-
-void fill(float* x, size_t n, uint32_t seed, float lo, float hi) {
-  fill_uniform<<<4096, 256>>>(x, n, seed, lo, hi);
-  CUDA_CHECK_LAUNCH();
-}
-
 // Median milliseconds of kReps calls of f after kWarmup, each timed with events (one
 // untimed call, 0 ms, with g_once).
 double time_ms(const std::function<void()>& f) {
@@ -93,24 +68,7 @@ double time_ms(const std::function<void()>& f) {
     CUDA_CHECK(cudaDeviceSynchronize());
     return 0;
   }
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < kWarmup; ++i) f();
-  CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> ms(kReps);
-  for (auto& m : ms) {
-    CUDA_CHECK(cudaEventRecord(start));
-    f();
-    CUDA_CHECK(cudaEventRecord(stop));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    CUDA_CHECK(cudaEventElapsedTime(&m, start, stop));
-  }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  CUDA_CHECK(cudaDeviceSynchronize());  // errors of the phase surface here
-  std::nth_element(ms.begin(), ms.begin() + kReps / 2, ms.end());
-  return ms[kReps / 2];
+  return bench::median_ms(f, kWarmup, kReps);
 }
 
 // n_in per-token tensors read and n_out written, [B, T, C] fp32 each (elems elements;

@@ -17,18 +17,26 @@ using kernels::WLayout;
 // cuBLAS is column-major: a row-major [r, c] matrix with leading dimension ld is, in
 // the same memory, the column-major [c, r] matrix (its transpose) with the same ld. So
 // every row-major product C = A @ B below is computed as C^T = B^T @ A^T. The operands
-// a and b are of `type` (fp32 or bf16), c is fp32, accumulation fp32.
+// a and b are of t.operands (fp32 or bf16), c is fp32, accumulation fp32.
+struct GemmType {
+  cudaDataType operands;
+  cublasComputeType_t compute;
+};
+constexpr GemmType kFp32{CUDA_R_32F, CUBLAS_COMPUTE_32F};
+constexpr GemmType kBf16{CUDA_R_16BF, CUBLAS_COMPUTE_32F};
+constexpr GemmType kFastBf16{CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_16BF};
+
 void gemm(cublasHandle_t handle, cudaStream_t stream, cublasOperation_t ta, cublasOperation_t tb,
           int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, const void* b, int64_t ldb,
-          float beta, float* c, int64_t ldc, cudaDataType type) {
+          float beta, float* c, int64_t ldc, GemmType t) {
   cudaStream_t current = nullptr;
   CUBLAS_CHECK(cublasGetStream(handle, &current));
   if (current != stream) CUBLAS_CHECK(cublasSetStream(handle, stream));
   const float alpha = 1.0f;
   CUBLAS_CHECK(cublasGemmEx(handle, ta, tb, static_cast<int>(m), static_cast<int>(n),
-                            static_cast<int>(k), &alpha, a, type, static_cast<int>(lda), b, type,
-                            static_cast<int>(ldb), &beta, c, CUDA_R_32F, static_cast<int>(ldc),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            static_cast<int>(k), &alpha, a, t.operands, static_cast<int>(lda), b,
+                            t.operands, static_cast<int>(ldb), &beta, c, CUDA_R_32F,
+                            static_cast<int>(ldc), t.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 void check_shape(const char* fn, int64_t ldo, int64_t ldx, int64_t M, int64_t K, int64_t N) {
@@ -43,7 +51,7 @@ void check_shape(const char* fn, int64_t ldo, int64_t ldx, int64_t M, int64_t K,
 
 // The products of matmul_forward with operands x (ld ldx) and w of `type`.
 void forward(float* out, int64_t ldo, const void* x, int64_t ldx, const void* w, int64_t M,
-             int64_t K, int64_t N, WLayout layout, bool accumulate, cudaDataType type,
+             int64_t K, int64_t N, WLayout layout, bool accumulate, GemmType type,
              cublasHandle_t handle, cudaStream_t stream) {
   const float beta = accumulate ? 1.0f : 0.0f;  // beta 0: out is not read (may hold NaN)
   // out^T [N, M] = W^T [N, K] @ x^T [K, M]. OutIn w [N, K] row-major is column-major
@@ -59,7 +67,7 @@ void forward(float* out, int64_t ldo, const void* x, int64_t ldx, const void* w,
 // overwritten unless accumulate_dx (beta 0: cuBLAS does not read it), dw accumulates.
 void backward(float* dx, int64_t lddx, float* dw, const void* dout, int64_t ldo, const void* x,
               int64_t ldx, const void* w, int64_t M, int64_t K, int64_t N, WLayout layout,
-              bool accumulate_dx, cudaDataType type, cublasHandle_t handle, cudaStream_t stream) {
+              bool accumulate_dx, GemmType type, cublasHandle_t handle, cudaStream_t stream) {
   const float beta = accumulate_dx ? 1.0f : 0.0f;
   if (layout == WLayout::OutIn) {
     // dx^T [K, M] (+)= W [K, N] @ dout^T [N, M], W = w^T: w column-major [K, N] as is.
@@ -110,14 +118,14 @@ void matmul_forward(float* out, int64_t ldo, const float* x, int64_t ldx, const 
                     int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate,
                     cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_forward", ldo, ldx, M, K, N);
-  forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, CUDA_R_32F, handle, stream);
+  forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, kFp32, handle, stream);
 }
 
 void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N, WLayout layout,
                      bool accumulate_dx, cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_backward", ldo, ldx, M, K, N);
-  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx, CUDA_R_32F, handle,
+  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx, kFp32, handle,
            stream);
 }
 
@@ -128,7 +136,7 @@ void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, c
   const Bf16Operands b = bf16_operands(scratch, M, K, N);
   to_bf16(b.x, x, M, K, ldx, stream);
   to_bf16(b.w, w, 1, K * N, K * N, stream);  // either layout: the K * N values as they lie
-  forward(out, ldo, b.x, K, b.w, M, K, N, layout, accumulate, CUDA_R_16BF, handle, stream);
+  forward(out, ldo, b.x, K, b.w, M, K, N, layout, accumulate, kBf16, handle, stream);
 }
 
 void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
@@ -141,7 +149,23 @@ void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, 
   to_bf16(b.dout, dout, M, N, ldo, stream);
   if (dx) to_bf16(b.w, w, 1, K * N, K * N, stream);  // only dx reads w, only dw reads x
   if (dw) to_bf16(b.x, x, M, K, ldx, stream);
-  backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, accumulate_dx, CUDA_R_16BF, handle,
+  backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, accumulate_dx, kBf16, handle,
+           stream);
+}
+
+void matmul_forward_fast_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
+                              int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate,
+                              cublasHandle_t handle, cudaStream_t stream) {
+  check_shape("matmul_forward_fast_bf16", ldo, ldx, M, K, N);
+  forward(out, ldo, x, ldx, w, M, K, N, layout, accumulate, kFastBf16, handle, stream);
+}
+
+void matmul_backward_fast_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
+                               int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
+                               WLayout layout, bool accumulate_dx, cublasHandle_t handle,
+                               cudaStream_t stream) {
+  check_shape("matmul_backward_fast_bf16", ldo, ldx, M, K, N);
+  backward(dx, ldx, dw, dout, ldo, x, ldx, w, M, K, N, layout, accumulate_dx, kFastBf16, handle,
            stream);
 }
 

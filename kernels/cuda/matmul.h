@@ -17,6 +17,13 @@
 // matmul_bf16_scratch_bytes(M, K, N) bytes, 256-byte aligned, free while the stream runs
 // the call. Error against the fp32 product: rounding costs each operand at most 2^-9
 // relative (a single product 2^-8), about 2e-3 relative L2 on sums of random products.
+//
+// The *_fast_bf16 variants are the same products without the conversion kernels and the
+// scratch: the fp32 operands go to cuBLAS with CUBLAS_COMPUTE_32F_FAST_16BF, which lets
+// it round them to bf16 inside the product and use the bf16 tensor cores (cuBLAS
+// documentation, cublasComputeType_t). Whether that is faster than converting first
+// depends on the kernels cuBLAS picks for each shape: bench/cuda/bench_cuda_matmul.cu
+// times both on the products of a model's step. CudaBackend does not use them yet.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -51,5 +58,14 @@ void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, 
                           int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
                           kernels::WLayout layout, bool accumulate_dx, void* scratch,
                           cublasHandle_t handle, cudaStream_t stream);
+
+void matmul_forward_fast_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
+                              int64_t M, int64_t K, int64_t N, kernels::WLayout layout,
+                              bool accumulate, cublasHandle_t handle, cudaStream_t stream);
+
+void matmul_backward_fast_bf16(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
+                               int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
+                               kernels::WLayout layout, bool accumulate_dx, cublasHandle_t handle,
+                               cudaStream_t stream);
 
 }  // namespace rwkv::cuda

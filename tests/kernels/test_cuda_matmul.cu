@@ -2,7 +2,8 @@
 // (kernels/cpu/matmul.h) on random inputs: both weight layouts, forward with and without
 // accumulation, backward with dx and dw each present or null, odd sizes, leading
 // dimensions wider than the rows, and LoRA-like column slices of wider tensors; the
-// same for the bf16 tensor-core variants (*_bf16) against the CPU's fp32 product.
+// same for the bf16 tensor-core variants (*_bf16, *_fast_bf16) against the CPU's fp32
+// product.
 // Measure: ||gpu - cpu||_2 / ||cpu||_2 over the elements the op writes, <= 1e-5 in fp32,
 // <= 5e-3 for bf16 (the issue's bf16 tolerance; rounding both operands to bf16 gives
 // at most 2^-8 relative error on a single product, ~2e-3 relative L2 on random sums);
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -106,6 +108,14 @@ BackwardRef backward_ref(const Case& c, const std::vector<float>& x, const std::
                                        << " elements outside the written part changed";
 }
 
+// A product under test, with the arguments of matmul_forward / matmul_backward after
+// their handle and stream (the fixture's).
+using Forward = std::function<void(float* out, int64_t ldo, const float* x, int64_t ldx,
+                                   const float* w, const Case& c, bool accumulate)>;
+using Backward =
+    std::function<void(float* dx, float* dw, const float* dout, int64_t ldo, const float* x,
+                       int64_t ldx, const float* w, const Case& c, bool accumulate_dx)>;
+
 struct CudaMatmul : ::testing::Test {
   void SetUp() override {
     SKIP_WITHOUT_GPU();
@@ -120,71 +130,98 @@ struct CudaMatmul : ::testing::Test {
     CUDA_CHECK(cudaStreamSynchronize(stream));
     return d.get();
   }
+
+  // Every case, with and without accumulation, against the CPU's fp32 product.
+  void check_forward(const char* name, const Forward& product, unsigned seed, double tol) {
+    for (const Case& c : kCases) {
+      std::mt19937 rng(c.seed + seed);
+      const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+      const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+      const auto out0 = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+      DevBuf dx(x), dw(w);
+      for (bool acc : {false, true}) {
+        // CPU: a non-accumulating forward overwrites, so its start does not matter.
+        std::vector<float> ref = out0;
+        rwkv::kernels::matmul_forward<float>(ref.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
+                                             w.data(), c.M, c.K, c.N, c.layout, acc);
+        DevBuf dout(out0);
+        if (!acc) {  // poison the written columns only: the rest must keep out0's values
+          std::vector<float> start = out0;
+          for (int64_t i = 0; i < c.M; ++i)
+            std::memset(&start[static_cast<size_t>(i * c.ldo + c.ooff)], 0xff,
+                        static_cast<size_t>(c.N) * sizeof(float));
+          CUDA_CHECK(cudaMemcpy(dout.p, start.data(), start.size() * sizeof(float),
+                                cudaMemcpyHostToDevice));
+        }
+        product(dout.p + c.ooff, c.ldo, dx.p + c.xoff, c.ldx, dw.p, c, acc);
+        const std::string what = std::string(name) + (acc ? " out (accumulate)" : " out");
+        EXPECT_TRUE(close(what.c_str(), c, get(dout), ref, out0, c.M, c.ldo, c.ooff, c.N, tol));
+      }
+    }
+  }
+
+  // Every case with dx and dw each wanted or null (dx accumulated into), then both and
+  // dx only with dx overwritten (its slice NaN before: the product must not read it).
+  void check_backward(const char* name, const Backward& product, unsigned seed, double tol) {
+    for (const Case& c : kCases) {
+      std::mt19937 rng(c.seed + seed);
+      const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+      const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+      const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
+      const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
+      const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
+      DevBuf d_x(x), d_w(w), d_dout(dout);
+      // variant: both, dx only, dw only, neither; then both and dx only overwritten.
+      for (int variant = 0; variant < 6; ++variant) {
+        const bool acc = variant < 4;
+        const bool want_dx = variant % 4 <= 1,
+                   want_dw = variant == 0 || variant == 2 || variant == 4;
+        const BackwardRef ref = backward_ref(c, x, w, dout, gx0, gw0, acc);
+        DevBuf gx(ref.start), gw(gw0);
+        product(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr, d_dout.p + c.ooff,
+                c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c, acc);
+        const auto got_gx = get(gx), got_gw = get(gw);
+        const std::string dx_what = std::string(name) + (acc ? " dx" : " dx (overwritten)");
+        if (want_dx)
+          EXPECT_TRUE(close(dx_what.c_str(), c, got_gx, ref.gx, gx0, c.M, c.ldx, c.xoff, c.K, tol));
+        else
+          EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
+              << name << ": dx was null but changed: " << describe(c);
+        const std::string dw_what = std::string(name) + " dw";
+        if (want_dw)
+          EXPECT_TRUE(
+              close(dw_what.c_str(), c, got_gw, ref.gw, gw0, 1, c.K * c.N, 0, c.K * c.N, tol));
+        else
+          EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
+              << name << ": dw was null but changed: " << describe(c);
+      }
+    }
+  }
+
   cudaStream_t stream = nullptr;
   cublasHandle_t handle = nullptr;
 };
 
 TEST_F(CudaMatmul, ForwardMatchesCpu) {
-  for (const Case& c : kCases) {
-    std::mt19937 rng(c.seed);
-    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    const auto out0 = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
-    DevBuf dx(x), dw(w);
-    for (bool acc : {false, true}) {
-      // CPU: a non-accumulating forward overwrites, so its start does not matter.
-      std::vector<float> ref = out0;
-      rwkv::kernels::matmul_forward<float>(ref.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                           w.data(), c.M, c.K, c.N, c.layout, acc);
-      DevBuf dout(out0);
-      if (!acc) {  // poison the written columns only: the rest must keep out0's values
-        std::vector<float> start = out0;
-        for (int64_t i = 0; i < c.M; ++i)
-          std::memset(&start[static_cast<size_t>(i * c.ldo + c.ooff)], 0xff,
-                      static_cast<size_t>(c.N) * sizeof(float));
-        CUDA_CHECK(cudaMemcpy(dout.p, start.data(), start.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
-      }
-      rwkv::cuda::matmul_forward(dout.p + c.ooff, c.ldo, dx.p + c.xoff, c.ldx, dw.p, c.M, c.K, c.N,
-                                 c.layout, acc, handle, stream);
-      EXPECT_TRUE(close(acc ? "out (accumulate)" : "out", c, get(dout), ref, out0, c.M, c.ldo,
-                        c.ooff, c.N));
-    }
-  }
+  check_forward(
+      "fp32",
+      [&](float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, const Case& c,
+          bool acc) {
+        rwkv::cuda::matmul_forward(out, ldo, x, ldx, w, c.M, c.K, c.N, c.layout, acc, handle,
+                                   stream);
+      },
+      0, 1e-5);
 }
 
 TEST_F(CudaMatmul, BackwardMatchesCpuAndSkipsNull) {
-  for (const Case& c : kCases) {
-    std::mt19937 rng(c.seed + 100);
-    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
-    const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    DevBuf d_x(x), d_w(w), d_dout(dout);
-    // variant: both, dx only, dw only; then both and dx only with dx overwritten (its
-    // slice NaN before: the product must not read it).
-    for (int variant = 0; variant < 5; ++variant) {
-      const bool acc = variant < 3, want_dx = variant != 2, want_dw = variant % 3 != 1;
-      const BackwardRef ref = backward_ref(c, x, w, dout, gx0, gw0, acc);
-      DevBuf gx(ref.start), gw(gw0);
-      rwkv::cuda::matmul_backward(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
-                                  d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M, c.K,
-                                  c.N, c.layout, acc, handle, stream);
-      const auto got_gx = get(gx), got_gw = get(gw);
-      if (want_dx)
-        EXPECT_TRUE(close(acc ? "dx" : "dx (overwritten)", c, got_gx, ref.gx, gx0, c.M, c.ldx,
-                          c.xoff, c.K));
-      else
-        EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
-            << "dx was null but changed: " << describe(c);
-      if (want_dw)
-        EXPECT_TRUE(close("dw", c, got_gw, ref.gw, gw0, 1, c.K * c.N, 0, c.K * c.N));
-      else
-        EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
-            << "dw was null but changed: " << describe(c);
-    }
-  }
+  check_backward(
+      "fp32",
+      [&](float* dx, float* dw, const float* dout, int64_t ldo, const float* x, int64_t ldx,
+          const float* w, const Case& c, bool acc) {
+        rwkv::cuda::matmul_backward(dx, dw, dout, ldo, x, ldx, w, c.M, c.K, c.N, c.layout, acc,
+                                    handle, stream);
+      },
+      100, 1e-5);
 }
 
 TEST_F(CudaMatmul, BitwiseReproducible) {
@@ -212,66 +249,52 @@ struct Bf16Scratch : DevBuf {
 };
 
 TEST_F(CudaMatmul, Bf16ForwardMatchesCpu) {
-  for (const Case& c : kCases) {
-    std::mt19937 rng(c.seed + 200);
-    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    const auto out0 = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
-    DevBuf dx(x), dw(w);
-    Bf16Scratch scratch(c.M, c.K, c.N);
-    for (bool acc : {false, true}) {
-      std::vector<float> ref = out0;
-      rwkv::kernels::matmul_forward<float>(ref.data() + c.ooff, c.ldo, x.data() + c.xoff, c.ldx,
-                                           w.data(), c.M, c.K, c.N, c.layout, acc);
-      DevBuf dout(out0);
-      if (!acc) {
-        std::vector<float> start = out0;
-        for (int64_t i = 0; i < c.M; ++i)
-          std::memset(&start[static_cast<size_t>(i * c.ldo + c.ooff)], 0xff,
-                      static_cast<size_t>(c.N) * sizeof(float));
-        CUDA_CHECK(cudaMemcpy(dout.p, start.data(), start.size() * sizeof(float),
-                              cudaMemcpyHostToDevice));
-      }
-      rwkv::cuda::matmul_forward_bf16(dout.p + c.ooff, c.ldo, dx.p + c.xoff, c.ldx, dw.p, c.M, c.K,
-                                      c.N, c.layout, acc, scratch.p, handle, stream);
-      EXPECT_TRUE(close(acc ? "bf16 out (accumulate)" : "bf16 out", c, get(dout), ref, out0, c.M,
-                        c.ldo, c.ooff, c.N, 5e-3));
-    }
-  }
+  check_forward(
+      "bf16",
+      [&](float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, const Case& c,
+          bool acc) {
+        Bf16Scratch scratch(c.M, c.K, c.N);
+        rwkv::cuda::matmul_forward_bf16(out, ldo, x, ldx, w, c.M, c.K, c.N, c.layout, acc,
+                                        scratch.p, handle, stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));  // before the scratch is freed
+      },
+      200, 5e-3);
 }
 
 TEST_F(CudaMatmul, Bf16BackwardMatchesCpuAndSkipsNull) {
-  for (const Case& c : kCases) {
-    std::mt19937 rng(c.seed + 300);
-    const auto x = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto w = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    const auto dout = uniform(static_cast<size_t>(c.M * c.ldo), -1, 1, rng);
-    const auto gx0 = uniform(static_cast<size_t>(c.M * c.ldx), -1, 1, rng);
-    const auto gw0 = uniform(static_cast<size_t>(c.K * c.N), -1, 1, rng);
-    DevBuf d_x(x), d_w(w), d_dout(dout);
-    Bf16Scratch scratch(c.M, c.K, c.N);
-    // variant: both, dx only, dw only, neither; then both with dx overwritten.
-    for (int variant = 0; variant < 5; ++variant) {
-      const bool acc = variant < 4;
-      const bool want_dx = variant % 4 <= 1, want_dw = variant % 4 == 0 || variant == 2;
-      const BackwardRef ref = backward_ref(c, x, w, dout, gx0, gw0, acc);
-      DevBuf gx(ref.start), gw(gw0);
-      rwkv::cuda::matmul_backward_bf16(want_dx ? gx.p + c.xoff : nullptr, want_dw ? gw.p : nullptr,
-                                       d_dout.p + c.ooff, c.ldo, d_x.p + c.xoff, c.ldx, d_w.p, c.M,
-                                       c.K, c.N, c.layout, acc, scratch.p, handle, stream);
-      const auto got_gx = get(gx), got_gw = get(gw);
-      if (want_dx)
-        EXPECT_TRUE(close("bf16 dx", c, got_gx, ref.gx, gx0, c.M, c.ldx, c.xoff, c.K, 5e-3));
-      else
-        EXPECT_EQ(0, std::memcmp(got_gx.data(), gx0.data(), gx0.size() * sizeof(float)))
-            << "bf16: dx was null but changed: " << describe(c);
-      if (want_dw)
-        EXPECT_TRUE(close("bf16 dw", c, got_gw, ref.gw, gw0, 1, c.K * c.N, 0, c.K * c.N, 5e-3));
-      else
-        EXPECT_EQ(0, std::memcmp(got_gw.data(), gw0.data(), gw0.size() * sizeof(float)))
-            << "bf16: dw was null but changed: " << describe(c);
-    }
-  }
+  check_backward(
+      "bf16",
+      [&](float* dx, float* dw, const float* dout, int64_t ldo, const float* x, int64_t ldx,
+          const float* w, const Case& c, bool acc) {
+        Bf16Scratch scratch(c.M, c.K, c.N);
+        rwkv::cuda::matmul_backward_bf16(dx, dw, dout, ldo, x, ldx, w, c.M, c.K, c.N, c.layout, acc,
+                                         scratch.p, handle, stream);
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+      },
+      300, 5e-3);
+}
+
+// cuBLAS's own rounding to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF): the same tolerance.
+TEST_F(CudaMatmul, FastBf16ForwardMatchesCpu) {
+  check_forward(
+      "fast bf16",
+      [&](float* out, int64_t ldo, const float* x, int64_t ldx, const float* w, const Case& c,
+          bool acc) {
+        rwkv::cuda::matmul_forward_fast_bf16(out, ldo, x, ldx, w, c.M, c.K, c.N, c.layout, acc,
+                                             handle, stream);
+      },
+      400, 5e-3);
+}
+
+TEST_F(CudaMatmul, FastBf16BackwardMatchesCpuAndSkipsNull) {
+  check_backward(
+      "fast bf16",
+      [&](float* dx, float* dw, const float* dout, int64_t ldo, const float* x, int64_t ldx,
+          const float* w, const Case& c, bool acc) {
+        rwkv::cuda::matmul_backward_fast_bf16(dx, dw, dout, ldo, x, ldx, w, c.M, c.K, c.N, c.layout,
+                                              acc, handle, stream);
+      },
+      500, 5e-3);
 }
 
 // The operands are rounded to bf16 (7 stored mantissa bits: spacing 2^-7 at 1) to the
@@ -309,6 +332,13 @@ TEST(CudaMatmulArgs, BadShapesThrow) {
       rwkv::cuda::matmul_backward_bf16(nullptr, nullptr, nullptr, 3, nullptr, 3, nullptr, 3, 3, 4,
                                        WLayout::InOut, true, nullptr, nullptr, nullptr),
       rwkv::Error);  // ldo < N
+  EXPECT_THROW(rwkv::cuda::matmul_forward_fast_bf16(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
+                                                    WLayout::OutIn, false, nullptr, nullptr),
+               rwkv::Error);  // ldx < K
+  EXPECT_THROW(
+      rwkv::cuda::matmul_backward_fast_bf16(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0, 3,
+                                            4, WLayout::InOut, true, nullptr, nullptr),
+      rwkv::Error);  // M = 0
 }
 
 }  // namespace

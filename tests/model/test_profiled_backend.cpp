@@ -6,12 +6,15 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/backend_cpu.h"
 #include "kernels/profiled_backend.h"
 #include "model/model.h"
+#include "model/param_count.h"
 
 namespace rwkv::kernels {
 namespace {
@@ -21,8 +24,12 @@ struct StepResult {
   std::vector<float> grads, params;
 };
 
+model::ModelConfig step_config(int version) {
+  return model::make_model_config(version, 2, 32, 8, 50, 12);
+}
+
 StepResult train_step(Backend<float>& be, int version) {
-  const model::ModelConfig cfg = model::make_model_config(version, 2, 32, 8, 50, 12);
+  const model::ModelConfig cfg = step_config(version);
   model::Model<float> m(cfg, be);
   m.init(3);
   std::mt19937 rng(4);
@@ -63,6 +70,36 @@ TEST(ProfiledBackend, ForwardsEveryCallAndTimesEachOp) {
     EXPECT_NE(table.find("| all ops |"), std::string::npos) << table;
     clock.reset();
     EXPECT_TRUE(clock.totals().empty());
+  }
+}
+
+// The products of a step, recorded: one forward per weight used in a product (their K * N
+// sum is count_flops' matmul_params, the FLOP count of the benchmarks), each with its
+// backward of the same shape asking for dw; every product over the step's B * T tokens;
+// the head's [C] -> [vocab] among them.
+TEST(ProfiledBackend, RecordsEveryProduct) {
+  for (int version : {4, 5, 6, 7}) {
+    CpuBackend<float> cpu(16, 1);
+    ProfiledBackend<float> profiled(cpu, nullptr);
+    std::vector<ProductCall> products;
+    profiled.products = &products;
+    train_step(profiled, version);
+    const model::ModelConfig cfg = step_config(version);
+    int64_t weights = 0;
+    std::multiset<std::tuple<int64_t, int64_t, WLayout>> forward, backward;
+    for (const ProductCall& p : products) {
+      EXPECT_EQ(p.M, 2 * 12) << "v" << version;
+      if (p.backward) {
+        EXPECT_TRUE(p.dw) << "v" << version << ": K " << p.K << " N " << p.N;
+        backward.insert({p.K, p.N, p.layout});
+      } else {
+        weights += p.K * p.N;
+        forward.insert({p.K, p.N, p.layout});
+      }
+    }
+    EXPECT_EQ(weights, model::count_flops(cfg).matmul_params) << "v" << version;
+    EXPECT_EQ(forward, backward) << "v" << version;
+    EXPECT_EQ(forward.count({cfg.n_embd, cfg.vocab_size, WLayout::OutIn}), 1u) << "v" << version;
   }
 }
 
