@@ -10,6 +10,13 @@
 // as a std::thread with a std::barrier. Such a body uses no warp intrinsics except the
 // tensor-core tiles of kernels/cuda/warp_tile.h (emulated on a warp's lane 0) and is
 // compiled by the host compiler too: it includes only standard headers and those two.
+// A host block type also has
+//   void warp_collective(const WarpCall&) const;
+// through which each lane reports its tile calls, so that the emulator can check that
+// every lane of a warp makes the same ones (on a GPU anything else is undefined).
+
+#include <array>
+#include <cstdint>
 
 // RWKV_UNROLL: `#pragma unroll` in the device pass (loops over register arrays must
 // unroll for the arrays to stay in registers); nothing for the host compiler.
@@ -25,6 +32,14 @@
 #endif
 
 namespace rwkv::cuda {
+
+// A call that a whole warp makes together (warp_tile_product), as the block emulator
+// compares it across the warp's lanes: its name and its arguments.
+struct WarpCall {
+  const char* what = nullptr;
+  std::array<uintptr_t, 12> args{};
+  bool operator==(const WarpCall&) const = default;
+};
 
 #if defined(__CUDACC__)
 // The members are __host__ __device__ so that the bodies (host-device templates) may

@@ -64,8 +64,8 @@ inline void check_tile_operand(const float* p, int ld, const char* what) {
 // pointer 32-byte aligned and every leading dimension a multiple of 4. With
 // `accumulate` the product is added to C; with A2 and B2 (as A and B) A2 B2 is added
 // too. Called by all 32 threads of a warp with the same arguments (warp-uniform control
-// flow); a tile is read and written in one call (a second call on the same C by the same
-// warp would need a __syncwarp between).
+// flow; the block emulator checks it); a tile is read and written in one call (a second call on the
+// same C by the same warp would need a __syncwarp between).
 template <int K, Layout LA, Layout LB, typename Block>
 RWKV_HD void warp_tile_product(const Block& blk, const float* A, int lda, const float* B, int ldb,
                                float* C, int ldc, bool accumulate = false,
@@ -110,6 +110,11 @@ RWKV_HD void warp_tile_product(const Block& blk, const float* A, int lda, const 
   }
   wmma::store_matrix_sync(C, c, ldc, wmma::mem_row_major);
 #else
+  const auto at = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+  blk.warp_collective(
+      {"warp_tile_product",
+       {at(A), uintptr_t(lda), at(B), uintptr_t(ldb), at(C), uintptr_t(ldc), uintptr_t(accumulate),
+        at(A2), at(B2), uintptr_t(K), uintptr_t(LA), uintptr_t(LB)}});
   if (blk.thread() % kWarpSize != 0) return;
   check_tile_operand(A, lda, "A");
   check_tile_operand(B, ldb, "B");

@@ -8,22 +8,83 @@
 // would on a GPU (wrong results or a sanitizer report), so the tests of such bodies
 // check their indexing and barriers without a GPU. Warps are groups of 32 consecutive
 // threads only for the tensor-core tiles (kernels/cuda/warp_tile.h: the warp's lane 0
-// computes the tile). What it cannot check: the GPU's memory model beyond the barriers,
-// and wmma's own behaviour (tests/kernels/test_cuda_warp_tile.cu does, on a GPU).
+// computes the tile); every lane reports its tile calls (HostBlock::warp_collective), and
+// at every barrier the lanes of each warp must have made the same calls with the same
+// arguments since the one before, in a warp of 32 threads: on a GPU a tile called under a
+// lane-dependent branch or by a partial warp is undefined, here it aborts naming the warp
+// and the lanes. What it cannot check: the GPU's memory model beyond the barriers, and
+// wmma's own behaviour (tests/kernels/test_cuda_warp_tile.cu does, on a GPU).
+#include <algorithm>
 #include <barrier>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "kernels/cuda/block.h"
+
 namespace rwkv::cuda::test {
+
+constexpr int kEmulatedWarp = 32;
+
+// The warp-collective calls of each thread of a block since its last barrier; check()
+// runs when all threads have arrived at the next one.
+struct WarpCalls {
+  std::vector<std::vector<WarpCall>> by_thread;
+
+  void check() noexcept {
+    const int n = int(by_thread.size());
+    for (int w0 = 0; w0 < n; w0 += kEmulatedWarp) {
+      const int lanes = std::min(kEmulatedWarp, n - w0);
+      bool any = false;
+      for (int l = 0; l < lanes; ++l) any = any || !by_thread[size_t(w0 + l)].empty();
+      if (!any) continue;
+      char msg[256];
+      if (lanes < kEmulatedWarp) {
+        std::snprintf(msg, sizeof msg, "has %d threads: warp-collective calls need all 32 lanes",
+                      lanes);
+        fail(w0, lanes, msg);
+      }
+      const auto& first = by_thread[size_t(w0)];
+      for (int l = 1; l < lanes; ++l) {
+        const auto& mine = by_thread[size_t(w0 + l)];
+        if (mine == first) continue;
+        size_t i = 0;
+        while (i < mine.size() && i < first.size() && mine[i] == first[i]) ++i;
+        std::snprintf(msg, sizeof msg,
+                      "made different warp-collective calls between two barriers: lane 0 made %zu, "
+                      "lane %d %zu, the first difference at call %zu (%s)",
+                      first.size(), l, mine.size(), i,
+                      i < first.size() ? first[i].what : mine[i].what);
+        fail(w0, lanes, msg);
+      }
+    }
+    for (auto& calls : by_thread) calls.clear();
+  }
+
+  [[noreturn]] static void fail(int w0, int lanes, const char* msg) {
+    std::fprintf(stderr, "block emulator: warp %d (threads %d..%d) %s\n", w0 / kEmulatedWarp, w0,
+                 w0 + lanes - 1, msg);
+    std::abort();
+  }
+};
+
+// The completion of every barrier of an emulated block.
+struct CheckWarps {
+  WarpCalls* calls;
+  void operator()() noexcept { calls->check(); }
+};
 
 struct HostBlock {
   int tid, nthreads;
-  std::barrier<>* bar;
+  std::barrier<CheckWarps>* bar;
+  WarpCalls* calls;
   int thread() const { return tid; }
   int threads() const { return nthreads; }
   void sync() const { bar->arrive_and_wait(); }
+  void warp_collective(const WarpCall& c) const { calls->by_thread[size_t(tid)].push_back(c); }
 };
 
 // body(const HostBlock&, int block, Shared&) for every block of the grid, by one pool
@@ -32,9 +93,10 @@ struct HostBlock {
 template <typename Shared, typename Body>
 void run_grid(int blocks, int threads, Body&& body) {
   auto shared = std::make_unique<Shared>();
-  std::barrier<> bar(threads);
+  WarpCalls calls{std::vector<std::vector<WarpCall>>(size_t(threads))};
+  std::barrier<CheckWarps> bar(threads, CheckWarps{&calls});
   const auto worker = [&](int t) {
-    const HostBlock blk{t, threads, &bar};
+    const HostBlock blk{t, threads, &bar, &calls};
     for (int block = 0; block < blocks; ++block) {
       if (t == 0) std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
       bar.arrive_and_wait();

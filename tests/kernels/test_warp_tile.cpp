@@ -23,10 +23,12 @@ using rwkv::cuda::Layout;
 using rwkv::cuda::round_tf32;
 namespace t = rwkv::cuda::test;
 
-// One thread of a warp (the product reads only thread()).
+// One thread of a warp called alone (the product reads only thread(); with no other lane
+// there is nothing to compare its calls with).
 struct Lane {
   int lane;
   int thread() const { return lane; }
+  void warp_collective(const rwkv::cuda::WarpCall&) const {}
 };
 
 // 32-byte aligned float buffers.

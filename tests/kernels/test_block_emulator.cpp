@@ -1,0 +1,93 @@
+// The block emulator's check of warp-collective calls (tests/kernels/block_emulator.h):
+// tensor-core tiles (kernels/cuda/warp_tile.h) called by every lane of a warp with the
+// same arguments pass and give the product; a tile under a lane-dependent branch, lanes
+// passing different operands, or a tile in a warp of fewer than 32 threads abort naming
+// the warp, as such a kernel would be undefined on a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/cuda/warp_tile.h"
+#include "tests/kernels/block_emulator.h"
+
+namespace {
+
+using rwkv::cuda::Layout;
+using rwkv::cuda::warp_tile_product;
+using rwkv::cuda::test::HostBlock;
+using rwkv::cuda::test::run_grid;
+
+constexpr int kT = rwkv::cuda::kTile;
+
+// A and B [16, 16] row-major, one result tile per warp.
+struct alignas(32) Shared {
+  float a[kT * kT];
+  float b[kT * kT];
+  float c[2][kT * kT];
+};
+
+// Fills A with 1 and B with 2, then a barrier: every entry of a product is 2 * 16.
+void fill(const HostBlock& blk, Shared& sh) {
+  for (int i = blk.thread(); i < kT * kT; i += blk.threads()) {
+    sh.a[i] = 1.f;
+    sh.b[i] = 2.f;
+  }
+  blk.sync();
+}
+
+void tile(const HostBlock& blk, Shared& sh, float* c) {
+  warp_tile_product<kT, Layout::row, Layout::row>(blk, sh.a, kT, sh.b, kT, c, kT);
+}
+
+TEST(BlockEmulator, TilesCalledByWholeWarpsPass) {
+  float got[2] = {NAN, NAN};
+  run_grid<Shared>(1, 64, [&](const HostBlock& blk, int, Shared& sh) {
+    fill(blk, sh);
+    tile(blk, sh, sh.c[blk.thread() / 32]);
+    blk.sync();
+    if (blk.thread() == 0) {
+      got[0] = sh.c[0][kT * kT - 1];
+      got[1] = sh.c[1][0];
+    }
+  });
+  EXPECT_EQ(got[0], 2.f * kT);
+  EXPECT_EQ(got[1], 2.f * kT);
+}
+
+TEST(BlockEmulatorDeathTest, TileUnderALaneDependentBranchAborts) {
+  EXPECT_DEATH(run_grid<Shared>(1, 64,
+                                [](const HostBlock& blk, int, Shared& sh) {
+                                  fill(blk, sh);
+                                  if (blk.thread() % 32 < 16) tile(blk, sh, sh.c[0]);
+                                  blk.sync();
+                                }),
+               "warp 0 \\(threads 0..31\\) made different warp-collective calls between two "
+               "barriers: lane 0 made 1, lane 16 0, the first difference at call 0 "
+               "\\(warp_tile_product\\)");
+}
+
+TEST(BlockEmulatorDeathTest, LanesPassingDifferentOperandsAbort) {
+  EXPECT_DEATH(run_grid<Shared>(1, 64,
+                                [](const HostBlock& blk, int, Shared& sh) {
+                                  fill(blk, sh);
+                                  // warp 1: its lanes 32..47 write tile 0, 48..63 tile 1
+                                  const int t = blk.thread();
+                                  tile(blk, sh, sh.c[t < 32 ? 0 : (t - 32) / 16]);
+                                  blk.sync();
+                                }),
+               "warp 1 \\(threads 32..63\\) made different warp-collective calls.*lane 16 1, "
+               "the first difference at call 0");
+}
+
+TEST(BlockEmulatorDeathTest, TileInAPartialWarpAborts) {
+  EXPECT_DEATH(run_grid<Shared>(1, 48,
+                                [](const HostBlock& blk, int, Shared& sh) {
+                                  fill(blk, sh);
+                                  tile(blk, sh, sh.c[blk.thread() / 32]);
+                                  blk.sync();
+                                }),
+               "warp 1 \\(threads 32..47\\) has 16 threads: warp-collective calls need all 32 "
+               "lanes");
+}
+
+}  // namespace
