@@ -64,8 +64,8 @@ inline void check_tile_operand(const float* p, int ld, const char* what) {
 // pointer 32-byte aligned and every leading dimension a multiple of 4. With
 // `accumulate` the product is added to C; with A2 and B2 (as A and B) A2 B2 is added
 // too. Called by all 32 threads of a warp with the same arguments (warp-uniform control
-// flow; the block emulator checks it); a tile is read and written in one call (a second call on the
-// same C by the same warp would need a __syncwarp between).
+// flow; the block emulator checks it); a tile is read and written in one call (a second
+// call on the same C by the same warp would need a __syncwarp between).
 template <int K, Layout LA, Layout LB, typename Block>
 RWKV_HD void warp_tile_product(const Block& blk, const float* A, int lda, const float* B, int ldb,
                                float* C, int ldc, bool accumulate = false,
