@@ -150,7 +150,7 @@ echo "== build (sm_$arch, RWKV_GPU_ONLY)"
 echo "host compiler: $(c++ --version 2>/dev/null | head -1)"
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DRWKV_GPU_ONLY=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DRWKV_WERROR=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DRWKV_WERROR=OFF \
   -DRWKV_GTEST_SOURCE_DIR="$PWD/.gpu/googletest" -DRWKV_BLAS_DIR="$PWD/.gpu/blas" \
   -DRWKV_NCCL_LIBRARY="$nccl_lib" -DRWKV_NCCL_INCLUDE_DIR="$nccl_inc" >"$out/configure.log" 2>&1 \
   || { cat "$out/configure.log"; echo "RESULT: configure FAILED"; exit 1; }
@@ -160,6 +160,9 @@ if ! cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1; then
   exit 1
 fi
 echo "built in $(( $(date +%s) - t0 )) s"
+# Warnings do not stop the check here (CI builds with RWKV_WERROR=ON; this machine's host
+# compiler may differ), but they are counted, register spills among them.
+echo "build warnings: $(grep -c -i "warning" "$out/build.log"), register spills: $(grep -c -i "spilled" "$out/build.log")"
 
 echo "== gpu tests"
 ctest --test-dir build-gpu -L gpu -V --timeout 120 -j 4 >"$out/ctest.log" 2>&1
