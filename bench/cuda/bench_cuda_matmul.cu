@@ -232,17 +232,8 @@ void run() {
 }  // namespace
 
 int main() {
-  const auto info = rwkv::cuda::query_devices();
-  if (info.count == 0) {
-    std::fprintf(stderr, "bench_cuda_matmul: no usable GPU: %s\n", info.reason.c_str());
-    return 1;
-  }
-  std::printf("bench_cuda_matmul on %s (%d SMs)\n", info.name.c_str(), info.sm_count);
-  try {
+  return bench::main_on_gpu("bench_cuda_matmul", [](const rwkv::cuda::DeviceInfo& info) {
+    std::printf("bench_cuda_matmul on %s (%d SMs)\n", info.name.c_str(), info.sm_count);
     run();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_cuda_matmul: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/cuda/bench_util.cuh"
 #include "common/error.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/convert.h"
@@ -113,7 +114,7 @@ size_t arena_bytes(size_t max_bytes) {
 }
 
 // Times one run and prints its line; throws rwkv::Error when the arena is too small.
-void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
+void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
   CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv);
   // Ops forwarded through ProfiledBackend, with no clock until the op profile.
@@ -179,14 +180,9 @@ void bench(const Run& run, size_t max_arena_bytes, double peak_tflops) {
 }  // namespace
 
 int main() {
-  const auto info = rwkv::cuda::query_devices();
-  if (info.count == 0) {
-    std::fprintf(stderr, "bench_cuda_train: no usable GPU: %s\n", info.reason.c_str());
-    return 1;
-  }
-  using rwkv::model::make_model_config;
-  const size_t all = SIZE_MAX, sixty_gb = size_t{60} * 1000 * 1000 * 1000;
-  try {
+  return bench::main_on_gpu("bench_cuda_train", [](const rwkv::cuda::DeviceInfo& info) {
+    using rwkv::model::make_model_config;
+    const size_t all = SIZE_MAX, sixty_gb = size_t{60} * 1000 * 1000 * 1000;
     const double peak = measure_bf16_gemm_tflops();
     std::printf(
         "bench_cuda_train on %s (%d SMs); dense bf16 GEMM 8192^3 (fp32 accumulation and "
@@ -199,7 +195,7 @@ int main() {
           {"small (v7 L6 C256 V512)", make_model_config(7, 6, 256, 64, 512, 512), 16, 512, prec, 2,
            10},
       };
-      for (const Run& r : runs) bench(r, all, peak);
+      for (const Run& r : runs) time_run(r, all, peak);
     }
     // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
     // takes seconds).
@@ -215,15 +211,11 @@ int main() {
                     true,
                     wkv};
         try {
-          bench(r, sixty_gb, peak);
+          time_run(r, sixty_gb, peak);
           break;
         } catch (const rwkv::Error& e) {  // the arena is full: try half the batch
           std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
         }
       }
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_cuda_train: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

@@ -199,24 +199,15 @@ void run() {
 }  // namespace
 
 int main() {
-  const auto info = rwkv::cuda::query_devices();
-  if (info.count == 0) {
-    std::fprintf(stderr, "bench_cuda_wkv: no usable GPU: %s\n", info.reason.c_str());
-    return 1;
-  }
-  const char* once = std::getenv("RWKV_BENCH_ONCE");
-  g_once = once && std::string(once) == "1";
-  if (g_once)
-    std::printf("bench_cuda_wkv on %s: one call of each kernel, untimed (RWKV_BENCH_ONCE=1)\n",
-                info.name.c_str());
-  else
-    std::printf("bench_cuda_wkv on %s (%d SMs), %d warm-up + median of %d calls\n",
-                info.name.c_str(), info.sm_count, kWarmup, kReps);
-  try {
+  return bench::main_on_gpu("bench_cuda_wkv", [](const rwkv::cuda::DeviceInfo& info) {
+    const char* once = std::getenv("RWKV_BENCH_ONCE");
+    g_once = once && std::string(once) == "1";
+    if (g_once)
+      std::printf("bench_cuda_wkv on %s: one call of each kernel, untimed (RWKV_BENCH_ONCE=1)\n",
+                  info.name.c_str());
+    else
+      std::printf("bench_cuda_wkv on %s (%d SMs), %d warm-up + median of %d calls\n",
+                  info.name.c_str(), info.sm_count, kWarmup, kReps);
     run();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_cuda_wkv: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

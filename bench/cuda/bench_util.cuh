@@ -1,13 +1,17 @@
 #pragma once
 // What the GPU benchmarks share: device buffers, random fills made on the device (no host
-// round trip for gigabytes of operands), and the median time of a call by CUDA events.
+// round trip for gigabytes of operands), the median time of a call by CUDA events, and
+// main's device check and error report.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <functional>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device.h"
 
 namespace bench {
 
@@ -64,6 +68,24 @@ inline double median_ms(const std::function<void()>& f, int warmup, int reps,
   CUDA_CHECK(cudaDeviceSynchronize());  // errors of the calls surface here
   std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
   return ms[static_cast<size_t>(reps / 2)];
+}
+
+// A benchmark's main: run(info of device 0) when a GPU can be used; exit status 1 with the
+// reason (no GPU, or what run threw) on stderr, prefixed by the benchmark's name.
+inline int main_on_gpu(const char* name,
+                       const std::function<void(const rwkv::cuda::DeviceInfo&)>& run) {
+  const auto info = rwkv::cuda::query_devices();
+  if (info.count == 0) {
+    std::fprintf(stderr, "%s: no usable GPU: %s\n", name, info.reason.c_str());
+    return 1;
+  }
+  try {
+    run(info);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace bench
