@@ -11,7 +11,8 @@
 //
 // The *_bf16 variants are the mixed-precision products of the issue ("bf16 operands and
 // fp32 accumulation"): both operands are first rounded to bf16 (kernels/cuda/convert.h)
-// into `scratch`, then multiplied on the tensor cores with CUDA_R_16BF inputs,
+// into `scratch` (the forward converts x and w; the backward dout, w when dx is wanted
+// and x when dw is), then multiplied on the tensor cores with CUDA_R_16BF inputs,
 // CUBLAS_COMPUTE_32F accumulation and an fp32 output, so accumulate and the backward's
 // += work on the fp32 buffers as in fp32 mode. scratch: device memory of at least
 // matmul_bf16_scratch_bytes(M, K, N) bytes, 256-byte aligned, free while the stream runs
