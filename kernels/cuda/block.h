@@ -12,8 +12,12 @@
 // compiled by the host compiler too: it includes only standard headers and those two.
 // A host block type also has
 //   void warp_collective(const WarpCall&) const;
+//   void warp_access(const std::vector<const float*>& reads,
+//                    const std::vector<const float*>& writes) const;
 // through which each lane reports its tile calls, so that the emulator can check that
-// every lane of a warp makes the same ones (on a GPU anything else is undefined).
+// every lane of a warp makes the same ones (on a GPU anything else is undefined), and the
+// computing lane the elements each tile reads and writes, so that it can check that no
+// tile reads what an earlier tile of the same warp wrote without a barrier between.
 
 #include <array>
 #include <cstdint>

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cuda/block.h"
 
@@ -121,6 +122,25 @@ RWKV_HD void warp_tile_product(const Block& blk, const float* A, int lda, const 
   check_tile_operand(C, ldc, "C");
   if (A2) check_tile_operand(A2, lda, "A2");
   if (B2) check_tile_operand(B2, ldb, "B2");
+  // Every element the tile reads, and the ones it writes (C), for the emulator's check that
+  // a tile does not read what an earlier tile of its warp wrote since the last barrier: on a
+  // GPU the lanes' parts of a stored tile are not visible to the warp's other lanes without
+  // a __syncwarp (or the block barrier) between.
+  std::vector<const float*> reads, writes;
+  for (int term = 0; term < (A2 ? 2 : 1); ++term)
+    for (int m = 0; m < kTile; ++m)
+      for (int k = 0; k < K; ++k) {
+        const float* a = term ? A2 : A;
+        const float* b = term ? B2 : B;
+        reads.push_back(LA == Layout::row ? &a[size_t(m) * lda + k] : &a[size_t(k) * lda + m]);
+        reads.push_back(LB == Layout::row ? &b[size_t(k) * ldb + m] : &b[size_t(m) * ldb + k]);
+      }
+  for (int m = 0; m < kTile; ++m)
+    for (int n = 0; n < kTile; ++n) {
+      if (accumulate) reads.push_back(&C[size_t(m) * ldc + n]);
+      writes.push_back(&C[size_t(m) * ldc + n]);
+    }
+  blk.warp_access(reads, writes);
   float c[kTile][kTile];
   for (int m = 0; m < kTile; ++m)
     for (int n = 0; n < kTile; ++n) c[m][n] = accumulate ? C[size_t(m) * ldc + n] : 0.f;

@@ -12,8 +12,10 @@
 // at every barrier the lanes of each warp must have made the same calls with the same
 // arguments since the one before, in a warp of 32 threads: on a GPU a tile called under a
 // lane-dependent branch or by a partial warp is undefined, here it aborts naming the warp
-// and the lanes. What it cannot check: the GPU's memory model beyond the barriers, and
-// wmma's own behaviour (tests/kernels/test_cuda_warp_tile.cu does, on a GPU).
+// and the lanes. A tile that reads an element an earlier tile of its warp wrote since the
+// last barrier aborts too (on a GPU it needs a __syncwarp between). What it cannot check: the GPU's
+// memory model beyond the barriers, and wmma's own behaviour (tests/kernels/test_cuda_warp_tile.cu
+// does, on a GPU).
 #include <algorithm>
 #include <barrier>
 #include <cstdio>
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "kernels/cuda/block.h"
@@ -29,10 +32,27 @@ namespace rwkv::cuda::test {
 
 constexpr int kEmulatedWarp = 32;
 
-// The warp-collective calls of each thread of a block since its last barrier; check()
-// runs when all threads have arrived at the next one.
+// The warp-collective calls of each thread of a block since its last barrier, and the
+// elements each warp's tiles wrote since then; check() runs when all threads have arrived
+// at the next one.
 struct WarpCalls {
   std::vector<std::vector<WarpCall>> by_thread;
+  std::vector<std::unordered_set<const float*>> written;  // by warp
+
+  // A tile of the warp of thread `tid` (its computing lane) reads and writes these: none of
+  // the reads may be an element an earlier tile of the warp wrote since the last barrier.
+  void access(int tid, const std::vector<const float*>& reads,
+              const std::vector<const float*>& writes) {
+    auto& w = written[size_t(tid / kEmulatedWarp)];
+    for (const float* r : reads)
+      if (w.count(r)) {
+        const int w0 = tid / kEmulatedWarp * kEmulatedWarp;
+        fail(w0, std::min(kEmulatedWarp, int(by_thread.size()) - w0),
+             "reads in a tile an element an earlier tile of the warp wrote, with no barrier "
+             "between (the lanes' parts of a tile are not ordered without one)");
+      }
+    w.insert(writes.begin(), writes.end());
+  }
 
   void check() noexcept {
     const int n = int(by_thread.size());
@@ -62,6 +82,7 @@ struct WarpCalls {
       }
     }
     for (auto& calls : by_thread) calls.clear();
+    for (auto& w : written) w.clear();
   }
 
   [[noreturn]] static void fail(int w0, int lanes, const char* msg) {
@@ -85,6 +106,10 @@ struct HostBlock {
   int threads() const { return nthreads; }
   void sync() const { bar->arrive_and_wait(); }
   void warp_collective(const WarpCall& c) const { calls->by_thread[size_t(tid)].push_back(c); }
+  void warp_access(const std::vector<const float*>& reads,
+                   const std::vector<const float*>& writes) const {
+    calls->access(tid, reads, writes);
+  }
 };
 
 // body(const HostBlock&, int block, Shared&) for every block of the grid, by one pool
@@ -93,7 +118,9 @@ struct HostBlock {
 template <typename Shared, typename Body>
 void run_grid(int blocks, int threads, Body&& body) {
   auto shared = std::make_unique<Shared>();
-  WarpCalls calls{std::vector<std::vector<WarpCall>>(size_t(threads))};
+  WarpCalls calls{std::vector<std::vector<WarpCall>>(size_t(threads)),
+                  std::vector<std::unordered_set<const float*>>(
+                      size_t((threads + kEmulatedWarp - 1) / kEmulatedWarp))};
   std::barrier<CheckWarps> bar(threads, CheckWarps{&calls});
   const auto worker = [&](int t) {
     const HostBlock blk{t, threads, &bar, &calls};

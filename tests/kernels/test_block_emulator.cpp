@@ -90,4 +90,32 @@ TEST(BlockEmulatorDeathTest, TileInAPartialWarpAborts) {
                "lanes");
 }
 
+// The second tile reads the first's result as its A: with a barrier between it is C = A B
+// B (every entry 2 * 16 * 2 * 16), without one it aborts.
+TEST(BlockEmulator, TileReadingAnEarlierTileAfterABarrierPasses) {
+  float got = NAN;
+  run_grid<Shared>(1, 32, [&](const HostBlock& blk, int, Shared& sh) {
+    fill(blk, sh);
+    tile(blk, sh, sh.c[0]);
+    blk.sync();
+    warp_tile_product<kT, Layout::row, Layout::row>(blk, sh.c[0], kT, sh.b, kT, sh.c[1], kT);
+    blk.sync();
+    if (blk.thread() == 0) got = sh.c[1][5];
+  });
+  EXPECT_EQ(got, 2.f * kT * 2.f * kT);
+}
+
+TEST(BlockEmulatorDeathTest, TileReadingAnEarlierTileWithoutABarrierAborts) {
+  EXPECT_DEATH(run_grid<Shared>(1, 32,
+                                [](const HostBlock& blk, int, Shared& sh) {
+                                  fill(blk, sh);
+                                  tile(blk, sh, sh.c[0]);
+                                  warp_tile_product<kT, Layout::row, Layout::row>(
+                                      blk, sh.c[0], kT, sh.b, kT, sh.c[1], kT);
+                                  blk.sync();
+                                }),
+               "warp 0 \\(threads 0..31\\) reads in a tile an element an earlier tile of the "
+               "warp wrote, with no barrier between");
+}
+
 }  // namespace

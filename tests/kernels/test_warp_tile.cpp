@@ -29,6 +29,7 @@ struct Lane {
   int lane;
   int thread() const { return lane; }
   void warp_collective(const rwkv::cuda::WarpCall&) const {}
+  void warp_access(const std::vector<const float*>&, const std::vector<const float*>&) const {}
 };
 
 // 32-byte aligned float buffers.
