@@ -1,8 +1,9 @@
-// The block emulator's check of warp-collective calls (tests/kernels/block_emulator.h):
-// tensor-core tiles (kernels/cuda/warp_tile.h) called by every lane of a warp with the
-// same arguments pass and give the product; a tile under a lane-dependent branch, lanes
-// passing different operands, or a tile in a warp of fewer than 32 threads abort naming
-// the warp, as such a kernel would be undefined on a GPU.
+// The block emulator's checks at its barriers (tests/kernels/block_emulator.h): a barrier
+// that only some threads of a block reach aborts naming both places; tensor-core tiles
+// (kernels/cuda/warp_tile.h) called by every lane of a warp with the same arguments pass and give
+// the product; a tile under a lane-dependent branch, lanes passing different operands, or a tile in
+// a warp of fewer than 32 threads abort naming the warp, as such a kernel would be undefined on a
+// GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -52,6 +53,15 @@ TEST(BlockEmulator, TilesCalledByWholeWarpsPass) {
   });
   EXPECT_EQ(got[0], 2.f * kT);
   EXPECT_EQ(got[1], 2.f * kT);
+}
+
+TEST(BlockEmulatorDeathTest, BarrierNotReachedByEveryThreadAborts) {
+  EXPECT_DEATH(run_grid<Shared>(1, 32,
+                                [](const HostBlock& blk, int, Shared&) {
+                                  if (blk.thread() < 16) blk.sync();
+                                }),
+               "the threads of a block are at different barriers: thread 0 at "
+               ".*test_block_emulator.cpp:[0-9]+, thread 16 at .*block_emulator.h:[0-9]+");
 }
 
 TEST(BlockEmulatorDeathTest, TileUnderALaneDependentBranchAborts) {
