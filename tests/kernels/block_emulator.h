@@ -3,10 +3,12 @@
 // block is a std::thread, __syncthreads() a std::barrier, the block's shared memory a
 // struct of floats filled with NaN bytes (0xFF, as the GPU tests poison their outputs:
 // a read before the write shows in the results); the blocks of a grid run one after the
-// other (CUDA gives no order either). A body that relies on a barrier it does not call,
-// reads shared memory another thread has not written yet, or indexes out of its arrays
-// behaves here as it would on a GPU (wrong results or a sanitizer report), so the tests of
-// such bodies check their indexing and barriers without a GPU.
+// other in a shuffled order (CUDA gives no order: a block that reads what another block of
+// the same grid writes gets unwritten, NaN-poisoned or stale data in about half of such
+// pairs, where in index order it would pass whenever the writer comes first). A body that relies on
+// a barrier it does not call, reads shared memory another thread has not written yet, or indexes
+// out of its arrays behaves here as it would on a GPU (wrong results or a sanitizer report), so the
+// tests of such bodies check their indexing and barriers without a GPU.
 //
 // At every barrier the emulator also checks what a GPU leaves undefined, and aborts naming
 // the threads and what they did:
@@ -27,6 +29,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <source_location>
 #include <thread>
 #include <unordered_set>
@@ -142,16 +146,20 @@ struct HostBlock {
 };
 
 // body(const HostBlock&, int block, Shared&) for every block of the grid, by one pool
-// of `threads` threads that takes the blocks in turn (shared memory re-poisoned before
-// each).
+// of `threads` threads that takes the blocks in turn, in an order shuffled by a generator
+// seeded with the block count (the same order every run; shared memory re-poisoned before
+// each block).
 template <typename Shared, typename Body>
 void run_grid(int blocks, int threads, Body&& body) {
+  std::vector<int> order(size_t(std::max(blocks, 0)));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937(unsigned(blocks)));
   auto shared = std::make_unique<Shared>();
   BlockChecks checks(threads);
   std::barrier<CheckAtBarrier> bar(threads, CheckAtBarrier{&checks});
   const auto worker = [&](int t) {
     const HostBlock blk{t, threads, &bar, &checks};
-    for (int block = 0; block < blocks; ++block) {
+    for (int block : order) {
       if (t == 0) std::memset(static_cast<void*>(shared.get()), 0xFF, sizeof(Shared));
       blk.sync();
       body(blk, block, *shared);

@@ -1,4 +1,6 @@
-// The block emulator's checks at its barriers (tests/kernels/block_emulator.h): a barrier
+// The block emulator (tests/kernels/block_emulator.h): every block of a grid runs once, in
+// a shuffled order, so that a block reading what another block of the grid writes sees
+// unwritten data. Its checks at the barriers: a barrier
 // that only some threads of a block reach aborts naming both places; tensor-core tiles
 // (kernels/cuda/warp_tile.h) called by every lane of a warp with the same arguments pass and give
 // the product; a tile under a lane-dependent branch, lanes passing different operands, or a tile in
@@ -7,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/cuda/warp_tile.h"
 #include "tests/kernels/block_emulator.h"
@@ -53,6 +56,24 @@ TEST(BlockEmulator, TilesCalledByWholeWarpsPass) {
   });
   EXPECT_EQ(got[0], 2.f * kT);
   EXPECT_EQ(got[1], 2.f * kT);
+}
+
+struct NoShared {};
+
+TEST(BlockEmulator, RunsEveryBlockOnceOutOfOrder) {
+  constexpr int kBlocks = 64;
+  std::vector<int> runs(kBlocks, 0);
+  std::vector<float> chain(kBlocks, NAN);
+  run_grid<NoShared>(kBlocks, 32, [&](const HostBlock& blk, int block, NoShared&) {
+    if (blk.thread() != 0) return;
+    ++runs[size_t(block)];
+    // A grid whose block i reads block i - 1's result: wrong on a GPU, and here.
+    chain[size_t(block)] = block == 0 ? 1.f : chain[size_t(block) - 1] + 1.f;
+  });
+  EXPECT_EQ(runs, std::vector<int>(kBlocks, 1));
+  int wrong = 0;
+  for (int i = 0; i < kBlocks; ++i) wrong += !(chain[size_t(i)] == float(i + 1));
+  EXPECT_GT(wrong, kBlocks / 4) << "the blocks ran (nearly) in index order";
 }
 
 TEST(BlockEmulatorDeathTest, BarrierNotReachedByEveryThreadAborts) {
