@@ -30,6 +30,7 @@
 
 #include "bench/cuda/bench_util.cuh"
 #include "common/error.h"
+#include "kernels/cuda/arena.h"
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
@@ -113,7 +114,7 @@ size_t arena_bytes(size_t max_bytes) {
   return std::min(free_bytes - reserve, max_bytes);
 }
 
-// Times one run and prints its line; throws rwkv::Error when the arena is too small.
+// Times one run and prints its line; throws rwkv::cuda::ArenaFull when the arena is too small.
 void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
   CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv);
@@ -213,8 +214,12 @@ int main() {
         try {
           time_run(r, sixty_gb, peak);
           break;
-        } catch (const rwkv::Error& e) {  // the arena is full: try half the batch
+        } catch (const rwkv::cuda::ArenaFull& e) {  // try half the batch
           std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
+        } catch (const rwkv::Error& e) {  // the next WKV form still runs
+          std::printf("rwkv7-0.4b B=%d T=4096%s failed: %s\n", B,
+                      wkv == rwkv::kernels::WkvKernels::chunked ? " chunked WKV" : "", e.what());
+          break;
         }
       }
   });

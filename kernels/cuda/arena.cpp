@@ -3,8 +3,6 @@
 #include <iterator>
 #include <sstream>
 
-#include "common/error.h"
-
 namespace rwkv::cuda {
 
 namespace {
@@ -33,7 +31,7 @@ size_t Arena::alloc(size_t bytes) {
     msg << "CUDA memory arena: cannot allocate " << bytes << " bytes (arena " << capacity_
         << " bytes, " << used_bytes_ << " in use, largest free block " << largest_free()
         << " bytes); " << advice;
-    throw Error(msg.str());
+    throw ArenaFull(msg.str());
   }
   const size_t offset = best->first, left = best->second - need;
   free_.erase(best);

@@ -13,15 +13,23 @@
 #include <map>
 #include <string>
 
+#include "common/error.h"
+
 namespace rwkv::cuda {
 
 constexpr size_t kArenaAlign = 256;
+
+// No free block fits a request: the out-of-memory error, apart from the other errors
+// (a bad free), so that a caller may try a smaller batch (bench/cuda/bench_cuda_train.cu).
+struct ArenaFull : Error {
+  using Error::Error;
+};
 
 struct Arena {
   // capacity is rounded down to a multiple of kArenaAlign.
   explicit Arena(size_t capacity);
 
-  // The offset of a new block of at least `bytes` (0 counts as 1). Throws rwkv::Error
+  // The offset of a new block of at least `bytes` (0 counts as 1). Throws ArenaFull
   // naming the request, the arena's size, the bytes in use and the largest free block
   // when no free block fits, then what to do about it (`advice`).
   size_t alloc(size_t bytes);

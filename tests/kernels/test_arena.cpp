@@ -53,7 +53,7 @@ TEST(Arena, RandomSequencesMatchTheReference) {
         const size_t bytes = rng() % (12 * kUnit);  // 0 .. 12 units, mostly not multiples
         const size_t need = std::max<size_t>(1, (bytes + kUnit - 1) / kUnit);
         if (need > ref.longest_free_run()) {
-          EXPECT_THROW(arena.alloc(bytes), Error) << "seed " << seed << " step " << step;
+          EXPECT_THROW(arena.alloc(bytes), ArenaFull) << "seed " << seed << " step " << step;
           continue;
         }
         const size_t offset = arena.alloc(bytes);
@@ -106,8 +106,8 @@ TEST(Arena, FragmentationErrorNamesTheSizes) {
   EXPECT_EQ(arena.used(), 4 * kUnit);
   try {
     arena.alloc(2 * kUnit);  // 4 units free, but no two together
-    FAIL() << "expected rwkv::Error";
-  } catch (const Error& e) {
+    FAIL() << "expected ArenaFull";
+  } catch (const ArenaFull& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("cannot allocate 512 bytes"), std::string::npos) << msg;
     EXPECT_NE(msg.find("arena 2048 bytes"), std::string::npos) << msg;
@@ -118,8 +118,8 @@ TEST(Arena, FragmentationErrorNamesTheSizes) {
   arena.advice = "lower train.micro_batch_size";  // the trainer's (trainer/train_device_cuda.cpp)
   try {
     arena.alloc(2 * kUnit);
-    FAIL() << "expected rwkv::Error";
-  } catch (const Error& e) {
+    FAIL() << "expected ArenaFull";
+  } catch (const ArenaFull& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("largest free block 256 bytes); lower train.micro_batch_size"),
               std::string::npos)
@@ -136,7 +136,7 @@ TEST(Arena, BadFreeThrows) {
   EXPECT_THROW(arena.free(a), Error);  // already free
   Arena empty(100);                    // less than one unit
   EXPECT_EQ(empty.capacity(), 0u);
-  EXPECT_THROW(empty.alloc(1), Error);
+  EXPECT_THROW(empty.alloc(1), ArenaFull);
 }
 
 }  // namespace
