@@ -322,6 +322,16 @@ echo "== results"
 grep -E "Test +#[0-9]+: " "$out/ctest.log" | sed -E 's/^ *[0-9]+\/[0-9]+ Test +#[0-9]+: //; s/ \.+/ /' \
   | tr -d '*' | awk '{printf "| %-55s | %s |\n", $1, $2}' | tee "$out/results.md"
 grep -E "tests passed|tests failed" "$out/ctest.log"
+# The numbers the next decisions rest on (chunked or sequential WKV by default, the bf16
+# products' path), gathered from the logs above; also in $out/key_numbers.txt.
+echo "== key numbers"
+{
+  grep -E "^wkv[467] |^products of the step|^train bf16 rwkv7-0\.4b|^rwkv7-0\.4b B=" \
+    "$out/bench.log" 2>/dev/null
+  for f in "$out"/e2e_train_*.log; do
+    [[ -f $f ]] && echo "$(basename "$f" .log): $(grep -E "^step" "$f" | tail -1)"
+  done
+} | tee "$out/key_numbers.txt"
 echo "RESULT: gpu tests $([[ $rc -eq 0 ]] && echo PASSED || echo FAILED)"
 echo "RESULT: trainer $([[ $trainer_rc -eq 0 ]] && echo PASSED || echo FAILED)"
 echo "RESULT: compute-sanitizer $([[ $san_rc -eq 0 ]] && echo "no errors found" || echo FAILED)"
