@@ -5,6 +5,7 @@
 #include "common/byte_size.h"
 #include "common/error.h"
 #include "kernels/cpu/backend_cpu.h"
+#include "kernels/cuda/device.h"
 #include "trainer/cpu_threads.h"
 #include "trainer/tp_comm_mpi.h"
 
@@ -75,11 +76,10 @@ void check_cuda_head_size(int version, int head_size) {
 void check_chunked_wkv_memory(int version, int head_size, size_t need, size_t limit,
                               const std::string& device) {
   if (need <= limit) return;
-  std::ostringstream m;
-  m << "train.wkv: chunked: the chunked WKV backward of RWKV-" << version << " at head size "
-    << head_size << " needs " << need << " bytes of shared memory per block; this GPU, " << device
-    << ", allows " << limit << ": use train.wkv: sequential";
-  throw ConfigError(m.str());
+  const std::string what = "the chunked WKV backward of RWKV-" + std::to_string(version) +
+                           " at head size " + std::to_string(head_size);
+  throw ConfigError("train.wkv: chunked: " + cuda::shared_memory_error(what, need, limit, device) +
+                    ": use train.wkv: sequential");
 }
 
 bool chunked_wkv(const Config& cfg) {

@@ -1,5 +1,3 @@
-#include <sstream>
-
 #include "common/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
@@ -45,14 +43,6 @@ std::string device_description() {
   CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
          std::to_string(prop.minor) + ")";
-}
-
-std::string shared_memory_error(const std::string& what, size_t need, size_t limit,
-                                const std::string& device) {
-  std::ostringstream m;
-  m << what << " needs " << need << " bytes of shared memory per block; this GPU, " << device
-    << ", allows " << limit;
-  return m.str();
 }
 
 void require_shared_memory(const std::string& what, size_t need) {

@@ -27,8 +27,13 @@ std::string device_description();
 
 // Why `need` bytes of shared memory per block do not fit `limit`:
 // "<what> needs <need> bytes of shared memory per block; this GPU, <device>, allows <limit>".
-std::string shared_memory_error(const std::string& what, size_t need, size_t limit,
-                                const std::string& device);
+// Inline (no CUDA in it), so that the trainer's config check, built without CUDA too,
+// says the same (trainer/train_device.cpp, check_chunked_wkv_memory).
+inline std::string shared_memory_error(const std::string& what, size_t need, size_t limit,
+                                       const std::string& device) {
+  return what + " needs " + std::to_string(need) + " bytes of shared memory per block; this GPU, " +
+         device + ", allows " + std::to_string(limit);
+}
 
 // Throws rwkv::Error (shared_memory_error) unless `need` fits shared_memory_optin(): for
 // the launchers of kernels that raise their limit above 48 KB, where the CUDA error of
