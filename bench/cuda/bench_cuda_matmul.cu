@@ -8,9 +8,8 @@
 //   fp32       cuda::matmul_forward / matmul_backward (CUBLAS_COMPUTE_32F, no TF32);
 //   bf16       cuda::matmul_*_bf16, what CudaBackend's bf16 precision runs: the operands
 //              rounded to bf16 by our conversion kernel, then bf16 GEMMs with fp32
-//              accumulation; "convert" is the conversions alone (matmul.h: the forward
-//              converts x and w, the backward dout, w for dx and x for dw), so bf16 minus
-//              convert is the GEMMs';
+//              accumulation; "convert" is the same conversions alone
+//              (cuda::matmul_bf16_convert), so bf16 minus convert is the GEMMs';
 //   fast bf16  cuda::matmul_*_fast_bf16: fp32 operands, cuBLAS rounds them inside the
 //              product (CUBLAS_COMPUTE_32F_FAST_16BF).
 // Each: one warm-up call, then the median of 5 timed with CUDA events. Printed per
@@ -18,8 +17,6 @@
 // forwards, the relative L2 error of both bf16 ways against the fp32 product (operands
 // uniform in [-1, 1]); then the step's totals (each product's time times its calls).
 // Command-line arguments are ignored (scripts/gpu_check.sh may pass some).
-#include <cuda_bf16.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -30,7 +27,6 @@
 
 #include "bench/cuda/bench_util.cuh"
 #include "kernels/cuda/backend_cuda.h"
-#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/matmul.h"
@@ -105,10 +101,6 @@ Times time_product(const ProductCall& p, cublasHandle_t handle, cudaStream_t str
   bench::fill(dx.p, xs, 4, -1, 1);
   bench::fill(dw.p, ws, 5, -1, 1);
   bench::Dev scratch(cu::matmul_bf16_scratch_bytes(p.M, p.K, p.N) / sizeof(float) + 1);
-  __nv_bfloat16 *cx = nullptr, *cw = nullptr, *cd = nullptr;
-  CUDA_CHECK(cudaMalloc(&cx, size_t(p.M * p.K) * sizeof(__nv_bfloat16)));
-  CUDA_CHECK(cudaMalloc(&cw, ws * sizeof(__nv_bfloat16)));
-  CUDA_CHECK(cudaMalloc(&cd, size_t(p.M * p.N) * sizeof(__nv_bfloat16)));
 
   Times t;
   float* gx = p.dx ? dx.p : nullptr;
@@ -128,8 +120,8 @@ Times time_product(const ProductCall& p, cublasHandle_t handle, cudaStream_t str
         kWarmup, kReps, stream);
     t.convert = bench::median_ms(
         [&] {
-          cu::to_bf16(cx, x.p, p.M, p.K, p.ldx, stream);
-          cu::to_bf16(cw, w.p, 1, p.K * p.N, p.K * p.N, stream);
+          cu::matmul_bf16_convert(nullptr, p.ldo, x.p, p.ldx, w.p, p.M, p.K, p.N, scratch.p,
+                                  stream);
         },
         kWarmup, kReps, stream);
     t.fast = bench::median_ms(
@@ -165,9 +157,8 @@ Times time_product(const ProductCall& p, cublasHandle_t handle, cudaStream_t str
         kWarmup, kReps, stream);
     t.convert = bench::median_ms(
         [&] {
-          cu::to_bf16(cd, out.p, p.M, p.N, p.ldo, stream);
-          if (gx) cu::to_bf16(cw, w.p, 1, p.K * p.N, p.K * p.N, stream);
-          if (gw) cu::to_bf16(cx, x.p, p.M, p.K, p.ldx, stream);
+          cu::matmul_bf16_convert(out.p, p.ldo, gw ? x.p : nullptr, p.ldx, gx ? w.p : nullptr, p.M,
+                                  p.K, p.N, scratch.p, stream);
         },
         kWarmup, kReps, stream);
     t.fast = bench::median_ms(
@@ -178,9 +169,6 @@ Times time_product(const ProductCall& p, cublasHandle_t handle, cudaStream_t str
         kWarmup, kReps, stream);
   }
   CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(cudaFree(cx));
-  CUDA_CHECK(cudaFree(cw));
-  CUDA_CHECK(cudaFree(cd));
   return t;
 }
 

@@ -129,13 +129,21 @@ void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const
            stream);
 }
 
+void matmul_bf16_convert(const float* dout, int64_t ldo, const float* x, int64_t ldx,
+                         const float* w, int64_t M, int64_t K, int64_t N, void* scratch,
+                         cudaStream_t stream) {
+  const Bf16Operands b = bf16_operands(scratch, M, K, N);
+  if (dout) to_bf16(b.dout, dout, M, N, ldo, stream);
+  if (w) to_bf16(b.w, w, 1, K * N, K * N, stream);  // either layout: the K * N values as they lie
+  if (x) to_bf16(b.x, x, M, K, ldx, stream);
+}
+
 void matmul_forward_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
                          int64_t M, int64_t K, int64_t N, WLayout layout, bool accumulate,
                          void* scratch, cublasHandle_t handle, cudaStream_t stream) {
   check_shape("matmul_forward_bf16", ldo, ldx, M, K, N);
+  matmul_bf16_convert(nullptr, ldo, x, ldx, w, M, K, N, scratch, stream);
   const Bf16Operands b = bf16_operands(scratch, M, K, N);
-  to_bf16(b.x, x, M, K, ldx, stream);
-  to_bf16(b.w, w, 1, K * N, K * N, stream);  // either layout: the K * N values as they lie
   forward(out, ldo, b.x, K, b.w, M, K, N, layout, accumulate, kBf16, handle, stream);
 }
 
@@ -145,10 +153,9 @@ void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, 
                           cudaStream_t stream) {
   check_shape("matmul_backward_bf16", ldo, ldx, M, K, N);
   if (!dx && !dw) return;
+  // Only dx reads w, only dw reads x.
+  matmul_bf16_convert(dout, ldo, dw ? x : nullptr, ldx, dx ? w : nullptr, M, K, N, scratch, stream);
   const Bf16Operands b = bf16_operands(scratch, M, K, N);
-  to_bf16(b.dout, dout, M, N, ldo, stream);
-  if (dx) to_bf16(b.w, w, 1, K * N, K * N, stream);  // only dx reads w, only dw reads x
-  if (dw) to_bf16(b.x, x, M, K, ldx, stream);
   backward(dx, ldx, dw, b.dout, N, b.x, K, b.w, M, K, N, layout, accumulate_dx, kBf16, handle,
            stream);
 }

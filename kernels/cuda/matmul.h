@@ -60,6 +60,13 @@ void matmul_backward_bf16(float* dx, float* dw, const float* dout, int64_t ldo, 
                           kernels::WLayout layout, bool accumulate_dx, void* scratch,
                           cublasHandle_t handle, cudaStream_t stream);
 
+// The conversions alone of the bf16 variants (which operands each converts: above): each
+// operand that is not null, into `scratch` where they lay it out. Also for timing their
+// share (bench/cuda/bench_cuda_matmul.cu).
+void matmul_bf16_convert(const float* dout, int64_t ldo, const float* x, int64_t ldx,
+                         const float* w, int64_t M, int64_t K, int64_t N, void* scratch,
+                         cudaStream_t stream);
+
 void matmul_forward_fast_bf16(float* out, int64_t ldo, const float* x, int64_t ldx, const float* w,
                               int64_t M, int64_t K, int64_t N, kernels::WLayout layout,
                               bool accumulate, cublasHandle_t handle, cudaStream_t stream);
