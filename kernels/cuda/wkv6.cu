@@ -32,6 +32,7 @@
 namespace rwkv::cuda {
 namespace {
 
+using wkv_detail::as_bf16;
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;
@@ -218,34 +219,35 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
 // its delta term, asking for registers rather than occupancy as there.
 namespace ch6 = wkv6_chunked;
 
-template <int N>
-__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_prep_kernel(ch6::Args x) {
+// E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h).
+template <int N, typename E>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_prep_kernel(ch6::Args<E> x) {
   __shared__ ch6::PrepShared<N> sh;
   ch6::prep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-template <int N>
-__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_bprep_kernel(ch6::Args x) {
+template <int N, typename E>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_bprep_kernel(ch6::Args<E> x) {
   __shared__ ch6::PrepShared<N> sh;
   ch6::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-template <int N, int G>
-__global__ void __launch_bounds__(ch6::kThreads, 1) wkv6_chunk_scan_kernel(ch6::ScanArgs x) {
+template <int N, int G, typename E>
+__global__ void __launch_bounds__(ch6::kThreads, 1) wkv6_chunk_scan_kernel(ch6::ScanArgs<E> x) {
   __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
   wkv7_chunked::scan_body<N, N / G, false>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-template <int N>
-__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_grad_kernel(ch6::Args x) {
+template <int N, typename E>
+__global__ void __launch_bounds__(ch6::kThreads) wkv6_chunk_grad_kernel(ch6::Args<E> x) {
   extern __shared__ __align__(32) float4 grad6_smem[];  // as aligned as the struct (the tiles)
   static_assert(alignof(ch6::GradShared<N>) <= 32, "the shared memory's alignment");
   auto& sh = *reinterpret_cast<ch6::GradShared<N>*>(grad6_smem);
   ch6::grad_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-template <int N>
-__global__ void wkv6_chunk_sum_du_kernel(ch6::Args x) {
+template <int N, typename E>
+__global__ void wkv6_chunk_sum_du_kernel(ch6::Args<E> x) {
   const int e = int(blockIdx.x * blockDim.x + threadIdx.x);
   if (e < x.nh * N) ch6::sum_du<N>(x, e / N, e % N);
 }
@@ -316,10 +318,10 @@ size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N) {
 namespace {
 
 // The chunked kernels' inputs and buffers (the scratch carved as wkv6.h says).
-ch6::Args chunked_args(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
-                       const float* v, const float* lw, const float* u, void* workspace,
-                       void* scratch) {
-  ch6::Args x{};
+template <typename E>
+ch6::Args<E> chunked_args(int B, int T, int H, int N, int h0, int h1, const E* r, const E* k,
+                          const E* v, const E* lw, const float* u, void* workspace, void* scratch) {
+  ch6::Args<E> x{};
   x.B = B;
   x.T = T;
   x.H = H;
@@ -339,32 +341,48 @@ ch6::Args chunked_args(int B, int T, int H, int N, int h0, int h1, const float* 
   return x;
 }
 
-}  // namespace
-
-void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
-                          const float* k, const float* v, const float* lw, const float* u, float* y,
-                          const float* state_in, float* state_out, void* workspace, void* scratch,
-                          int splits, cudaStream_t stream) {
+template <typename E>
+void forward_chunked(int B, int T, int H, int N, int h0, int h1, const E* r, const E* k, const E* v,
+                     const E* lw, const float* u, E* y, const float* state_in, float* state_out,
+                     void* workspace, void* scratch, int splits, cudaStream_t stream) {
   const char* fn = "rwkv::cuda::wkv6_forward_chunked";
   check_args(fn, B, T, H, N, h0, h1);
   check_splits(fn, N, splits);
   if (B == 0 || h0 == h1) return;
   if (scratch == nullptr && T > 0)
     throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
-  ch6::Args x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
+  ch6::Args<E> x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
   x.y = y;
   x.state_in = state_in;
   x.state_out = state_out;
   const int nh = h1 - h0;
   with_instance(N, splits, [&](auto n, auto g) {
     if (T > 0) {
-      wkv6_chunk_prep_kernel<n()><<<B * nh * ch6::chunks(T), ch6::kThreads, 0, stream>>>(x);
+      wkv6_chunk_prep_kernel<n(), E><<<B * nh * ch6::chunks(T), ch6::kThreads, 0, stream>>>(x);
       CUDA_CHECK_LAUNCH();
     }
-    wkv6_chunk_scan_kernel<n(), g()>
+    wkv6_chunk_scan_kernel<n(), g(), E>
         <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::forward_scan_args(x));
     CUDA_CHECK_LAUNCH();
   });
+}
+
+}  // namespace
+
+void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* k, const float* v, const float* lw, const float* u, float* y,
+                          const float* state_in, float* state_out, void* workspace, void* scratch,
+                          int splits, cudaStream_t stream) {
+  forward_chunked(B, T, H, N, h0, h1, r, k, v, lw, u, y, state_in, state_out, workspace, scratch,
+                  splits, stream);
+}
+
+void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                          const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                          const float* u, __nv_bfloat16* y, const float* state_in, float* state_out,
+                          void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  forward_chunked(B, T, H, N, h0, h1, as_bf16(r), as_bf16(k), as_bf16(v), as_bf16(lw), u,
+                  as_bf16(y), state_in, state_out, workspace, scratch, splits, stream);
 }
 
 size_t wkv6_chunked_shared_bytes(int N) {
@@ -374,10 +392,13 @@ size_t wkv6_chunked_shared_bytes(int N) {
   return bytes;
 }
 
-void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
-                           const float* k, const float* v, const float* lw, const float* u,
-                           const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
-                           void* workspace, void* scratch, int splits, cudaStream_t stream) {
+namespace {
+
+template <typename E>
+void backward_chunked(int B, int T, int H, int N, int h0, int h1, const E* r, const E* k,
+                      const E* v, const E* lw, const float* u, const E* dy, E* dr, E* dk, E* dv,
+                      E* dlw, float* du, void* workspace, void* scratch, int splits,
+                      cudaStream_t stream) {
   const char* fn = "rwkv::cuda::wkv6_backward_chunked";
   check_args(fn, B, T, H, N, h0, h1);
   check_splits(fn, N, splits);
@@ -390,7 +411,7 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
                 "wkv6_workspace_bytes)");
   if (work && scratch == nullptr)
     throw Error(std::string(fn) + ": scratch is null (size: wkv6_chunked_scratch_bytes)");
-  ch6::Args x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
+  ch6::Args<E> x = chunked_args(B, T, H, N, h0, h1, r, k, v, lw, u, workspace, scratch);
   x.dy = dy;
   x.dr = dr;
   x.dk = dk;
@@ -400,18 +421,38 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
   with_instance(N, splits, [&](auto n, auto g) {
     if (work) {
       const int blocks = B * nh * ch6::chunks(T);
-      wkv6_chunk_bprep_kernel<n()><<<blocks, ch6::kThreads, 0, stream>>>(x);
+      wkv6_chunk_bprep_kernel<n(), E><<<blocks, ch6::kThreads, 0, stream>>>(x);
       CUDA_CHECK_LAUNCH();
-      wkv6_chunk_scan_kernel<n(), g()>
+      wkv6_chunk_scan_kernel<n(), g(), E>
           <<<B * nh * g(), ch6::kThreads, 0, stream>>>(ch6::backward_scan_args(x));
       CUDA_CHECK_LAUNCH();
-      launch_large_shared(wkv6_chunk_grad_kernel<n()>, blocks, ch6::kThreads,
+      launch_large_shared(wkv6_chunk_grad_kernel<n(), E>, blocks, ch6::kThreads,
                           sizeof(ch6::GradShared<n()>), stream, fn, n(), x);
     }
     // With no tokens this writes zeros (no partial is read).
-    wkv6_chunk_sum_du_kernel<n()><<<(nh * n() + 127) / 128, 128, 0, stream>>>(x);
+    wkv6_chunk_sum_du_kernel<n(), E><<<(nh * n() + 127) / 128, 128, 0, stream>>>(x);
     CUDA_CHECK_LAUNCH();
   });
+}
+
+}  // namespace
+
+void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* k, const float* v, const float* lw, const float* u,
+                           const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
+                           void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  backward_chunked(B, T, H, N, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, du, workspace, scratch,
+                   splits, stream);
+}
+
+void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                           const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                           const float* u, const __nv_bfloat16* dy, __nv_bfloat16* dr,
+                           __nv_bfloat16* dk, __nv_bfloat16* dv, __nv_bfloat16* dlw, float* du,
+                           void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  backward_chunked(B, T, H, N, h0, h1, as_bf16(r), as_bf16(k), as_bf16(v), as_bf16(lw), u,
+                   as_bf16(dy), as_bf16(dr), as_bf16(dk), as_bf16(dv), as_bf16(dlw), du, workspace,
+                   scratch, splits, stream);
 }
 
 }  // namespace rwkv::cuda

@@ -14,6 +14,7 @@
 // Workspace: the forward stores the state before every 16th token there (when
 // workspace is not null); the backward reads those checkpoints and uses the rest as
 // scratch. Size: wkv6_workspace_bytes(B, T, H, N), for any head range.
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -56,6 +57,21 @@ void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
 void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
                            const float* k, const float* v, const float* lw, const float* u,
                            const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
+                           void* workspace, void* scratch, int splits, cudaStream_t stream);
+
+// The chunked kernels with bf16 per-token tensors (r, k, v, lw, y, dy and their
+// gradients; u and du stay fp32, as parameters do): each value is read as bf16 and
+// everything after is the fp32 kernels' arithmetic (state, workspace, scratch fp32), so
+// on the same inputs each output is the fp32 kernel's rounded once to bf16 (to nearest,
+// ties to even). The form flash-linear-attention's and RWKV-LM's kernels are timed in.
+void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                          const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                          const float* u, __nv_bfloat16* y, const float* state_in, float* state_out,
+                          void* workspace, void* scratch, int splits, cudaStream_t stream);
+void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                           const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                           const float* u, const __nv_bfloat16* dy, __nv_bfloat16* dr,
+                           __nv_bfloat16* dk, __nv_bfloat16* dv, __nv_bfloat16* dlw, float* du,
                            void* workspace, void* scratch, int splits, cudaStream_t stream);
 
 }  // namespace rwkv::cuda

@@ -54,28 +54,36 @@ using wkv7_chunked::TableDecay;
 // chunks(T), N, N]; prep [B, nh, chunks(T), chunk_floats(N)] (forward: parts kRy, kYl,
 // kKh, P_L; backward: kKh = R~, P_L). Backward: dy, dr, dk, dv, dlw [B, T, H, N], du
 // [H, N]; dS [B, H, chunks(T), N, N] (dS_out of every chunk, as ckpt), dup [B, nh,
-// chunks(T), N] (du of every chunk).
+// chunks(T), N] (du of every chunk). E: the element type of the per-token tensors (r, k,
+// v, lw, y, dy and their gradients), float or Bf16 (kernels/cuda/bf16.h); u, du, the state
+// and the scratch are fp32.
+template <typename E>
 struct Args {
   int B, T, H, h0, nh;
-  const float *r, *k, *v, *lw, *u;
-  float* y;
+  const E *r, *k, *v, *lw;
+  const float* u;
+  E* y;
   const float* state_in;
   float* state_out;
   float *ckpt, *prep;
-  const float* dy;
-  float *dr, *dk, *dv, *dlw, *du, *dS, *dup;
+  const E* dy;
+  E *dr, *dk, *dv, *dlw;
+  float *du, *dS, *dup;
 };
 
 // The forward's scan (y from Ry, Yl; the update from V = v, Kh).
-inline RWKV_HD ScanArgs forward_scan_args(const Args& x) {
-  ScanArgs s{x.B, x.T, x.H, x.h0, x.nh, x.v, x.y, x.state_in, x.state_out, x.ckpt, nullptr, x.prep};
+template <typename E>
+RWKV_HD ScanArgs<E> forward_scan_args(const Args<E>& x) {
+  ScanArgs<E> s{x.B, x.T,        x.H,         x.h0,   x.nh,    x.v,
+                x.y, x.state_in, x.state_out, x.ckpt, nullptr, x.prep};
   s.key_major = true;
   return s;
 }
 
 // The backward's scan: the state gradient, chunks in reverse, from dS = 0.
-inline RWKV_HD ScanArgs backward_scan_args(const Args& x) {
-  ScanArgs s{x.B, x.T, x.H, x.h0, x.nh, x.dy, nullptr, nullptr, nullptr, x.dS, nullptr, x.prep};
+template <typename E>
+RWKV_HD ScanArgs<E> backward_scan_args(const Args<E>& x) {
+  ScanArgs<E> s{x.B, x.T, x.H, x.h0, x.nh, x.dy, nullptr, nullptr, nullptr, x.dS, nullptr, x.prep};
   s.reverse = true;
   s.key_major = true;
   return s;
@@ -96,17 +104,17 @@ struct PrepShared {
 
 // The chunk's rows of r, k, v, lw (zero rows past the end), u of its head, and cum.
 // Sh: any struct with those arrays. Ends with a barrier.
-template <int N, typename Sh, typename Block>
-RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, Sh& sh) {
+template <int N, typename E, typename Sh, typename Block>
+RWKV_HD void load_chunk(const Block& blk, const Args<E>& x, const ChunkPos& p, Sh& sh) {
   const int tid = blk.thread(), nt = blk.threads();
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, i = e % N;
     const bool in = t < p.len;
     const size_t o = p.o0 + size_t(t) * p.C + i;
-    sh.r[t][i] = in ? x.r[o] : 0.f;
-    sh.k[t][i] = in ? x.k[o] : 0.f;
-    sh.v[t][i] = in ? x.v[o] : 0.f;
-    sh.lw[t][i] = in ? x.lw[o] : 0.f;
+    sh.r[t][i] = in ? to_float(x.r[o]) : 0.f;
+    sh.k[t][i] = in ? to_float(x.k[o]) : 0.f;
+    sh.v[t][i] = in ? to_float(x.v[o]) : 0.f;
+    sh.lw[t][i] = in ? to_float(x.lw[o]) : 0.f;
   }
   for (int i = tid; i < N; i += nt) sh.u[i] = x.u[size_t(p.h) * N + i];
   blk.sync();
@@ -131,8 +139,8 @@ RWKV_HD void attention(const Block& blk, Sh& sh, const Decay& dec) {
 }
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
-template <int N, typename Block>
-RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+template <int N, typename E, typename Block>
+RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args<E>& x) {
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, sh);
@@ -155,8 +163,8 @@ RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Arg
 }
 
 // The backward scan's inputs: Kh = R~, P_L.
-template <int N, typename Block>
-RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+template <int N, typename E, typename Block>
+RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const Args<E>& x) {
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, sh);
@@ -240,8 +248,8 @@ RWKV_HD void grad_products(const Block& blk, GradShared<N>& sh) {
 }
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
-template <int N, typename Block>
-RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Args& x) {
+template <int N, typename E, typename Block>
+RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Args<E>& x) {
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = wkv7_chunked::chunk_pos<N>(x, block);
   constexpr size_t NN = size_t(N) * N;
@@ -250,7 +258,7 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
   const float* dS = x.dS + (bh * nc + p.c) * NN;
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
-    sh.dy[t][j] = t < p.len ? x.dy[p.o0 + size_t(t) * p.C + j] : 0.f;
+    sh.dy[t][j] = t < p.len ? to_float(x.dy[p.o0 + size_t(t) * p.C + j]) : 0.f;
   }
   for (int e = tid; e < N * N; e += nt) {
     sh.Sin[e / N][e % N] = Sin[e];
@@ -282,9 +290,9 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     for (int q = t; q < kL; ++q) dv += sh.A[q][t] * sh.dy[q][i];
     if (t < p.len) {
       const size_t o = p.o0 + size_t(t) * p.C + i;
-      x.dr[o] = dr;
-      x.dk[o] = dk;
-      x.dv[o] = dv;
+      x.dr[o] = from_float<E>(dr);
+      x.dk[o] = from_float<E>(dk);
+      x.dv[o] = from_float<E>(dv);
     }
   }
   // dlw: the pair terms by part of the queries, [0, 11), [11, 14), [14, 16) (about equal
@@ -313,14 +321,14 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Arg
     }
     RWKV_UNROLL
     for (int u = 0; u < kL; ++u)
-      if (u < p.len) x.dlw[p.o0 + size_t(u) * p.C + i] = dl[u];
+      if (u < p.len) x.dlw[p.o0 + size_t(u) * p.C + i] = from_float<E>(dl[u]);
   }
 }
 
 // du[h0 + hh][i] = the sum of dup over the batch rows and the chunks, in that fixed
 // order (bitwise reproducible); one thread per (hh, i) of the heads in range.
-template <int N>
-RWKV_HD void sum_du(const Args& x, int hh, int i) {
+template <int N, typename E>
+RWKV_HD void sum_du(const Args<E>& x, int hh, int i) {
   const int nc = chunks(x.T);
   float s = 0.f;
   for (int b = 0; b < x.B; ++b)

@@ -55,6 +55,7 @@
 namespace rwkv::cuda {
 namespace {
 
+using wkv_detail::as_bf16;
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;
@@ -367,34 +368,35 @@ void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const 
 // parallel, then the scan over the chunks, G blocks of N / G state rows per (b, h). The
 // scan's blocks are few (B x heads x G), so it asks for registers rather than
 // occupancy (min 1 block per SM: without it ptxas spilled a few bytes in some instances).
-template <int N>
+// E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h).
+template <int N, typename E>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads)
-    wkv7_chunk_prep_kernel(wkv7_chunked::Args x) {
+    wkv7_chunk_prep_kernel(wkv7_chunked::Args<E> x) {
   __shared__ wkv7_chunked::PrepShared<N> sh;
   wkv7_chunked::prep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
-template <int N, int G>
+template <int N, int G, typename E>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
-    wkv7_chunk_scan_kernel(wkv7_chunked::ScanArgs x) {
+    wkv7_chunk_scan_kernel(wkv7_chunked::ScanArgs<E> x) {
   __shared__ wkv7_chunked::ScanShared<N, N / G> sh;
   wkv7_chunked::scan_body<N, N / G, true>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
 // The chunked backward (kernels/cuda/wkv7_chunked_backward_body.h); its scan is
 // wkv7_chunk_scan_kernel with wkv7_chunked::scan_args.
-template <int N>
+template <int N, typename E>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads)
-    wkv7_chunk_bprep_kernel(wkv7_chunked::BackArgs x) {
+    wkv7_chunk_bprep_kernel(wkv7_chunked::BackArgs<E> x) {
   __shared__ wkv7_chunked::PrepShared<N> sh;
   wkv7_chunked::bprep_body<N>(DeviceBlock{}, int(blockIdx.x), sh, x);
 }
 
 // Min. blocks 1: without it ptxas spilled at 40 registers (124 now, dlw in registers);
 // ~160 KB of shared memory at N = 64 leave room for one block per SM anyway.
-template <int N>
+template <int N, typename E>
 __global__ void __launch_bounds__(wkv7_chunked::kThreads, 1)
-    wkv7_chunk_grad_kernel(wkv7_chunked::BackArgs x) {
+    wkv7_chunk_grad_kernel(wkv7_chunked::BackArgs<E> x) {
   extern __shared__ __align__(32) float4 grad_smem[];  // as aligned as the struct (the tiles)
   static_assert(alignof(wkv7_chunked::GradShared<N>) <= 32, "the shared memory's alignment");
   auto& sh = *reinterpret_cast<wkv7_chunked::GradShared<N>*>(grad_smem);
@@ -482,10 +484,13 @@ size_t wkv7_chunked_scratch_bytes(int B, int T, int nh, int N) {
   return size_t(B) * nh * wkv7_chunked::chunks(T) * wkv7_chunked::chunk_floats(N) * sizeof(float);
 }
 
-void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
-                          const float* lw, const float* k, const float* v, const float* a,
-                          const float* b, float* y, const float* state_in, float* state_out,
-                          void* workspace, void* scratch, int splits, cudaStream_t stream) {
+namespace {
+
+template <typename E>
+void forward_chunked(int B, int T, int H, int N, int h0, int h1, const E* r, const E* lw,
+                     const E* k, const E* v, const E* a, const E* b, E* y, const float* state_in,
+                     float* state_out, void* workspace, void* scratch, int splits,
+                     cudaStream_t stream) {
   const char* fn = "rwkv::cuda::wkv7_forward_chunked";
   check_args(fn, B, T, H, N, h0, h1);
   check_splits(fn, N, splits);
@@ -495,18 +500,37 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
   const Workspace ws = workspace ? carve(workspace, B, T, H, N) : Workspace{};
   const int nh = h1 - h0;
   float* prep = static_cast<float*>(scratch);
-  const wkv7_chunked::Args x{B, T, H, h0, nh, r, lw, k, v, a, b, y, state_in, state_out, ws.ckpt,
-                             ws.sa, prep};
+  const wkv7_chunked::Args<E> x{B, T, H, h0,       nh,        r,       lw,    k,   v,
+                                a, b, y, state_in, state_out, ws.ckpt, ws.sa, prep};
   with_instance(N, splits, [&](auto n, auto g) {
     if (T > 0) {
-      wkv7_chunk_prep_kernel<n()>
+      wkv7_chunk_prep_kernel<n(), E>
           <<<B * nh * wkv7_chunked::chunks(T), wkv7_chunked::kThreads, 0, stream>>>(x);
       CUDA_CHECK_LAUNCH();
     }
-    wkv7_chunk_scan_kernel<n(), g()>
+    wkv7_chunk_scan_kernel<n(), g(), E>
         <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
     CUDA_CHECK_LAUNCH();
   });
+}
+
+}  // namespace
+
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                          const float* lw, const float* k, const float* v, const float* a,
+                          const float* b, float* y, const float* state_in, float* state_out,
+                          void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  forward_chunked(B, T, H, N, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, workspace, scratch,
+                  splits, stream);
+}
+
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                          const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                          const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* y,
+                          const float* state_in, float* state_out, void* workspace, void* scratch,
+                          int splits, cudaStream_t stream) {
+  forward_chunked(B, T, H, N, h0, h1, as_bf16(r), as_bf16(lw), as_bf16(k), as_bf16(v), as_bf16(a),
+                  as_bf16(b), as_bf16(y), state_in, state_out, workspace, scratch, splits, stream);
 }
 
 size_t wkv7_chunked_backward_scratch_bytes(int B, int T, int H, int nh, int N) {
@@ -524,11 +548,13 @@ size_t wkv7_chunked_shared_bytes(int N) {
   return bytes;
 }
 
-void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
-                           const float* lw, const float* k, const float* v, const float* a,
-                           const float* b, const float* dy, float* dr, float* dlw, float* dk,
-                           float* dv, float* da, float* db, void* workspace, void* scratch,
-                           int splits, cudaStream_t stream) {
+namespace {
+
+template <typename E>
+void backward_chunked(int B, int T, int H, int N, int h0, int h1, const E* r, const E* lw,
+                      const E* k, const E* v, const E* a, const E* b, const E* dy, E* dr, E* dlw,
+                      E* dk, E* dv, E* da, E* db, void* workspace, void* scratch, int splits,
+                      cudaStream_t stream) {
   const char* fn = "rwkv::cuda::wkv7_backward_chunked";
   check_args(fn, B, T, H, N, h0, h1);
   check_splits(fn, N, splits);
@@ -543,19 +569,41 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
   const int nh = h1 - h0;
   const ChunkedScratch sc = carve_chunked(scratch, B, T, H, nh, N);
   // The forward's inputs and workspace (no y, states or prep: the backward has its own).
-  const wkv7_chunked::Args fwd{B, T, H, h0, nh, r, lw, k, v, a, b, nullptr, nullptr, nullptr,
-                               ws.ckpt, ws.sa, nullptr};
-  const wkv7_chunked::BackArgs x{fwd, dy, dr, dlw, dk, dv, da, db, sc.bprep, sc.dS, sc.dX};
+  const wkv7_chunked::Args<E> fwd{B, T, H,       h0,      nh,      r,       lw,    k,      v,
+                                  a, b, nullptr, nullptr, nullptr, ws.ckpt, ws.sa, nullptr};
+  const wkv7_chunked::BackArgs<E> x{fwd, dy, dr, dlw, dk, dv, da, db, sc.bprep, sc.dS, sc.dX};
   const int blocks = B * nh * wkv7_chunked::chunks(T);
   with_instance(N, splits, [&](auto n, auto g) {
-    wkv7_chunk_bprep_kernel<n()><<<blocks, wkv7_chunked::kThreads, 0, stream>>>(x);
+    wkv7_chunk_bprep_kernel<n(), E><<<blocks, wkv7_chunked::kThreads, 0, stream>>>(x);
     CUDA_CHECK_LAUNCH();
-    wkv7_chunk_scan_kernel<n(), g()>
+    wkv7_chunk_scan_kernel<n(), g(), E>
         <<<B * nh * g(), wkv7_chunked::kThreads, 0, stream>>>(wkv7_chunked::scan_args(x));
     CUDA_CHECK_LAUNCH();
-    launch_large_shared(wkv7_chunk_grad_kernel<n()>, blocks, wkv7_chunked::kThreads,
+    launch_large_shared(wkv7_chunk_grad_kernel<n(), E>, blocks, wkv7_chunked::kThreads,
                         sizeof(wkv7_chunked::GradShared<n()>), stream, fn, n(), x);
   });
+}
+
+}  // namespace
+
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const float* r,
+                           const float* lw, const float* k, const float* v, const float* a,
+                           const float* b, const float* dy, float* dr, float* dlw, float* dk,
+                           float* dv, float* da, float* db, void* workspace, void* scratch,
+                           int splits, cudaStream_t stream) {
+  backward_chunked(B, T, H, N, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, workspace,
+                   scratch, splits, stream);
+}
+
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                           const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                           const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* dy,
+                           __nv_bfloat16* dr, __nv_bfloat16* dlw, __nv_bfloat16* dk,
+                           __nv_bfloat16* dv, __nv_bfloat16* da, __nv_bfloat16* db, void* workspace,
+                           void* scratch, int splits, cudaStream_t stream) {
+  backward_chunked(B, T, H, N, h0, h1, as_bf16(r), as_bf16(lw), as_bf16(k), as_bf16(v), as_bf16(a),
+                   as_bf16(b), as_bf16(dy), as_bf16(dr), as_bf16(dlw), as_bf16(dk), as_bf16(dv),
+                   as_bf16(da), as_bf16(db), workspace, scratch, splits, stream);
 }
 
 }  // namespace rwkv::cuda

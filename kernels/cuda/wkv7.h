@@ -19,6 +19,7 @@
 // backward recomputes the states in between from those, in a scratch part of the same
 // workspace.
 // Size: wkv7_workspace_bytes(B, T, H, N), for any head range and splits.
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -53,6 +54,17 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
                           const float* lw, const float* k, const float* v, const float* a,
                           const float* b, float* y, const float* state_in, float* state_out,
                           void* workspace, void* scratch, int splits, cudaStream_t stream);
+// The chunked kernels with bf16 per-token tensors (r, lw, k, v, a, b, y; dy and the
+// gradients below): the storage of bf16 activations, and the form flash-linear-
+// attention's and RWKV-LM's kernels are timed in. Each value is read as bf16 and
+// everything after is the fp32 kernels' arithmetic (state, workspace, scratch fp32), so
+// on the same inputs each output is the fp32 kernel's rounded once to bf16 (to nearest,
+// ties to even).
+void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                          const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                          const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* y,
+                          const float* state_in, float* state_out, void* workspace, void* scratch,
+                          int splits, cudaStream_t stream);
 
 // Gradients for dy [B, T, H, N] of the forward call that filled `workspace` (same
 // shapes and inputs; its state_in included, no gradient for it): dr, dlw, dk, dv, da,
@@ -77,5 +89,12 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
                            const float* b, const float* dy, float* dr, float* dlw, float* dk,
                            float* dv, float* da, float* db, void* workspace, void* scratch,
                            int splits, cudaStream_t stream);
+// The same with bf16 per-token tensors (as wkv7_forward_chunked's bf16 form).
+void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                           const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                           const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* dy,
+                           __nv_bfloat16* dr, __nv_bfloat16* dlw, __nv_bfloat16* dk,
+                           __nv_bfloat16* dv, __nv_bfloat16* da, __nv_bfloat16* db, void* workspace,
+                           void* scratch, int splits, cudaStream_t stream);
 
 }  // namespace rwkv::cuda

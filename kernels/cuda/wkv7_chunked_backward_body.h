@@ -42,25 +42,28 @@ namespace rwkv::cuda::wkv7_chunked {
 // every chunk, sa); dy and the gradients [B, T, H, N]; scratch: bprep [B, nh,
 // chunks(T), chunk_floats(N)] (parts kW = Wb, kU = Ub, kKh = R~, kBh = A~, P_L), dS
 // [B, H, chunks(T), N, N] (dS after chunk c, element [i][j] at j N + i), dX [B, H, T, N].
+// E: the per-token tensors' element type (Args); the scratch is fp32.
+template <typename E>
 struct BackArgs {
-  Args fwd;
-  const float* dy;
-  float *dr, *dlw, *dk, *dv, *da, *db;
+  Args<E> fwd;
+  const E* dy;
+  E *dr, *dlw, *dk, *dv, *da, *db;
   float *bprep, *dS, *dX;
 };
 
 // The backward's scan (see the header comment).
-inline RWKV_HD ScanArgs scan_args(const BackArgs& x) {
-  const Args& f = x.fwd;
-  ScanArgs s{f.B, f.T, f.H, f.h0, f.nh, x.dy, nullptr, nullptr, nullptr, x.dS, x.dX, x.bprep};
+template <typename E>
+RWKV_HD ScanArgs<E> scan_args(const BackArgs<E>& x) {
+  const Args<E>& f = x.fwd;
+  ScanArgs<E> s{f.B, f.T, f.H, f.h0, f.nh, x.dy, nullptr, nullptr, nullptr, x.dS, x.dX, x.bprep};
   s.reverse = true;
   return s;
 }
 
 // Block `block` = (b * nh + hh) * chunks(T) + c; sh.v holds dy.
-template <int N, typename Block>
-RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const BackArgs& bx) {
-  const Args& x = bx.fwd;
+template <int N, typename E, typename Block>
+RWKV_HD void bprep_body(const Block& blk, int block, PrepShared<N>& sh, const BackArgs<E>& bx) {
+  const Args<E>& x = bx.fwd;
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, bx.dy, sh);
@@ -196,9 +199,9 @@ RWKV_HD void grad_products(const Block& blk, GradShared<N>& sh) {
 }
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
-template <int N, typename Block>
-RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const BackArgs& bx) {
-  const Args& x = bx.fwd;
+template <int N, typename E, typename Block>
+RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const BackArgs<E>& bx) {
+  const Args<E>& x = bx.fwd;
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = chunk_pos<N>(x, block);
   constexpr size_t NN = size_t(N) * N;
@@ -213,7 +216,7 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
     const bool in = t < p.len;
-    sh.dy[t][j] = in ? bx.dy[p.o0 + size_t(t) * p.C + j] : 0.f;
+    sh.dy[t][j] = in ? to_float(bx.dy[p.o0 + size_t(t) * p.C + j]) : 0.f;
     sh.sa[t][j] = in ? sa[e] : 0.f;
     sh.dX[t][j] = in ? dX[e] : 0.f;
   }
@@ -262,11 +265,11 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     }
     if (t < p.len) {
       const size_t o = p.o0 + size_t(t) * p.C + j;
-      bx.da[o] = da;
-      bx.dr[o] = dr;
-      bx.dk[o] = dk;
-      bx.db[o] = db;
-      bx.dv[o] = dv;
+      bx.da[o] = from_float<E>(da);
+      bx.dr[o] = from_float<E>(dr);
+      bx.dk[o] = from_float<E>(dk);
+      bx.db[o] = from_float<E>(db);
+      bx.dv[o] = from_float<E>(dv);
     }
   }
   // dlw: the pair terms by part of the queries, [0, 9), [9, 13), [13, 16) (81, 88 and 87
@@ -293,7 +296,7 @@ RWKV_HD void grad_body(const Block& blk, int block, GradShared<N>& sh, const Bac
     }
     RWKV_UNROLL
     for (int u = 0; u < kL; ++u)
-      if (u < p.len) bx.dlw[p.o0 + size_t(u) * p.C + j] = dl[u];
+      if (u < p.len) bx.dlw[p.o0 + size_t(u) * p.C + j] = from_float<E>(dl[u]);
   }
 }
 

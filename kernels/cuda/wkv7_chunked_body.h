@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstddef>
 
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/block.h"
 #include "kernels/cuda/warp_tile.h"
 
@@ -59,11 +60,13 @@ RWKV_HD constexpr size_t chunk_floats(int N) { return size_t(kParts) * kL * N + 
 
 // Tensors [B, T, H, N] (heads [h0, h0 + nh)); state_in / state_out [B, H, N, N] or
 // null; ckpt [B, H, chunks(T), N, N] (S[i][j] at j N + i) and sa [B, H, T, N] or null;
-// prep [B, nh, chunks(T), chunk_floats(N)].
+// prep [B, nh, chunks(T), chunk_floats(N)]. E: the element type of the per-token tensors
+// (r .. b, y), float or Bf16 (kernels/cuda/bf16.h); the state, ckpt, sa and prep are fp32.
+template <typename E>
 struct Args {
   int B, T, H, h0, nh;
-  const float *r, *lw, *k, *v, *a, *b;
-  float* y;
+  const E *r, *lw, *k, *v, *a, *b;
+  E* y;
   const float* state_in;
   float* state_out;
   float *ckpt, *sa, *prep;
@@ -72,10 +75,11 @@ struct Args {
 // What the scan reads and writes. The same scan also runs the backward's state gradient
 // (wkv7_chunked_backward_body.h: chunks in reverse, other meanings) and RWKV-5/6's chunked
 // WKV (kernels/cuda/wkv6_chunked_body.h: no delta term, the state stored key-major).
+template <typename E>
 struct ScanArgs {
   int B, T, H, h0, nh;
-  const float* v;  // [B, T, H, N]: the values of the update, by rows of the scan's state
-  float* y;        // null: no y (the scan then reads no Ry, Yl)
+  const E* v;  // [B, T, H, N]: the values of the update, by rows of the scan's state
+  E* y;        // null: no y (the scan then reads no Ry, Yl)
   const float* state_in;
   float* state_out;
   float* ckpt;  // null, or the state before each chunk, [B, H, chunks(T), N, N]
@@ -85,7 +89,8 @@ struct ScanArgs {
   bool key_major = false;  // state_in / state_out as S[col][row] (RWKV-5/6's [key][value])
 };
 
-inline RWKV_HD ScanArgs scan_args(const Args& x) {
+template <typename E>
+RWKV_HD ScanArgs<E> scan_args(const Args<E>& x) {
   return {x.B, x.T, x.H, x.h0, x.nh, x.v, x.y, x.state_in, x.state_out, x.ckpt, x.sa, x.prep};
 }
 
@@ -148,20 +153,20 @@ RWKV_HD void cumulative_decays(const Block& blk, Sh& sh) {
 // The chunk's rows of r, k, a, b, lw and of `val` (into sh.v: v, or dy for the
 // backward's prep) into shared memory, zero rows past the end of the sequence; then
 // cum. Sh: any struct with those arrays. Ends with a barrier.
-template <int N, typename Sh, typename Block>
-RWKV_HD void load_chunk(const Block& blk, const Args& x, const ChunkPos& p, const float* val,
+template <int N, typename E, typename Sh, typename Block>
+RWKV_HD void load_chunk(const Block& blk, const Args<E>& x, const ChunkPos& p, const E* val,
                         Sh& sh) {
   const int tid = blk.thread(), nt = blk.threads();
   for (int e = tid; e < kL * N; e += nt) {
     const int t = e / N, j = e % N;
     const bool in = t < p.len;
     const size_t o = p.o0 + size_t(t) * p.C + j;
-    sh.r[t][j] = in ? x.r[o] : 0.f;
-    sh.k[t][j] = in ? x.k[o] : 0.f;
-    sh.a[t][j] = in ? x.a[o] : 0.f;
-    sh.b[t][j] = in ? x.b[o] : 0.f;
-    sh.v[t][j] = in ? val[o] : 0.f;
-    sh.lw[t][j] = in ? x.lw[o] : 0.f;
+    sh.r[t][j] = in ? to_float(x.r[o]) : 0.f;
+    sh.k[t][j] = in ? to_float(x.k[o]) : 0.f;
+    sh.a[t][j] = in ? to_float(x.a[o]) : 0.f;
+    sh.b[t][j] = in ? to_float(x.b[o]) : 0.f;
+    sh.v[t][j] = in ? to_float(val[o]) : 0.f;
+    sh.lw[t][j] = in ? to_float(x.lw[o]) : 0.f;
   }
   blk.sync();
   cumulative_decays<N>(blk, sh);
@@ -264,8 +269,8 @@ RWKV_HD void pair_matrices(const Block& blk, Sh& sh, const Decay& dec) {
 }
 
 // Block `block` = (b * nh + hh) * chunks(T) + c.
-template <int N, typename Block>
-RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args& x) {
+template <int N, typename E, typename Block>
+RWKV_HD void prep_body(const Block& blk, int block, PrepShared<N>& sh, const Args<E>& x) {
   const int tid = blk.thread(), nt = blk.threads();
   const ChunkPos p = chunk_pos<N>(x, block);
   load_chunk<N>(blk, x, p, x.v, sh);
@@ -347,7 +352,8 @@ struct ChunkRegs {
   static_assert(KP >= 1 && kL * N % kThreads == 0, "whole rows of keys per thread");
   float W[KP], Ry[KP], Kh[KP], Bh[KP], U[RP], Yl[RP], V[RP], PL;
 
-  RWKV_HD void load(const ScanArgs& x, int bi, int hh, int c, int i0, int tid) {
+  template <typename E>
+  RWKV_HD void load(const ScanArgs<E>& x, int bi, int hh, int c, int i0, int tid) {
     const bool with_y = x.y != nullptr;
     constexpr size_t LN = size_t(kL) * N;
     const int nc = chunks(x.T), t0 = c * kL, len = imin(kL, x.T - t0), h = x.h0 + hh;
@@ -367,7 +373,9 @@ struct ChunkRegs {
       const bool own = e < kL * R;  // (a partial last round when kL R < kThreads)
       U[m] = own && kDelta ? in[kU * LN + size_t(t) * N + i0 + i] : 0.f;
       Yl[m] = own && with_y ? in[kYl * LN + size_t(t) * N + i0 + i] : 0.f;
-      V[m] = own && t < len ? x.v[(size_t(bi) * x.T + t0 + t) * C + size_t(h) * N + i0 + i] : 0.f;
+      V[m] = own && t < len
+                 ? to_float(x.v[(size_t(bi) * x.T + t0 + t) * C + size_t(h) * N + i0 + i])
+                 : 0.f;
     }
     PL = tid < N ? in[kParts * LN + tid] : 0.f;
   }
@@ -462,8 +470,8 @@ RWKV_HD void update_state(const Block& blk, ScanShared<N, R>& sh) {
 
 // Block `block` = (b * nh + hh) * G + g, G = N / R, with kThreads threads. kDelta false
 // (RWKV-5/6): no W, U, Bh parts, no SA (the update is S diag(P_L) + V^T Kh).
-template <int N, int R, bool kDelta, typename Block>
-RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const ScanArgs& x) {
+template <int N, int R, bool kDelta, typename E, typename Block>
+RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const ScanArgs<E>& x) {
   constexpr int G = N / R;
   constexpr size_t NN = size_t(N) * N;
   const int tid = blk.thread();
@@ -496,7 +504,7 @@ RWKV_HD void scan_body(const Block& blk, int block, ScanShared<N, R>& sh, const 
         const int t = e / R, i = e % R;
         if (t < len) {
           if (x.sa) x.sa[(bh * x.T + t0 + t) * N + i0 + i] = sh.SA[t][i];
-          if (x.y) x.y[ob + size_t(t0 + t) * C + i] = sh.Yl[t][i];
+          if (x.y) x.y[ob + size_t(t0 + t) * C + i] = from_float<E>(sh.Yl[t][i]);
         }
       }
     }

@@ -1,14 +1,17 @@
 #pragma once
 // Shared by the tests of the chunked WKV kernel bodies run on the CPU
 // (test_wkv6_chunked_body.cpp, test_wkv7_chunked_body.cpp): the case, the instance
-// dispatch, the comparison with a reference.
+// dispatch, the comparison with a reference, and the bit-exact comparison of the fp32
+// outputs of the bf16 instances with the fp32 ones.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "tests/kernels/bf16_test_util.h"
 #include "tests/kernels/wkv_test_util.h"
 
 namespace rwkv::cuda::test {
@@ -64,6 +67,13 @@ void compare(const Case& c, const char* name, const std::vector<float>& got,
 // x as double.
 inline std::vector<double> to_double(const std::vector<float>& x) {
   return std::vector<double>(x.begin(), x.end());
+}
+
+// The same bits (NaN poison included).
+inline void expect_same_bits(const char* name, const std::vector<float>& got,
+                             const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size()) << name;
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << name;
 }
 
 }  // namespace rwkv::cuda::test

@@ -2,6 +2,7 @@
 // Shared by the CUDA kernel tests (label gpu): skipping without a GPU, random
 // inputs, and device buffers that can be poisoned with NaN (bytes 0xFF) so that an
 // element a kernel leaves unwritten is caught.
+#include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "tests/kernels/wkv_test_util.h"
@@ -61,6 +63,30 @@ struct DevBuf {
   std::vector<float> get() const {
     std::vector<float> h(n);
     if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
+    return h;
+  }
+};
+
+// A device copy of bf16 values (kernels/cuda/bf16.h) as the bf16 launchers take them,
+// freed on scope exit; poison() fills it with NaN (bits 0xFFFF).
+struct DevBf16 {
+  __nv_bfloat16* p = nullptr;
+  size_t n = 0;
+  explicit DevBf16(size_t count) : n(count) {
+    if (n) CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
+  }
+  explicit DevBf16(const std::vector<rwkv::cuda::Bf16>& h) : DevBf16(h.size()) {
+    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice));
+  }
+  DevBf16(const DevBf16&) = delete;
+  DevBf16& operator=(const DevBf16&) = delete;
+  ~DevBf16() { cudaFree(p); }
+  void poison() {
+    if (n) CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(__nv_bfloat16)));
+  }
+  std::vector<rwkv::cuda::Bf16> get() const {
+    std::vector<rwkv::cuda::Bf16> h(n);
+    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost));
     return h;
   }
 };

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -102,6 +103,40 @@ void expect_matches_cpu(const Case& c, bool chunked = false, int splits = 1) {
   EXPECT_TRUE(close("dv", c, got.dv, ref.dv));
   EXPECT_TRUE(close("dlw", c, got.dlw, ref.dlw));
   EXPECT_TRUE(close("du", c, got.du, ref.du, c.N, 1));
+}
+
+// The chunked forward and backward with bf16 per-token tensors (wkv6.h's bf16
+// launchers) on poisoned outputs and scratch: r, k, v, lw, dy as bf16 (they must be bf16
+// values already); y and the gradients bf16, the state and du fp32.
+struct Bf16Outputs {
+  std::vector<rwkv::cuda::Bf16> y, dr, dk, dv, dlw;
+  std::vector<float> state, du;
+};
+
+Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
+  using rwkv::cuda::test::to_bf16;
+  const DevBf16 r(to_bf16(in.r)), k(to_bf16(in.k)), v(to_bf16(in.v)), lw(to_bf16(in.lw)),
+      dy(to_bf16(in.dy));
+  const DevBuf u(in.u);
+  const size_t sz = in.r.size();
+  DevBf16 y(sz), dr(sz), dk(sz), dv(sz), dlw(sz);
+  DevBuf state(size_t(c.B) * c.H * c.N * c.N), du(in.u.size());
+  for (DevBf16* b : {&y, &dr, &dk, &dv, &dlw}) b->poison();
+  state.poison();
+  du.poison();
+  DevBuf ws(rwkv::cuda::wkv6_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float)),
+      scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(c.B, c.T, c.H, c.h1 - c.h0, c.N) /
+              sizeof(float));
+  ws.poison();
+  scratch.poison();
+  rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
+                                   nullptr, state.p, ws.p, scratch.p, splits, nullptr);
+  scratch.poison();
+  rwkv::cuda::wkv6_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p,
+                                    dr.p, dk.p, dv.p, dlw.p, du.p, ws.p, scratch.p, splits,
+                                    nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  return {y.get(), dr.get(), dk.get(), dv.get(), dlw.get(), state.get(), du.get()};
 }
 
 }  // namespace
@@ -205,6 +240,29 @@ TEST(CudaWkv6, ChunkedMatchesCpu) {
   expect_matches_cpu({1, 16384, 1, 64, 0, 1, -1.0, -1e-3, 12}, true);
 }
 
+// bf16 per-token tensors (the bf16 launchers) on inputs that are bf16 values: each
+// output against the fp32 chunked kernels' and the CPU's (expect_bf16_close); the state and du
+// (fp32) within 1e-5 of the fp32 kernels'.
+TEST(CudaWkv6, ChunkedBf16IsFp32RoundedOnce) {
+  SKIP_WITHOUT_GPU();
+  for (const auto& [c, splits] : {std::pair{Case{3, 100, 4, 64, 1, 3, -2.0, -0.01, 20}, 4},
+                                  std::pair{Case{2, 37, 2, 32, 0, 2, -1.0, -0.05, 21}, 1},
+                                  std::pair{Case{1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 22}, 8}}) {
+    SCOPED_TRACE(describe(c) + ", splits " + std::to_string(splits));
+    Inputs in(c);
+    for (auto* x : {&in.r, &in.k, &in.v, &in.lw, &in.dy}) rwkv::cuda::test::round_to_bf16(*x);
+    const Outputs f = run_gpu(c, in, true, splits), ref = run_cpu(c, in);
+    const Bf16Outputs b = run_gpu_bf16(c, in, splits);
+    expect_bf16_close("y", c, b.y, f.y, ref.y);
+    expect_bf16_close("dr", c, b.dr, f.dr, ref.dr);
+    expect_bf16_close("dk", c, b.dk, f.dk, ref.dk);
+    expect_bf16_close("dv", c, b.dv, f.dv, ref.dv);
+    expect_bf16_close("dlw", c, b.dlw, f.dlw, ref.dlw);
+    EXPECT_TRUE(close("state_out", c, b.state, f.state, c.N * c.N, 1));
+    EXPECT_TRUE(close("du", c, b.du, f.du, c.N, 1));
+  }
+}
+
 // Two runs on the same inputs give bitwise-identical outputs and gradients, sequential
 // and chunked.
 TEST(CudaWkv6, Deterministic) {
@@ -246,28 +304,41 @@ TEST(CudaWkv6, ChunkedSharedMemoryFitsAnA100) {
 
 // The chunked launchers' argument errors name the function and the value.
 TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
+  constexpr const float* nf = nullptr;  // the fp32 launchers (the bf16 ones take bf16 tensors)
   expect_error_with(
       [] {
-        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2,
-                                         nullptr);
+        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, 2, nullptr);
       },
       "wkv6_forward_chunked: splits=2");
   expect_error_with(
       [] {
-        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
-                                         nullptr);
+        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr);
       },
       "wkv6_forward_chunked: scratch is null");
   float dummy = 0.f;
   expect_error_with(
       [&] {
-        rwkv::cuda::wkv6_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+        rwkv::cuda::wkv6_backward_chunked(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr, nullptr, &dummy, 1, nullptr);
+                                          nullptr, &dummy, 1, nullptr);
       },
       "wkv6_backward_chunked: workspace is null");
+  constexpr const __nv_bfloat16* nb = nullptr;  // the bf16 launchers check alike
+  expect_error_with(
+      [&] {
+        rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, 4, nullptr);
+      },
+      "wkv6_forward_chunked: splits=4");
+  expect_error_with(
+      [&] {
+        rwkv::cuda::wkv6_backward_chunked(1, 4, 1, 64, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                          &dummy, nullptr, 1, nullptr);
+      },
+      "wkv6_backward_chunked: scratch is null");
   EXPECT_EQ(rwkv::cuda::wkv6_chunked_scratch_bytes(2, 17, 4, 3, 64),
             (size_t(2) * 3 * 2 * (6 * 16 * 64 + 64) + size_t(2) * 4 * 2 * 64 * 64 +
              size_t(2) * 3 * 2 * 64) *

@@ -150,6 +150,38 @@ void expect_matches_cpu(const Case& c, int splits = 1, Forward form = Forward::s
   EXPECT_TRUE(close("db", c, got.db, ref.db));
 }
 
+// The chunked forward and backward with bf16 per-token tensors (wkv7.h's bf16
+// launchers) on poisoned outputs, workspace and scratch: the inputs as bf16 (they must
+// be bf16 values already), y and the gradients bf16, the state fp32.
+struct Bf16Outputs {
+  std::vector<rwkv::cuda::Bf16> y, dr, dlw, dk, dv, da, db;
+  std::vector<float> state;
+};
+
+Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
+  using rwkv::cuda::test::to_bf16;
+  const DevBf16 r(to_bf16(in.r)), lw(to_bf16(in.lw)), k(to_bf16(in.k)), v(to_bf16(in.v)),
+      a(to_bf16(in.a)), b(to_bf16(in.b)), dy(to_bf16(in.dy));
+  const size_t sz = in.r.size();
+  DevBf16 y(sz), dr(sz), dlw(sz), dk(sz), dv(sz), da(sz), db(sz);
+  DevBuf state(size_t(c.B) * c.H * c.N * c.N);
+  for (DevBf16* x : {&y, &dr, &dlw, &dk, &dv, &da, &db}) x->poison();
+  state.poison();
+  const int nh = c.h1 - c.h0;
+  DevBuf ws(rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float)),
+      prep(rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, nh, c.N) / sizeof(float)),
+      bscratch(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(c.B, c.T, c.H, nh, c.N) /
+               sizeof(float));
+  for (DevBuf* x : {&ws, &prep, &bscratch}) x->poison();
+  rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                   y.p, nullptr, state.p, ws.p, prep.p, splits, nullptr);
+  rwkv::cuda::wkv7_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                    dy.p, dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws.p, bscratch.p,
+                                    splits, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  return {y.get(), dr.get(), dlw.get(), dk.get(), dv.get(), da.get(), db.get(), state.get()};
+}
+
 }  // namespace
 
 TEST(CudaWkv7, MatchesCpuOneHead) {
@@ -297,6 +329,34 @@ TEST(CudaWkv7, ChunkedBackwardMatchesCpu) {
   expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, 4, Forward::sequential, cb);
 }
 
+// bf16 per-token tensors (the bf16 launchers) on inputs that are bf16 values: each
+// output against the fp32 chunked kernels' and the CPU's (expect_bf16_close); the state
+// (fp32) within 1e-5 of the fp32 kernels'.
+TEST(CudaWkv7, ChunkedBf16IsFp32RoundedOnce) {
+  SKIP_WITHOUT_GPU();
+  const Forward cf = Forward::chunked;
+  const Backward cb = Backward::chunked;
+  for (const auto& [c, splits] :
+       {std::pair{Case{2, 100, 4, 64, 1, 3, -std::exp(-0.5), -1e-3, 30}, 4},
+        std::pair{Case{3, 37, 2, 32, 0, 2, -2.0, -0.01, 31}, 1},
+        std::pair{Case{1, 4096, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 32}, 8}}) {
+    SCOPED_TRACE(describe(c) + ", splits " + std::to_string(splits));
+    Inputs in(c);
+    for (auto* x : {&in.r, &in.lw, &in.k, &in.v, &in.a, &in.b, &in.dy})
+      rwkv::cuda::test::round_to_bf16(*x);
+    const Outputs f = run_gpu(c, in, splits, cf, cb), ref = run_cpu(c, in);
+    const Bf16Outputs b = run_gpu_bf16(c, in, splits);
+    expect_bf16_close("y", c, b.y, f.y, ref.y);
+    expect_bf16_close("dr", c, b.dr, f.dr, ref.dr);
+    expect_bf16_close("dlw", c, b.dlw, f.dlw, ref.dlw);
+    expect_bf16_close("dk", c, b.dk, f.dk, ref.dk);
+    expect_bf16_close("dv", c, b.dv, f.dv, ref.dv);
+    expect_bf16_close("da", c, b.da, f.da, ref.da);
+    expect_bf16_close("db", c, b.db, f.db, ref.db);
+    EXPECT_TRUE(close("state_out", c, b.state, f.state, c.N * c.N, 1));
+  }
+}
+
 // With an initial state (which the CPU's naive backward does not take): the chunked
 // backward's gradients against the sequential backward's, both from one forward's
 // workspace.
@@ -395,6 +455,7 @@ TEST(CudaWkv7, RejectsBadHeadRangeAndMissingWorkspace) {
 // Splits the kernels are not built for, and a split backward without its scratch, are
 // errors naming the function and the value, before any CUDA call.
 TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
+  constexpr const float* nf = nullptr;  // the fp32 launchers (the bf16 ones take bf16 tensors)
   expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 64, 3); }, "splits=3");
   expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 32, 2); }, "N=32");
   expect_error_with(
@@ -413,30 +474,45 @@ TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
       "scratch is null with splits=4");
   expect_error_with(
       [] {
-        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, 1, nullptr);
+        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
+                                         nullptr);
       },
       "wkv7_forward_chunked: scratch is null");
   expect_error_with(
       [] {
-        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 32, 0, 1, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, 2, nullptr);
+        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 32, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 2,
+                                         nullptr);
       },
       "wkv7_forward_chunked: splits=2");
   expect_error_with(
       [&] {
-        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr, nullptr, nullptr, &dummy, nullptr, 1, nullptr);
+                                          nullptr, nullptr, &dummy, nullptr, 1, nullptr);
       },
       "wkv7_backward_chunked: scratch is null");
   expect_error_with(
       [] {
-        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr,
+        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
                                           nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr);
+                                          nullptr, nullptr, nullptr, nullptr, 1, nullptr);
+      },
+      "wkv7_backward_chunked: workspace is null");
+  constexpr const __nv_bfloat16* nb = nullptr;  // the bf16 launchers check alike
+  expect_error_with(
+      [&] {
+        rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1,
+                                         nullptr);
+      },
+      "wkv7_forward_chunked: scratch is null");
+  expect_error_with(
+      [&] {
+        rwkv::cuda::wkv7_backward_chunked(1, 4, 1, 64, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                          nullptr, nullptr, nullptr, nullptr, 1, nullptr);
       },
       "wkv7_backward_chunked: workspace is null");
   EXPECT_EQ(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(2, 17, 4, 3, 64),

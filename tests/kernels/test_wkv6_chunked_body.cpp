@@ -6,6 +6,8 @@
 // checkpoints). Shapes, head ranges, splits, decays near 0 and near 1, an initial state.
 // The GPU runs the same bodies (test_cuda_wkv6.cu). Measure: ||x - ref||_2 / ||ref||_2
 // over the heads in range, <= 1e-5; outputs start as NaN and must stay NaN outside.
+// With bf16 per-token tensors (the bf16 launchers): the fp32 results rounded once, bit
+// for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,16 +25,20 @@ namespace {
 
 namespace ch = rwkv::cuda::wkv6_chunked;
 namespace ch7 = rwkv::cuda::wkv7_chunked;
+using rwkv::cuda::Bf16;
 using rwkv::cuda::test::Case;
 using rwkv::cuda::test::compare;
 using rwkv::cuda::test::describe;
+using rwkv::cuda::test::expect_rounded_once;
+using rwkv::cuda::test::expect_same_bits;
+using rwkv::cuda::test::round_to_bf16;
 using rwkv::cuda::test::run_grid;
 using rwkv::cuda::test::to_double;
 using rwkv::cuda::test::with_instance;
 using rwkv::kernels::test::uniform;
 
-template <int N, int R>
-void run_forward(const Case& c, const ch::Args& x) {
+template <int N, int R, typename E>
+void run_forward(const Case& c, const ch::Args<E>& x) {
   const int nh = c.h1 - c.h0;
   run_grid<ch::PrepShared<N>>(c.B * nh * ch::chunks(c.T), ch::kThreads,
                               [&](const auto& blk, int block, ch::PrepShared<N>& sh) {
@@ -44,8 +50,8 @@ void run_forward(const Case& c, const ch::Args& x) {
       });
 }
 
-template <int N, int R>
-void run_backward(const Case& c, const ch::Args& x) {
+template <int N, int R, typename E>
+void run_backward(const Case& c, const ch::Args<E>& x) {
   const int nh = c.h1 - c.h0, blocks = c.B * nh * ch::chunks(c.T);
   run_grid<ch::PrepShared<N>>(blocks, ch::kThreads,
                               [&](const auto& blk, int block, ch::PrepShared<N>& sh) {
@@ -101,10 +107,74 @@ std::vector<double> reference_checkpoints(const Case& c, const Inputs& in) {
   return ckpt;
 }
 
+// What the chunked kernels write, per-token tensors as E: y, the final state, the
+// checkpoints, and (when run) the gradients dr, dk, dv, dlw and du. Every output starts
+// as NaN.
+template <typename E>
+struct Results {
+  std::vector<E> y, g[4];
+  std::vector<float> state, ckpt, du;
+};
+
+// The forward, then (with `backward`) the backward from its checkpoints, on the
+// per-token inputs as E (exact when E is bf16 and the inputs are bf16 values).
+template <typename E>
+Results<E> run_chunked(const Case& c, const Inputs& in, bool backward) {
+  using rwkv::cuda::from_float;
+  const auto as_e = [](const std::vector<float>& x) {
+    std::vector<E> out(x.size());
+    std::transform(x.begin(), x.end(), out.begin(), from_float<E>);
+    return out;
+  };
+  const std::vector<E> r = as_e(in.r), k = as_e(in.k), v = as_e(in.v), lw = as_e(in.lw),
+                       dy = as_e(in.dy);
+  const float nan = std::nanf("");
+  const int nh = c.h1 - c.h0, nc = ch::chunks(c.T);
+  const size_t sz = in.r.size(), NN = size_t(c.N) * c.N;
+  Results<E> o;
+  o.y.assign(sz, from_float<E>(nan));
+  o.state.assign(size_t(c.B) * c.H * NN, nan);
+  o.ckpt.assign(size_t(c.B) * c.H * nc * NN, nan);
+  o.du.assign(size_t(c.H) * c.N, nan);
+  for (auto& x : o.g) x.assign(sz, from_float<E>(nan));
+  std::vector<float> prep(size_t(c.B) * nh * nc * ch::chunk_floats(c.N), nan),
+      dS(o.ckpt.size(), nan), dup(size_t(c.B) * nh * nc * c.N, nan);
+  const ch::Args<E> x{.B = c.B,
+                      .T = c.T,
+                      .H = c.H,
+                      .h0 = c.h0,
+                      .nh = nh,
+                      .r = r.data(),
+                      .k = k.data(),
+                      .v = v.data(),
+                      .lw = lw.data(),
+                      .u = in.u.data(),
+                      .y = o.y.data(),
+                      .state_in = in.s0.empty() ? nullptr : in.s0.data(),
+                      .state_out = o.state.data(),
+                      .ckpt = o.ckpt.data(),
+                      .prep = prep.data(),
+                      .dy = dy.data(),
+                      .dr = o.g[0].data(),
+                      .dk = o.g[1].data(),
+                      .dv = o.g[2].data(),
+                      .dlw = o.g[3].data(),
+                      .du = o.du.data(),
+                      .dS = dS.data(),
+                      .dup = dup.data()};
+  with_instance(c, [&](auto n, auto r) { run_forward<n(), r()>(c, x); });
+  if (!backward) return o;
+  std::fill(prep.begin(), prep.end(), nan);
+  with_instance(c, [&](auto n, auto r) { run_backward<n(), r()>(c, x); });
+  return o;
+}
+
+const char* const kGradNames[] = {"dr", "dk", "dv", "dlw"};
+
 void check(const Case& c) {
   SCOPED_TRACE(describe(c));
   const Inputs in(c);
-  const int nh = c.h1 - c.h0, nc = ch::chunks(c.T);
+  const int nc = ch::chunks(c.T);
   const size_t sz = in.r.size(), NN = size_t(c.N) * c.N;
   const auto rd = to_double(in.r), kd = to_double(in.k), vd = to_double(in.v),
              lwd = to_double(in.lw), ud = to_double(in.u), s0d = to_double(in.s0),
@@ -113,34 +183,37 @@ void check(const Case& c) {
   rwkv::kernels::wkv6_forward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, rd.data(), kd.data(), vd.data(),
                                     lwd.data(), ud.data(), y_ref.data(),
                                     in.s0.empty() ? nullptr : s0d.data(), s_ref.data());
-  const float nan = std::nanf("");
-  std::vector<float> y(sz, nan), state(s_ref.size(), nan), ckpt(size_t(c.B) * c.H * nc * NN, nan),
-      prep(size_t(c.B) * nh * nc * ch::chunk_floats(c.N), nan);
-  std::vector<float> g[4], du(size_t(c.H) * c.N, nan), dS(ckpt.size(), nan),
-      dup(size_t(c.B) * nh * nc * c.N, nan);
-  for (auto& x : g) x.assign(sz, nan);
-  const ch::Args x{c.B,          c.T,         c.H,         c.h0,
-                   nh,           in.r.data(), in.k.data(), in.v.data(),
-                   in.lw.data(), in.u.data(), y.data(),    in.s0.empty() ? nullptr : in.s0.data(),
-                   state.data(), ckpt.data(), prep.data(), in.dy.data(),
-                   g[0].data(),  g[1].data(), g[2].data(), g[3].data(),
-                   du.data(),    dS.data(),   dup.data()};
-  with_instance(c, [&](auto n, auto r) { run_forward<n(), r()>(c, x); });
-  compare(c, "y", y, y_ref, c.N);
-  compare(c, "state_out", state, s_ref, NN);
-  compare(c, "ckpt", ckpt, reference_checkpoints(c, in), NN * nc);
-  if (c.initial_state) return;  // the CPU's naive backward starts from a zero state
+  // The CPU's naive backward starts from a zero state: no backward with an initial one.
+  const Results<float> got = run_chunked<float>(c, in, !c.initial_state);
+  compare(c, "y", got.y, y_ref, c.N);
+  compare(c, "state_out", got.state, s_ref, NN);
+  compare(c, "ckpt", got.ckpt, reference_checkpoints(c, in), NN * nc);
+  if (c.initial_state) return;
 
-  std::vector<double> gref[4], du_ref(du.size(), 0.0);
+  std::vector<double> gref[4], du_ref(got.du.size(), 0.0);
   for (auto& e : gref) e.assign(sz, 0.0);
   rwkv::kernels::wkv6_backward_naive(c.B, c.T, c.H, c.N, c.h0, c.h1, rd.data(), kd.data(),
                                      vd.data(), lwd.data(), ud.data(), dyd.data(), gref[0].data(),
                                      gref[1].data(), gref[2].data(), gref[3].data(), du_ref.data());
-  std::fill(prep.begin(), prep.end(), nan);
-  with_instance(c, [&](auto n, auto r) { run_backward<n(), r()>(c, x); });
-  const char* names[] = {"dr", "dk", "dv", "dlw"};
-  for (int q = 0; q < 4; ++q) compare(c, names[q], g[q], gref[q], c.N);
-  compare(c, "du", du, du_ref, c.N);
+  for (int q = 0; q < 4; ++q) compare(c, kGradNames[q], got.g[q], gref[q], c.N);
+  compare(c, "du", got.du, du_ref, c.N);
+}
+
+// bf16 per-token tensors (the bf16 launchers of kernels/cuda/wkv6.h): on inputs that are
+// bf16 values, every per-token output is the fp32 kernels' rounded once, bit for bit,
+// and the fp32 ones (state, checkpoints, du) are the fp32 kernels' exactly; NaN stays
+// outside the head range.
+void check_bf16(const Case& c) {
+  SCOPED_TRACE(describe(c) + ", bf16");
+  Inputs in(c);
+  for (auto* x : {&in.r, &in.k, &in.v, &in.lw, &in.dy}) round_to_bf16(*x);
+  const Results<float> f = run_chunked<float>(c, in, true);
+  const Results<Bf16> b = run_chunked<Bf16>(c, in, true);
+  expect_rounded_once("y", b.y, f.y);
+  expect_same_bits("state_out", b.state, f.state);
+  expect_same_bits("ckpt", b.ckpt, f.ckpt);
+  for (int q = 0; q < 4; ++q) expect_rounded_once(kGradNames[q], b.g[q], f.g[q]);
+  expect_same_bits("du", b.du, f.du);
 }
 
 TEST(Wkv6ChunkedBody, MatchesNaive) {
@@ -165,6 +238,13 @@ TEST(Wkv6ChunkedBody, ExtremeDecays) {
 TEST(Wkv6ChunkedBody, InitialState) {
   check({2, 45, 3, 64, 1, 3, 1, -1.0, -0.01, true, 10});
   check({1, 20, 2, 32, 0, 2, 1, -1.0, -0.01, true, 11});
+}
+
+// bf16 inputs and outputs: a head range, T not a multiple of the chunk, split scan rows,
+// an initial state.
+TEST(Wkv6ChunkedBody, Bf16IsFp32RoundedOnce) {
+  check_bf16({2, 37, 3, 64, 1, 3, 4, -1.0, -0.01, true, 12});
+  check_bf16({1, 20, 2, 32, 0, 2, 1, -2.0, -0.01, false, 13});
 }
 
 }  // namespace

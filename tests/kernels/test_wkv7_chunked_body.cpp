@@ -8,7 +8,8 @@
 // -kk, b = kk * sigmoid(x), kk L2-normalised per head), several shapes, head ranges,
 // splits, decays near 0 and near 1, an initial state. The GPU runs the same bodies
 // (test_cuda_wkv7.cu). Measure: ||x - ref||_2 / ||ref||_2 over the heads in range,
-// <= 1e-5; outputs start as NaN, and outside the head range they must stay NaN.
+// <= 1e-5; outputs start as NaN, and outside the head range they must stay NaN. With
+// bf16 per-token tensors (the bf16 launchers): the fp32 results rounded once, bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,9 +28,13 @@
 namespace {
 
 namespace ch = rwkv::cuda::wkv7_chunked;
+using rwkv::cuda::Bf16;
 using rwkv::cuda::test::Case;
 using rwkv::cuda::test::compare;
 using rwkv::cuda::test::describe;
+using rwkv::cuda::test::expect_rounded_once;
+using rwkv::cuda::test::expect_same_bits;
+using rwkv::cuda::test::round_to_bf16;
 using rwkv::cuda::test::to_double;
 using rwkv::cuda::test::with_instance;
 using rwkv::kernels::test::uniform;
@@ -98,8 +103,8 @@ Outputs reference(const Case& c, const Inputs& in) {
   return o;
 }
 
-template <int N, int R>
-void run_forward(const Case& c, const ch::Args& args) {
+template <int N, int R, typename E>
+void run_forward(const Case& c, const ch::Args<E>& args) {
   const int nh = c.h1 - c.h0;
   rwkv::cuda::test::run_grid<ch::PrepShared<N>>(
       c.B * nh * ch::chunks(c.T), ch::kThreads,
@@ -112,14 +117,14 @@ void run_forward(const Case& c, const ch::Args& args) {
       });
 }
 
-template <int N, int R>
-void run_backward(const Case& c, const ch::BackArgs& args) {
+template <int N, int R, typename E>
+void run_backward(const Case& c, const ch::BackArgs<E>& args) {
   const int nh = c.h1 - c.h0, blocks = c.B * nh * ch::chunks(c.T);
   rwkv::cuda::test::run_grid<ch::PrepShared<N>>(
       blocks, ch::kThreads, [&](const auto& blk, int block, ch::PrepShared<N>& sh) {
         ch::bprep_body<N>(blk, block, sh, args);
       });
-  const ch::ScanArgs scan = ch::scan_args(args);
+  const ch::ScanArgs<E> scan = ch::scan_args(args);
   rwkv::cuda::test::run_grid<ch::ScanShared<N, R>>(
       c.B * nh * (N / R), ch::kThreads, [&](const auto& blk, int block, ch::ScanShared<N, R>& sh) {
         ch::scan_body<N, R, true>(blk, block, sh, scan);
@@ -130,41 +135,87 @@ void run_backward(const Case& c, const ch::BackArgs& args) {
       });
 }
 
+// What the chunked kernels write, per-token tensors as E: y, the final state, the
+// checkpoints, sa, and (when run) the gradients dr, dlw, dk, dv, da, db. Every output
+// starts as NaN.
+template <typename E>
+struct Results {
+  std::vector<E> y, g[6];
+  std::vector<float> state, ckpt, sa;
+};
+
+// The forward, then (with `backward`) the backward from its checkpoints and sa, on the
+// inputs as E (exact when E is bf16 and the inputs are bf16 values).
+template <typename E>
+Results<E> run_chunked(const Case& c, const Inputs& in, bool backward) {
+  using rwkv::cuda::from_float;
+  const auto as_e = [](const std::vector<float>& x) {
+    std::vector<E> out(x.size());
+    std::transform(x.begin(), x.end(), out.begin(), from_float<E>);
+    return out;
+  };
+  const std::vector<E> r = as_e(in.r), lw = as_e(in.lw), k = as_e(in.k), v = as_e(in.v),
+                       a = as_e(in.a), b = as_e(in.b), dy = as_e(in.dy);
+  const float nan = std::nanf("");
+  const int nh = c.h1 - c.h0, nc = ch::chunks(c.T);
+  const size_t sz = in.r.size(), NN = size_t(c.N) * c.N;
+  Results<E> o;
+  o.y.assign(sz, from_float<E>(nan));
+  o.state.assign(size_t(c.B) * c.H * NN, nan);
+  o.ckpt.assign(size_t(c.B) * c.H * nc * NN, nan);
+  o.sa.assign(size_t(c.B) * c.H * c.T * c.N, nan);
+  std::vector<float> prep(size_t(c.B) * nh * nc * ch::chunk_floats(c.N), nan);
+  const ch::Args<E> args{.B = c.B,
+                         .T = c.T,
+                         .H = c.H,
+                         .h0 = c.h0,
+                         .nh = nh,
+                         .r = r.data(),
+                         .lw = lw.data(),
+                         .k = k.data(),
+                         .v = v.data(),
+                         .a = a.data(),
+                         .b = b.data(),
+                         .y = o.y.data(),
+                         .state_in = in.s0.empty() ? nullptr : in.s0.data(),
+                         .state_out = o.state.data(),
+                         .ckpt = o.ckpt.data(),
+                         .sa = o.sa.data(),
+                         .prep = prep.data()};
+  with_instance(c, [&](auto n, auto r) { run_forward<n(), r()>(c, args); });
+  if (!backward) return o;
+  for (auto& x : o.g) x.assign(sz, from_float<E>(nan));
+  std::vector<float> bprep(prep.size(), nan), dS(o.ckpt.size(), nan), dX(o.sa.size(), nan);
+  const ch::BackArgs<E> bargs{.fwd = args,
+                              .dy = dy.data(),
+                              .dr = o.g[0].data(),
+                              .dlw = o.g[1].data(),
+                              .dk = o.g[2].data(),
+                              .dv = o.g[3].data(),
+                              .da = o.g[4].data(),
+                              .db = o.g[5].data(),
+                              .bprep = bprep.data(),
+                              .dS = dS.data(),
+                              .dX = dX.data()};
+  with_instance(c, [&](auto n, auto r) { run_backward<n(), r()>(c, bargs); });
+  return o;
+}
+
+const char* const kGradNames[] = {"dr", "dlw", "dk", "dv", "da", "db"};
+
 void check(const Case& c) {
   SCOPED_TRACE(describe(c));
   const Inputs in(c);
   const Outputs ref = reference(c, in);
-  const float nan = std::nanf("");
-  const int nh = c.h1 - c.h0;
-  std::vector<float> y(ref.y.size(), nan), state(ref.state.size(), nan), ckpt(ref.ckpt.size(), nan),
-      sa(ref.sa.size(), nan);
-  std::vector<float> prep(size_t(c.B) * nh * ch::chunks(c.T) * ch::chunk_floats(c.N), nan);
-  const ch::Args args{.B = c.B,
-                      .T = c.T,
-                      .H = c.H,
-                      .h0 = c.h0,
-                      .nh = nh,
-                      .r = in.r.data(),
-                      .lw = in.lw.data(),
-                      .k = in.k.data(),
-                      .v = in.v.data(),
-                      .a = in.a.data(),
-                      .b = in.b.data(),
-                      .y = y.data(),
-                      .state_in = in.s0.empty() ? nullptr : in.s0.data(),
-                      .state_out = state.data(),
-                      .ckpt = ckpt.data(),
-                      .sa = sa.data(),
-                      .prep = prep.data()};
-  with_instance(c, [&](auto n, auto r) { run_forward<n(), r()>(c, args); });
+  // The CPU's naive backward starts from a zero state: no backward with an initial one.
+  const Results<float> got = run_chunked<float>(c, in, !c.initial_state);
   const size_t NN = size_t(c.N) * c.N;
-  compare(c, "y", y, ref.y, c.N);
-  compare(c, "state_out", state, ref.state, NN);
-  compare(c, "ckpt", ckpt, ref.ckpt, NN * ch::chunks(c.T));
-  compare(c, "sa", sa, ref.sa, size_t(c.N) * c.T);
-  if (c.initial_state) return;  // the CPU's naive backward starts from a zero state
+  compare(c, "y", got.y, ref.y, c.N);
+  compare(c, "state_out", got.state, ref.state, NN);
+  compare(c, "ckpt", got.ckpt, ref.ckpt, NN * ch::chunks(c.T));
+  compare(c, "sa", got.sa, ref.sa, size_t(c.N) * c.T);
+  if (c.initial_state) return;
 
-  // The backward, from the checkpoints and sa of the forward above.
   const size_t sz = in.r.size();
   const auto rd = to_double(in.r), lwd = to_double(in.lw), kd = to_double(in.k),
              vd = to_double(in.v), ad = to_double(in.a), bd = to_double(in.b),
@@ -175,23 +226,24 @@ void check(const Case& c) {
                                      kd.data(), vd.data(), ad.data(), bd.data(), dyd.data(),
                                      gref[0].data(), gref[1].data(), gref[2].data(), gref[3].data(),
                                      gref[4].data(), gref[5].data());
-  std::vector<float> g[6];
-  for (auto& x : g) x.assign(sz, nan);
-  std::vector<float> bprep(prep.size(), nan), dS(ckpt.size(), nan), dX(sa.size(), nan);
-  const ch::BackArgs bargs{.fwd = args,
-                           .dy = in.dy.data(),
-                           .dr = g[0].data(),
-                           .dlw = g[1].data(),
-                           .dk = g[2].data(),
-                           .dv = g[3].data(),
-                           .da = g[4].data(),
-                           .db = g[5].data(),
-                           .bprep = bprep.data(),
-                           .dS = dS.data(),
-                           .dX = dX.data()};
-  with_instance(c, [&](auto n, auto r) { run_backward<n(), r()>(c, bargs); });
-  const char* names[] = {"dr", "dlw", "dk", "dv", "da", "db"};
-  for (int q = 0; q < 6; ++q) compare(c, names[q], g[q], gref[q], c.N);
+  for (int q = 0; q < 6; ++q) compare(c, kGradNames[q], got.g[q], gref[q], c.N);
+}
+
+// bf16 per-token tensors (the bf16 launchers of kernels/cuda/wkv7.h): on inputs that are
+// bf16 values, every output is the fp32 kernels' rounded once, bit for bit, and the fp32
+// ones (state, checkpoints, sa) are the fp32 kernels' exactly; NaN stays outside the
+// head range.
+void check_bf16(const Case& c) {
+  SCOPED_TRACE(describe(c) + ", bf16");
+  Inputs in(c);
+  for (auto* x : {&in.r, &in.lw, &in.k, &in.v, &in.a, &in.b, &in.dy}) round_to_bf16(*x);
+  const Results<float> f = run_chunked<float>(c, in, true);
+  const Results<Bf16> b = run_chunked<Bf16>(c, in, true);
+  expect_rounded_once("y", b.y, f.y);
+  expect_same_bits("state_out", b.state, f.state);
+  expect_same_bits("ckpt", b.ckpt, f.ckpt);
+  expect_same_bits("sa", b.sa, f.sa);
+  for (int q = 0; q < 6; ++q) expect_rounded_once(kGradNames[q], b.g[q], f.g[q]);
 }
 
 TEST(Wkv7ChunkedBody, MatchesRecurrence) {
@@ -218,6 +270,13 @@ TEST(Wkv7ChunkedBody, InitialState) {
   check({2, 45, 3, 64, 1, 3, 1, -1.0, -0.01, true, 9});
   check({2, 45, 3, 64, 0, 3, 8, -1.0, -0.01, true, 10});
   check({1, 20, 2, 32, 0, 2, 1, -1.0, -0.01, true, 11});
+}
+
+// bf16 inputs and outputs: a head range, T not a multiple of the chunk, split scan rows,
+// an initial state; the model's decays.
+TEST(Wkv7ChunkedBody, Bf16IsFp32RoundedOnce) {
+  check_bf16({2, 37, 3, 64, 1, 3, 4, -std::exp(-0.5), -1e-3, true, 12});
+  check_bf16({1, 20, 2, 32, 0, 2, 1, -1.0, -0.01, false, 13});
 }
 
 }  // namespace

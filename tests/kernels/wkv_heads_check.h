@@ -3,13 +3,15 @@
 // and WKV7 tests). Measure: ||gpu - cpu||_2 / ||cpu||_2 over the heads in range,
 // <= 1e-5 in fp32; the failure message also gives the max abs error and where. An
 // element in range that is not finite (e.g. still the poison) fails, and one outside
-// the range must still hold the poison.
+// the range must still hold the poison. The bf16 kernels: widen() their results.
 #include <gtest/gtest.h>
 
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/bf16.h"
+#include "tests/kernels/bf16_test_util.h"
 #include "tests/kernels/cuda_test_util.h"
 
 struct Case {
@@ -28,9 +30,31 @@ inline std::string describe(const Case& c) {
 // got vs ref for a tensor of rows of H heads with n elements each: [B, T, H, N]
 // (n = N, the default), the state [B, H, N, N] (n = N * N, T = 1), du [H, N] (n = N,
 // B = T = 1). Element i is in head (i / n) % H, row i / (H n) = b T + t.
+// tol: 1e-5 (fp32), or the bf16 tolerance for the bf16 kernels.
 inline ::testing::AssertionResult close(const char* name, const Case& c,
                                         const std::vector<float>& got,
-                                        const std::vector<float>& ref, int n = 0, int T = 0) {
+                                        const std::vector<float>& ref, int n = 0, int T = 0,
+                                        double tol = 1e-5) {
   return rwkv::cuda::test::close_groups(std::string(name) + " (" + describe(c) + ")", got, ref, c.H,
-                                        n == 0 ? c.N : n, c.h0, c.h1, T == 0 ? c.T : T, "h");
+                                        n == 0 ? c.N : n, c.h0, c.h1, T == 0 ? c.T : T, "h", tol);
+}
+
+// A bf16 result as floats, for close(): the poison 0xFFFF becomes the fp32 poison
+// 0xFFFFFFFF, which close_groups expects outside the head range.
+inline std::vector<float> widen(const std::vector<rwkv::cuda::Bf16>& x) {
+  std::vector<float> out(x.size());
+  for (size_t e = 0; e < x.size(); ++e)
+    out[e] = x[e].bits == 0xffff ? rwkv::cuda::bits_float(0xffffffffu) : rwkv::cuda::to_float(x[e]);
+  return out;
+}
+
+// A per-token result of a bf16 kernel, got, on inputs that are bf16 values: its fp32
+// twin's on the same inputs (fp32) rounded once (or a neighbour of it: the two instances
+// may contract multiply-adds differently), and within the bf16 tolerance, 5e-3 relative
+// L2, of the CPU's (cpu); the poison kept outside the head range.
+inline void expect_bf16_close(const char* name, const Case& c,
+                              const std::vector<rwkv::cuda::Bf16>& got,
+                              const std::vector<float>& fp32, const std::vector<float>& cpu) {
+  rwkv::cuda::test::expect_rounded_once(name, got, fp32, 1);
+  EXPECT_TRUE(close(name, c, widen(got), cpu, 0, 0, 5e-3)) << "against the CPU";
 }
