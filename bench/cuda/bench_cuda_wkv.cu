@@ -8,7 +8,9 @@
 // 9.7 ms forward + 46.4 ms backward, flash-linear-attention's chunked WKV6 13.1 + 40.8
 // ms, RWKV-LM's WKV7 about 17 ms forward + backward.
 // WKV6 and WKV7 also in chunked form (wkv{6,7}_forward_chunked, wkv{6,7}_backward_chunked),
-// next to the sequential kernels at the same shapes.
+// next to the sequential kernels at the same shapes, and the chunked kernels again with
+// bf16 per-token tensors (their bf16 launchers: the form the published figures are for),
+// on the same values rounded to bf16, next to the fp32 chunked ones.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
 // to every bench_* executable). With RWKV_BENCH_ONCE=1 in the environment every kernel
 // is called once and nothing is timed or printed but a line: the run scripts/gpu_check.sh
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.cuh"
+#include "kernels/cuda/convert.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv4.h"
@@ -58,6 +61,31 @@ __global__ void make_v7_ab(float* a, float* b, size_t rows, int N, uint32_t seed
     ar[j] = -kk;
     br[j] = kk / (1.f + expf(-x));
   }
+}
+
+// n bf16 values of device memory, freed with it.
+struct DevBf16 {
+  __nv_bfloat16* p = nullptr;
+  explicit DevBf16(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16))); }
+  DevBf16(const DevBf16&) = delete;
+  DevBf16& operator=(const DevBf16&) = delete;
+  ~DevBf16() { cudaFree(p); }
+};
+
+// dst [n] = src [n] rounded to bf16.
+void round_to(__nv_bfloat16* dst, const float* src, size_t n) {
+  rwkv::cuda::to_bf16(dst, src, 1, int64_t(n), int64_t(n), nullptr);
+}
+
+// The line of a bf16 chunked kernel against the fp32 chunked one.
+void report_bf16(const char* name, const char* shape, double fwd_ms, double fwd32_ms, double bwd_ms,
+                 double bwd32_ms) {
+  if (g_once) return;
+  std::printf(
+      "%s chunked bf16 %s: forward %8.3f ms (fp32 chunked %.3f: %.2fx), backward %8.3f ms "
+      "(fp32 chunked %.3f: %.2fx)\n",
+      name, shape, fwd_ms, fwd32_ms, fwd32_ms / fwd_ms, bwd_ms, bwd32_ms, bwd32_ms / bwd_ms);
+  std::fflush(stdout);
 }
 
 // Median milliseconds of kReps calls of f after kWarmup, each timed with events (one
@@ -94,6 +122,12 @@ void run() {
   for (int i = 0; i < 14; ++i) t[i] = pool.p + i * n;
   float *r = t[0], *lw = t[1], *k = t[2], *v = t[3], *a = t[4], *b = t[5], *dy = t[6], *y = t[7];
   float *g1 = t[8], *g2 = t[9], *g3 = t[10], *g4 = t[11], *g5 = t[12], *g6 = t[13];
+  // The same 14 as bf16, for the bf16 chunked kernels.
+  const DevBf16 hpool(14 * n);
+  __nv_bfloat16* h[14];
+  for (int i = 0; i < 14; ++i) h[i] = hpool.p + i * n;
+  __nv_bfloat16 *hr = h[0], *hlw = h[1], *hk = h[2], *hv = h[3], *ha = h[4], *hb = h[5],
+                *hdy = h[6], *hy = h[7];
   const Dev w4(kC), u4(kC), dw4(kC), du4(kC), u6(kC), du6(kC);
   fill(r, n, 1, -1.f, 1.f);
   fill(k, n, 2, -1.f, 1.f);
@@ -130,6 +164,8 @@ void run() {
     report("wkv6", shape, f, 4, 1, g, 5, 4);
     // The chunked forms, each (b, h)'s scan as 1 or 8 blocks of value channels.
     const Dev scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(kB, kT, kH, kH, kN) / sizeof(float));
+    for (const auto& [dst, src] : {std::pair{hr, r}, {hk, k}, {hv, v}, {hlw, lw}, {hdy, dy}})
+      round_to(dst, src, n);
     for (const int splits : {1, 8}) {
       const double fc = time_ms([&] {
         rwkv::cuda::wkv6_forward_chunked(kB, kT, kH, kN, 0, kH, r, k, v, lw, u6.p, y, nullptr,
@@ -145,6 +181,18 @@ void run() {
             "%8.3f ms (sequential %.3f: %.2fx)\n",
             shape, splits, fc, f, f / fc, gc, g, g / gc);
       std::fflush(stdout);
+      const double fb = time_ms([&] {
+        rwkv::cuda::wkv6_forward_chunked(kB, kT, kH, kN, 0, kH, hr, hk, hv, hlw, u6.p, hy, nullptr,
+                                         nullptr, ws.p, scratch.p, splits, nullptr);
+      });
+      const double gb = time_ms([&] {
+        rwkv::cuda::wkv6_backward_chunked(kB, kT, kH, kN, 0, kH, hr, hk, hv, hlw, u6.p, hdy, h[8],
+                                          h[9], h[10], h[11], du6.p, ws.p, scratch.p, splits,
+                                          nullptr);
+      });
+      char label[96];
+      std::snprintf(label, sizeof label, "%s splits %d", shape, splits);
+      report_bf16("wkv6", label, fb, fc, gb, gc);
     }
   }
   // WKV7: forward reads r, lw, k, v, a, b, writes y; backward reads those and dy, writes 6.
@@ -192,6 +240,20 @@ void run() {
             "(sequential %.3f: %.2fx)\n",
             label, fc, f, f / fc, gc, g, g / gc);
       std::fflush(stdout);
+      if (splits != rwkv::cuda::wkv7_default_splits(B, H, kN)) continue;
+      for (const auto& [dst, src] :
+           {std::pair{hr, r}, {hlw, lw}, {hk, k}, {hv, v}, {ha, a}, {hb, b}, {hdy, dy}})
+        round_to(dst, src, m);
+      const double fb = time_ms([&] {
+        rwkv::cuda::wkv7_forward_chunked(B, kT, H, kN, 0, H, hr, hlw, hk, hv, ha, hb, hy, nullptr,
+                                         nullptr, ws.p, prep.p, splits, nullptr);
+      });
+      const double gb = time_ms([&] {
+        rwkv::cuda::wkv7_backward_chunked(B, kT, H, kN, 0, H, hr, hlw, hk, hv, ha, hb, hdy, h[8],
+                                          h[9], h[10], h[11], h[12], h[13], ws.p, bscratch.p,
+                                          splits, nullptr);
+      });
+      report_bf16("wkv7", label, fb, fc, gb, gc);
     }
   }
 }

@@ -63,9 +63,9 @@ def main(argv):
     if not times:
         print(f"ncu_kernel_times: no gpu__time_duration.sum rows in {argv[1]}")
         return 1
-    print(f"{'kernel':<40} {'grid':>14} {'launches':>8} {'median us':>10}")
+    print(f"{'kernel':<52} {'grid':>14} {'launches':>8} {'median us':>10}")
     for (name, grid), ns in times.items():
-        print(f"{name:<40} {grid:>14} {len(ns):>8} {statistics.median(ns) / 1e3:>10.1f}")
+        print(f"{name:<52} {grid:>14} {len(ns):>8} {statistics.median(ns) / 1e3:>10.1f}")
     return 0
 
 
