@@ -18,9 +18,11 @@ inline void round_to_bf16(std::vector<float>& x) {
   for (float& e : x) e = to_float(from_float<Bf16>(e));
 }
 
-inline std::vector<Bf16> to_bf16(const std::vector<float>& x) {
-  std::vector<Bf16> out(x.size());
-  std::transform(x.begin(), x.end(), out.begin(), from_float<Bf16>);
+// x stored as E (float: a copy; Bf16: each value rounded).
+template <typename E>
+std::vector<E> stored_as(const std::vector<float>& x) {
+  std::vector<E> out(x.size());
+  std::transform(x.begin(), x.end(), out.begin(), from_float<E>);
   return out;
 }
 

@@ -114,7 +114,7 @@ struct Bf16Outputs {
 };
 
 Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
-  using rwkv::cuda::test::to_bf16;
+  const auto to_bf16 = rwkv::cuda::test::stored_as<rwkv::cuda::Bf16>;
   const DevBf16 r(to_bf16(in.r)), k(to_bf16(in.k)), v(to_bf16(in.v)), lw(to_bf16(in.lw)),
       dy(to_bf16(in.dy));
   const DevBuf u(in.u);

@@ -121,11 +121,7 @@ struct Results {
 template <typename E>
 Results<E> run_chunked(const Case& c, const Inputs& in, bool backward) {
   using rwkv::cuda::from_float;
-  const auto as_e = [](const std::vector<float>& x) {
-    std::vector<E> out(x.size());
-    std::transform(x.begin(), x.end(), out.begin(), from_float<E>);
-    return out;
-  };
+  const auto as_e = rwkv::cuda::test::stored_as<E>;
   const std::vector<E> r = as_e(in.r), k = as_e(in.k), v = as_e(in.v), lw = as_e(in.lw),
                        dy = as_e(in.dy);
   const float nan = std::nanf("");
