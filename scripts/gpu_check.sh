@@ -31,7 +31,7 @@
 #                                  second run in a lease that has already measured it
 #   SANITIZE=0 scripts/gpu_check.sh the same without compute-sanitizer's racecheck and
 #                                  memcheck of the small chunked WKV cases (run last,
-#                                  before the table; 1-2 minutes where it reaches the GPU)
+#                                  before the table; 1-3 minutes where it reaches the GPU)
 #   NCU=0 scripts/gpu_check.sh      the same without Nsight Compute's per-kernel times of
 #                                  the chunked WKV kernels (~30-60 s where ncu reaches
 #                                  the GPU)
@@ -287,11 +287,11 @@ else
 fi
 
 # compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,
-# WKV5/6 at 4: the tensor-core tiles and the multiply-add scan): races in shared memory
-# (racecheck) and accesses out of bounds (memcheck) as the GPU runs them, which the CPU
-# emulator of the kernel bodies cannot see. It reaches the GPU on some machines only
+# WKV5/6 at 4: the tensor-core tiles and the multiply-add scan; and the bf16 instances'
+# small cases): races in shared memory (racecheck) and accesses out of bounds (memcheck)
+# as the GPU runs them, which the CPU emulator of the kernel bodies cannot see. It reaches the GPU on some machines only
 # (the device library's KINDS.md): "did not run" is no failure, errors found are.
-# SANITIZE=0 skips it (~1-2 minutes).
+# SANITIZE=0 skips it (~1-3 minutes).
 san_rc=0
 echo "== compute-sanitizer (small chunked WKV cases)"
 if [[ ${SANITIZE:-1} == 0 ]]; then
@@ -301,9 +301,11 @@ elif ! san=$(find_cuda_tool compute-sanitizer); then
 else
   for run in "racecheck test_cuda_wkv7 CudaWkv7.Deterministic" \
              "racecheck test_cuda_wkv6 CudaWkv6.Deterministic" \
-             "memcheck test_cuda_wkv7 CudaWkv7.Deterministic"; do
+             "memcheck test_cuda_wkv7 CudaWkv7.Deterministic" \
+             "memcheck test_cuda_wkv7 CudaWkv7.ChunkedBf16IsFp32RoundedOnce" \
+             "memcheck test_cuda_wkv6 CudaWkv6.ChunkedBf16IsFp32RoundedOnce"; do
     read -r tool bin filter <<<"$run"
-    log="$out/sanitizer_${tool}_$bin.log"
+    log="$out/sanitizer_${tool}_$filter.log"
     timeout 60 "$san" --tool "$tool" --error-exitcode 17 \
       "build-gpu/tests/kernels/$bin" --gtest_filter="$filter" >"$log" 2>&1
     r=$?
