@@ -287,8 +287,8 @@ else
 fi
 
 # compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,
-# WKV5/6 at 4: the tensor-core tiles and the multiply-add scan; and the bf16 instances'
-# small cases): races in shared memory (racecheck) and accesses out of bounds (memcheck)
+# WKV5/6 at 4: the tensor-core tiles and the multiply-add scan; and the bf16 kernels'
+# small cases, chunked and sequential): races in shared memory (racecheck) and accesses out of bounds (memcheck)
 # as the GPU runs them, which the CPU emulator of the kernel bodies cannot see. It reaches the GPU on some machines only
 # (the device library's KINDS.md): "did not run" is no failure, errors found are.
 # SANITIZE=0 skips it (~1-3 minutes).
@@ -302,10 +302,10 @@ else
   for run in "racecheck test_cuda_wkv7 CudaWkv7.Deterministic" \
              "racecheck test_cuda_wkv6 CudaWkv6.Deterministic" \
              "memcheck test_cuda_wkv7 CudaWkv7.Deterministic" \
-             "memcheck test_cuda_wkv7 CudaWkv7.ChunkedBf16IsFp32RoundedOnce" \
-             "memcheck test_cuda_wkv6 CudaWkv6.ChunkedBf16IsFp32RoundedOnce"; do
+             "memcheck test_cuda_wkv7 CudaWkv7.*Bf16IsFp32RoundedOnce" \
+             "memcheck test_cuda_wkv6 CudaWkv6.*Bf16IsFp32RoundedOnce"; do
     read -r tool bin filter <<<"$run"
-    log="$out/sanitizer_${tool}_$filter.log"
+    log="$out/sanitizer_${tool}_${filter//\*/_}.log"
     timeout 60 "$san" --tool "$tool" --error-exitcode 17 \
       "build-gpu/tests/kernels/$bin" --gtest_filter="$filter" >"$log" 2>&1
     r=$?

@@ -8,9 +8,9 @@
 // 9.7 ms forward + 46.4 ms backward, flash-linear-attention's chunked WKV6 13.1 + 40.8
 // ms, RWKV-LM's WKV7 about 17 ms forward + backward.
 // WKV6 and WKV7 also in chunked form (wkv{6,7}_forward_chunked, wkv{6,7}_backward_chunked),
-// next to the sequential kernels at the same shapes, and the chunked kernels again with
-// bf16 per-token tensors (their bf16 launchers: the form the published figures are for),
-// on the same values rounded to bf16, next to the fp32 chunked ones.
+// next to the sequential kernels at the same shapes; and the WKV6/7 kernels of both forms
+// again with bf16 per-token tensors (their bf16 launchers: the form the published
+// figures are for), on the same values rounded to bf16, next to the fp32 ones.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
 // to every bench_* executable). With RWKV_BENCH_ONCE=1 in the environment every kernel
 // is called once and nothing is timed or printed but a line: the run scripts/gpu_check.sh
@@ -77,13 +77,13 @@ void round_to(__nv_bfloat16* dst, const float* src, size_t n) {
   rwkv::cuda::to_bf16(dst, src, 1, int64_t(n), int64_t(n), nullptr);
 }
 
-// The line of a bf16 chunked kernel against the fp32 chunked one.
+// The line of a bf16 kernel (name: "wkv6", "wkv7 chunked", ...) against its fp32 twin.
 void report_bf16(const char* name, const char* shape, double fwd_ms, double fwd32_ms, double bwd_ms,
                  double bwd32_ms) {
   if (g_once) return;
   std::printf(
-      "%s chunked bf16 %s: forward %8.3f ms (fp32 chunked %.3f: %.2fx), backward %8.3f ms "
-      "(fp32 chunked %.3f: %.2fx)\n",
+      "%s bf16 %s: forward %8.3f ms (fp32 %.3f: %.2fx), backward %8.3f ms (fp32 %.3f: "
+      "%.2fx)\n",
       name, shape, fwd_ms, fwd32_ms, fwd32_ms / fwd_ms, bwd_ms, bwd32_ms, bwd32_ms / bwd_ms);
   std::fflush(stdout);
 }
@@ -162,10 +162,19 @@ void run() {
                                 ws.p, nullptr);
     });
     report("wkv6", shape, f, 4, 1, g, 5, 4);
-    // The chunked forms, each (b, h)'s scan as 1 or 8 blocks of value channels.
-    const Dev scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(kB, kT, kH, kH, kN) / sizeof(float));
     for (const auto& [dst, src] : {std::pair{hr, r}, {hk, k}, {hv, v}, {hlw, lw}, {hdy, dy}})
       round_to(dst, src, n);
+    const double fs = time_ms([&] {
+      rwkv::cuda::wkv6_forward(kB, kT, kH, kN, 0, kH, hr, hk, hv, hlw, u6.p, hy, nullptr, nullptr,
+                               ws.p, nullptr);
+    });
+    const double gs = time_ms([&] {
+      rwkv::cuda::wkv6_backward(kB, kT, kH, kN, 0, kH, hr, hk, hv, hlw, u6.p, hdy, h[8], h[9],
+                                h[10], h[11], du6.p, ws.p, nullptr);
+    });
+    report_bf16("wkv6", shape, fs, f, gs, g);
+    // The chunked forms, each (b, h)'s scan as 1 or 8 blocks of value channels.
+    const Dev scratch(rwkv::cuda::wkv6_chunked_scratch_bytes(kB, kT, kH, kH, kN) / sizeof(float));
     for (const int splits : {1, 8}) {
       const double fc = time_ms([&] {
         rwkv::cuda::wkv6_forward_chunked(kB, kT, kH, kN, 0, kH, r, k, v, lw, u6.p, y, nullptr,
@@ -192,7 +201,7 @@ void run() {
       });
       char label[96];
       std::snprintf(label, sizeof label, "%s splits %d", shape, splits);
-      report_bf16("wkv6", label, fb, fc, gb, gc);
+      report_bf16("wkv6 chunked", label, fb, fc, gb, gc);
     }
   }
   // WKV7: forward reads r, lw, k, v, a, b, writes y; backward reads those and dy, writes 6.
@@ -244,6 +253,15 @@ void run() {
       for (const auto& [dst, src] :
            {std::pair{hr, r}, {hlw, lw}, {hk, k}, {hv, v}, {ha, a}, {hb, b}, {hdy, dy}})
         round_to(dst, src, m);
+      const double fs = time_ms([&] {
+        rwkv::cuda::wkv7_forward(B, kT, H, kN, 0, H, hr, hlw, hk, hv, ha, hb, hy, nullptr, nullptr,
+                                 ws.p, splits, nullptr);
+      });
+      const double gs = time_ms([&] {
+        rwkv::cuda::wkv7_backward(B, kT, H, kN, 0, H, hr, hlw, hk, hv, ha, hb, hdy, h[8], h[9],
+                                  h[10], h[11], h[12], h[13], ws.p, scratch.p, splits, nullptr);
+      });
+      report_bf16("wkv7", label, fs, f, gs, g);
       const double fb = time_ms([&] {
         rwkv::cuda::wkv7_forward_chunked(B, kT, H, kN, 0, H, hr, hlw, hk, hv, ha, hb, hy, nullptr,
                                          nullptr, ws.p, prep.p, splits, nullptr);
@@ -253,7 +271,7 @@ void run() {
                                           h[9], h[10], h[11], h[12], h[13], ws.p, bscratch.p,
                                           splits, nullptr);
       });
-      report_bf16("wkv7", label, fb, fc, gb, gc);
+      report_bf16("wkv7 chunked", label, fb, fc, gb, gc);
     }
   }
 }

@@ -53,13 +53,18 @@ Workspace carve(void* ws, int B, int T, int H, int N) {
   return {base, base + BH * nseg(T) * NN, base + BH * (nseg(T) + kSeg) * NN};
 }
 
-template <int N>
-__global__ void __launch_bounds__(N)
-    wkv6_forward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
-                        const float* __restrict__ k, const float* __restrict__ v,
-                        const float* __restrict__ lw, const float* __restrict__ u,
-                        float* __restrict__ y, const float* __restrict__ state_in,
-                        float* __restrict__ state_out, float* __restrict__ ckpt) {
+// E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h): values are
+// widened to fp32 as they are read and rounded as they are written. Min. 1 block per SM:
+// without it ptxas kept the bf16 instance at N 64 to 128 registers and spilled 8 bytes
+// (sm_80); the fp32 one now takes ~155 registers instead of 126 (6 blocks of 64 threads
+// fit an SM instead of 8; the published shape, 512 (b, h) pairs, runs ~4 per SM).
+template <int N, typename E>
+__global__ void __launch_bounds__(N, 1)
+    wkv6_forward_kernel(int T, int H, int h0, int nh, const E* __restrict__ r,
+                        const E* __restrict__ k, const E* __restrict__ v, const E* __restrict__ lw,
+                        const float* __restrict__ u, E* __restrict__ y,
+                        const float* __restrict__ state_in, float* __restrict__ state_out,
+                        float* __restrict__ ckpt) {
   constexpr size_t NN = size_t(N) * N;
   const int b = blockIdx.x / nh, h = h0 + blockIdx.x % nh, j = threadIdx.x;
   const size_t C = size_t(H) * N, bh = size_t(b) * H + h;
@@ -74,10 +79,10 @@ __global__ void __launch_bounds__(N)
   const size_t o0 = size_t(b) * T * C + size_t(h) * N + j;  // token 0, channel j
   float nr = 0.f, nk = 0.f, nlw = 0.f, nv = 0.f;            // the next token's
   const auto load_next = [&](size_t o) {
-    nr = r[o];
-    nk = k[o];
-    nlw = lw[o];
-    nv = v[o];
+    nr = to_float(r[o]);
+    nk = to_float(k[o]);
+    nlw = to_float(lw[o]);
+    nv = to_float(v[o]);
   };
   if (T > 0) load_next(o0);
   for (int t = 0; t < T; ++t) {
@@ -100,7 +105,7 @@ __global__ void __launch_bounds__(N)
       yj += sr[i] * (su[i] * sk[i] * vj + s[i]);
       s[i] = sw[i] * s[i] + sk[i] * vj;
     }
-    y[o] = yj;
+    y[o] = from_float<E>(yj);
   }
   if (state_out) {
 #pragma unroll
@@ -108,13 +113,12 @@ __global__ void __launch_bounds__(N)
   }
 }
 
-template <int N>
+template <int N, typename E>
 __global__ void __launch_bounds__(N)
-    wkv6_backward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
-                         const float* __restrict__ k, const float* __restrict__ v,
-                         const float* __restrict__ lw, const float* __restrict__ u,
-                         const float* __restrict__ dy, float* __restrict__ dr,
-                         float* __restrict__ dk, float* __restrict__ dv, float* __restrict__ dlw,
+    wkv6_backward_kernel(int T, int H, int h0, int nh, const E* __restrict__ r,
+                         const E* __restrict__ k, const E* __restrict__ v, const E* __restrict__ lw,
+                         const float* __restrict__ u, const E* __restrict__ dy, E* __restrict__ dr,
+                         E* __restrict__ dk, E* __restrict__ dv, E* __restrict__ dlw,
                          Workspace ws) {
   constexpr size_t NN = size_t(N) * N;
   const int b = blockIdx.x / nh, h = h0 + blockIdx.x % nh, p = threadIdx.x;
@@ -134,11 +138,11 @@ __global__ void __launch_bounds__(N)
     __syncthreads();  // the previous segment's reads of the shared arrays are done
     for (int s = 0; s < len; ++s) {
       const size_t o = (size_t(b) * T + t0 + s) * C + size_t(h) * N + p;
-      sr[s][p] = r[o];
-      sk[s][p] = k[o];
-      sv[s][p] = v[o];
-      sw[s][p] = expf(lw[o]);
-      sdy[s][p] = dy[o];
+      sr[s][p] = to_float(r[o]);
+      sk[s][p] = to_float(k[o]);
+      sv[s][p] = to_float(v[o]);
+      sw[s][p] = expf(to_float(lw[o]));
+      sdy[s][p] = to_float(dy[o]);
     }
 #pragma unroll
     for (int j = 0; j < N; ++j) sc[j * N] = ck[size_t(sg) * NN + size_t(p) * N + j];
@@ -170,10 +174,10 @@ __global__ void __launch_bounds__(N)
         dSv += dSr[j] * sv[s][j];
         dSS += dSr[j] * S;
       }
-      dr[o] = up * kp * dyv + gS;
-      dk[o] = rp * up * dyv + dSv;
-      dv[o] = dvp;
-      dlw[o] = wp * dSS;
+      dr[o] = from_float<E>(up * kp * dyv + gS);
+      dk[o] = from_float<E>(rp * up * dyv + dSv);
+      dv[o] = from_float<E>(dvp);
+      dlw[o] = from_float<E>(wp * dSS);
       du += rp * kp * dyv;
 #pragma unroll
       for (int j = 0; j < N; ++j) dSr[j] = fmaf(wp, dSr[j], rp * sdy[s][j]);
@@ -195,22 +199,22 @@ __global__ void wkv6_reduce_kernel(int B, int H, int N, int h0, int nh, const fl
   du[size_t(h) * N + p] = s;
 }
 
-template <int N>
-void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* k,
-                    const float* v, const float* lw, const float* u, float* y,
-                    const float* state_in, float* state_out, float* ckpt, cudaStream_t stream) {
+template <int N, typename E>
+void launch_forward(int B, int T, int H, int h0, int h1, const E* r, const E* k, const E* v,
+                    const E* lw, const float* u, E* y, const float* state_in, float* state_out,
+                    float* ckpt, cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv6_forward_kernel<N>
+  wkv6_forward_kernel<N, E>
       <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
   CUDA_CHECK_LAUNCH();
 }
 
-template <int N>
-void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const float* k,
-                     const float* v, const float* lw, const float* u, const float* dy, float* dr,
-                     float* dk, float* dv, float* dlw, Workspace ws, cudaStream_t stream) {
+template <int N, typename E>
+void launch_backward(int B, int T, int H, int h0, int h1, const E* r, const E* k, const E* v,
+                     const E* lw, const float* u, const E* dy, E* dr, E* dk, E* dv, E* dlw,
+                     Workspace ws, cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv6_backward_kernel<N>
+  wkv6_backward_kernel<N, E>
       <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws);
   CUDA_CHECK_LAUNCH();
 }
@@ -260,28 +264,31 @@ size_t wkv6_workspace_bytes(int B, int T, int H, int N) {
   return (BH * (nseg(T) + kSeg) * NN + BH * N) * sizeof(float);
 }
 
-void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
-                  const float* v, const float* lw, const float* u, float* y, const float* state_in,
-                  float* state_out, void* workspace, cudaStream_t stream) {
+namespace {
+
+template <typename E>
+void forward_sequential(int B, int T, int H, int N, int h0, int h1, const E* r, const E* k,
+                        const E* v, const E* lw, const float* u, E* y, const float* state_in,
+                        float* state_out, void* workspace, cudaStream_t stream) {
   check_args("rwkv::cuda::wkv6_forward", B, T, H, N, h0, h1);
   if (B == 0 || h0 == h1) return;
   float* ckpt = workspace ? carve(workspace, B, T, H, N).ckpt : nullptr;
   switch (N) {
     case 16:
-      launch_forward<16>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+      launch_forward<16, E>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
       break;
     case 32:
-      launch_forward<32>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+      launch_forward<32, E>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
       break;
     default:
-      launch_forward<64>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
+      launch_forward<64, E>(B, T, H, h0, h1, r, k, v, lw, u, y, state_in, state_out, ckpt, stream);
   }
 }
 
-void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
-                   const float* v, const float* lw, const float* u, const float* dy, float* dr,
-                   float* dk, float* dv, float* dlw, float* du, void* workspace,
-                   cudaStream_t stream) {
+template <typename E>
+void backward_sequential(int B, int T, int H, int N, int h0, int h1, const E* r, const E* k,
+                         const E* v, const E* lw, const float* u, const E* dy, E* dr, E* dk, E* dv,
+                         E* dlw, float* du, void* workspace, cudaStream_t stream) {
   check_args("rwkv::cuda::wkv6_backward", B, T, H, N, h0, h1);
   const int nh = h1 - h0;
   if (nh == 0) return;
@@ -293,13 +300,13 @@ void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
     const Workspace ws = carve(workspace, B, T, H, N);
     switch (N) {
       case 16:
-        launch_backward<16>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+        launch_backward<16, E>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
         break;
       case 32:
-        launch_backward<32>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+        launch_backward<32, E>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
         break;
       default:
-        launch_backward<64>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
+        launch_backward<64, E>(B, T, H, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, ws, stream);
     }
   }
   // With B = 0 this writes zeros (the partials are not read).
@@ -307,6 +314,40 @@ void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
   const int n = nh * N;
   wkv6_reduce_kernel<<<(n + 127) / 128, 128, 0, stream>>>(B, H, N, h0, nh, partial, du);
   CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                  const float* v, const float* lw, const float* u, float* y, const float* state_in,
+                  float* state_out, void* workspace, cudaStream_t stream) {
+  forward_sequential(B, T, H, N, h0, h1, r, k, v, lw, u, y, state_in, state_out, workspace, stream);
+}
+
+void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                  const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                  const float* u, __nv_bfloat16* y, const float* state_in, float* state_out,
+                  void* workspace, cudaStream_t stream) {
+  forward_sequential(B, T, H, N, h0, h1, as_bf16(r), as_bf16(k), as_bf16(v), as_bf16(lw), u,
+                     as_bf16(y), state_in, state_out, workspace, stream);
+}
+
+void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
+                   const float* v, const float* lw, const float* u, const float* dy, float* dr,
+                   float* dk, float* dv, float* dlw, float* du, void* workspace,
+                   cudaStream_t stream) {
+  backward_sequential(B, T, H, N, h0, h1, r, k, v, lw, u, dy, dr, dk, dv, dlw, du, workspace,
+                      stream);
+}
+
+void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                   const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                   const float* u, const __nv_bfloat16* dy, __nv_bfloat16* dr, __nv_bfloat16* dk,
+                   __nv_bfloat16* dv, __nv_bfloat16* dlw, float* du, void* workspace,
+                   cudaStream_t stream) {
+  backward_sequential(B, T, H, N, h0, h1, as_bf16(r), as_bf16(k), as_bf16(v), as_bf16(lw), u,
+                      as_bf16(dy), as_bf16(dr), as_bf16(dk), as_bf16(dv), as_bf16(dlw), du,
+                      workspace, stream);
 }
 
 size_t wkv6_chunked_scratch_bytes(int B, int T, int H, int nh, int N) {

@@ -1,5 +1,5 @@
 #pragma once
-// WKV of RWKV-5/6 on the GPU, fp32: the recurrence of the CPU reference
+// WKV of RWKV-5/6 on the GPU: the recurrence of the CPU reference
 // kernels/cpu/wkv6.h (which defines the math and the layouts),
 //   y_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S_{t-1}[i][j]),
 //   S_t[i][j] = exp(lw_t[i]) S_{t-1}[i][j] + k_t[i] v_t[j],
@@ -10,6 +10,13 @@
 // [B, H, N, N]. Heads [h0, h1) of every batch row; outputs outside the range are left
 // untouched. Head size N = 16, 32 or 64. Launches go to `stream`; nothing is allocated.
 // Bad shapes throw rwkv::Error naming the function.
+//
+// Every launcher takes fp32 per-token tensors, or (its __nv_bfloat16 overload) bf16 ones:
+// r, k, v, lw, y, dy and their gradients (u and du stay fp32, as parameters do); each
+// value is read as bf16 and everything after is the fp32 kernels' arithmetic (state,
+// workspace, scratch fp32), so on the same inputs each output is the fp32 kernel's
+// rounded once to bf16 (to nearest, ties to even). bf16 is the storage of bf16
+// activations, and the form flash-linear-attention's and RWKV-LM's kernels are timed in.
 //
 // Workspace: the forward stores the state before every 16th token there (when
 // workspace is not null); the backward reads those checkpoints and uses the rest as
@@ -28,6 +35,10 @@ size_t wkv6_workspace_bytes(int B, int T, int H, int N);
 void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
                   const float* v, const float* lw, const float* u, float* y, const float* state_in,
                   float* state_out, void* workspace, cudaStream_t stream);
+void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                  const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                  const float* u, __nv_bfloat16* y, const float* state_in, float* state_out,
+                  void* workspace, cudaStream_t stream);
 
 // Gradients for dy [B, T, H, N] of the forward call that filled `workspace` (same
 // shapes and inputs; its state_in included, no gradient for it): dr, dk, dv, dlw
@@ -35,6 +46,11 @@ void wkv6_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
 void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* k,
                    const float* v, const float* lw, const float* u, const float* dy, float* dr,
                    float* dk, float* dv, float* dlw, float* du, void* workspace,
+                   cudaStream_t stream);
+void wkv6_backward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                   const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
+                   const float* u, const __nv_bfloat16* dy, __nv_bfloat16* dr, __nv_bfloat16* dk,
+                   __nv_bfloat16* dv, __nv_bfloat16* dlw, float* du, void* workspace,
                    cudaStream_t stream);
 
 // The same outputs in chunks of 16 tokens (kernels/cuda/wkv6_chunked_body.h): the
@@ -59,11 +75,6 @@ void wkv6_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
                            const float* dy, float* dr, float* dk, float* dv, float* dlw, float* du,
                            void* workspace, void* scratch, int splits, cudaStream_t stream);
 
-// The chunked kernels with bf16 per-token tensors (r, k, v, lw, y, dy and their
-// gradients; u and du stay fp32, as parameters do): each value is read as bf16 and
-// everything after is the fp32 kernels' arithmetic (state, workspace, scratch fp32), so
-// on the same inputs each output is the fp32 kernel's rounded once to bf16 (to nearest,
-// ties to even). The form flash-linear-attention's and RWKV-LM's kernels are timed in.
 void wkv6_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
                           const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* lw,
                           const float* u, __nv_bfloat16* y, const float* state_in, float* state_out,

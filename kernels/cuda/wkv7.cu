@@ -106,12 +106,13 @@ __device__ __forceinline__ float lane_sum(float x, unsigned mask) {
 template <int N>
 constexpr unsigned kWarpMask = N >= 32 ? 0xffffffffu : (1u << N) - 1u;
 
-template <int N, int G>
+// E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h): values are
+// widened to fp32 as they are read and rounded as they are written.
+template <int N, int G, typename E>
 __global__ void __launch_bounds__(N)
-    wkv7_forward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
-                        const float* __restrict__ lw, const float* __restrict__ k,
-                        const float* __restrict__ v, const float* __restrict__ a,
-                        const float* __restrict__ b, float* __restrict__ y,
+    wkv7_forward_kernel(int T, int H, int h0, int nh, const E* __restrict__ r,
+                        const E* __restrict__ lw, const E* __restrict__ k, const E* __restrict__ v,
+                        const E* __restrict__ a, const E* __restrict__ b, E* __restrict__ y,
                         const float* __restrict__ state_in, float* __restrict__ state_out,
                         float* __restrict__ ckpt, float* __restrict__ sa_ws) {
   constexpr int R = N / G, M = N / G;  // rows per block; columns per lane
@@ -142,12 +143,12 @@ __global__ void __launch_bounds__(N)
     for (int s = 0; s < kSeg; ++s) {
       if (s >= len) break;
       const size_t o = o0 + size_t(t0 + s) * C + tid;
-      sr[s][tid] = r[o];
-      sw[s][tid] = expf(lw[o]);
-      sk[s][tid] = k[o];
-      sv[s][tid] = v[o];
-      sa[s][tid] = a[o];
-      sb[s][tid] = b[o];
+      sr[s][tid] = to_float(r[o]);
+      sw[s][tid] = expf(to_float(lw[o]));
+      sk[s][tid] = to_float(k[o]);
+      sv[s][tid] = to_float(v[o]);
+      sa[s][tid] = to_float(a[o]);
+      sb[s][tid] = to_float(b[o]);
     }
     __syncthreads();
     for (int s = 0; s < len; ++s) {
@@ -164,7 +165,7 @@ __global__ void __launch_bounds__(N)
         yi += S[m] * sr[s][j];
       }
       yi = lane_sum<G>(yi, kWarpMask<N>);
-      if (lane == 0) y[o0 + size_t(t0 + s) * C + i] = yi;
+      if (lane == 0) y[o0 + size_t(t0 + s) * C + i] = from_float<E>(yi);
       if (sa_out) sa_out[size_t(t0 + s) * N] = sai;
     }
   }
@@ -174,15 +175,14 @@ __global__ void __launch_bounds__(N)
   }
 }
 
-template <int N, int G>
+template <int N, int G, typename E>
 __global__ void __launch_bounds__(N)
-    wkv7_backward_kernel(int B, int T, int H, int h0, int nh, const float* __restrict__ r,
-                         const float* __restrict__ lw, const float* __restrict__ k,
-                         const float* __restrict__ v, const float* __restrict__ a,
-                         const float* __restrict__ b, const float* __restrict__ dy,
-                         float* __restrict__ dr, float* __restrict__ dlw, float* __restrict__ dk,
-                         float* __restrict__ dv, float* __restrict__ da, float* __restrict__ db,
-                         Workspace ws, Partials part) {
+    wkv7_backward_kernel(int B, int T, int H, int h0, int nh, const E* __restrict__ r,
+                         const E* __restrict__ lw, const E* __restrict__ k, const E* __restrict__ v,
+                         const E* __restrict__ a, const E* __restrict__ b, const E* __restrict__ dy,
+                         E* __restrict__ dr, E* __restrict__ dlw, E* __restrict__ dk,
+                         E* __restrict__ dv, E* __restrict__ da, E* __restrict__ db, Workspace ws,
+                         Partials part) {
   constexpr int R = N / G, M = N / G;  // rows per block; columns per lane of the row sums
   constexpr size_t NN = size_t(N) * N;
   const int hb = blockIdx.x / G, g = blockIdx.x % G, p = threadIdx.x;
@@ -206,9 +206,9 @@ __global__ void __launch_bounds__(N)
   // partial [g, bi, t, h - h0, p].
   const size_t pstride = size_t(B) * T * nh * N;
   const size_t pb = g * pstride + size_t(bi) * T * nh * N + size_t(h - h0) * N + p;
-  const auto put = [&](float* out, float* partial, int t, float x) {
+  const auto put = [&](E* out, float* partial, int t, float x) {
     if (G == 1)
-      out[ob + size_t(t) * C] = x;
+      out[ob + size_t(t) * C] = from_float<E>(x);
     else
       partial[pb + size_t(t) * nh * N] = x;
   };
@@ -222,11 +222,11 @@ __global__ void __launch_bounds__(N)
     for (int s = 0; s < kSeg; ++s) {  // unrolled: all the segment's loads in flight at once
       if (s >= len) break;
       const size_t o = ob + size_t(t0 + s) * C;
-      sw[s][p] = expf(lw[o]);
-      sk[s][p] = k[o];
-      sv[s][p] = v[o];
-      sb[s][p] = b[o];
-      sdy[s][p] = dy[o];
+      sw[s][p] = expf(to_float(lw[o]));
+      sk[s][p] = to_float(k[o]);
+      sv[s][p] = to_float(v[o]);
+      sb[s][p] = to_float(b[o]);
+      sdy[s][p] = to_float(dy[o]);
       ssa[s][p] = sag[size_t(t0 + s) * N];
     }
     __syncthreads();
@@ -253,13 +253,14 @@ __global__ void __launch_bounds__(N)
       }
     }
     // r_t[p] and a_t[p] are loaded one token ahead (their latency overlaps a token).
-    float nr = r[ob + size_t(t0 + len - 1) * C], na = a[ob + size_t(t0 + len - 1) * C];
+    float nr = to_float(r[ob + size_t(t0 + len - 1) * C]);
+    float na = to_float(a[ob + size_t(t0 + len - 1) * C]);
     for (int s = len - 1; s >= 0; --s) {
       const size_t o = ob + size_t(t0 + s) * C;
       const float rp = nr, ap = na, wp = sw[s][p];
       if (s > 0) {
-        nr = r[o - C];
-        na = a[o - C];
+        nr = to_float(r[o - C]);
+        na = to_float(a[o - C]);
       }
       float Sp[R];  // S_{t-1}[i0 + ii][p]: the stored S_{t0+q-1}, stepped through tokens q .. s-1
       const int q0 = s - s % kKeep;
@@ -285,7 +286,7 @@ __global__ void __launch_bounds__(N)
       dvp = lane_sum<G>(dvp, kWarpMask<N>);
       if (lane == 0) {
         sdsa[rl] = dsap;
-        dv[orow + size_t(t0 + s) * C] = dvp;
+        dv[orow + size_t(t0 + s) * C] = from_float<E>(dvp);
       }
       // Here, so that the latency of the scratch loads overlaps the work above.
       for (int q = q0; q < s; ++q) {
@@ -316,50 +317,48 @@ __global__ void __launch_bounds__(N)
 }
 
 // out[b, t, h0 + hh, n] = sum over g of the G partials [g, b, t, hh, n], g ascending.
+template <typename E>
 __global__ void wkv7_sum_splits_kernel(int64_t n, int G, int nhN, int HN, int h0N, Partials part,
-                                       float* __restrict__ dr, float* __restrict__ dlw,
-                                       float* __restrict__ dk, float* __restrict__ da,
-                                       float* __restrict__ db) {
+                                       E* __restrict__ dr, E* __restrict__ dlw, E* __restrict__ dk,
+                                       E* __restrict__ da, E* __restrict__ db) {
   const int64_t x = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (x >= n) return;
   const int64_t o = (x / nhN) * HN + h0N + x % nhN;
-  float* outs[kPartials] = {dr, dlw, dk, da, db};
+  E* outs[kPartials] = {dr, dlw, dk, da, db};
   const float* parts[kPartials] = {part.dr, part.dlw, part.dk, part.da, part.db};
 #pragma unroll
   for (int q = 0; q < kPartials; ++q) {
     float s = 0.f;
     for (int g = 0; g < G; ++g) s += parts[q][g * n + x];
-    outs[q][o] = s;
+    outs[q][o] = from_float<E>(s);
   }
 }
 
-template <int N, int G>
-void launch_forward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
-                    const float* k, const float* v, const float* a, const float* b, float* y,
-                    const float* state_in, float* state_out, float* ckpt, float* sa,
-                    cudaStream_t stream) {
+template <int N, int G, typename E>
+void launch_forward(int B, int T, int H, int h0, int h1, const E* r, const E* lw, const E* k,
+                    const E* v, const E* a, const E* b, E* y, const float* state_in,
+                    float* state_out, float* ckpt, float* sa, cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv7_forward_kernel<N, G><<<B * nh * G, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y,
-                                                          state_in, state_out, ckpt, sa);
+  wkv7_forward_kernel<N, G, E><<<B * nh * G, N, 0, stream>>>(T, H, h0, nh, r, lw, k, v, a, b, y,
+                                                             state_in, state_out, ckpt, sa);
   CUDA_CHECK_LAUNCH();
 }
 
-template <int N, int G>
-void launch_backward(int B, int T, int H, int h0, int h1, const float* r, const float* lw,
-                     const float* k, const float* v, const float* a, const float* b,
-                     const float* dy, float* dr, float* dlw, float* dk, float* dv, float* da,
-                     float* db, Workspace ws, void* scratch, cudaStream_t stream) {
+template <int N, int G, typename E>
+void launch_backward(int B, int T, int H, int h0, int h1, const E* r, const E* lw, const E* k,
+                     const E* v, const E* a, const E* b, const E* dy, E* dr, E* dlw, E* dk, E* dv,
+                     E* da, E* db, Workspace ws, void* scratch, cudaStream_t stream) {
   const int nh = h1 - h0;
   const size_t one = size_t(B) * T * nh * N;  // one partial of one split
   const Partials part = G > 1 ? carve_partials(scratch, G * one) : Partials{};
-  wkv7_backward_kernel<N, G><<<B * nh * G, N, 0, stream>>>(B, T, H, h0, nh, r, lw, k, v, a, b, dy,
-                                                           dr, dlw, dk, dv, da, db, ws, part);
+  wkv7_backward_kernel<N, G, E><<<B * nh * G, N, 0, stream>>>(
+      B, T, H, h0, nh, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws, part);
   CUDA_CHECK_LAUNCH();
   if (G > 1) {
     constexpr int kThreads = 256;
     const int blocks = int((one + kThreads - 1) / kThreads);
-    wkv7_sum_splits_kernel<<<blocks, kThreads, 0, stream>>>(int64_t(one), G, nh * N, H * N, h0 * N,
-                                                            part, dr, dlw, dk, da, db);
+    wkv7_sum_splits_kernel<E><<<blocks, kThreads, 0, stream>>>(int64_t(one), G, nh * N, H * N,
+                                                               h0 * N, part, dr, dlw, dk, da, db);
     CUDA_CHECK_LAUNCH();
   }
 }
@@ -440,10 +439,12 @@ size_t wkv7_backward_scratch_bytes(int B, int T, int nh, int N, int splits) {
   return size_t(kPartials) * splits * B * size_t(T) * nh * N * sizeof(float);
 }
 
-void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
-                  const float* k, const float* v, const float* a, const float* b, float* y,
-                  const float* state_in, float* state_out, void* workspace, int splits,
-                  cudaStream_t stream) {
+namespace {
+
+template <typename E>
+void forward_sequential(int B, int T, int H, int N, int h0, int h1, const E* r, const E* lw,
+                        const E* k, const E* v, const E* a, const E* b, E* y, const float* state_in,
+                        float* state_out, void* workspace, int splits, cudaStream_t stream) {
   check_args("rwkv::cuda::wkv7_forward", B, T, H, N, h0, h1);
   check_splits("rwkv::cuda::wkv7_forward", N, splits);
   if (B == 0 || h0 == h1) return;
@@ -454,10 +455,11 @@ void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
   });
 }
 
-void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
-                   const float* k, const float* v, const float* a, const float* b, const float* dy,
-                   float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
-                   void* workspace, void* scratch, int splits, cudaStream_t stream) {
+template <typename E>
+void backward_sequential(int B, int T, int H, int N, int h0, int h1, const E* r, const E* lw,
+                         const E* k, const E* v, const E* a, const E* b, const E* dy, E* dr, E* dlw,
+                         E* dk, E* dv, E* da, E* db, void* workspace, void* scratch, int splits,
+                         cudaStream_t stream) {
   const char* fn = "rwkv::cuda::wkv7_backward";
   check_args(fn, B, T, H, N, h0, h1);
   check_splits(fn, N, splits);
@@ -477,6 +479,45 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
     launch_backward<n(), g()>(B, T, H, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, ws,
                               scratch, stream);
   });
+}
+
+}  // namespace
+
+void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
+                  const float* k, const float* v, const float* a, const float* b, float* y,
+                  const float* state_in, float* state_out, void* workspace, int splits,
+                  cudaStream_t stream) {
+  forward_sequential(B, T, H, N, h0, h1, r, lw, k, v, a, b, y, state_in, state_out, workspace,
+                     splits, stream);
+}
+
+void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                  const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                  const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* y,
+                  const float* state_in, float* state_out, void* workspace, int splits,
+                  cudaStream_t stream) {
+  forward_sequential(B, T, H, N, h0, h1, as_bf16(r), as_bf16(lw), as_bf16(k), as_bf16(v),
+                     as_bf16(a), as_bf16(b), as_bf16(y), state_in, state_out, workspace, splits,
+                     stream);
+}
+
+void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, const float* lw,
+                   const float* k, const float* v, const float* a, const float* b, const float* dy,
+                   float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
+                   void* workspace, void* scratch, int splits, cudaStream_t stream) {
+  backward_sequential(B, T, H, N, h0, h1, r, lw, k, v, a, b, dy, dr, dlw, dk, dv, da, db, workspace,
+                      scratch, splits, stream);
+}
+
+void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                   const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                   const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* dy,
+                   __nv_bfloat16* dr, __nv_bfloat16* dlw, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                   __nv_bfloat16* da, __nv_bfloat16* db, void* workspace, void* scratch, int splits,
+                   cudaStream_t stream) {
+  backward_sequential(B, T, H, N, h0, h1, as_bf16(r), as_bf16(lw), as_bf16(k), as_bf16(v),
+                      as_bf16(a), as_bf16(b), as_bf16(dy), as_bf16(dr), as_bf16(dlw), as_bf16(dk),
+                      as_bf16(dv), as_bf16(da), as_bf16(db), workspace, scratch, splits, stream);
 }
 
 size_t wkv7_chunked_scratch_bytes(int B, int T, int nh, int N) {

@@ -1,5 +1,5 @@
 #pragma once
-// WKV of RWKV-7 on the GPU, fp32: the generalised delta rule of the CPU reference
+// WKV of RWKV-7 on the GPU: the generalised delta rule of the CPU reference
 // kernels/cpu/wkv7.h (which defines the math and the layouts),
 //   S_t = S_{t-1} diag(exp(lw_t)) + (S_{t-1} a_t) b_t^T + v_t k_t^T,   y_t = S_t r_t,
 // token by token. Each (batch row, head) runs as `splits` thread blocks, each owning
@@ -13,6 +13,13 @@
 // count gives the same math; sums run in another order, so results differ in the last
 // bits). Launches go to `stream`; nothing is allocated. Bad shapes throw rwkv::Error
 // naming the function.
+//
+// Every launcher takes fp32 per-token tensors, or (its __nv_bfloat16 overload) bf16 ones:
+// r, lw, k, v, a, b, y, dy and the gradients; each value is read as bf16 and everything
+// after is the fp32 kernels' arithmetic (state, workspace, scratch fp32), so on the same
+// inputs each output is the fp32 kernel's rounded once to bf16 (to nearest, ties to
+// even). bf16 is the storage of bf16 activations, and the form flash-linear-attention's
+// and RWKV-LM's kernels are timed in.
 //
 // Workspace: the forward stores the state before every 16th token and every token's
 // S_{t-1} a_t there (when workspace is not null, as the official kernel does); the
@@ -42,6 +49,11 @@ void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const float* r, co
                   const float* k, const float* v, const float* a, const float* b, float* y,
                   const float* state_in, float* state_out, void* workspace, int splits,
                   cudaStream_t stream);
+void wkv7_forward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                  const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                  const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* y,
+                  const float* state_in, float* state_out, void* workspace, int splits,
+                  cudaStream_t stream);
 
 // The same outputs and workspace contents as wkv7_forward (so wkv7_backward runs from
 // either), computed in chunks of 16 tokens (kernels/cuda/wkv7_chunked_body.h): a prep
@@ -54,12 +66,6 @@ void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const floa
                           const float* lw, const float* k, const float* v, const float* a,
                           const float* b, float* y, const float* state_in, float* state_out,
                           void* workspace, void* scratch, int splits, cudaStream_t stream);
-// The chunked kernels with bf16 per-token tensors (r, lw, k, v, a, b, y; dy and the
-// gradients below): the storage of bf16 activations, and the form flash-linear-
-// attention's and RWKV-LM's kernels are timed in. Each value is read as bf16 and
-// everything after is the fp32 kernels' arithmetic (state, workspace, scratch fp32), so
-// on the same inputs each output is the fp32 kernel's rounded once to bf16 (to nearest,
-// ties to even).
 void wkv7_forward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
                           const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
                           const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* y,
@@ -73,6 +79,12 @@ void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const float* r, c
                    const float* k, const float* v, const float* a, const float* b, const float* dy,
                    float* dr, float* dlw, float* dk, float* dv, float* da, float* db,
                    void* workspace, void* scratch, int splits, cudaStream_t stream);
+void wkv7_backward(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
+                   const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                   const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* dy,
+                   __nv_bfloat16* dr, __nv_bfloat16* dlw, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                   __nv_bfloat16* da, __nv_bfloat16* db, void* workspace, void* scratch, int splits,
+                   cudaStream_t stream);
 
 // The gradients of wkv7_backward, in chunks of 16 tokens
 // (kernels/cuda/wkv7_chunked_backward_body.h): a prep kernel over all chunks, the
@@ -89,7 +101,6 @@ void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const flo
                            const float* b, const float* dy, float* dr, float* dlw, float* dk,
                            float* dv, float* da, float* db, void* workspace, void* scratch,
                            int splits, cudaStream_t stream);
-// The same with bf16 per-token tensors (as wkv7_forward_chunked's bf16 form).
 void wkv7_backward_chunked(int B, int T, int H, int N, int h0, int h1, const __nv_bfloat16* r,
                            const __nv_bfloat16* lw, const __nv_bfloat16* k, const __nv_bfloat16* v,
                            const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* dy,

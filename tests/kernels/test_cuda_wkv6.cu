@@ -105,15 +105,15 @@ void expect_matches_cpu(const Case& c, bool chunked = false, int splits = 1) {
   EXPECT_TRUE(close("du", c, got.du, ref.du, c.N, 1));
 }
 
-// The chunked forward and backward with bf16 per-token tensors (wkv6.h's bf16
-// launchers) on poisoned outputs and scratch: r, k, v, lw, dy as bf16 (they must be bf16
-// values already); y and the gradients bf16, the state and du fp32.
+// run_gpu with bf16 per-token tensors (wkv6.h's bf16 launchers), on poisoned outputs,
+// workspace and scratch: r, k, v, lw, dy as bf16 (they must be bf16 values already); y
+// and the gradients bf16, the state and du fp32.
 struct Bf16Outputs {
   std::vector<rwkv::cuda::Bf16> y, dr, dk, dv, dlw;
   std::vector<float> state, du;
 };
 
-Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
+Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, bool chunked, int splits) {
   const auto to_bf16 = rwkv::cuda::test::stored_as<rwkv::cuda::Bf16>;
   const DevBf16 r(to_bf16(in.r)), k(to_bf16(in.k)), v(to_bf16(in.v)), lw(to_bf16(in.lw)),
       dy(to_bf16(in.dy));
@@ -129,25 +129,33 @@ Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
               sizeof(float));
   ws.poison();
   scratch.poison();
-  rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
-                                   nullptr, state.p, ws.p, scratch.p, splits, nullptr);
-  scratch.poison();
-  rwkv::cuda::wkv6_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p,
-                                    dr.p, dk.p, dv.p, dlw.p, du.p, ws.p, scratch.p, splits,
-                                    nullptr);
+  if (chunked) {
+    rwkv::cuda::wkv6_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p,
+                                     nullptr, state.p, ws.p, scratch.p, splits, nullptr);
+    scratch.poison();
+    rwkv::cuda::wkv6_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p,
+                                      dy.p, dr.p, dk.p, dv.p, dlw.p, du.p, ws.p, scratch.p, splits,
+                                      nullptr);
+  } else {
+    rwkv::cuda::wkv6_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, y.p, nullptr,
+                             state.p, ws.p, nullptr);
+    rwkv::cuda::wkv6_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, k.p, v.p, lw.p, u.p, dy.p, dr.p,
+                              dk.p, dv.p, dlw.p, du.p, ws.p, nullptr);
+  }
   CUDA_CHECK(cudaDeviceSynchronize());
   return {y.get(), dr.get(), dk.get(), dv.get(), dlw.get(), state.get(), du.get()};
 }
 
 // bf16 per-token tensors (the bf16 launchers) on inputs that are bf16 values: each
-// output against the fp32 chunked kernels' and the CPU's (expect_bf16_close); the state and du
-// (fp32) within 1e-5 of the fp32 kernels'.
-void expect_bf16_matches(const Case& c, int splits) {
-  SCOPED_TRACE(describe(c) + ", splits " + std::to_string(splits));
+// output against the fp32 kernels' of the same form and the CPU's (expect_bf16_close); the
+// state and du (fp32) within 1e-5 of the fp32 kernels'.
+void expect_bf16_matches(const Case& c, bool chunked, int splits) {
+  SCOPED_TRACE(describe(c) + (chunked ? ", chunked, splits " + std::to_string(splits)
+                                      : std::string(", sequential")));
   Inputs in(c);
   for (auto* x : {&in.r, &in.k, &in.v, &in.lw, &in.dy}) rwkv::cuda::test::round_to_bf16(*x);
-  const Outputs f = run_gpu(c, in, true, splits), ref = run_cpu(c, in);
-  const Bf16Outputs b = run_gpu_bf16(c, in, splits);
+  const Outputs f = run_gpu(c, in, chunked, splits), ref = run_cpu(c, in);
+  const Bf16Outputs b = run_gpu_bf16(c, in, chunked, splits);
   expect_bf16_close("y", c, b.y, f.y, ref.y);
   expect_bf16_close("dr", c, b.dr, f.dr, ref.dr);
   expect_bf16_close("dk", c, b.dk, f.dk, ref.dk);
@@ -156,6 +164,11 @@ void expect_bf16_matches(const Case& c, int splits) {
   EXPECT_TRUE(close("state_out", c, b.state, f.state, c.N * c.N, 1));
   EXPECT_TRUE(close("du", c, b.du, f.du, c.N, 1));
 }
+
+// Null tensors for the argument checks' calls, typed to pick the fp32 or the bf16
+// overload of a launcher.
+constexpr const float* nf = nullptr;
+constexpr const __nv_bfloat16* nb = nullptr;
 
 }  // namespace
 
@@ -258,16 +271,24 @@ TEST(CudaWkv6, ChunkedMatchesCpu) {
   expect_matches_cpu({1, 16384, 1, 64, 0, 1, -1.0, -1e-3, 12}, true);
 }
 
-// Small cases (scripts/gpu_check.sh runs this one under compute-sanitizer's memcheck).
+// Small cases (scripts/gpu_check.sh runs these under compute-sanitizer's memcheck).
 TEST(CudaWkv6, ChunkedBf16IsFp32RoundedOnce) {
   SKIP_WITHOUT_GPU();
-  expect_bf16_matches({3, 100, 4, 64, 1, 3, -2.0, -0.01, 20}, 4);
-  expect_bf16_matches({2, 37, 2, 32, 0, 2, -1.0, -0.05, 21}, 1);
+  expect_bf16_matches({3, 100, 4, 64, 1, 3, -2.0, -0.01, 20}, true, 4);
+  expect_bf16_matches({2, 37, 2, 32, 0, 2, -1.0, -0.05, 21}, true, 1);
 }
 
-TEST(CudaWkv6, ChunkedBf16LongSequence) {
+TEST(CudaWkv6, Bf16IsFp32RoundedOnce) {
   SKIP_WITHOUT_GPU();
-  expect_bf16_matches({1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 22}, 8);
+  expect_bf16_matches({3, 100, 4, 64, 1, 3, -2.0, -0.01, 23}, false, 1);
+  expect_bf16_matches({2, 37, 2, 32, 0, 2, -1.0, -0.05, 24}, false, 1);
+}
+
+TEST(CudaWkv6, Bf16LongSequence) {
+  SKIP_WITHOUT_GPU();
+  const Case c{1, 4096, 1, 64, 0, 1, -1.0, -1e-3, 22};
+  expect_bf16_matches(c, true, 8);
+  expect_bf16_matches(c, false, 1);
 }
 
 // Two runs on the same inputs give bitwise-identical outputs and gradients, sequential
@@ -291,8 +312,8 @@ TEST(CudaWkv6, Deterministic) {
 // Argument checks run before any CUDA call: no GPU needed.
 TEST(CudaWkv6, RejectsUnsupportedHeadSize) {
   try {
-    rwkv::cuda::wkv6_forward(1, 4, 1, 48, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
-                             nullptr, nullptr, nullptr, nullptr, nullptr);
+    rwkv::cuda::wkv6_forward(1, 4, 1, 48, 0, 1, nf, nullptr, nullptr, nullptr, nullptr, nullptr,
+                             nullptr, nullptr, nullptr, nullptr);
     FAIL() << "N=48 accepted";
   } catch (const rwkv::Error& e) {
     const std::string m = e.what();
@@ -311,7 +332,6 @@ TEST(CudaWkv6, ChunkedSharedMemoryFitsAnA100) {
 
 // The chunked launchers' argument errors name the function and the value.
 TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
-  constexpr const float* nf = nullptr;  // the fp32 launchers (the bf16 ones take bf16 tensors)
   expect_error_with(
       [] {
         rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
@@ -332,7 +352,6 @@ TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
                                           nullptr, &dummy, 1, nullptr);
       },
       "wkv6_backward_chunked: workspace is null");
-  constexpr const __nv_bfloat16* nb = nullptr;  // the bf16 launchers check alike
   expect_error_with(
       [&] {
         rwkv::cuda::wkv6_forward_chunked(1, 4, 1, 32, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
@@ -353,11 +372,18 @@ TEST(CudaWkv6, ChunkedRejectsBadSplitsAndMissingBuffers) {
 }
 
 TEST(CudaWkv6, RejectsBadHeadRangeAndMissingWorkspace) {
-  EXPECT_THROW(rwkv::cuda::wkv6_forward(1, 4, 2, 64, 1, 3, nullptr, nullptr, nullptr, nullptr,
-                                        nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+  EXPECT_THROW(rwkv::cuda::wkv6_forward(1, 4, 2, 64, 1, 3, nf, nullptr, nullptr, nullptr, nullptr,
+                                        nullptr, nullptr, nullptr, nullptr, nullptr),
                rwkv::Error);
-  EXPECT_THROW(rwkv::cuda::wkv6_backward(1, 4, 2, 64, 0, 2, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr),
-               rwkv::Error);
+  EXPECT_THROW(
+      rwkv::cuda::wkv6_backward(1, 4, 2, 64, 0, 2, nf, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
+      rwkv::Error);
+  expect_error_with(
+      [] {
+        rwkv::cuda::wkv6_backward(1, 4, 2, 64, 0, 2, nb, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr);
+      },
+      "wkv6_backward: workspace is null");
 }

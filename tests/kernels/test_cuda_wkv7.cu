@@ -8,6 +8,7 @@
 // outside the range must still hold the poison.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -150,15 +151,16 @@ void expect_matches_cpu(const Case& c, int splits = 1, Forward form = Forward::s
   EXPECT_TRUE(close("db", c, got.db, ref.db));
 }
 
-// The chunked forward and backward with bf16 per-token tensors (wkv7.h's bf16
-// launchers) on poisoned outputs, workspace and scratch: the inputs as bf16 (they must
-// be bf16 values already), y and the gradients bf16, the state fp32.
+// run_gpu with bf16 per-token tensors (wkv7.h's bf16 launchers), on poisoned outputs,
+// workspace and scratch: the inputs as bf16 (they must be bf16 values already), y and
+// the gradients bf16, the state fp32.
 struct Bf16Outputs {
   std::vector<rwkv::cuda::Bf16> y, dr, dlw, dk, dv, da, db;
   std::vector<float> state;
 };
 
-Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
+Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits, Forward form,
+                         Backward bform) {
   const auto to_bf16 = rwkv::cuda::test::stored_as<rwkv::cuda::Bf16>;
   const DevBf16 r(to_bf16(in.r)), lw(to_bf16(in.lw)), k(to_bf16(in.k)), v(to_bf16(in.v)),
       a(to_bf16(in.a)), b(to_bf16(in.b)), dy(to_bf16(in.dy));
@@ -171,28 +173,40 @@ Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in, int splits) {
   DevBuf ws(rwkv::cuda::wkv7_workspace_bytes(c.B, c.T, c.H, c.N) / sizeof(float)),
       prep(rwkv::cuda::wkv7_chunked_scratch_bytes(c.B, c.T, nh, c.N) / sizeof(float)),
       bscratch(rwkv::cuda::wkv7_chunked_backward_scratch_bytes(c.B, c.T, c.H, nh, c.N) /
-               sizeof(float));
-  for (DevBuf* x : {&ws, &prep, &bscratch}) x->poison();
-  rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
-                                   y.p, nullptr, state.p, ws.p, prep.p, splits, nullptr);
-  rwkv::cuda::wkv7_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
-                                    dy.p, dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws.p, bscratch.p,
-                                    splits, nullptr);
+               sizeof(float)),
+      scratch(std::max<size_t>(
+          rwkv::cuda::wkv7_backward_scratch_bytes(c.B, c.T, nh, c.N, splits) / sizeof(float), 1));
+  for (DevBuf* x : {&ws, &prep, &bscratch, &scratch}) x->poison();
+  if (form == Forward::chunked)
+    rwkv::cuda::wkv7_forward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                     y.p, nullptr, state.p, ws.p, prep.p, splits, nullptr);
+  else
+    rwkv::cuda::wkv7_forward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, y.p,
+                             nullptr, state.p, ws.p, splits, nullptr);
+  if (bform == Backward::chunked)
+    rwkv::cuda::wkv7_backward_chunked(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p,
+                                      dy.p, dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws.p, bscratch.p,
+                                      splits, nullptr);
+  else
+    rwkv::cuda::wkv7_backward(c.B, c.T, c.H, c.N, c.h0, c.h1, r.p, lw.p, k.p, v.p, a.p, b.p, dy.p,
+                              dr.p, dlw.p, dk.p, dv.p, da.p, db.p, ws.p, scratch.p, splits,
+                              nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   return {y.get(), dr.get(), dlw.get(), dk.get(), dv.get(), da.get(), db.get(), state.get()};
 }
 
 // bf16 per-token tensors (the bf16 launchers) on inputs that are bf16 values: each
-// output against the fp32 chunked kernels' and the CPU's (expect_bf16_close); the state
-// (fp32) within 1e-5 of the fp32 kernels'.
-void expect_bf16_matches(const Case& c, int splits) {
-  SCOPED_TRACE(describe(c) + ", splits " + std::to_string(splits));
+// output against the fp32 kernels' of the same forms and the CPU's (expect_bf16_close);
+// the state (fp32) within 1e-5 of the fp32 kernels'.
+void expect_bf16_matches(const Case& c, int splits, Forward form, Backward bform) {
+  SCOPED_TRACE(describe(c) + ", splits " + std::to_string(splits) +
+               (form == Forward::chunked ? ", chunked forward" : ", sequential forward") +
+               (bform == Backward::chunked ? ", chunked backward" : ", sequential backward"));
   Inputs in(c);
   for (auto* x : {&in.r, &in.lw, &in.k, &in.v, &in.a, &in.b, &in.dy})
     rwkv::cuda::test::round_to_bf16(*x);
-  const Outputs f = run_gpu(c, in, splits, Forward::chunked, Backward::chunked),
-                ref = run_cpu(c, in);
-  const Bf16Outputs b = run_gpu_bf16(c, in, splits);
+  const Outputs f = run_gpu(c, in, splits, form, bform), ref = run_cpu(c, in);
+  const Bf16Outputs b = run_gpu_bf16(c, in, splits, form, bform);
   expect_bf16_close("y", c, b.y, f.y, ref.y);
   expect_bf16_close("dr", c, b.dr, f.dr, ref.dr);
   expect_bf16_close("dlw", c, b.dlw, f.dlw, ref.dlw);
@@ -202,6 +216,11 @@ void expect_bf16_matches(const Case& c, int splits) {
   expect_bf16_close("db", c, b.db, f.db, ref.db);
   EXPECT_TRUE(close("state_out", c, b.state, f.state, c.N * c.N, 1));
 }
+
+// Null tensors for the argument checks' calls, typed to pick the fp32 or the bf16
+// overload of a launcher.
+constexpr const float* nf = nullptr;
+constexpr const __nv_bfloat16* nb = nullptr;
 
 }  // namespace
 
@@ -350,16 +369,30 @@ TEST(CudaWkv7, ChunkedBackwardMatchesCpu) {
   expect_matches_cpu({3, 100, 4, 64, 1, 3, -2.0, -0.01, 13}, 4, Forward::sequential, cb);
 }
 
-// Small cases (scripts/gpu_check.sh runs this one under compute-sanitizer's memcheck).
+// Small cases (scripts/gpu_check.sh runs these under compute-sanitizer's memcheck).
 TEST(CudaWkv7, ChunkedBf16IsFp32RoundedOnce) {
   SKIP_WITHOUT_GPU();
-  expect_bf16_matches({2, 100, 4, 64, 1, 3, -std::exp(-0.5), -1e-3, 30}, 4);
-  expect_bf16_matches({3, 37, 2, 32, 0, 2, -2.0, -0.01, 31}, 1);
+  const Forward cf = Forward::chunked;
+  const Backward cb = Backward::chunked;
+  expect_bf16_matches({2, 100, 4, 64, 1, 3, -std::exp(-0.5), -1e-3, 30}, 4, cf, cb);
+  expect_bf16_matches({3, 37, 2, 32, 0, 2, -2.0, -0.01, 31}, 1, cf, cb);
 }
 
-TEST(CudaWkv7, ChunkedBf16LongSequence) {
+TEST(CudaWkv7, Bf16IsFp32RoundedOnce) {
   SKIP_WITHOUT_GPU();
-  expect_bf16_matches({1, 4096, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 32}, 8);
+  const Forward sf = Forward::sequential;
+  const Backward sb = Backward::sequential;
+  expect_bf16_matches({2, 100, 4, 64, 1, 3, -std::exp(-0.5), -1e-3, 33}, 4, sf, sb);
+  expect_bf16_matches({3, 37, 2, 32, 0, 2, -2.0, -0.01, 34}, 1, sf, sb);
+  // The chunked backward from the sequential forward's workspace.
+  expect_bf16_matches({2, 45, 3, 64, 0, 3, -1.0, -0.01, 35}, 1, sf, Backward::chunked);
+}
+
+TEST(CudaWkv7, Bf16LongSequence) {
+  SKIP_WITHOUT_GPU();
+  const Case c{1, 4096, 1, 64, 0, 1, -std::exp(-0.5), -1e-3, 32};
+  expect_bf16_matches(c, 8, Forward::chunked, Backward::chunked);
+  expect_bf16_matches(c, 8, Forward::sequential, Backward::sequential);
 }
 
 // With an initial state (which the CPU's naive backward does not take): the chunked
@@ -424,9 +457,9 @@ TEST(CudaWkv7, Deterministic) {
 // Argument checks run before any CUDA call: no GPU needed.
 TEST(CudaWkv7, RejectsUnsupportedHeadSize) {
   try {
-    rwkv::cuda::wkv7_backward(1, 4, 1, 128, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
+    rwkv::cuda::wkv7_backward(1, 4, 1, 128, 0, 1, nf, nullptr, nullptr, nullptr, nullptr, nullptr,
                               nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                              nullptr, nullptr, nullptr, 1, nullptr);
+                              nullptr, nullptr, 1, nullptr);
     FAIL() << "N=128 accepted";
   } catch (const rwkv::Error& e) {
     const std::string m = e.what();
@@ -447,32 +480,37 @@ TEST(CudaWkv7, ChunkedSharedMemoryFitsAnA100) {
 }
 
 TEST(CudaWkv7, RejectsBadHeadRangeAndMissingWorkspace) {
-  EXPECT_THROW(
-      rwkv::cuda::wkv7_forward(1, 4, 2, 64, 2, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
-                               nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr),
-      rwkv::Error);
-  EXPECT_THROW(rwkv::cuda::wkv7_backward(1, 4, 2, 64, 0, 2, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                         nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr),
+  EXPECT_THROW(rwkv::cuda::wkv7_forward(1, 4, 2, 64, 2, 1, nf, nullptr, nullptr, nullptr, nullptr,
+                                        nullptr, nullptr, nullptr, nullptr, nullptr, 1, nullptr),
                rwkv::Error);
+  EXPECT_THROW(rwkv::cuda::wkv7_backward(1, 4, 2, 64, 0, 2, nf, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                         nullptr, nullptr, nullptr, nullptr, 1, nullptr),
+               rwkv::Error);
+  expect_error_with(
+      [] {
+        rwkv::cuda::wkv7_backward(1, 4, 2, 64, 0, 2, nb, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, 1, nullptr);
+      },
+      "wkv7_backward: workspace is null");
 }
 
 // Splits the kernels are not built for, and a split backward without its scratch, are
 // errors naming the function and the value, before any CUDA call.
 TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
-  constexpr const float* nf = nullptr;  // the fp32 launchers (the bf16 ones take bf16 tensors)
   expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 64, 3); }, "splits=3");
   expect_error_with([] { rwkv::cuda::wkv7_backward_scratch_bytes(1, 4, 1, 32, 2); }, "N=32");
   expect_error_with(
       [] {
-        rwkv::cuda::wkv7_forward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                 nullptr, nullptr, nullptr, nullptr, nullptr, 16, nullptr);
+        rwkv::cuda::wkv7_forward(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, nullptr, nullptr, nullptr, 16, nullptr);
       },
       "wkv7_forward: splits=16");
   float dummy = 0.f;
   expect_error_with(
       [&] {
-        rwkv::cuda::wkv7_backward(1, 4, 1, 64, 0, 1, nullptr, nullptr, nullptr, nullptr, nullptr,
+        rwkv::cuda::wkv7_backward(1, 4, 1, 64, 0, 1, nf, nullptr, nullptr, nullptr, nullptr,
                                   nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                                   nullptr, &dummy, nullptr, 4, nullptr);
       },
@@ -505,7 +543,6 @@ TEST(CudaWkv7, RejectsBadSplitsAndMissingScratch) {
                                           nullptr, nullptr, nullptr, nullptr, 1, nullptr);
       },
       "wkv7_backward_chunked: workspace is null");
-  constexpr const __nv_bfloat16* nb = nullptr;  // the bf16 launchers check alike
   expect_error_with(
       [&] {
         rwkv::cuda::wkv7_forward_chunked(1, 4, 1, 64, 0, 1, nb, nullptr, nullptr, nullptr, nullptr,
