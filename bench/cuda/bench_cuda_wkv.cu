@@ -1,4 +1,4 @@
-// Speed of the CUDA WKV kernels (kernels/cuda/wkv{4,6,7}.h), fp32, at the shape the
+// Speed of the CUDA WKV kernels (kernels/cuda/wkv{4,6,7}.h) at the shape the
 // published numbers use: B = 8, T = 4096, C = 4096 (64 heads of 64 for v6 and v7).
 // Each kernel: 2 warm-up calls, then the median of 20 calls timed with CUDA events.
 // Printed per kernel: forward and backward milliseconds and the bandwidth achieved
@@ -8,8 +8,8 @@
 // 9.7 ms forward + 46.4 ms backward, flash-linear-attention's chunked WKV6 13.1 + 40.8
 // ms, RWKV-LM's WKV7 about 17 ms forward + backward.
 // WKV6 and WKV7 also in chunked form (wkv{6,7}_forward_chunked, wkv{6,7}_backward_chunked),
-// next to the sequential kernels at the same shapes; and the WKV6/7 kernels of both forms
-// again with bf16 per-token tensors (their bf16 launchers: the form the published
+// next to the sequential kernels at the same shapes; and every kernel (WKV6/7 of both
+// forms) again with bf16 per-token tensors (their bf16 launchers: the form the published
 // figures are for), on the same values rounded to bf16, next to the fp32 ones.
 // Command-line arguments are ignored (scripts/gpu_check.sh passes Google Benchmark flags
 // to every bench_* executable). With RWKV_BENCH_ONCE=1 in the environment every kernel
@@ -149,6 +149,16 @@ void run() {
                                 nullptr);
     });
     report("wkv4", "B=8 T=4096 C=4096          ", f, 2, 1, g, 3, 2);
+    for (const auto& [dst, src] : {std::pair{hk, k}, {hv, v}, {hdy, dy}}) round_to(dst, src, n);
+    const double fs = time_ms([&] {
+      rwkv::cuda::wkv4_forward(kB, kT, kC, 0, kC, w4.p, u4.p, hk, hv, hy, nullptr, nullptr,
+                               nullptr);
+    });
+    const double gs = time_ms([&] {
+      rwkv::cuda::wkv4_backward(kB, kT, kC, 0, kC, w4.p, u4.p, hk, hv, hdy, dw4.p, du4.p, h[8],
+                                h[9], ws.p, nullptr);
+    });
+    report_bf16("wkv4", "B=8 T=4096 C=4096", fs, f, gs, g);
   }
   {  // WKV6: forward reads r, k, v, lw, writes y; backward reads those and dy, writes 4.
     fill(lw, n, 8, -1.f, -1e-3f);

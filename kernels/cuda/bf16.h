@@ -6,13 +6,17 @@
 // on the same (bf16-representable) inputs and rounds each output once.
 //
 // Bf16 has the layout of CUDA's __nv_bfloat16 (the upper 16 bits of an IEEE float), so
-// the launchers pass __nv_bfloat16 tensors as Bf16. from_float rounds to the nearest
-// bf16, ties to even, as __float2bfloat16_rn does (overflow goes to infinity; NaN stays
-// a NaN, its sign kept).
+// the launchers pass their __nv_bfloat16 tensors as Bf16 (as_bf16, in CUDA compilations).
+// from_float rounds to the nearest bf16, ties to even, as __float2bfloat16_rn does (overflow goes
+// to infinity; NaN stays a NaN, its sign kept).
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/cuda/block.h"
+
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#endif
 
 namespace rwkv::cuda {
 
@@ -61,5 +65,12 @@ RWKV_HD inline Bf16 from_float<Bf16>(float x) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return Bf16{uint16_t((u >> 16) | 0x40u)};  // quiet NaN
   return Bf16{uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
 }
+
+#if defined(__CUDACC__)
+// A launcher's __nv_bfloat16 tensor as the kernels' Bf16.
+inline const Bf16* as_bf16(const __nv_bfloat16* p) { return reinterpret_cast<const Bf16*>(p); }
+inline Bf16* as_bf16(__nv_bfloat16* p) { return reinterpret_cast<Bf16*>(p); }
+static_assert(sizeof(__nv_bfloat16) == sizeof(Bf16) && alignof(__nv_bfloat16) == alignof(Bf16));
+#endif
 
 }  // namespace rwkv::cuda

@@ -1,6 +1,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/wkv4.h"
 
@@ -27,10 +28,13 @@ void check_args(const char* fn, int B, int T, int C, int c0, int c1) {
 
 __host__ __device__ int nseg(int T) { return (T + kSeg - 1) / kSeg; }
 
+// E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h): values are
+// widened to fp32 as they are read and rounded as they are written.
+template <typename E>
 __global__ void wkv4_forward_kernel(int B, int T, int C, int c0, int nc,
                                     const float* __restrict__ w, const float* __restrict__ u,
-                                    const float* __restrict__ k, const float* __restrict__ v,
-                                    float* __restrict__ y, const float* __restrict__ state_in,
+                                    const E* __restrict__ k, const E* __restrict__ v,
+                                    E* __restrict__ y, const float* __restrict__ state_in,
                                     float* __restrict__ state_out) {
   const int tid = blockIdx.x * blockDim.x + threadIdx.x;
   if (tid >= B * nc) return;
@@ -46,11 +50,11 @@ __global__ void wkv4_forward_kernel(int B, int T, int C, int c0, int nc,
   }
   for (int t = 0; t < T; ++t) {
     const size_t o = base + size_t(t) * C;
-    const float kk = k[o], vv = v[o];
+    const float kk = to_float(k[o]), vv = to_float(v[o]);
     const float uk = uu + kk;
     float p = fmaxf(pp, uk);
     float e1 = expf(pp - p), e2 = expf(uk - p);
-    y[o] = (e1 * aa + e2 * vv) / (e1 * bb + e2);
+    y[o] = from_float<E>((e1 * aa + e2 * vv) / (e1 * bb + e2));
     const float wd = pp - ww;
     p = fmaxf(wd, kk);
     e1 = expf(wd - p);
@@ -73,11 +77,12 @@ __global__ void wkv4_forward_kernel(int B, int T, int C, int c0, int nc,
 // segments from the last: it recomputes the segment's y_t, g_t, p_t from its checkpoint
 // into registers (arrays indexed by unrolled constants), then runs the reverse scan of
 // the CPU backward over them.
+template <typename E>
 __global__ void wkv4_backward_kernel(int B, int T, int C, int c0, int nc,
                                      const float* __restrict__ w, const float* __restrict__ u,
-                                     const float* __restrict__ k, const float* __restrict__ v,
-                                     const float* __restrict__ dy, float* __restrict__ dk,
-                                     float* __restrict__ dv, float* ckpt, float* partial) {
+                                     const E* __restrict__ k, const E* __restrict__ v,
+                                     const E* __restrict__ dy, E* __restrict__ dk,
+                                     E* __restrict__ dv, float* ckpt, float* partial) {
   const int nt = B * nc;
   const int tid = blockIdx.x * blockDim.x + threadIdx.x;
   if (tid >= nt) return;
@@ -95,13 +100,13 @@ __global__ void wkv4_backward_kernel(int B, int T, int C, int c0, int nc,
       s[2 * nt] = pp;
     }
     const size_t o = base + size_t(t) * C;
-    const float kk = k[o], vv = v[o];
+    const float kk = to_float(k[o]), vv = to_float(v[o]);
     const float uk = uu + kk;
     float p = fmaxf(pp, uk);
     float e1 = expf(pp - p), e2 = expf(uk - p);
     const float den = e1 * bb + e2;
     const float yy = (e1 * aa + e2 * vv) / den;
-    const float g = dy[o] / den;
+    const float g = to_float(dy[o]) / den;
     su += g * e2 * (vv - yy);
     sw += g * e1 * (yy * gb - ga);
     const float wd = pp - ww;
@@ -130,13 +135,13 @@ __global__ void wkv4_backward_kernel(int B, int T, int C, int c0, int nc,
     for (int i = 0; i < kSeg; ++i) {
       if (i < len) {
         const size_t o = base + size_t(t0 + i) * C;
-        const float kk = k[o], vv = v[o];
+        const float kk = to_float(k[o]), vv = to_float(v[o]);
         const float uk = uu + kk;
         float p = fmaxf(pp, uk);
         float e1 = expf(pp - p), e2 = expf(uk - p);
         const float den = e1 * bb + e2;
         ys[i] = (e1 * aa + e2 * vv) / den;
-        gs[i] = dy[o] / den;
+        gs[i] = to_float(dy[o]) / den;
         ps[i] = p;
         const float wd = pp - ww;
         p = fmaxf(wd, kk);
@@ -151,11 +156,11 @@ __global__ void wkv4_backward_kernel(int B, int T, int C, int c0, int nc,
     for (int i = kSeg - 1; i >= 0; --i) {
       if (i < len) {
         const size_t o = base + size_t(t0 + i) * C;
-        const float kk = k[o], vv = v[o], yy = ys[i], g = gs[i], pt = ps[i];
+        const float kk = to_float(k[o]), vv = to_float(v[o]), yy = ys[i], g = gs[i], pt = ps[i];
         const float qe = g * expf(uu + kk - pt);  // q_t e^{u+k_t}
         const float ek = expf(kk + rp);           // e^{k_t} x scale of A_t
-        dk[o] = qe * (vv - yy) + ek * (vv * ra - rb);
-        dv[o] = qe + ek * ra;
+        dk[o] = from_float<E>(qe * (vv - yy) + ek * (vv * ra - rb));
+        dv[o] = from_float<E>(qe + ek * ra);
         const float wd = rp - ww;
         const float p = fmaxf(wd, -pt);
         const float e1 = expf(wd - p), e2 = expf(-pt - p) * g;
@@ -182,17 +187,52 @@ __global__ void wkv4_reduce_kernel(int B, int c0, int nc, const float* partial, 
   du[c0 + i] = su;
 }
 
+template <typename E>
+void forward(int B, int T, int C, int c0, int c1, const float* w, const float* u, const E* k,
+             const E* v, E* y, const float* state_in, float* state_out, cudaStream_t stream) {
+  check_args("rwkv::cuda::wkv4_forward", B, T, C, c0, c1);
+  const int nt = B * (c1 - c0);
+  if (nt == 0) return;
+  wkv4_forward_kernel<E><<<(nt + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+      B, T, C, c0, c1 - c0, w, u, k, v, y, state_in, state_out);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <typename E>
+void backward(int B, int T, int C, int c0, int c1, const float* w, const float* u, const E* k,
+              const E* v, const E* dy, float* dw, float* du, E* dk, E* dv, void* workspace,
+              cudaStream_t stream) {
+  check_args("rwkv::cuda::wkv4_backward", B, T, C, c0, c1);
+  const int nc = c1 - c0, nt = B * nc;
+  if (nc == 0) return;
+  if (workspace == nullptr && nt > 0)
+    throw Error("rwkv::cuda::wkv4_backward: workspace is null (size: wkv4_workspace_bytes)");
+  // Layout inside the workspace: ckpt [nseg, 3, B * nc], then partial [2, B * nc].
+  float* ckpt = static_cast<float*>(workspace);
+  float* partial = ckpt + size_t(nseg(T)) * 3 * nt;
+  if (nt > 0) {
+    wkv4_backward_kernel<E><<<(nt + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
+        B, T, C, c0, nc, w, u, k, v, dy, dk, dv, ckpt, partial);
+    CUDA_CHECK_LAUNCH();
+  }
+  // With B = 0 this writes zeros.
+  wkv4_reduce_kernel<<<(nc + kThreads - 1) / kThreads, kThreads, 0, stream>>>(B, c0, nc, partial,
+                                                                              dw, du);
+  CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
 
 void wkv4_forward(int B, int T, int C, int c0, int c1, const float* w, const float* u,
                   const float* k, const float* v, float* y, const float* state_in, float* state_out,
                   cudaStream_t stream) {
-  check_args("rwkv::cuda::wkv4_forward", B, T, C, c0, c1);
-  const int nt = B * (c1 - c0);
-  if (nt == 0) return;
-  wkv4_forward_kernel<<<(nt + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-      B, T, C, c0, c1 - c0, w, u, k, v, y, state_in, state_out);
-  CUDA_CHECK_LAUNCH();
+  forward(B, T, C, c0, c1, w, u, k, v, y, state_in, state_out, stream);
+}
+
+void wkv4_forward(int B, int T, int C, int c0, int c1, const float* w, const float* u,
+                  const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* y,
+                  const float* state_in, float* state_out, cudaStream_t stream) {
+  forward(B, T, C, c0, c1, w, u, as_bf16(k), as_bf16(v), as_bf16(y), state_in, state_out, stream);
 }
 
 size_t wkv4_workspace_bytes(int B, int T, int C) {
@@ -203,23 +243,15 @@ size_t wkv4_workspace_bytes(int B, int T, int C) {
 void wkv4_backward(int B, int T, int C, int c0, int c1, const float* w, const float* u,
                    const float* k, const float* v, const float* dy, float* dw, float* du, float* dk,
                    float* dv, void* workspace, cudaStream_t stream) {
-  check_args("rwkv::cuda::wkv4_backward", B, T, C, c0, c1);
-  const int nc = c1 - c0, nt = B * nc;
-  if (nc == 0) return;
-  if (workspace == nullptr && nt > 0)
-    throw Error("rwkv::cuda::wkv4_backward: workspace is null (size: wkv4_workspace_bytes)");
-  // Layout inside the workspace: ckpt [nseg, 3, B * nc], then partial [2, B * nc].
-  float* ckpt = static_cast<float*>(workspace);
-  float* partial = ckpt + size_t(nseg(T)) * 3 * nt;
-  if (nt > 0) {
-    wkv4_backward_kernel<<<(nt + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        B, T, C, c0, nc, w, u, k, v, dy, dk, dv, ckpt, partial);
-    CUDA_CHECK_LAUNCH();
-  }
-  // With B = 0 this writes zeros.
-  wkv4_reduce_kernel<<<(nc + kThreads - 1) / kThreads, kThreads, 0, stream>>>(B, c0, nc, partial,
-                                                                              dw, du);
-  CUDA_CHECK_LAUNCH();
+  backward(B, T, C, c0, c1, w, u, k, v, dy, dw, du, dk, dv, workspace, stream);
+}
+
+void wkv4_backward(int B, int T, int C, int c0, int c1, const float* w, const float* u,
+                   const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* dy,
+                   float* dw, float* du, __nv_bfloat16* dk, __nv_bfloat16* dv, void* workspace,
+                   cudaStream_t stream) {
+  backward(B, T, C, c0, c1, w, u, as_bf16(k), as_bf16(v), as_bf16(dy), dw, du, as_bf16(dk),
+           as_bf16(dv), workspace, stream);
 }
 
 }  // namespace rwkv::cuda

@@ -1,6 +1,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/wkv6.h"
 #include "kernels/cuda/wkv6_chunked_body.h"
@@ -32,7 +33,6 @@
 namespace rwkv::cuda {
 namespace {
 
-using wkv_detail::as_bf16;
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;

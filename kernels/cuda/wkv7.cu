@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/wkv7.h"
 #include "kernels/cuda/wkv7_chunked_backward_body.h"
@@ -55,7 +56,6 @@
 namespace rwkv::cuda {
 namespace {
 
-using wkv_detail::as_bf16;
 using wkv_detail::check_args;
 using wkv_detail::check_splits;
 using wkv_detail::kSeg;

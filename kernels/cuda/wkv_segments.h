@@ -2,10 +2,8 @@
 // Shared by the per-head WKV kernels (wkv6.cu, wkv7.cu): the forward checkpoints the
 // state every kSeg tokens (as RWKV-LM's RWKV-7 CUDA kernel does) and the backward
 // recomputes one segment at a time from the checkpoint; the argument checks of their
-// launchers, the table of (head size, splits) instances, the launch of a kernel with
-// more than 48 KB of shared memory and the bf16 tensors of the chunked launchers as the
-// kernel bodies' Bf16.
-#include <cuda_bf16.h>
+// launchers, the table of (head size, splits) instances and the launch of a kernel with
+// more than 48 KB of shared memory.
 #include <cuda_runtime_api.h>
 
 #include <sstream>
@@ -13,7 +11,6 @@
 #include <type_traits>
 
 #include "common/error.h"
-#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 
@@ -82,11 +79,5 @@ void launch_large_shared(void (*kernel)(Args), int blocks, int threads, int smem
   kernel<<<blocks, threads, smem, stream>>>(args);
   CUDA_CHECK_LAUNCH();
 }
-
-// A bf16 tensor of the public API as the bodies' element type (the same layout:
-// kernels/cuda/bf16.h).
-inline const Bf16* as_bf16(const __nv_bfloat16* p) { return reinterpret_cast<const Bf16*>(p); }
-inline Bf16* as_bf16(__nv_bfloat16* p) { return reinterpret_cast<Bf16*>(p); }
-static_assert(sizeof(__nv_bfloat16) == sizeof(Bf16) && alignof(__nv_bfloat16) == alignof(Bf16));
 
 }  // namespace rwkv::cuda::wkv_detail

@@ -26,6 +26,15 @@ std::vector<E> stored_as(const std::vector<float>& x) {
   return out;
 }
 
+// A bf16 result as floats, for the fp32 comparisons: the GPU tests' poison (bytes 0xFF)
+// 0xFFFF becomes the fp32 poison 0xFFFFFFFF.
+inline std::vector<float> widen(const std::vector<Bf16>& x) {
+  std::vector<float> out(x.size());
+  for (size_t e = 0; e < x.size(); ++e)
+    out[e] = x[e].bits == 0xffff ? bits_float(0xffffffffu) : to_float(x[e]);
+  return out;
+}
+
 // got[e] is want[e] rounded to bf16, bit for bit (NaN poison included: the fp32 poison
 // 0xFFFFFFFF rounds to the bf16 poison 0xFFFF), or with `ulps` = 1 also a neighbour of
 // it of the same sign (a kernel compiled for two element types may contract another

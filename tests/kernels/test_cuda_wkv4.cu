@@ -1,6 +1,7 @@
 // WKV4 CUDA kernels (label gpu) against the CPU kernels (kernels/cpu/wkv4.h) on random
 // inputs: output, final state and every gradient, for several shapes, channel ranges,
 // decay rates and large keys; bitwise determinism; argument errors (these need no GPU).
+// The bf16 launchers against the fp32 ones (each output rounded once) and the CPU (5e-3).
 // Measure: ||gpu - cpu||_2 / ||cpu||_2 over the channels in range, <= 1e-5 in fp32; the
 // failure message also gives the max abs error and where. GPU outputs are poisoned with
 // NaN (bytes 0xFF) before each run: an element left unwritten in range fails, and one
@@ -20,6 +21,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/wkv4.h"
+#include "tests/kernels/bf16_test_util.h"
 #include "tests/kernels/cuda_test_util.h"
 
 namespace {
@@ -41,10 +43,12 @@ std::string describe(const Case& c) {
 // got vs ref for a tensor of rows of C channels with n elements each: [B, T, C] (n = 1,
 // the default), the state [B, C, 3] (n = 3, T = 1), dw, du [C] (n = 1, B = T = 1).
 // Element i is in channel (i / n) % C, row i / (C n) = b T + t.
+// tol: 1e-5 (fp32), or the bf16 tolerance for the bf16 kernels.
 ::testing::AssertionResult close(const char* name, const Case& c, const std::vector<float>& got,
-                                 const std::vector<float>& ref, int n = 1, int T = 0) {
+                                 const std::vector<float>& ref, int n = 1, int T = 0,
+                                 double tol = 1e-5) {
   return rwkv::cuda::test::close_groups(std::string(name) + " (" + describe(c) + ")", got, ref, c.C,
-                                        n, c.c0, c.c1, T == 0 ? c.T : T, "c");
+                                        n, c.c0, c.c1, T == 0 ? c.T : T, "c", tol);
 }
 
 struct Inputs {
@@ -105,6 +109,58 @@ void expect_matches_cpu(const Case& c) {
   EXPECT_TRUE(close("dw", c, got.dw, ref.dw, 1, 1));
   EXPECT_TRUE(close("du", c, got.du, ref.du, 1, 1));
 }
+
+// run_gpu with bf16 k, v, dy (they must be bf16 values already): y, dk, dv bf16; the
+// state, dw, du fp32.
+struct Bf16Outputs {
+  std::vector<rwkv::cuda::Bf16> y, dk, dv;
+  std::vector<float> state, dw, du;
+};
+
+Bf16Outputs run_gpu_bf16(const Case& c, const Inputs& in) {
+  const auto to_bf16 = rwkv::cuda::test::stored_as<rwkv::cuda::Bf16>;
+  const DevBuf w(in.w), u(in.u);
+  const DevBf16 k(to_bf16(in.k)), v(to_bf16(in.v)), dy(to_bf16(in.dy));
+  const size_t sz = in.k.size();
+  DevBf16 y(sz), dk(sz), dv(sz);
+  DevBuf state(size_t(c.B) * c.C * 3), dw(c.C), du(c.C),
+      ws(rwkv::cuda::wkv4_workspace_bytes(c.B, c.T, c.C) / sizeof(float));
+  for (DevBf16* b : {&y, &dk, &dv}) b->poison();
+  for (DevBuf* b : {&state, &dw, &du, &ws}) b->poison();
+  rwkv::cuda::wkv4_forward(c.B, c.T, c.C, c.c0, c.c1, w.p, u.p, k.p, v.p, y.p, nullptr, state.p,
+                           nullptr);
+  rwkv::cuda::wkv4_backward(c.B, c.T, c.C, c.c0, c.c1, w.p, u.p, k.p, v.p, dy.p, dw.p, du.p, dk.p,
+                            dv.p, ws.p, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  return {y.get(), dk.get(), dv.get(), state.get(), dw.get(), du.get()};
+}
+
+// On inputs that are bf16 values: y, dk, dv the fp32 kernels' rounded once (or a
+// neighbour: the two instances may contract multiply-adds differently) and within 5e-3
+// relative L2 of the CPU's; the state, dw, du within 1e-5 of the fp32 kernels'.
+void expect_bf16_matches(const Case& c) {
+  SCOPED_TRACE(describe(c) + ", bf16");
+  Inputs in(c);
+  for (auto* x : {&in.k, &in.v, &in.dy}) rwkv::cuda::test::round_to_bf16(*x);
+  const Outputs f = run_gpu(c, in), ref = run_cpu(c, in);
+  const Bf16Outputs b = run_gpu_bf16(c, in);
+  using rwkv::cuda::test::expect_rounded_once;
+  using rwkv::cuda::test::widen;
+  expect_rounded_once("y", b.y, f.y, 1);
+  expect_rounded_once("dk", b.dk, f.dk, 1);
+  expect_rounded_once("dv", b.dv, f.dv, 1);
+  EXPECT_TRUE(close("y vs cpu", c, widen(b.y), ref.y, 1, 0, 5e-3));
+  EXPECT_TRUE(close("dk vs cpu", c, widen(b.dk), ref.dk, 1, 0, 5e-3));
+  EXPECT_TRUE(close("dv vs cpu", c, widen(b.dv), ref.dv, 1, 0, 5e-3));
+  EXPECT_TRUE(close("state_out", c, b.state, f.state, 3, 1));
+  EXPECT_TRUE(close("dw", c, b.dw, f.dw, 1, 1));
+  EXPECT_TRUE(close("du", c, b.du, f.du, 1, 1));
+}
+
+// Null tensors for the argument checks' calls, typed to pick the fp32 or the bf16
+// overload of a launcher.
+constexpr const float* nf = nullptr;
+constexpr const __nv_bfloat16* nb = nullptr;
 
 }  // namespace
 
@@ -174,6 +230,15 @@ TEST(CudaWkv4, ForwardWithInitialState) {
   EXPECT_TRUE(close("state_out", c, sout.get(), s_ref, 3, 1));
 }
 
+// bf16 k, v, y, dy, dk, dv (the bf16 launchers): a channel range, T not a multiple of
+// the checkpoints, large keys, a long sequence.
+TEST(CudaWkv4, Bf16IsFp32RoundedOnce) {
+  SKIP_WITHOUT_GPU();
+  expect_bf16_matches({3, 100, 200, 37, 165, 0.05, 2.0, -1.0, 1.0, 20});
+  expect_bf16_matches({2, 40, 48, 5, 40, 0.05, 2.0, 55.0, 65.0, 21});
+  expect_bf16_matches({1, 4096, 64, 0, 64, 1e-3, 1.0, -2.0, 2.0, 22});
+}
+
 // Two runs on the same inputs give bitwise-identical outputs and gradients.
 TEST(CudaWkv4, Deterministic) {
   SKIP_WITHOUT_GPU();
@@ -191,7 +256,7 @@ TEST(CudaWkv4, Deterministic) {
 // Argument checks run before any CUDA call: no GPU needed.
 TEST(CudaWkv4, RejectsBadChannelRangeAndMissingWorkspace) {
   try {
-    rwkv::cuda::wkv4_forward(1, 4, 8, 2, 9, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    rwkv::cuda::wkv4_forward(1, 4, 8, 2, 9, nullptr, nullptr, nf, nullptr, nullptr, nullptr,
                              nullptr, nullptr);
     FAIL() << "channel range [2, 9) of 8 accepted";
   } catch (const rwkv::Error& e) {
@@ -199,7 +264,13 @@ TEST(CudaWkv4, RejectsBadChannelRangeAndMissingWorkspace) {
     EXPECT_NE(m.find("wkv4_forward"), std::string::npos) << m;
     EXPECT_NE(m.find("[2, 9)"), std::string::npos) << m;
   }
-  EXPECT_THROW(rwkv::cuda::wkv4_backward(1, 4, 8, 0, 8, nullptr, nullptr, nullptr, nullptr, nullptr,
+  EXPECT_THROW(rwkv::cuda::wkv4_backward(1, 4, 8, 0, 8, nullptr, nullptr, nf, nullptr, nullptr,
                                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr),
                rwkv::Error);
+  expect_error_with(
+      [] {
+        rwkv::cuda::wkv4_backward(1, 4, 8, 0, 8, nullptr, nullptr, nb, nullptr, nullptr, nullptr,
+                                  nullptr, nullptr, nullptr, nullptr, nullptr);
+      },
+      "wkv4_backward: workspace is null");
 }

@@ -3,14 +3,13 @@
 // and WKV7 tests). Measure: ||gpu - cpu||_2 / ||cpu||_2 over the heads in range,
 // <= 1e-5 in fp32; the failure message also gives the max abs error and where. An
 // element in range that is not finite (e.g. still the poison) fails, and one outside
-// the range must still hold the poison. The bf16 kernels: widen() their results.
+// the range must still hold the poison.
 #include <gtest/gtest.h>
 
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/bf16.h"
 #include "tests/kernels/bf16_test_util.h"
 #include "tests/kernels/cuda_test_util.h"
 
@@ -39,15 +38,6 @@ inline ::testing::AssertionResult close(const char* name, const Case& c,
                                         n == 0 ? c.N : n, c.h0, c.h1, T == 0 ? c.T : T, "h", tol);
 }
 
-// A bf16 result as floats, for close(): the poison 0xFFFF becomes the fp32 poison
-// 0xFFFFFFFF, which close_groups expects outside the head range.
-inline std::vector<float> widen(const std::vector<rwkv::cuda::Bf16>& x) {
-  std::vector<float> out(x.size());
-  for (size_t e = 0; e < x.size(); ++e)
-    out[e] = x[e].bits == 0xffff ? rwkv::cuda::bits_float(0xffffffffu) : rwkv::cuda::to_float(x[e]);
-  return out;
-}
-
 // A per-token result of a bf16 kernel, got, on inputs that are bf16 values: its fp32
 // twin's on the same inputs (fp32) rounded once (or a neighbour of it: the two instances
 // may contract multiply-adds differently), and within the bf16 tolerance, 5e-3 relative
@@ -56,5 +46,5 @@ inline void expect_bf16_close(const char* name, const Case& c,
                               const std::vector<rwkv::cuda::Bf16>& got,
                               const std::vector<float>& fp32, const std::vector<float>& cpu) {
   rwkv::cuda::test::expect_rounded_once(name, got, fp32, 1);
-  EXPECT_TRUE(close(name, c, widen(got), cpu, 0, 0, 5e-3)) << "against the CPU";
+  EXPECT_TRUE(close(name, c, rwkv::cuda::test::widen(got), cpu, 0, 0, 5e-3)) << "against the CPU";
 }
