@@ -1,14 +1,15 @@
 #pragma once
-// bf16 as the storage type of per-token tensors in kernel bodies that also run on the
-// CPU (kernels/cuda/block.h: standard headers only). A body templated on its element
-// type E (float or Bf16) reads with to_float and writes with from_float<E>; everything
-// between stays fp32, so the bf16 instance computes exactly what the fp32 one computes
-// on the same (bf16-representable) inputs and rounds each output once.
+// bf16 as the storage type of per-token tensors in the CUDA kernels, also in the kernel
+// bodies that run on the CPU (kernels/cuda/block.h: standard headers only, so this
+// defines its own type rather than use cuda_bf16.h there). A kernel templated on its
+// element type E (float or Bf16) reads with to_float and writes with from_float<E>;
+// everything between stays fp32, so the bf16 instance computes exactly what the fp32 one
+// computes on the same (bf16-representable) inputs and rounds each output once.
 //
 // Bf16 has the layout of CUDA's __nv_bfloat16 (the upper 16 bits of an IEEE float), so
 // the launchers pass their __nv_bfloat16 tensors as Bf16 (as_bf16, in CUDA compilations).
-// from_float rounds to the nearest bf16, ties to even, as __float2bfloat16_rn does (overflow goes
-// to infinity; NaN stays a NaN, its sign kept).
+// from_float rounds to the nearest bf16, ties to even, as __float2bfloat16_rn does
+// (overflow goes to infinity; NaN stays a NaN, its sign kept).
 #include <cstdint>
 #include <cstring>
 
