@@ -1,4 +1,5 @@
 #include <string>
+#include <type_traits>
 
 #include "common/error.h"
 #include "kernels/cuda/bf16.h"
@@ -54,17 +55,16 @@ Workspace carve(void* ws, int B, int T, int H, int N) {
 }
 
 // E: the per-token tensors' element type, float or Bf16 (kernels/cuda/bf16.h): values are
-// widened to fp32 as they are read and rounded as they are written. Min. 1 block per SM:
-// without it ptxas kept the bf16 instance at N 64 to 128 registers and spilled 8 bytes
-// (sm_80); the fp32 one now takes ~155 registers instead of 126 (6 blocks of 64 threads
-// fit an SM instead of 8; the published shape, 512 (b, h) pairs, runs ~4 per SM).
+// widened to fp32 as they are read and rounded as they are written. The two kernels below
+// run it.
 template <int N, typename E>
-__global__ void __launch_bounds__(N, 1)
-    wkv6_forward_kernel(int T, int H, int h0, int nh, const E* __restrict__ r,
-                        const E* __restrict__ k, const E* __restrict__ v, const E* __restrict__ lw,
-                        const float* __restrict__ u, E* __restrict__ y,
-                        const float* __restrict__ state_in, float* __restrict__ state_out,
-                        float* __restrict__ ckpt) {
+__device__ __forceinline__ void wkv6_forward_body(int T, int H, int h0, int nh,
+                                                  const E* __restrict__ r, const E* __restrict__ k,
+                                                  const E* __restrict__ v, const E* __restrict__ lw,
+                                                  const float* __restrict__ u, E* __restrict__ y,
+                                                  const float* __restrict__ state_in,
+                                                  float* __restrict__ state_out,
+                                                  float* __restrict__ ckpt) {
   constexpr size_t NN = size_t(N) * N;
   const int b = blockIdx.x / nh, h = h0 + blockIdx.x % nh, j = threadIdx.x;
   const size_t C = size_t(H) * N, bh = size_t(b) * H + h;
@@ -111,6 +111,28 @@ __global__ void __launch_bounds__(N, 1)
 #pragma unroll
     for (int i = 0; i < N; ++i) state_out[bh * NN + i * N + j] = s[i];
   }
+}
+
+template <int N>
+__global__ void __launch_bounds__(N)
+    wkv6_forward_kernel(int T, int H, int h0, int nh, const float* __restrict__ r,
+                        const float* __restrict__ k, const float* __restrict__ v,
+                        const float* __restrict__ lw, const float* __restrict__ u,
+                        float* __restrict__ y, const float* __restrict__ state_in,
+                        float* __restrict__ state_out, float* __restrict__ ckpt) {
+  wkv6_forward_body<N>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
+}
+
+// The bf16 instance may take as many registers as one block per SM allows: with the fp32
+// kernel's bounds ptxas held it at N 64 to 128 registers and spilled 8 bytes (sm_80).
+template <int N>
+__global__ void __launch_bounds__(N, 1)
+    wkv6_forward_kernel_bf16(int T, int H, int h0, int nh, const Bf16* __restrict__ r,
+                             const Bf16* __restrict__ k, const Bf16* __restrict__ v,
+                             const Bf16* __restrict__ lw, const float* __restrict__ u,
+                             Bf16* __restrict__ y, const float* __restrict__ state_in,
+                             float* __restrict__ state_out, float* __restrict__ ckpt) {
+  wkv6_forward_body<N>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
 }
 
 template <int N, typename E>
@@ -204,8 +226,12 @@ void launch_forward(int B, int T, int H, int h0, int h1, const E* r, const E* k,
                     const E* lw, const float* u, E* y, const float* state_in, float* state_out,
                     float* ckpt, cudaStream_t stream) {
   const int nh = h1 - h0;
-  wkv6_forward_kernel<N, E>
-      <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
+  if constexpr (std::is_same_v<E, float>)
+    wkv6_forward_kernel<N>
+        <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
+  else
+    wkv6_forward_kernel_bf16<N>
+        <<<B * nh, N, 0, stream>>>(T, H, h0, nh, r, k, v, lw, u, y, state_in, state_out, ckpt);
   CUDA_CHECK_LAUNCH();
 }
 
