@@ -311,9 +311,10 @@ fi
 
 # compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,
 # WKV5/6 at 4: the tensor-core tiles and the multiply-add scan; and the bf16 kernels'
-# small cases, chunked and sequential): races in shared memory (racecheck) and accesses out of bounds (memcheck)
-# as the GPU runs them, which the CPU emulator of the kernel bodies cannot see. It reaches the GPU on some machines only
-# (the device library's KINDS.md): "did not run" is no failure, errors found are.
+# small cases, chunked and sequential): races in shared memory (racecheck) and accesses
+# out of bounds (memcheck) as the GPU runs them, which the CPU emulator of the kernel
+# bodies cannot see. It reaches the GPU on some machines only (the device library's
+# KINDS.md): "did not run" is no failure, errors found are.
 # SANITIZE=0 skips it (~1-3 minutes).
 san_rc=0 san_runs=0
 echo "== compute-sanitizer (small chunked WKV cases)"
@@ -333,10 +334,9 @@ else
     timeout 60 "$san" --tool "$tool" --error-exitcode 17 \
       "build-gpu/tests/kernels/$bin" --gtest_filter="$filter" >"$log" 2>&1
     r=$?
-    san_runs=$(( san_runs + 1 ))
     case $r in
-      0) verdict="clean" ;;
-      17) verdict="ERRORS FOUND"; san_rc=1 ;;
+      0) verdict="clean"; san_runs=$(( san_runs + 1 )) ;;
+      17) verdict="ERRORS FOUND"; san_rc=1; san_runs=$(( san_runs + 1 )) ;;
       124) verdict="timed out (60 s)" ;;
       *) verdict="did not run or the test failed (rc $r)" ;;
     esac
@@ -363,5 +363,5 @@ echo "RESULT: gpu tests $([[ $rc -eq 0 ]] && echo PASSED || echo FAILED)"
 echo "RESULT: trainer $( ((trainer_ran == 0)) && echo "not run" ||
   { [[ $trainer_rc -eq 0 ]] && echo PASSED || echo FAILED; })"
 echo "RESULT: compute-sanitizer $( ((san_runs == 0)) && echo "not run" ||
-  { [[ $san_rc -eq 0 ]] && echo "no errors found in $san_runs runs" || echo FAILED; })"
+  { [[ $san_rc -eq 0 ]] && echo "no errors found ($san_runs runs)" || echo FAILED; })"
 exit $(( rc != 0 || trainer_rc != 0 || san_rc != 0 ))
