@@ -38,6 +38,7 @@
 namespace {
 
 using bench::Dev;
+using DevBf16 = bench::DevOf<__nv_bfloat16>;
 using bench::fill;
 using bench::hash_uniform;
 
@@ -62,15 +63,6 @@ __global__ void make_v7_ab(float* a, float* b, size_t rows, int N, uint32_t seed
     br[j] = kk / (1.f + expf(-x));
   }
 }
-
-// n bf16 values of device memory, freed with it.
-struct DevBf16 {
-  __nv_bfloat16* p = nullptr;
-  explicit DevBf16(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16))); }
-  DevBf16(const DevBf16&) = delete;
-  DevBf16& operator=(const DevBf16&) = delete;
-  ~DevBf16() { cudaFree(p); }
-};
 
 // dst [n] = src [n] rounded to bf16.
 void round_to(__nv_bfloat16* dst, const float* src, size_t n) {

@@ -37,14 +37,16 @@ inline void fill(float* x, size_t n, uint32_t seed, float lo, float hi) {
   CUDA_CHECK_LAUNCH();
 }
 
-// n floats of device memory, freed with it.
-struct Dev {
-  float* p = nullptr;
-  explicit Dev(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(float))); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  ~Dev() { cudaFree(p); }
+// n values of type T of device memory, freed with it.
+template <typename T>
+struct DevOf {
+  T* p = nullptr;
+  explicit DevOf(size_t n) { CUDA_CHECK(cudaMalloc(&p, n * sizeof(T))); }
+  DevOf(const DevOf&) = delete;
+  DevOf& operator=(const DevOf&) = delete;
+  ~DevOf() { cudaFree(p); }
 };
+using Dev = DevOf<float>;
 
 // Median milliseconds of `reps` calls of f after `warmup`, each timed with events on
 // `stream` (f queues its work there).

@@ -44,76 +44,42 @@ inline std::vector<float> uniform(size_t n, double lo, double hi, std::mt19937& 
   return rwkv::kernels::test::uniform<float>(n, lo, hi, rng);
 }
 
-// A device copy of a float vector, freed on scope exit.
-struct DevBuf {
-  float* p = nullptr;
+// A device copy of values of type D (from and to host vectors of H, the same layout),
+// freed on scope exit; poison() fills it with bytes 0xFF (NaN for fp32 and bf16).
+template <typename D, typename H = D>
+struct DevArray {
+  static_assert(sizeof(D) == sizeof(H), "host and device element of the same size");
+  D* p = nullptr;
   size_t n = 0;
-  explicit DevBuf(size_t count) : n(count) {
-    if (n) CUDA_CHECK(cudaMalloc(&p, n * sizeof(float)));
+  explicit DevArray(size_t count) : n(count) {
+    if (n) CUDA_CHECK(cudaMalloc(&p, n * sizeof(D)));
   }
-  explicit DevBuf(const std::vector<float>& h) : DevBuf(h.size()) {
-    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  explicit DevArray(const std::vector<H>& h) : DevArray(h.size()) {
+    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(D), cudaMemcpyHostToDevice));
   }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  ~DevBuf() { cudaFree(p); }
+  DevArray(const DevArray&) = delete;
+  DevArray& operator=(const DevArray&) = delete;
+  ~DevArray() { cudaFree(p); }
   void poison() {
-    if (n) CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(float)));
+    if (n) CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(D)));
   }
-  std::vector<float> get() const {
-    std::vector<float> h(n);
-    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
+  std::vector<H> get() const {
+    std::vector<H> h(n);
+    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(D), cudaMemcpyDeviceToHost));
     return h;
   }
 };
 
-// A device copy of bf16 values (kernels/cuda/bf16.h) as the bf16 launchers take them,
-// freed on scope exit; poison() fills it with NaN (bits 0xFFFF).
-struct DevBf16 {
-  __nv_bfloat16* p = nullptr;
-  size_t n = 0;
-  explicit DevBf16(size_t count) : n(count) {
-    if (n) CUDA_CHECK(cudaMalloc(&p, n * sizeof(__nv_bfloat16)));
-  }
-  explicit DevBf16(const std::vector<rwkv::cuda::Bf16>& h) : DevBf16(h.size()) {
-    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice));
-  }
-  DevBf16(const DevBf16&) = delete;
-  DevBf16& operator=(const DevBf16&) = delete;
-  ~DevBf16() { cudaFree(p); }
-  void poison() {
-    if (n) CUDA_CHECK(cudaMemset(p, 0xff, n * sizeof(__nv_bfloat16)));
-  }
-  std::vector<rwkv::cuda::Bf16> get() const {
-    std::vector<rwkv::cuda::Bf16> h(n);
-    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using DevBuf = DevArray<float>;
+// bf16 values (kernels/cuda/bf16.h) as the bf16 launchers take them; poison: bits 0xFFFF.
+using DevBf16 = DevArray<__nv_bfloat16, rwkv::cuda::Bf16>;
+using DevIds = DevArray<int32_t>;
 
 inline bool is_poison(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   return u == 0xffffffffu;
 }
-
-// A device copy of int32 values, freed on scope exit.
-struct DevIds {
-  int32_t* p = nullptr;
-  size_t n = 0;
-  explicit DevIds(const std::vector<int32_t>& h) : n(h.size()) {
-    CUDA_CHECK(cudaMalloc(&p, n * sizeof(int32_t)));
-    CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice));
-  }
-  DevIds(const DevIds&) = delete;
-  DevIds& operator=(const DevIds&) = delete;
-  ~DevIds() { cudaFree(p); }
-  std::vector<int32_t> get() const {
-    std::vector<int32_t> h(n);
-    CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(int32_t), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
 
 namespace rwkv::cuda::test {
 
