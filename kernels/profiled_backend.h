@@ -67,7 +67,7 @@ struct ProductCall {
 // clock may be null or changed between steps: no timing while it is null. products may be
 // null too: when set, every product is appended to it.
 template <typename F>
-struct ProfiledBackend final : Backend<F> {
+struct ProfiledBackend final : UniformBackend<F> {
   ProfiledBackend(Backend<F>& inner_, OpClock* clock_) : inner(inner_), clock(clock_) {}
 
   F* alloc(int64_t n) override {

@@ -25,11 +25,11 @@
 
 namespace rwkv::model {
 
-template <typename F>
+template <typename F, typename A = F>
 struct LayerCtx {
-  kernels::Backend<F>& be;
+  kernels::Backend<F, A>& be;
   const ModelConfig& cfg;
-  TpComm<F>& tp;
+  TpComm<A>& tp;      // the blocks' collectives are on activations
   const TpRanges& r;  // this rank's heads and FFN columns
   int B = 0, T = 0;
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;
@@ -39,14 +39,14 @@ struct LayerCtx {
   int64_t n() const { return static_cast<int64_t>(B) * T; }
 };
 
-// Zeroes each of the buffers of `size` values (null ones are skipped).
-template <typename F>
-void zero_grads(kernels::Backend<F>& be, int64_t size, std::initializer_list<F*> bufs) {
-  for (F* p : bufs)
-    if (p) be.zero(p, size);
+// Zeroes each of the activation-gradient buffers of `size` values (null ones are skipped).
+template <typename F, typename A>
+void zero_grads(kernels::Backend<F, A>& be, int64_t size, std::initializer_list<A*> bufs) {
+  for (A* p : bufs)
+    if (p) be.zero_act(p, size);
 }
 
-// One block's recurrent state, in and out (null in training: zero state, not kept).
+// One block's recurrent state, in and out (null in training: zero state, not kept), F.
 // Shift states [B, C]; WKV state [B, C, 3] (v4) or [B, H, N, N] (v5-v7).
 template <typename F>
 struct BlockState {
@@ -58,37 +58,45 @@ struct BlockState {
   F* wkv_out = nullptr;
 };
 
-// x [n, C] (ln1 output) -> a.att [n, C].
-template <typename F>
-void time_mix_v4_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
-                         const F* x, const BlockState<F>& st);
-template <typename F>
-void time_mix_v4_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
-                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+// x [n, C] (ln1 output) -> a.att [n, C]. w: the parameters; m: the copy of them the
+// products read (kernels/backend.h's A; w itself when A = F).
+template <typename F, typename A>
+void time_mix_v4_forward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                         const BlockWeights<A>& m, LayerActs<F, A>& a, const A* x,
+                         const BlockState<F>& st);
+template <typename F, typename A>
+void time_mix_v4_backward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                          const BlockWeights<A>& m, BlockWeights<F>& gw, const LayerActs<F, A>& a,
+                          LayerActs<F, A>& d, const A* dout, A* dx);
 
-template <typename F>
-void time_mix_v5v6_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
-                           const F* x, const BlockState<F>& st);
-template <typename F>
-void time_mix_v5v6_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
-                            const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+template <typename F, typename A>
+void time_mix_v5v6_forward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                           const BlockWeights<A>& m, LayerActs<F, A>& a, const A* x,
+                           const BlockState<F>& st);
+template <typename F, typename A>
+void time_mix_v5v6_backward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                            const BlockWeights<A>& m, BlockWeights<F>& gw, const LayerActs<F, A>& a,
+                            LayerActs<F, A>& d, const A* dout, A* dx);
 
 // v_first: layer 0's value [n, C] (null in layer 0, which produces it as a.v);
 // dv_first accumulates its gradient from the later layers and is consumed by layer 0.
-template <typename F>
-void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
-                         const F* x, const BlockState<F>& st, const F* v_first);
-template <typename F>
-void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
-                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx,
-                          const F* v_first, F* dv_first);
+template <typename F, typename A>
+void time_mix_v7_forward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                         const BlockWeights<A>& m, LayerActs<F, A>& a, const A* x,
+                         const BlockState<F>& st, const A* v_first);
+template <typename F, typename A>
+void time_mix_v7_backward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                          const BlockWeights<A>& m, BlockWeights<F>& gw, const LayerActs<F, A>& a,
+                          LayerActs<F, A>& d, const A* dout, A* dx, const A* v_first, A* dv_first);
 
 // x [n, C] (ln2 output) -> a.ffn [n, C].
-template <typename F>
-void channel_mix_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
-                         const F* x, const BlockState<F>& st);
-template <typename F>
-void channel_mix_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
-                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx);
+template <typename F, typename A>
+void channel_mix_forward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                         const BlockWeights<A>& m, LayerActs<F, A>& a, const A* x,
+                         const BlockState<F>& st);
+template <typename F, typename A>
+void channel_mix_backward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                          const BlockWeights<A>& m, BlockWeights<F>& gw, const LayerActs<F, A>& a,
+                          LayerActs<F, A>& d, const A* dout, A* dx);
 
 }  // namespace rwkv::model

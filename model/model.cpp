@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "common/error.h"
@@ -40,24 +41,46 @@ int64_t wkv_state_size(const ModelConfig& c) {
   return static_cast<int64_t>(c.n_head()) * c.head_size * c.head_size;
 }
 
+// The group of the blocks' collectives, which are on activations: tp itself when A = F.
+// With A != F the model runs on one rank: an all-reduce of A values is not built.
+template <typename F, typename A>
+TpComm<A>& activation_group(TpComm<F>& tp, TpSolo<A>& solo) {
+  if constexpr (std::is_same_v<F, A>) {
+    return tp;
+  } else {
+    if (tp.where().size > 1)
+      throw Error("a model with bf16 activations runs on one tensor-parallel rank; its group has " +
+                  std::to_string(tp.where().size));
+    return solo;
+  }
+}
+
 }  // namespace
 
-template <typename F>
-Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions o, TpComm<F>* g)
+template <typename F, typename A>
+Model<F, A>::Model(const ModelConfig& c, kernels::Backend<F, A>& backend, ModelOptions o,
+                   TpComm<F>* g)
     : cfg(c),
       opts(o),
       tp(g ? *g : solo_),
+      tp_act(activation_group(tp, solo_act_)),
       ranges((check_config(c), tp_ranges(c, tp.where()))),
       table(build_param_table(c, tp.where())),
       be(backend) {
   params = be.alloc(table.total);
   grads = be.alloc(table.total);
+  if constexpr (std::is_same_v<F, A>)
+    params_act = params;
+  else
+    params_act = be.alloc_act(table.total);
   for (int l = 0; l < cfg.n_layer; ++l) {
     bw_.push_back(block_weights(table, params, l));
     bg_.push_back(block_weights(table, grads, l));
+    bm_.push_back(block_weights(table, params_act, l));
   }
   tw_ = top_weights(table, params);
   tg_ = top_weights(table, grads);
+  tm_ = top_weights(table, params_act);
   if (tp.where().size > 1) {
     partial_.resize(static_cast<size_t>(cfg.n_layer));
     int64_t packed = 0, most = 0;
@@ -78,11 +101,12 @@ Model<F>::Model(const ModelConfig& c, kernels::Backend<F>& backend, ModelOptions
   }
 }
 
-template <typename F>
-Model<F>::~Model() {
+template <typename F, typename A>
+Model<F, A>::~Model() {
   free_acts(acts_);
   free_acts(eval_);
   free_acts(step_);
+  if constexpr (!std::is_same_v<F, A>) be.free_act(params_act);
   be.free(params);
   be.free(grads);
   if (partial_buf_) be.free(partial_buf_);
@@ -91,44 +115,51 @@ Model<F>::~Model() {
   if (adam_v_) be.free(adam_v_);
 }
 
-template <typename F>
-void Model<F>::init(uint64_t seed) {
+template <typename F, typename A>
+void Model<F, A>::init(uint64_t seed) {
   std::vector<F> host(static_cast<size_t>(table.total));
   init_params(cfg, table, seed, host.data());
   be.upload(params, host.data(), table.total);
+  round_params();
 }
 
-template <typename F>
-void Model<F>::set_params(std::span<const F> host) {
+template <typename F, typename A>
+void Model<F, A>::round_params() {
+  if constexpr (!std::is_same_v<F, A>) be.round_act(params_act, params, table.total);
+}
+
+template <typename F, typename A>
+void Model<F, A>::set_params(std::span<const F> host) {
   if (static_cast<int64_t>(host.size()) != table.total)
     throw Error("set_params: got " + std::to_string(host.size()) + " values, the model has " +
                 std::to_string(table.total));
   be.upload(params, host.data(), table.total);
+  round_params();
 }
 
-template <typename F>
-std::vector<F> Model<F>::get_params() const {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::get_params() const {
   std::vector<F> host(static_cast<size_t>(table.total));
   be.download(host.data(), params, table.total);
   return host;
 }
 
-template <typename F>
-std::vector<F> Model<F>::get_grads() const {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::get_grads() const {
   std::vector<F> host(static_cast<size_t>(table.total));
   be.download(host.data(), grads, table.total);
   return host;
 }
 
-template <typename F>
-void Model<F>::require_whole_vocab(const char* what) const {
+template <typename F, typename A>
+void Model<F, A>::require_whole_vocab(const char* what) const {
   if (tp.where().size > 1)
     throw Error(std::string(what) + ": inference needs the whole model on one rank; this model is "
                 "split over " + std::to_string(tp.where().size) + " tensor-parallel ranks");
 }
 
-template <typename F>
-void Model<F>::stash_partial_grads() {
+template <typename F, typename A>
+void Model<F, A>::stash_partial_grads() {
   for (const auto& list : partial_)
     for (const PartialGrad& g : list) {
       be.copy(partial_stash_ + g.packed, grads + g.offset, g.size);
@@ -136,8 +167,8 @@ void Model<F>::stash_partial_grads() {
     }
 }
 
-template <typename F>
-void Model<F>::reduce_partial_grads(int64_t l) {
+template <typename F, typename A>
+void Model<F, A>::reduce_partial_grads(int64_t l) {
   if (partial_.empty()) return;
   const auto& list = partial_[static_cast<size_t>(l)];
   const int64_t base = list.empty() ? 0 : list.front().packed;
@@ -149,86 +180,99 @@ void Model<F>::reduce_partial_grads(int64_t l) {
   }
 }
 
-template <typename F>
-void Model<F>::free_acts(std::unique_ptr<Acts>& A) {
-  if (!A) return;
-  be.free(A->base);
-  if (A->grad_base) be.free(A->grad_base);
-  be.free_ids(A->idx);
-  be.free_ids(A->targets);
-  be.free_ids(A->ce_arg);
-  A.reset();
+template <typename F, typename A>
+void Model<F, A>::free_acts(std::unique_ptr<Acts>& acts) {
+  if (!acts) return;
+  be.free_act(acts->base);
+  be.free(acts->fbase);
+  if (acts->grad_base) be.free_act(acts->grad_base);
+  if (acts->grad_fbase) be.free(acts->grad_fbase);
+  be.free_ids(acts->idx);
+  be.free_ids(acts->targets);
+  be.free_ids(acts->ce_arg);
+  acts.reset();
 }
 
-template <typename F>
-void Model<F>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& A,
-                         Arena<F>& ar, Arena<F>& grad_ar) {
-  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, V = ranges.vocab();
+template <typename F, typename A>
+void Model<F, A>::plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute,
+                            Acts& acts, Arena<A>& ar, Arena<F>& far, Arena<A>& grad_ar,
+                            Arena<F>& grad_far) {
+  const int64_t n = static_cast<int64_t>(acts.B) * acts.T, C = cfg.n_embd, V = ranges.vocab();
   const int64_t L = cfg.n_layer, W = wkv_state_size(cfg);
-  A.one_slot = !A.train() || recompute;
-  A.layers.assign(A.one_slot ? 1 : static_cast<size_t>(L), LayerActs<F>{});
-  ar.take(A.emb, n * C);
-  ar.take(A.ln0_mean, n);
-  ar.take(A.ln0_rstd, n);
+  acts.one_slot = !acts.train() || recompute;
+  acts.layers.assign(acts.one_slot ? 1 : static_cast<size_t>(L), LayerActs<F, A>{});
+  ar.take(acts.emb, n * C);
+  far.take(acts.ln0_mean, n);
+  far.take(acts.ln0_rstd, n);
   // A backward reads every block's input; a forward alone needs two at a time.
-  ar.take(A.res, (A.train() ? L + 1 : 2) * n * C);
-  for (auto& la : A.layers) plan_layer_acts(cfg, ranges, n, la, ar);
-  if (A.one_slot && cfg.version == 7 && L > 1) ar.take(A.v_first, n * ranges.channels());
-  ar.take(A.lnout, n * C);
-  ar.take(A.lnout_mean, n);
-  ar.take(A.lnout_rstd, n);
-  const bool chunked = A.use == Use::loss || (A.train() && recompute);
-  A.ce_rows = chunked ? loss_chunk_rows(n, C, V) : n;
-  ar.take(A.logits, A.ce_rows * V);
-  ar.take(A.losses, n);
-  ar.take(A.ce_max, n);
-  ar.take(A.ce_sums, 2 * n);
-  if (A.train()) {
-    for (F** p : {&A.dres_a, &A.dres_b, &A.demb, &A.dlnout, &A.dv_first}) ar.take(*p, n * C);
-    plan_layer_acts(cfg, ranges, n, A.dlayer, grad_ar);
+  ar.take(acts.res, (acts.train() ? L + 1 : 2) * n * C);
+  for (auto& la : acts.layers) plan_layer_acts(cfg, ranges, n, la, ar, far);
+  if (acts.one_slot && cfg.version == 7 && L > 1) ar.take(acts.v_first, n * ranges.channels());
+  ar.take(acts.lnout, n * C);
+  far.take(acts.lnout_mean, n);
+  far.take(acts.lnout_rstd, n);
+  const bool chunked = acts.use == Use::loss || (acts.train() && recompute);
+  acts.ce_rows = chunked ? loss_chunk_rows(n, C, V) : n;
+  ar.take(acts.logits, acts.ce_rows * V);
+  far.take(acts.losses, n);
+  far.take(acts.ce_max, n);
+  far.take(acts.ce_sums, 2 * n);
+  if (acts.train()) {
+    for (A** p : {&acts.dres_a, &acts.dres_b, &acts.demb, &acts.dlnout, &acts.dv_first})
+      ar.take(*p, n * C);
+    plan_layer_acts(cfg, ranges, n, acts.dlayer, grad_ar, grad_far);
   }
-  if (A.stateful()) {
-    for (F** p : {&A.att_shift_in, &A.att_shift_out, &A.ffn_shift_in, &A.ffn_shift_out})
-      ar.take(*p, L * A.B * C);
-    ar.take(A.wkv_in, L * A.B * W);
-    ar.take(A.wkv_out, L * A.B * W);
+  if (acts.stateful()) {
+    for (F** p : {&acts.att_shift_in, &acts.att_shift_out, &acts.ffn_shift_in, &acts.ffn_shift_out})
+      far.take(*p, L * acts.B * C);
+    far.take(acts.wkv_in, L * acts.B * W);
+    far.take(acts.wkv_out, L * acts.B * W);
   }
 }
 
-template <typename F>
-void Model<F>::ensure_acts(std::unique_ptr<Acts>& A, int B, int T, Use use) {
-  if (A && A->B == B && A->T == T && A->use == use) return;
-  free_acts(A);
-  A = std::make_unique<Acts>();
-  A->B = B;
-  A->T = T;
-  A->use = use;
-  Arena<F> ar, grad_ar;
-  plan_acts(cfg, ranges, opts.recompute, *A, ar, grad_ar);
-  A->base = ar.commit(be);
-  if (A->train()) A->grad_base = grad_ar.commit(be);
+template <typename F, typename A>
+void Model<F, A>::ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, Use use) {
+  if (acts && acts->B == B && acts->T == T && acts->use == use) return;
+  free_acts(acts);
+  acts = std::make_unique<Acts>();
+  acts->B = B;
+  acts->T = T;
+  acts->use = use;
+  Arena<A> ar, grad_ar;
+  Arena<F> far, grad_far;
+  plan_acts(cfg, ranges, opts.recompute, *acts, ar, far, grad_ar, grad_far);
+  const auto alloc_act = [this](int64_t n) { return be.alloc_act(n); };
+  const auto alloc = [this](int64_t n) { return be.alloc(n); };
+  acts->base = ar.commit(alloc_act);
+  acts->fbase = far.commit(alloc);
+  if (acts->train()) {
+    acts->grad_base = grad_ar.commit(alloc_act);
+    acts->grad_fbase = grad_far.commit(alloc);
+  }
   const int64_t n = static_cast<int64_t>(B) * T;
-  A->idx = be.alloc_ids(n);
-  A->targets = be.alloc_ids(n);
-  A->ce_arg = be.alloc_ids(n);
+  acts->idx = be.alloc_ids(n);
+  acts->targets = be.alloc_ids(n);
+  acts->ce_arg = be.alloc_ids(n);
 }
 
-template <typename F>
-int64_t Model<F>::activation_bytes(const ModelConfig& cfg, const TpRanges& ranges, bool recompute,
-                                   int B, int T) {
-  Acts A;
-  A.B = B;
-  A.T = T;
-  A.use = Use::train;
-  Arena<F> ar, grad_ar;
-  plan_acts(cfg, ranges, recompute, A, ar, grad_ar);
+template <typename F, typename A>
+int64_t Model<F, A>::activation_bytes(const ModelConfig& cfg, const TpRanges& ranges,
+                                      bool recompute, int B, int T) {
+  Acts acts;
+  acts.B = B;
+  acts.T = T;
+  acts.use = Use::train;
+  Arena<A> ar, grad_ar;
+  Arena<F> far, grad_far;
+  plan_acts(cfg, ranges, recompute, acts, ar, far, grad_ar, grad_far);
   const int64_t ids = 3 * static_cast<int64_t>(B) * T;  // idx, targets, ce_arg
-  return (ar.total + grad_ar.total) * static_cast<int64_t>(sizeof(F)) +
+  return (ar.total + grad_ar.total) * static_cast<int64_t>(sizeof(A)) +
+         (far.total + grad_far.total) * static_cast<int64_t>(sizeof(F)) +
          ids * static_cast<int64_t>(sizeof(int32_t));
 }
 
-template <typename F>
-void Model<F>::check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const {
+template <typename F, typename A>
+void Model<F, A>::check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const {
   if (static_cast<int64_t>(ids.size()) != static_cast<int64_t>(B) * T) {
     std::ostringstream m;
     m << what << ": got " << ids.size() << " token ids for B=" << B << " x T=" << T;
@@ -246,94 +290,95 @@ void Model<F>::check_tokens(std::span<const int32_t> ids, int B, int T, const ch
     }
 }
 
-template <typename F>
-void Model<F>::norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b,
-                            int64_t n) {
+template <typename F, typename A>
+void Model<F, A>::norm_forward(A* out, F* mean, F* rstd, const A* x, const F* w, const F* b,
+                               int64_t n) {
   if (cfg.norm == NormKind::rmsnorm)
     be.rmsnorm_forward(out, rstd, x, w, n, cfg.n_embd, F(kNormEps));
   else
     be.layernorm_forward(out, mean, rstd, x, w, b, n, cfg.n_embd, F(kNormEps));
 }
 
-template <typename F>
-void Model<F>::norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w,
-                             const F* mean, const F* rstd, int64_t n) {
+template <typename F, typename A>
+void Model<F, A>::norm_backward(A* dx, F* dw, F* db, const A* dout, const A* x, const F* w,
+                                const F* mean, const F* rstd, int64_t n) {
   if (cfg.norm == NormKind::rmsnorm)
     be.rmsnorm_backward(dx, dw, dout, x, w, rstd, n, cfg.n_embd);
   else
     be.layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, n, cfg.n_embd);
 }
 
-template <typename F>
-void Model<F>::block_forward(Acts& A, int64_t l, bool again) {
-  const int64_t n = static_cast<int64_t>(A.B) * A.T, nC = n * cfg.n_embd;
-  const int64_t BC = static_cast<int64_t>(A.B) * cfg.n_embd, BW = A.B * wkv_state_size(cfg);
-  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv, again};
-  const F* x = residual(A, l);
-  LayerActs<F>& a = block_acts(A, l);
+template <typename F, typename A>
+void Model<F, A>::block_forward(Acts& acts, int64_t l, bool again) {
+  const int64_t n = static_cast<int64_t>(acts.B) * acts.T, nC = n * cfg.n_embd;
+  const int64_t BC = static_cast<int64_t>(acts.B) * cfg.n_embd, BW = acts.B * wkv_state_size(cfg);
+  const LayerCtx<F, A> ctx{be, cfg, tp_act, ranges, acts.B, acts.T, opts.wkv, again};
+  const A* x = residual(acts, l);
+  LayerActs<F, A>& a = block_acts(acts, l);
   const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
+  const BlockWeights<A>& m = bm_[static_cast<size_t>(l)];
   BlockState<F> st;
-  if (A.stateful())
-    st = {A.att_shift_in + l * BC,  A.att_shift_out + l * BC, A.ffn_shift_in + l * BC,
-          A.ffn_shift_out + l * BC, A.wkv_in + l * BW,        A.wkv_out + l * BW};
+  if (acts.stateful())
+    st = {acts.att_shift_in + l * BC,  acts.att_shift_out + l * BC, acts.ffn_shift_in + l * BC,
+          acts.ffn_shift_out + l * BC, acts.wkv_in + l * BW,        acts.wkv_out + l * BW};
   norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n);
   if (cfg.version == 4)
-    time_mix_v4_forward(ctx, w, a, a.ln1, st);
+    time_mix_v4_forward(ctx, w, m, a, a.ln1, st);
   else if (cfg.version == 7)
-    time_mix_v7_forward(ctx, w, a, a.ln1, st, l == 0 ? nullptr : v_first(A));
+    time_mix_v7_forward(ctx, w, m, a, a.ln1, st, l == 0 ? nullptr : v_first(acts));
   else
-    time_mix_v5v6_forward(ctx, w, a, a.ln1, st);
+    time_mix_v5v6_forward(ctx, w, m, a, a.ln1, st);
   be.add_forward(a.x_mid, x, a.att, nC);
   norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, n);
-  channel_mix_forward(ctx, w, a, a.ln2, st);
+  channel_mix_forward(ctx, w, m, a, a.ln2, st);
   if (again) return;
-  be.add_forward(residual(A, l + 1), a.x_mid, a.ffn, nC);
-  if (l == 0 && A.v_first) be.copy(A.v_first, a.v, n * ranges.channels());
+  be.add_forward(residual(acts, l + 1), a.x_mid, a.ffn, nC);
+  if (l == 0 && acts.v_first) be.copy_act(acts.v_first, a.v, n * ranges.channels());
 }
 
-template <typename F>
-void Model<F>::run_forward(Acts& A) {
-  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
+template <typename F, typename A>
+void Model<F, A>::run_forward(Acts& acts) {
+  const int64_t n = static_cast<int64_t>(acts.B) * acts.T, C = cfg.n_embd, nC = n * C;
   // Vocab-parallel embedding: each rank fills the rows of its vocabulary slab.
-  be.embedding_forward(A.emb, A.idx, tw_.emb, n, C, ranges.v0, ranges.v1);
-  tp.all_reduce_sum(A.emb, nC);
-  norm_forward(residual(A, 0), A.ln0_mean, A.ln0_rstd, A.emb, tw_.ln0_w, tw_.ln0_b, n);
-  for (int l = 0; l < cfg.n_layer; ++l) block_forward(A, l, false);
-  norm_forward(A.lnout, A.lnout_mean, A.lnout_rstd, residual(A, cfg.n_layer), tw_.ln_out_w,
-               tw_.ln_out_b, n);
+  be.embedding_forward(acts.emb, acts.idx, tw_.emb, n, C, ranges.v0, ranges.v1);
+  tp_act.all_reduce_sum(acts.emb, nC);
+  norm_forward(residual(acts, 0), acts.ln0_mean, acts.ln0_rstd, acts.emb, tw_.ln0_w, tw_.ln0_b, n);
+  for (int l = 0; l < cfg.n_layer; ++l) block_forward(acts, l, false);
+  norm_forward(acts.lnout, acts.lnout_mean, acts.lnout_rstd, residual(acts, cfg.n_layer),
+               tw_.ln_out_w, tw_.ln_out_b, n);
 }
 
-template <typename F>
-void Model<F>::head_forward(Acts& A, int64_t r0, int64_t rows) {
+template <typename F, typename A>
+void Model<F, A>::head_forward(Acts& acts, int64_t r0, int64_t rows) {
   const int64_t C = cfg.n_embd, Vl = ranges.vocab();
-  be.matmul_forward(A.logits, Vl, A.lnout + r0 * C, C, tw_.head, rows, C, Vl,
+  be.matmul_forward(acts.logits, Vl, acts.lnout + r0 * C, C, tm_.head, rows, C, Vl,
                     kernels::WLayout::OutIn, false);
 }
 
-template <typename F>
-void Model<F>::loss_forward(Acts& A) {
+template <typename F, typename A>
+void Model<F, A>::loss_forward(Acts& acts) {
   // Vocab-parallel cross-entropy (Megatron-LM vocab_parallel_cross_entropy): the row
   // max and its column, then the sum of exps and the target's logit, reduced over the
-  // group; the whole logits never exist on one rank. With A.ce_rows < n, chunk by chunk
+  // group; the whole logits never exist on one rank. With acts.ce_rows < n, chunk by chunk
   // of rows: each chunk's logits are reduced to these row statistics and dropped (a
   // recomputing backward computes them again).
-  const int64_t n = static_cast<int64_t>(A.B) * A.T, Vl = ranges.vocab();
-  for (int64_t r0 = 0; r0 < n; r0 += A.ce_rows) {
-    const int64_t rows = std::min(A.ce_rows, n - r0);
-    head_forward(A, r0, rows);
-    be.ce_local_max(A.ce_max + r0, A.ce_arg + r0, A.logits, rows, Vl, ranges.v0);
-    tp.all_reduce_maxloc(A.ce_max + r0, A.ce_arg + r0, rows);
-    be.ce_local_sums(A.ce_sums + r0, A.ce_sums + n + r0, A.logits, A.targets + r0, A.ce_max + r0,
-                     rows, Vl, ranges.v0);
+  const int64_t n = static_cast<int64_t>(acts.B) * acts.T, Vl = ranges.vocab();
+  for (int64_t r0 = 0; r0 < n; r0 += acts.ce_rows) {
+    const int64_t rows = std::min(acts.ce_rows, n - r0);
+    head_forward(acts, r0, rows);
+    be.ce_local_max(acts.ce_max + r0, acts.ce_arg + r0, acts.logits, rows, Vl, ranges.v0);
+    tp.all_reduce_maxloc(acts.ce_max + r0, acts.ce_arg + r0, rows);
+    be.ce_local_sums(acts.ce_sums + r0, acts.ce_sums + n + r0, acts.logits, acts.targets + r0,
+                     acts.ce_max + r0, rows, Vl, ranges.v0);
   }
-  tp.all_reduce_sum(A.ce_sums, 2 * n);
-  be.ce_loss(A.losses, A.ce_max, A.ce_sums, A.ce_sums + n, n);
+  tp.all_reduce_sum(acts.ce_sums, 2 * n);
+  be.ce_loss(acts.losses, acts.ce_max, acts.ce_sums, acts.ce_sums + n, n);
 }
 
-template <typename F>
-std::vector<double> Model<F>::losses_of(std::unique_ptr<Acts>& acts, Use use,
-                                        std::span<const int32_t> idx,
-                                        std::span<const int32_t> targets, int B, int T) {
+template <typename F, typename A>
+std::vector<double> Model<F, A>::losses_of(std::unique_ptr<Acts>& acts, Use use,
+                                           std::span<const int32_t> idx,
+                                           std::span<const int32_t> targets, int B, int T) {
   if (T > cfg.ctx_len)  // RWKV-LM asserts T <= ctx_len in training too
     throw Error("forward: sequence length T=" + std::to_string(T) +
                 " is longer than model.ctx_len (" + std::to_string(cfg.ctx_len) + ")");
@@ -350,17 +395,17 @@ std::vector<double> Model<F>::losses_of(std::unique_ptr<Acts>& acts, Use use,
   return {losses.begin(), losses.end()};
 }
 
-template <typename F>
-double Model<F>::forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B,
-                         int T) {
+template <typename F, typename A>
+double Model<F, A>::forward(std::span<const int32_t> idx, std::span<const int32_t> targets, int B,
+                            int T) {
   double sum = 0;
   for (double x : losses_of(acts_, Use::train, idx, targets, B, T)) sum += x;
   return sum / (static_cast<double>(B) * T);
 }
 
-template <typename F>
-std::vector<double> Model<F>::row_losses(std::span<const int32_t> idx,
-                                         std::span<const int32_t> targets, int B, int T) {
+template <typename F, typename A>
+std::vector<double> Model<F, A>::row_losses(std::span<const int32_t> idx,
+                                            std::span<const int32_t> targets, int B, int T) {
   const std::vector<double> losses = losses_of(eval_, Use::loss, idx, targets, B, T);
   std::vector<double> rows(static_cast<size_t>(B), 0.0);
   for (size_t i = 0; i < losses.size(); ++i) rows[i / static_cast<size_t>(T)] += losses[i];
@@ -400,107 +445,110 @@ std::vector<int64_t> ready_offsets(const ParamTable& t, int64_t L) {
 
 }  // namespace
 
-template <typename F>
-void Model<F>::backward(const std::function<void(int64_t ready_from)>& on_ready) {
+template <typename F, typename A>
+void Model<F, A>::backward(const std::function<void(int64_t ready_from)>& on_ready) {
   if (!acts_ || !acts_->train()) throw Error("Model::backward called without a training forward");
   const std::vector<int64_t> ready =
       on_ready ? ready_offsets(table, cfg.n_layer) : std::vector<int64_t>{};
-  Acts& A = *acts_;
-  const int64_t n = static_cast<int64_t>(A.B) * A.T, C = cfg.n_embd, nC = n * C;
+  Acts& acts = *acts_;
+  const int64_t n = static_cast<int64_t>(acts.B) * acts.T, C = cfg.n_embd, nC = n * C;
   const int64_t V = ranges.vocab(), L = cfg.n_layer;
-  const LayerCtx<F> ctx{be, cfg, tp, ranges, A.B, A.T, opts.wkv};
+  const LayerCtx<F, A> ctx{be, cfg, tp_act, ranges, acts.B, acts.T, opts.wkv};
   // loss = mean over n positions; L2Wrap factor 1e-4 / (B*T) (RWKV-LM L2Wrap).
   const F scale = F(1) / static_cast<F>(n);
   const F l2wrap = opts.l2wrap ? F(1e-4) / static_cast<F>(n) : F(0);
-  // The gradient overwrites the logits (kernels/backend.h): dlogits below are A.logits.
+  // The gradient overwrites the logits (kernels/backend.h): dlogits below are acts.logits.
   // Chunks of rows last to first (one chunk unless recomputing): the last chunk's logits
   // are still there from the forward, the others are computed again.
-  F* dlogits = A.logits;
-  const int64_t last = (n - 1) / A.ce_rows * A.ce_rows;
-  for (int64_t r0 = last; r0 >= 0; r0 -= A.ce_rows) {
-    const int64_t rows = std::min(A.ce_rows, n - r0);
-    if (r0 != last) head_forward(A, r0, rows);
-    be.ce_backward(dlogits, A.logits, A.targets + r0, A.ce_max + r0, A.ce_sums + r0, A.ce_arg + r0,
-                   rows, V, ranges.v0, scale, l2wrap);
-    be.matmul_backward(A.dlnout + r0 * C, tg_.head, dlogits, V, A.lnout + r0 * C, C, tw_.head, rows,
-                       C, V, kernels::WLayout::OutIn, false);
+  A* dlogits = acts.logits;
+  const int64_t last = (n - 1) / acts.ce_rows * acts.ce_rows;
+  for (int64_t r0 = last; r0 >= 0; r0 -= acts.ce_rows) {
+    const int64_t rows = std::min(acts.ce_rows, n - r0);
+    if (r0 != last) head_forward(acts, r0, rows);
+    be.ce_backward(dlogits, acts.logits, acts.targets + r0, acts.ce_max + r0, acts.ce_sums + r0,
+                   acts.ce_arg + r0, rows, V, ranges.v0, scale, l2wrap);
+    be.matmul_backward(acts.dlnout + r0 * C, tg_.head, dlogits, V, acts.lnout + r0 * C, C, tm_.head,
+                       rows, C, V, kernels::WLayout::OutIn, false);
   }
-  tp.all_reduce_sum(A.dlnout, nC);  // conjugate of the column-parallel head
-  F* dnext = A.dres_a;  // gradient of the residual stream after the current block
-  F* dcur = A.dres_b;
-  be.zero(dnext, nC);
-  norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, A.dlnout, residual(A, L), tw_.ln_out_w,
-                A.lnout_mean, A.lnout_rstd, n);
+  tp_act.all_reduce_sum(acts.dlnout, nC);  // conjugate of the column-parallel head
+  A* dnext = acts.dres_a;  // gradient of the residual stream after the current block
+  A* dcur = acts.dres_b;
+  be.zero_act(dnext, nC);
+  norm_backward(dnext, tg_.ln_out_w, tg_.ln_out_b, acts.dlnout, residual(acts, L), tw_.ln_out_w,
+                acts.lnout_mean, acts.lnout_rstd, n);
   if (on_ready) on_ready(ready[0]);
-  be.zero(A.dv_first, nC);
+  be.zero_act(acts.dv_first, nC);
   stash_partial_grads();
-  LayerActs<F>& d = A.dlayer;
+  LayerActs<F, A>& d = acts.dlayer;
   for (int64_t l = L - 1; l >= 0; --l) {
     // Recomputation: the slot still holds the last block's activations; the others run
     // their forward again (it writes the WKV forwards' checkpoints too, which the
     // backends keep per r buffer: the slot's).
-    if (A.one_slot && l != L - 1) block_forward(A, l, true);
-    const LayerActs<F>& a = block_acts(A, l);
+    if (acts.one_slot && l != L - 1) block_forward(acts, l, true);
+    const LayerActs<F, A>& a = block_acts(acts, l);
     const BlockWeights<F>& w = bw_[static_cast<size_t>(l)];
+    const BlockWeights<A>& m = bm_[static_cast<size_t>(l)];
     BlockWeights<F>& g = bg_[static_cast<size_t>(l)];
-    const F* x = residual(A, l);
+    const A* x = residual(acts, l);
     // The block's inputs' gradients: the layers add into dx (model/layers.h).
     zero_grads(be, nC, {dcur, d.x_mid, d.ln1, d.ln2});
-    channel_mix_backward(ctx, w, g, a, d, dnext, d.ln2);
-    tp.all_reduce_sum(d.ln2, nC);  // conjugate of the channel mix's forward all-reduce
+    channel_mix_backward(ctx, w, m, g, a, d, dnext, d.ln2);
+    tp_act.all_reduce_sum(d.ln2, nC);  // conjugate of the channel mix's forward all-reduce
     norm_backward(d.x_mid, g.ln2_w, g.ln2_b, d.ln2, a.x_mid, w.ln2_w, a.ln2_mean, a.ln2_rstd, n);
-    be.accumulate(d.x_mid, dnext, nC);
+    be.accumulate_act(d.x_mid, dnext, nC);
     if (cfg.version == 4)
-      time_mix_v4_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
+      time_mix_v4_backward(ctx, w, m, g, a, d, d.x_mid, d.ln1);
     else if (cfg.version == 7)
-      time_mix_v7_backward(ctx, w, g, a, d, d.x_mid, d.ln1, l == 0 ? nullptr : v_first(A),
-                           A.dv_first);
+      time_mix_v7_backward(ctx, w, m, g, a, d, d.x_mid, d.ln1, l == 0 ? nullptr : v_first(acts),
+                           acts.dv_first);
     else
-      time_mix_v5v6_backward(ctx, w, g, a, d, d.x_mid, d.ln1);
-    tp.all_reduce_sum(d.ln1, nC);  // conjugate of the time mix's forward all-reduce
+      time_mix_v5v6_backward(ctx, w, m, g, a, d, d.x_mid, d.ln1);
+    tp_act.all_reduce_sum(d.ln1, nC);  // conjugate of the time mix's forward all-reduce
     reduce_partial_grads(l);
     norm_backward(dcur, g.ln1_w, g.ln1_b, d.ln1, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, n);
-    be.accumulate(dcur, d.x_mid, nC);
+    be.accumulate_act(dcur, d.x_mid, nC);
     std::swap(dnext, dcur);
     if (on_ready) on_ready(ready[static_cast<size_t>(L - l)]);
   }
-  be.zero(A.demb, nC);
-  norm_backward(A.demb, tg_.ln0_w, tg_.ln0_b, dnext, A.emb, tw_.ln0_w, A.ln0_mean, A.ln0_rstd, n);
-  be.embedding_backward(tg_.emb, A.demb, A.idx, n, C, ranges.v0, ranges.v1);
+  be.zero_act(acts.demb, nC);
+  norm_backward(acts.demb, tg_.ln0_w, tg_.ln0_b, dnext, acts.emb, tw_.ln0_w, acts.ln0_mean,
+                acts.ln0_rstd, n);
+  be.embedding_backward(tg_.emb, acts.demb, acts.idx, n, C, ranges.v0, ranges.v1);
   if (on_ready) on_ready(ready[static_cast<size_t>(L + 1)]);
 }
 
-template <typename F>
-void Model<F>::zero_grad() {
+template <typename F, typename A>
+void Model<F, A>::zero_grad() {
   be.zero(grads, table.total);
 }
 
-template <typename F>
-void Model<F>::adamw_step(const kernels::AdamWHyper& h, int64_t step) {
+template <typename F, typename A>
+void Model<F, A>::adamw_step(const kernels::AdamWHyper& h, int64_t step) {
   if (!adam_m_) {
     adam_m_ = be.alloc(table.total);
     adam_v_ = be.alloc(table.total);
   }
   const std::vector<kernels::AdamWSegment> segs = table.adamw_segments();
   be.adamw_step(params, grads, adam_m_, adam_v_, segs, h, step);
+  round_params();
 }
 
-template <typename F>
-std::vector<F> Model<F>::get_adam_m() const {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::get_adam_m() const {
   std::vector<F> host(static_cast<size_t>(table.total), F(0));
   if (adam_m_) be.download(host.data(), adam_m_, table.total);
   return host;
 }
 
-template <typename F>
-std::vector<F> Model<F>::get_adam_v() const {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::get_adam_v() const {
   std::vector<F> host(static_cast<size_t>(table.total), F(0));
   if (adam_v_) be.download(host.data(), adam_v_, table.total);
   return host;
 }
 
-template <typename F>
-void Model<F>::set_adam_moments(std::span<const F> m, std::span<const F> v) {
+template <typename F, typename A>
+void Model<F, A>::set_adam_moments(std::span<const F> m, std::span<const F> v) {
   if (static_cast<int64_t>(m.size()) != table.total ||
       static_cast<int64_t>(v.size()) != table.total)
     throw Error("Model::set_adam_moments: expected " + std::to_string(table.total) +
@@ -514,8 +562,8 @@ void Model<F>::set_adam_moments(std::span<const F> m, std::span<const F> v) {
   be.upload(adam_v_, v.data(), table.total);
 }
 
-template <typename F>
-std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int T) {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::forward_logits(std::span<const int32_t> idx, int B, int T) {
   require_whole_vocab("forward_logits");
   check_tokens(idx, B, T, "forward_logits");
   ensure_acts(eval_, B, T, Use::logits);
@@ -524,12 +572,12 @@ std::vector<F> Model<F>::forward_logits(std::span<const int32_t> idx, int B, int
   run_forward(*eval_);
   head_forward(*eval_, 0, n);
   std::vector<F> logits(static_cast<size_t>(n * cfg.vocab_size));
-  be.download(logits.data(), eval_->logits, n * cfg.vocab_size);
+  be.download_act(logits.data(), eval_->logits, n * cfg.vocab_size);
   return logits;
 }
 
-template <typename F>
-RecurrentState<F> Model<F>::new_state() const {
+template <typename F, typename A>
+RecurrentState<F> Model<F, A>::new_state() const {
   RecurrentState<F> s;
   s.n_layer = cfg.n_layer;
   s.n_embd = cfg.n_embd;
@@ -544,31 +592,32 @@ RecurrentState<F> Model<F>::new_state() const {
   return s;
 }
 
-template <typename F>
-std::vector<F> Model<F>::forward_step(int32_t token, RecurrentState<F>& s) {
+template <typename F, typename A>
+std::vector<F> Model<F, A>::forward_step(int32_t token, RecurrentState<F>& s) {
   require_whole_vocab("forward_step");
   if (s.n_layer != cfg.n_layer || s.n_embd != cfg.n_embd || s.wkv_size != wkv_state_size(cfg))
     throw Error("forward_step: the state was made for another model shape");
   check_tokens(std::span<const int32_t>(&token, 1), 1, 1, "forward_step");
   ensure_acts(step_, 1, 1, Use::step);
-  Acts& A = *step_;
+  Acts& acts = *step_;
   const int64_t LC = static_cast<int64_t>(cfg.n_layer) * cfg.n_embd;
   const int64_t LW = cfg.n_layer * wkv_state_size(cfg);
-  be.upload_ids(A.idx, &token, 1);
-  be.upload(A.att_shift_in, s.att_shift.data(), LC);
-  be.upload(A.ffn_shift_in, s.ffn_shift.data(), LC);
-  be.upload(A.wkv_in, s.wkv.data(), LW);
-  run_forward(A);
-  head_forward(A, 0, 1);
-  be.download(s.att_shift.data(), A.att_shift_out, LC);
-  be.download(s.ffn_shift.data(), A.ffn_shift_out, LC);
-  be.download(s.wkv.data(), A.wkv_out, LW);
+  be.upload_ids(acts.idx, &token, 1);
+  be.upload(acts.att_shift_in, s.att_shift.data(), LC);
+  be.upload(acts.ffn_shift_in, s.ffn_shift.data(), LC);
+  be.upload(acts.wkv_in, s.wkv.data(), LW);
+  run_forward(acts);
+  head_forward(acts, 0, 1);
+  be.download(s.att_shift.data(), acts.att_shift_out, LC);
+  be.download(s.ffn_shift.data(), acts.ffn_shift_out, LC);
+  be.download(s.wkv.data(), acts.wkv_out, LW);
   std::vector<F> logits(static_cast<size_t>(cfg.vocab_size));
-  be.download(logits.data(), A.logits, cfg.vocab_size);
+  be.download_act(logits.data(), acts.logits, cfg.vocab_size);
   return logits;
 }
 
 template struct Model<float>;
 template struct Model<double>;
+template struct Model<float, kernels::Bf16>;
 
 }  // namespace rwkv::model

@@ -14,6 +14,11 @@
 // rank)), and forward / backward make the group's collectives; every rank of the
 // group must call them together with the same tokens. The loss is the same on every
 // rank; params, grads and the AdamW moments are the rank's slabs.
+//
+// Precision (kernels/backend.h): the parameters, gradients and AdamW moments are F; the
+// activations A. With A != F (bf16 activations) the model keeps a copy of its parameters
+// in A for the products, rounded again after every change of the parameters, and runs on
+// one rank (its collectives would need an A all-reduce).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -41,14 +46,15 @@ struct ModelOptions {
   bool recompute = false;
 };
 
-template <typename F>
+template <typename F, typename A = F>
 struct Model {
  private:
-  TpSolo<F> solo_;  // the group of a model given none (constructed before `tp`)
+  TpSolo<F> solo_;      // the group of a model given none (constructed before `tp`)
+  TpSolo<A> solo_act_;  // the activations' group when A != F
 
  public:
   // tp: the TP group (null: this rank alone); it must outlive the model.
-  Model(const ModelConfig& cfg, kernels::Backend<F>& be, ModelOptions opts = {},
+  Model(const ModelConfig& cfg, kernels::Backend<F, A>& be, ModelOptions opts = {},
         TpComm<F>* tp = nullptr);
   ~Model();
   Model(const Model&) = delete;
@@ -111,11 +117,13 @@ struct Model {
   ModelConfig cfg;
   ModelOptions opts;
   TpComm<F>& tp;
+  TpComm<A>& tp_act;  // tp itself when A = F
   TpRanges ranges;  // this rank's heads, FFN columns and vocabulary rows
   ParamTable table;
-  kernels::Backend<F>& be;
+  kernels::Backend<F, A>& be;
   F* params = nullptr;  // [table.total]
   F* grads = nullptr;   // [table.total]
+  A* params_act = nullptr;  // [table.total]: params rounded to A (params itself when A = F)
 
  private:
   // What a set of buffers serves: a training forward and its backward, an evaluation
@@ -127,46 +135,52 @@ struct Model {
     Use use = Use::train;
     bool train() const { return use == Use::train; }
     bool stateful() const { return use == Use::step; }
-    F* base = nullptr;
-    F* grad_base = nullptr;  // the block gradient scratch (d, zeroed as model/layers.h says)
+    A* base = nullptr;   // the activations
+    F* fbase = nullptr;  // the statistics, losses and states
+    // The block gradient scratch (d, zeroed as model/layers.h says), A and F.
+    A* grad_base = nullptr;
+    F* grad_fbase = nullptr;
     int32_t *idx = nullptr, *targets = nullptr;
-    F *emb = nullptr, *ln0_mean = nullptr, *ln0_rstd = nullptr;
-    F* res = nullptr;  // residual stream [L + 1, n, C] (res[0] = ln0 output), or [2, n, C]
+    A* emb = nullptr;
+    F *ln0_mean = nullptr, *ln0_rstd = nullptr;
+    A* res = nullptr;  // residual stream [L + 1, n, C] (res[0] = ln0 output), or [2, n, C]
                        // used in turn where no backward follows (residual())
     // Every block's activations, or one block's (one_slot: inference, which never reads
     // them again, and recomputation), reused by each block in turn.
-    std::vector<LayerActs<F>> layers;
+    std::vector<LayerActs<F, A>> layers;
     bool one_slot = false;
-    F* v_first = nullptr;  // v7 with one_slot: layer 0's value [n, channels], read by the rest
-    F *lnout = nullptr, *lnout_mean = nullptr, *lnout_rstd = nullptr;
+    A* v_first = nullptr;  // v7 with one_slot: layer 0's value [n, channels], read by the rest
+    A* lnout = nullptr;
+    F *lnout_mean = nullptr, *lnout_rstd = nullptr;
     // Logits [ce_rows, V] (this rank's vocabulary): all n rows, or (recomputing) a chunk
     // of rows at a time; losses [n].
-    F *logits = nullptr, *losses = nullptr;
+    A* logits = nullptr;
+    F* losses = nullptr;
     int64_t ce_rows = 0;
     // Cross-entropy over the group's vocabulary: row max [n], its column [n], and
     // [sum of exps; target logit] [2, n].
     F *ce_max = nullptr, *ce_sums = nullptr;
     int32_t* ce_arg = nullptr;
-    LayerActs<F> dlayer;
-    F *dres_a = nullptr, *dres_b = nullptr, *demb = nullptr, *dlnout = nullptr;
-    F* dv_first = nullptr;
+    LayerActs<F, A> dlayer;
+    A *dres_a = nullptr, *dres_b = nullptr, *demb = nullptr, *dlnout = nullptr;
+    A* dv_first = nullptr;
     F *att_shift_in = nullptr, *att_shift_out = nullptr;  // [L, B, C]
     F *ffn_shift_in = nullptr, *ffn_shift_out = nullptr;
     F *wkv_in = nullptr, *wkv_out = nullptr;  // [L, B, wkv_size]
   };
   void ensure_acts(std::unique_ptr<Acts>& acts, int B, int T, Use use);
-  // Requests A's buffers (A.B, A.T, A.use set): activations from ar, the backward's
-  // block scratch from grad_ar.
-  static void plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& A,
-                        Arena<F>& ar, Arena<F>& grad_ar);
+  // Requests acts' buffers (B, T, use set): activations from ar and the rest from far,
+  // the backward's block scratch from grad_ar and grad_far.
+  static void plan_acts(const ModelConfig& cfg, const TpRanges& ranges, bool recompute, Acts& acts,
+                        Arena<A>& ar, Arena<F>& far, Arena<A>& grad_ar, Arena<F>& grad_far);
   void free_acts(std::unique_ptr<Acts>& acts);
   void check_tokens(std::span<const int32_t> ids, int B, int T, const char* what) const;
   // Embedding, blocks and ln_out; then head_forward gives logits of rows [r0, r0 + rows)
   // (column-parallel head: this rank's vocabulary columns).
-  void run_forward(Acts& A);
-  void head_forward(Acts& A, int64_t r0, int64_t rows);
+  void run_forward(Acts& acts);
+  void head_forward(Acts& acts, int64_t r0, int64_t rows);
   // After run_forward with the targets uploaded: A.losses [n], each position's loss.
-  void loss_forward(Acts& A);
+  void loss_forward(Acts& acts);
   // Checks the ids, runs the forward and the loss in `acts` (made for `use`): each
   // position's loss [B * T].
   std::vector<double> losses_of(std::unique_ptr<Acts>& acts, Use use, std::span<const int32_t> idx,
@@ -174,19 +188,23 @@ struct Model {
   // Block l from res[l] into its activations; writes res[l + 1] unless `again` (backward
   // recomputing the activations of a block whose output is kept: LayerCtx::again leaves
   // out what only that output needs).
-  void block_forward(Acts& A, int64_t l, bool again);
-  LayerActs<F>& block_acts(Acts& A, int64_t l) const {
-    return A.layers[A.one_slot ? 0 : static_cast<size_t>(l)];
+  void block_forward(Acts& acts, int64_t l, bool again);
+  LayerActs<F, A>& block_acts(Acts& acts, int64_t l) const {
+    return acts.layers[acts.one_slot ? 0 : static_cast<size_t>(l)];
   }
-  const F* v_first(const Acts& A) const { return A.v_first ? A.v_first : A.layers[0].v; }
+  const A* v_first(const Acts& acts) const {
+    return acts.v_first ? acts.v_first : acts.layers[0].v;
+  }
   // The residual stream entering block l (l = L: ln_out's input).
-  F* residual(const Acts& A, int64_t l) const {
-    const int64_t slot = A.train() ? l : l % 2;
-    return A.res + slot * static_cast<int64_t>(A.B) * A.T * cfg.n_embd;
+  A* residual(const Acts& acts, int64_t l) const {
+    const int64_t slot = acts.train() ? l : l % 2;
+    return acts.res + slot * static_cast<int64_t>(acts.B) * acts.T * cfg.n_embd;
   }
-  void norm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n);
-  void norm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
+  void norm_forward(A* out, F* mean, F* rstd, const A* x, const F* w, const F* b, int64_t n);
+  void norm_backward(A* dx, F* dw, F* db, const A* dout, const A* x, const F* w, const F* mean,
                      const F* rstd, int64_t n);
+  // params_act <- params rounded (after every change of params; nothing when A = F).
+  void round_params();
   void require_whole_vocab(const char* what) const;
   // The partial gradients of the replicated parameters (TpPart::partial) are summed
   // over the TP group block by block during backward. Only this backward's share may
@@ -202,7 +220,9 @@ struct Model {
   F* partial_stash_ = nullptr;                     // [all partial gradients]
   F* partial_buf_ = nullptr;                       // [the largest block's]
   std::vector<BlockWeights<F>> bw_, bg_;
+  std::vector<BlockWeights<A>> bm_;  // the products' weights (in params_act)
   TopWeights<F> tw_, tg_;
+  TopWeights<A> tm_;
   F *adam_m_ = nullptr, *adam_v_ = nullptr;
   // Training (forward / backward), evaluation and parallel inference, recurrent.
   std::unique_ptr<Acts> acts_, eval_, step_;
@@ -210,5 +230,6 @@ struct Model {
 
 extern template struct Model<float>;
 extern template struct Model<double>;
+extern template struct Model<float, kernels::Bf16>;
 
 }  // namespace rwkv::model

@@ -21,9 +21,10 @@ constexpr double kLnxEps = 64e-5;
 constexpr double kL2Eps = 1e-12;  // F.normalize's default
 }  // namespace
 
-template <typename F>
-void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerActs<F>& a,
-                         const F* x, const BlockState<F>& st, const F* v_first) {
+template <typename F, typename A>
+void time_mix_v7_forward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                         const BlockWeights<A>& m, LayerActs<F, A>& a, const A* x,
+                         const BlockState<F>& st, const A* v_first) {
   auto& be = c.be;
   // H heads, Ca = H N channels of this rank: receptance, key, value and the LoRA up
   // projections (w2, a2, v2, g2) are column-parallel, output row-parallel; v_first
@@ -34,31 +35,31 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   const int64_t Dv = c.cfg.v7_mv_lora(), Dg = c.cfg.v7_gate_lora();
   be.shift_diff_forward(a.xx, x, st.att_shift_in, c.B, c.T, C);
   if (st.att_shift_out) be.shift_last(st.att_shift_out, x, c.B, c.T, C);
-  F* outs[6] = {a.xr, a.xw, a.xk, a.xv, a.xa, a.xg};
+  A* outs[6] = {a.xr, a.xw, a.xk, a.xv, a.xa, a.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};
   be.mix_forward(outs, x, a.xx, coefs, {}, false, n, C);
 
-  be.matmul_forward(a.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
-  be.matmul_forward(a.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut, false);
+  be.matmul_forward(a.r, Ca, a.xr, C, m.att_r, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.w_h, Dw, a.xw, C, m.w1, n, C, Dw, WLayout::InOut, false);
   be.act_forward(Act::tanh, a.w_t, a.w_h, n * Dw);
-  be.matmul_forward(a.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut, false);
+  be.matmul_forward(a.w_z, Ca, a.w_t, Dw, m.w2, n, Dw, Ca, WLayout::InOut, false);
   be.decay_v7_forward(a.lw, w.w0, a.w_z, n, Ca);
-  be.matmul_forward(a.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn, false);
-  be.matmul_forward(a.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.k_raw, Ca, a.xk, C, m.att_k, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_forward(a.v_raw, Ca, a.xv, C, m.att_v, n, C, Ca, WLayout::OutIn, false);
   if (v_first) {
-    be.matmul_forward(a.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut, false);
-    be.matmul_forward(a.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut, false);
+    be.matmul_forward(a.vr_h, Dv, a.xv, C, m.v1, n, C, Dv, WLayout::InOut, false);
+    be.matmul_forward(a.vr_z, Ca, a.vr_h, Dv, m.v2, n, Dv, Ca, WLayout::InOut, false);
     be.bias_sigmoid_forward(a.vr_s, w.v0, a.vr_z, n, Ca);
     be.value_residual_forward(a.v, a.v_raw, v_first, a.vr_s, n * Ca);
   } else {
-    be.copy(a.v, a.v_raw, n * Ca);
+    be.copy_act(a.v, a.v_raw, n * Ca);
   }
-  be.matmul_forward(a.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut, false);
-  be.matmul_forward(a.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut, false);
+  be.matmul_forward(a.a_h, Da, a.xa, C, m.a1, n, C, Da, WLayout::InOut, false);
+  be.matmul_forward(a.a_z, Ca, a.a_h, Da, m.a2, n, Da, Ca, WLayout::InOut, false);
   be.bias_sigmoid_forward(a.a, w.a0, a.a_z, n, Ca);
-  be.matmul_forward(a.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut, false);
+  be.matmul_forward(a.g_h, Dg, a.xg, C, m.g1, n, C, Dg, WLayout::InOut, false);
   be.act_forward(Act::sigmoid, a.g_t, a.g_h, n * Dg);
-  be.matmul_forward(a.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut, false);
+  be.matmul_forward(a.g, Ca, a.g_t, Dg, m.g2, n, Dg, Ca, WLayout::InOut, false);
 
   be.scale_channels_forward(a.kk_pre, a.k_raw, w.k_k, n, Ca);
   be.l2norm_heads_forward(a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));
@@ -72,14 +73,14 @@ void time_mix_v7_forward(const LayerCtx<F>& c, const BlockWeights<F>& w, LayerAc
   // adds bonus * g (o itself is never stored).
   be.groupnorm_forward(a.og, a.gn_mean, a.gn_rstd, a.y, w.lnx_w, w.lnx_b, a.g, n, H, N, F(kLnxEps));
   be.bonus_v7_forward(a.og, a.r, a.k, a.v, w.r_k, a.g, n, H, N);
-  be.matmul_forward(a.att, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
+  be.matmul_forward(a.att, C, a.og, Ca, m.att_o, n, Ca, C, WLayout::OutIn, false);
   c.tp.all_reduce_sum(a.att, n * C);
 }
 
-template <typename F>
-void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockWeights<F>& gw,
-                          const LayerActs<F>& a, LayerActs<F>& d, const F* dout, F* dx,
-                          const F* v_first, F* dv_first) {
+template <typename F, typename A>
+void time_mix_v7_backward(const LayerCtx<F, A>& c, const BlockWeights<F>& w,
+                          const BlockWeights<A>& m, BlockWeights<F>& gw, const LayerActs<F, A>& a,
+                          LayerActs<F, A>& d, const A* dout, A* dx, const A* v_first, A* dv_first) {
   auto& be = c.be;
   const int64_t n = c.n(), C = c.cfg.n_embd, H = c.r.heads(), N = c.cfg.head_size;
   const int64_t Ca = c.r.channels();
@@ -91,7 +92,7 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   zero_grads(be, n * Dg, {d.g_h});
   zero_grads(be, n * Dw, {d.w_h});
   zero_grads(be, n * C, {d.xx});
-  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, w.att_o, n, Ca, C, WLayout::OutIn, false);
+  be.matmul_backward(d.og, gw.att_o, dout, C, a.og, Ca, m.att_o, n, Ca, C, WLayout::OutIn, false);
   be.groupnorm_backward(d.y, gw.lnx_w, gw.lnx_b, d.g, d.og, a.y, w.lnx_w, w.lnx_b, a.g, a.gn_mean,
                         a.gn_rstd, n, H, N);
   // WKV overwrites d.r, d.lw, d.k, d.v, d.wa, d.wb, so it runs before anything else
@@ -105,49 +106,51 @@ void time_mix_v7_backward(const LayerCtx<F>& c, const BlockWeights<F>& w, BlockW
   be.l2norm_heads_backward(d.kk_pre, d.kk, a.kk, a.kk_norm, a.kk_pre, n, H, N, F(kL2Eps));
   be.scale_channels_backward(d.k_raw, gw.k_k, d.kk_pre, a.k_raw, w.k_k, n, Ca);
 
-  be.matmul_backward(d.g_t, gw.g2, d.g, Ca, a.g_t, Dg, w.g2, n, Dg, Ca, WLayout::InOut, false);
+  be.matmul_backward(d.g_t, gw.g2, d.g, Ca, a.g_t, Dg, m.g2, n, Dg, Ca, WLayout::InOut, false);
   be.act_backward(Act::sigmoid, d.g_h, d.g_t, a.g_h, n * Dg);
-  be.matmul_backward(d.xg, gw.g1, d.g_h, Dg, a.xg, C, w.g1, n, C, Dg, WLayout::InOut, false);
+  be.matmul_backward(d.xg, gw.g1, d.g_h, Dg, a.xg, C, m.g1, n, C, Dg, WLayout::InOut, false);
   be.bias_sigmoid_backward(gw.a0, d.a_z, d.a, a.a, n, Ca);
-  be.matmul_backward(d.a_h, gw.a2, d.a_z, Ca, a.a_h, Da, w.a2, n, Da, Ca, WLayout::InOut, false);
-  be.matmul_backward(d.xa, gw.a1, d.a_h, Da, a.xa, C, w.a1, n, C, Da, WLayout::InOut, false);
+  be.matmul_backward(d.a_h, gw.a2, d.a_z, Ca, a.a_h, Da, m.a2, n, Da, Ca, WLayout::InOut, false);
+  be.matmul_backward(d.xa, gw.a1, d.a_h, Da, a.xa, C, m.a1, n, C, Da, WLayout::InOut, false);
   if (v_first) {
     be.value_residual_backward(d.v_raw, dv_first, d.vr_s, d.v, a.v_raw, v_first, a.vr_s, n * Ca);
     be.bias_sigmoid_backward(gw.v0, d.vr_z, d.vr_s, a.vr_s, n, Ca);
-    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, Ca, a.vr_h, Dv, w.v2, n, Dv, Ca, WLayout::InOut,
+    be.matmul_backward(d.vr_h, gw.v2, d.vr_z, Ca, a.vr_h, Dv, m.v2, n, Dv, Ca, WLayout::InOut,
                        false);
-    be.matmul_backward(d.xv, gw.v1, d.vr_h, Dv, a.xv, C, w.v1, n, C, Dv, WLayout::InOut, false);
+    be.matmul_backward(d.xv, gw.v1, d.vr_h, Dv, a.xv, C, m.v1, n, C, Dv, WLayout::InOut, false);
   } else {
     // Layer 0: v is v_first, whose gradient the later layers have collected.
-    be.accumulate(d.v_raw, d.v, n * Ca);
-    be.accumulate(d.v_raw, dv_first, n * Ca);
+    be.accumulate_act(d.v_raw, d.v, n * Ca);
+    be.accumulate_act(d.v_raw, dv_first, n * Ca);
   }
   // With v_first, d.xv already holds the value-residual LoRA's term.
-  be.matmul_backward(d.xv, gw.att_v, d.v_raw, Ca, a.xv, C, w.att_v, n, C, Ca, WLayout::OutIn,
+  be.matmul_backward(d.xv, gw.att_v, d.v_raw, Ca, a.xv, C, m.att_v, n, C, Ca, WLayout::OutIn,
                      v_first != nullptr);
-  be.matmul_backward(d.xk, gw.att_k, d.k_raw, Ca, a.xk, C, w.att_k, n, C, Ca, WLayout::OutIn,
+  be.matmul_backward(d.xk, gw.att_k, d.k_raw, Ca, a.xk, C, m.att_k, n, C, Ca, WLayout::OutIn,
                      false);
   be.decay_v7_backward(gw.w0, d.w_z, d.lw, w.w0, a.w_z, n, Ca);
-  be.matmul_backward(d.w_t, gw.w2, d.w_z, Ca, a.w_t, Dw, w.w2, n, Dw, Ca, WLayout::InOut, false);
+  be.matmul_backward(d.w_t, gw.w2, d.w_z, Ca, a.w_t, Dw, m.w2, n, Dw, Ca, WLayout::InOut, false);
   be.act_backward(Act::tanh, d.w_h, d.w_t, a.w_h, n * Dw);
-  be.matmul_backward(d.xw, gw.w1, d.w_h, Dw, a.xw, C, w.w1, n, C, Dw, WLayout::InOut, false);
-  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, w.att_r, n, C, Ca, WLayout::OutIn, false);
+  be.matmul_backward(d.xw, gw.w1, d.w_h, Dw, a.xw, C, m.w1, n, C, Dw, WLayout::InOut, false);
+  be.matmul_backward(d.xr, gw.att_r, d.r, Ca, a.xr, C, m.att_r, n, C, Ca, WLayout::OutIn, false);
 
-  const F* douts[6] = {d.xr, d.xw, d.xk, d.xv, d.xa, d.xg};
+  const A* douts[6] = {d.xr, d.xw, d.xk, d.xv, d.xa, d.xg};
   const F* coefs[6] = {w.mix_r, w.mix_w, w.mix_k, w.mix_v, w.mix_a, w.mix_g};
   F* dcoefs[6] = {gw.mix_r, gw.mix_w, gw.mix_k, gw.mix_v, gw.mix_a, gw.mix_g};
   be.mix_backward(dx, d.xx, dcoefs, {}, douts, a.xx, coefs, {}, false, n, C);
   be.shift_diff_backward(dx, nullptr, d.xx, c.B, c.T, C);
 }
 
-#define RWKV_INSTANTIATE(F)                                                                       \
-  template void time_mix_v7_forward<F>(const LayerCtx<F>&, const BlockWeights<F>&, LayerActs<F>&, \
-                                       const F*, const BlockState<F>&, const F*);                 \
-  template void time_mix_v7_backward<F>(const LayerCtx<F>&, const BlockWeights<F>&,               \
-                                        BlockWeights<F>&, const LayerActs<F>&, LayerActs<F>&,     \
-                                        const F*, F*, const F*, F*);
-RWKV_INSTANTIATE(float)
-RWKV_INSTANTIATE(double)
+#define RWKV_INSTANTIATE(F, A)                                                                 \
+  template void time_mix_v7_forward<F, A>(const LayerCtx<F, A>&, const BlockWeights<F>&,       \
+                                          const BlockWeights<A>&, LayerActs<F, A>&, const A*,  \
+                                          const BlockState<F>&, const A*);                     \
+  template void time_mix_v7_backward<F, A>(                                                    \
+      const LayerCtx<F, A>&, const BlockWeights<F>&, const BlockWeights<A>&, BlockWeights<F>&, \
+      const LayerActs<F, A>&, LayerActs<F, A>&, const A*, A*, const A*, A*);
+RWKV_INSTANTIATE(float, float)
+RWKV_INSTANTIATE(double, double)
+RWKV_INSTANTIATE(float, kernels::Bf16)
 #undef RWKV_INSTANTIATE
 
 }  // namespace rwkv::model

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "kernels/backend.h"
+
 namespace rwkv::model {
 
 namespace {
@@ -91,5 +93,8 @@ template BlockWeights<float> block_weights<float>(const ParamTable&, float*, int
 template BlockWeights<double> block_weights<double>(const ParamTable&, double*, int);
 template TopWeights<float> top_weights<float>(const ParamTable&, float*);
 template TopWeights<double> top_weights<double>(const ParamTable&, double*);
+template BlockWeights<kernels::Bf16> block_weights<kernels::Bf16>(const ParamTable&, kernels::Bf16*,
+                                                                  int);
+template TopWeights<kernels::Bf16> top_weights<kernels::Bf16>(const ParamTable&, kernels::Bf16*);
 
 }  // namespace rwkv::model

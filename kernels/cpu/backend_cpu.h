@@ -9,7 +9,7 @@
 namespace rwkv::kernels {
 
 template <typename F>
-struct CpuBackend final : Backend<F> {
+struct CpuBackend final : UniformBackend<F> {
   // wkv_chunk: the chunk length of the chunked WKV algorithms. threads: how many
   // threads the ops use (0 = one per CPU of the process's affinity mask). Products, WKV heads, rows
   // and elements are split between them (kernels/cpu/parallel.h); OpenBLAS itself is set to one

@@ -55,7 +55,7 @@ template <typename F>
 struct CudaBackend;
 
 template <>
-struct CudaBackend<float> final : Backend<float> {
+struct CudaBackend<float> final : UniformBackend<float> {
   using F = float;
   // cuBLAS's workspace, taken from the arena (NVIDIA's recommendation for Hopper).
   static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
