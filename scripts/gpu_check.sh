@@ -23,8 +23,9 @@
 #                                  .gpu/whl), then the carried
 #                                  trainer: its gpu test and `rwkv train` of the
 #                                  0.4B preset at ctx 4096 with the sequential and
-#                                  the chunked WKV kernels, and at micro-batch 8
-#                                  recomputing activations; compute-sanitizer on
+#                                  the chunked WKV kernels, with bf16 activations,
+#                                  and at micro-batch 8 recomputing activations;
+#                                  compute-sanitizer on
 #                                  the small chunked WKV cases; prints a table
 #   SIDE_BY_SIDE=0 scripts/gpu_check.sh   the same without flash-linear-attention (its
 #                                  autotuning takes ~110 s of the device time), for a
@@ -254,20 +255,24 @@ PY
   $tb/bin/rwkv preprocess "$work/corpus.jsonl" -o "$work/data" --tokenizer bytes \
     >"$out/e2e_preprocess.log" 2>&1 || { tail -5 "$out/e2e_preprocess.log"; trainer_rc=1; }
   # The 0.4B preset for 6 steps with each WKV form (train.wkv: the sequential kernels,
-  # auto's pick on a GPU, then the chunked ones), micro-batch 2; then micro-batch 8 with
-  # activation recomputation (train.recompute: full; 138.9 GiB of activations without it).
-  for run in "sequential 2 none" "chunked 2 none" "sequential 8 full"; do
-    read -r wkv mb recompute <<<"$run"
-    name=${wkv}_b${mb}_$recompute
+  # auto's pick on a GPU, then the chunked ones), micro-batch 2; with bf16 activations
+  # (train.activations: bf16); then micro-batch 8 with activation recomputation
+  # (train.recompute: full; 138.9 GiB of activations without it).
+  for run in "sequential 2 none fp32" "chunked 2 none fp32" "sequential 2 none bf16" \
+    "sequential 8 full fp32"; do
+    read -r wkv mb recompute acts <<<"$run"
+    name=${wkv}_b${mb}_${recompute}_$acts
     enough_time 90 "rwkv train ($name)" || continue
     timeout $(( budget - SECONDS > 150 ? 150 : budget - SECONDS )) $tb/bin/rwkv train \
       --set model.preset=rwkv7-0.4b --set model.ctx_len=4096 \
       --set data.path="$work/data" --set log.run_dir="$work/run_$name" --set train.device=cuda \
       --set train.matmul_precision=bf16 --set train.wkv=$wkv --set train.micro_batch_size=$mb \
-      --set train.recompute=$recompute --set train.steps=6 --set train.eval_every=0 \
+      --set train.recompute=$recompute --set train.activations=$acts \
+      --set train.steps=6 --set train.eval_every=0 \
       --set checkpoint.save_every_steps=0 --set log.peak_flops="${peak:-0}e12" \
       >"$out/e2e_train_$name.log" 2>&1 || trainer_rc=1
-    echo "-- rwkv train, train.wkv=$wkv, micro-batch $mb, train.recompute=$recompute"
+    echo "-- rwkv train, train.wkv=$wkv, micro-batch $mb, train.recompute=$recompute," \
+      "train.activations=$acts"
     grep -E "^model|^activations|^step|error" "$out/e2e_train_$name.log" | tail -7
   done
   rm -rf $work
@@ -353,7 +358,7 @@ grep -E "tests passed|tests failed" "$out/ctest.log"
 # products' path), gathered from the logs above; also in $out/key_numbers.txt.
 echo "== key numbers"
 {
-  grep -E "^wkv[467] |^products of the step|^train bf16 rwkv7-0\.4b|^rwkv7-0\.4b B=" \
+  grep -E "^wkv[467] |^products of the step|^train bf16( activations)? |^rwkv7-0\.4b .*B=" \
     "$out/bench.log" 2>/dev/null
   for f in "$out"/e2e_train_*.log; do
     [[ -f $f ]] && echo "$(basename "$f" .log): $(grep -E "^step" "$f" | tail -1)"

@@ -8,7 +8,8 @@
 
 namespace rwkv::trainer {
 
-EvalMetrics evaluate(model::Model<float>& model, const data::LoaderOptions& val, int64_t batches,
+template <typename A>
+EvalMetrics evaluate(model::Model<float, A>& model, const data::LoaderOptions& val, int64_t batches,
                      MPI_Comm comm) {
   data::Loader loader(val);
   const auto& langs = loader.languages();
@@ -43,5 +44,10 @@ EvalMetrics evaluate(model::Model<float>& model, const data::LoaderOptions& val,
     if (sums[3 + L + l] > 0) m.loss_by_lang[langs[l]] = sums[3 + l] / sums[3 + L + l];
   return m;
 }
+
+template EvalMetrics evaluate<float>(model::Model<float>&, const data::LoaderOptions&, int64_t,
+                                     MPI_Comm);
+template EvalMetrics evaluate<kernels::Bf16>(model::Model<float, kernels::Bf16>&,
+                                             const data::LoaderOptions&, int64_t, MPI_Comm);
 
 }  // namespace rwkv::trainer

@@ -17,8 +17,10 @@
 
 namespace rwkv::trainer {
 
-// val: the loader options of this rank (split "val", dp_rank/dp_size set).
-EvalMetrics evaluate(model::Model<float>& model, const data::LoaderOptions& val, int64_t batches,
+// val: the loader options of this rank (split "val", dp_rank/dp_size set). A: the model's
+// activations (float or Bf16, both instantiated).
+template <typename A>
+EvalMetrics evaluate(model::Model<float, A>& model, const data::LoaderOptions& val, int64_t batches,
                      MPI_Comm comm);
 
 }  // namespace rwkv::trainer

@@ -1,10 +1,12 @@
 #include "trainer/train_device.h"
 
 #include <sstream>
+#include <type_traits>
 
 #include "common/byte_size.h"
 #include "common/error.h"
 #include "kernels/cpu/backend_cpu.h"
+#include "kernels/cpu/bf16_activations.h"
 #include "kernels/cuda/device.h"
 #include "trainer/cpu_threads.h"
 #include "trainer/tp_comm_mpi.h"
@@ -13,10 +15,23 @@ namespace rwkv::trainer {
 
 namespace {
 
+// B: CpuBackend<float> (fp32 activations) or CpuBf16Backend (bf16, the reference).
+template <typename B>
 struct CpuTrainDevice final : TrainDevice {
   CpuTrainDevice(int threads, const ParallelGrid& grid)
       : be(16, threads), tp(grid.tp), dp_comm(grid.dp) {}
-  kernels::Backend<float>& backend() override { return be; }
+  kernels::Backend<float>* backend_fp32() override {
+    if constexpr (std::is_same_v<B, kernels::CpuBackend<float>>)
+      return &be;
+    else
+      return nullptr;
+  }
+  kernels::Backend<float, kernels::Bf16>* backend_bf16() override {
+    if constexpr (std::is_same_v<B, kernels::CpuBf16Backend>)
+      return &be;
+    else
+      return nullptr;
+  }
   model::TpComm<float>& tp_comm() override { return tp; }
   std::unique_ptr<GradSync> grad_sync(float* grads,
                                       const std::vector<GradBucket>& buckets) override {
@@ -24,11 +39,17 @@ struct CpuTrainDevice final : TrainDevice {
   }
   std::string describe() const override {
     std::ostringstream s;
-    s << "CPU, " << be.threads << " thread" << (be.threads > 1 ? "s" : "");
+    int threads = 0;
+    if constexpr (std::is_same_v<B, kernels::CpuBf16Backend>)
+      threads = be.fp32.threads;
+    else
+      threads = be.threads;
+    s << "CPU, " << threads << " thread" << (threads > 1 ? "s" : "");
+    if constexpr (std::is_same_v<B, kernels::CpuBf16Backend>) s << ", bf16 activations";
     return s.str();
   }
 
-  kernels::CpuBackend<float> be;  // WKV chunk 16
+  B be;  // WKV chunk 16
   TpCommMpi<float> tp;
   MPI_Comm dp_comm;
 };
@@ -48,7 +69,10 @@ std::unique_ptr<TrainDevice> make_train_device(const Config& cfg, const Parallel
 #endif
   }
   const int threads = static_cast<int>(cfg.get_int("train.threads"));
-  return std::make_unique<CpuTrainDevice>(threads > 0 ? threads : default_cpu_threads(world), grid);
+  const int n = threads > 0 ? threads : default_cpu_threads(world);
+  if (cfg.get_string("train.activations") == "bf16")
+    return std::make_unique<CpuTrainDevice<kernels::CpuBf16Backend>>(n, grid);
+  return std::make_unique<CpuTrainDevice<kernels::CpuBackend<float>>>(n, grid);
 }
 
 void check_step_memory(int64_t left, int64_t activations, int64_t recomputed, int64_t moments,

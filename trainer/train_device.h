@@ -27,7 +27,10 @@ namespace rwkv::trainer {
 
 struct TrainDevice {
   virtual ~TrainDevice() = default;
-  virtual kernels::Backend<float>& backend() = 0;
+  // The backend, of the device's activations (train.activations): fp32, or bf16; the
+  // other is null.
+  virtual kernels::Backend<float>* backend_fp32() { return nullptr; }
+  virtual kernels::Backend<float, kernels::Bf16>* backend_bf16() { return nullptr; }
   // The TP group's collectives (grid.tp), for the model; the first call is collective
   // over the group (every rank makes it at the same point).
   virtual model::TpComm<float>& tp_comm() = 0;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 
 #include "common/error.h"
 #include "common/mpi_check.h"
@@ -100,9 +101,10 @@ size_t arena_bytes(const Config& cfg) {
 // after `from` have all their kernels queued on the backend's stream; an event there
 // makes the communication stream wait for them, so the all-reduces run while backward
 // goes on. finish: the backend's stream waits for the communication, then scales.
+template <typename A>
 struct NcclGradSync final : GradSync {
   NcclGradSync(float* grads_, const std::vector<GradBucket>& buckets_, MPI_Comm group,
-               kernels::CudaBackend<float>& be_)
+               kernels::CudaBackend<A>& be_)
       : grads(grads_), buckets(buckets_), nccl(group), be(be_) {
     if (!nccl.comm) return;
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -144,18 +146,22 @@ struct NcclGradSync final : GradSync {
   float* grads;
   const std::vector<GradBucket>& buckets;
   NcclComm nccl;
-  kernels::CudaBackend<float>& be;
+  kernels::CudaBackend<A>& be;
   cudaStream_t stream = nullptr;
   cudaEvent_t queued = nullptr, reduced = nullptr;
   size_t issued = 0;
 };
 
+// A: the activations (train.activations): float, or Bf16 (then the products are bf16).
+template <typename A>
 struct CudaTrainDevice final : TrainDevice {
+  static constexpr bool kBf16Activations = std::is_same_v<A, kernels::Bf16>;
   CudaTrainDevice(const Config& cfg, const ParallelGrid& grid, int gpu_)
       : gpu(gpu_),
         be(arena_bytes(cfg),
-           cfg.get_string("train.matmul_precision") == "bf16" ? kernels::MatmulPrecision::bf16
-                                                              : kernels::MatmulPrecision::fp32,
+           kBf16Activations || cfg.get_string("train.matmul_precision") == "bf16"
+               ? kernels::MatmulPrecision::bf16
+               : kernels::MatmulPrecision::fp32,
            chunked_wkv(cfg) ? kernels::WkvKernels::chunked : kernels::WkvKernels::sequential),
         tp_group(grid.tp),
         dp_comm(grid.dp) {
@@ -165,27 +171,41 @@ struct CudaTrainDevice final : TrainDevice {
         "lower train.micro_batch_size or model.ctx_len, set train.recompute: full, or raise "
         "train.gpu_memory (the arena's size; auto: the GPU's free memory but 2 GiB)";
   }
-  kernels::Backend<float>& backend() override { return be; }
+  kernels::Backend<float>* backend_fp32() override {
+    if constexpr (kBf16Activations)
+      return nullptr;
+    else
+      return &be;
+  }
+  kernels::Backend<float, kernels::Bf16>* backend_bf16() override {
+    if constexpr (kBf16Activations)
+      return &be;
+    else
+      return nullptr;
+  }
   // Made on first use, not in the constructor: NCCL's set-up is collective, and the
   // constructor may fail on one rank alone (no GPU, no memory) before the ranks agree.
   model::TpComm<float>& tp_comm() override {
     if (!tp) {
-      if (comm_size(tp_group) > 1)
-        tp = std::make_unique<TpCommNccl>(tp_group, be);
-      else
+      if (comm_size(tp_group) == 1)
         tp = std::make_unique<model::TpSolo<float>>();
+      else if constexpr (kBf16Activations)  // the config check stops this first
+        throw ConfigError("train.activations: bf16 needs parallel.tp 1");
+      else
+        tp = std::make_unique<TpCommNccl>(tp_group, be);
     }
     return *tp;
   }
   std::unique_ptr<GradSync> grad_sync(float* grads,
                                       const std::vector<GradBucket>& buckets) override {
-    return std::make_unique<NcclGradSync>(grads, buckets, dp_comm, be);
+    return std::make_unique<NcclGradSync<A>>(grads, buckets, dp_comm, be);
   }
   std::string describe() const override {
     cudaDeviceProp prop{};
     CUDA_CHECK(cudaGetDeviceProperties(&prop, gpu));
     std::ostringstream s;
     s << "GPU " << gpu << " (" << prop.name << "), "
+      << (kBf16Activations ? "bf16 activations and " : "")
       << (be.precision == kernels::MatmulPrecision::bf16 ? "bf16" : "fp32") << " products, "
       << static_cast<double>(be.arena.capacity()) / kGiB << " GiB arena";
     return s.str();
@@ -194,7 +214,7 @@ struct CudaTrainDevice final : TrainDevice {
   int64_t memory_left() const override { return static_cast<int64_t>(be.arena.largest_free()); }
 
   int gpu;
-  kernels::CudaBackend<float> be;
+  kernels::CudaBackend<A> be;
   MPI_Comm tp_group;
   std::unique_ptr<model::TpComm<float>> tp;
   MPI_Comm dp_comm;
@@ -206,7 +226,9 @@ std::unique_ptr<TrainDevice> make_cuda_train_device(const Config& cfg, const Par
                                                     MPI_Comm world) {
   const int gpu = select_gpu(world);
   check_wkv_kernels(cfg);
-  return std::make_unique<CudaTrainDevice>(cfg, grid, gpu);
+  if (cfg.get_string("train.activations") == "bf16")
+    return std::make_unique<CudaTrainDevice<kernels::Bf16>>(cfg, grid, gpu);
+  return std::make_unique<CudaTrainDevice<float>>(cfg, grid, gpu);
 }
 
 }  // namespace rwkv::trainer

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "common/byte_size.h"
@@ -75,7 +76,8 @@ std::vector<int32_t> as_ids(const std::vector<uint32_t>& v) { return {v.begin(),
 // slab, replicated tensors counted once (by TP rank 0), summed over the TP group. The
 // counted tensors are summed in runs of adjacent ones (at TP rank 0 one run, the whole
 // buffer), each deterministically (Backend::sum_squares).
-double grad_norm(kernels::Backend<float>& be, const model::ParamTable& t, const float* g,
+template <typename A>
+double grad_norm(kernels::Backend<float, A>& be, const model::ParamTable& t, const float* g,
                  const ParallelGrid& grid) {
   double s = 0;
   int64_t run_begin = 0, run_end = 0;  // the open run [run_begin, run_end)
@@ -92,9 +94,21 @@ double grad_norm(kernels::Backend<float>& be, const model::ParamTable& t, const 
   return std::sqrt(s);
 }
 
-}  // namespace
+// The device's backend for activations of type A (train.activations chose the device's).
+template <typename A>
+kernels::Backend<float, A>& backend_of(TrainDevice& device) {
+  kernels::Backend<float, A>* be = nullptr;
+  if constexpr (std::is_same_v<A, float>)
+    be = device.backend_fp32();
+  else
+    be = device.backend_bf16();
+  if (!be) throw Error("train: the device was made for the other train.activations");
+  return *be;
+}
 
-TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
+// The whole run with activations of type A.
+template <typename A>
+TrainResult train_as(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   const Config& cfg = opts.cfg;
   const int rank = comm_rank(comm), world = comm_size(comm);
   const bool root = rank == 0;
@@ -146,18 +160,18 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
 
   std::unique_ptr<TrainDevice> device;
   on_all_ranks(comm, [&] { device = make_train_device(cfg, grid, comm); });
-  kernels::Backend<float>& be = device->backend();
-  std::optional<model::Model<float>> built;
+  kernels::Backend<float, A>& be = backend_of<A>(*device);
+  std::optional<model::Model<float, A>> built;
   // The CUDA backend takes the form from its device (it ignores the model's WkvAlgo).
   const bool chunked = chunked_wkv(cfg);
   model::ModelOptions model_opts;
   model_opts.wkv = chunked ? kernels::WkvAlgo::chunked : kernels::WkvAlgo::naive;
   model_opts.recompute = recompute_activations(cfg);
   on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
-  model::Model<float>& model = *built;
+  model::Model<float, A>& model = *built;
   const auto activation_bytes = [&](bool recompute) {
-    return model::Model<float>::activation_bytes(mc, model.ranges, recompute, static_cast<int>(B),
-                                                 mc.ctx_len);
+    return model::Model<float, A>::activation_bytes(mc, model.ranges, recompute,
+                                                    static_cast<int>(B), mc.ctx_len);
   };
   // Before AdamW's moments or the activations exist: does a step fit the device?
   on_all_ranks(comm, [&] {
@@ -389,6 +403,14 @@ TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
   if (root) out << "training complete at step " << st.step << "\n";
   result.step = st.step;
   return result;
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
+  if (opts.cfg.get_string("train.activations") == "bf16")
+    return train_as<kernels::Bf16>(opts, comm, out);
+  return train_as<float>(opts, comm, out);
 }
 
 }  // namespace rwkv::trainer

@@ -1,9 +1,10 @@
 // Training speed of the whole model on the CUDA backend (model/model.h on
-// kernels/cuda/backend_cuda.h), with fp32 products and with bf16 tensor-core products
-// (MatmulPrecision): full steps (zero_grad, forward with the loss, backward with L2Wrap,
-// AdamW), warm-up steps, then timed steps together with CUDA events on the backend's
-// stream. Printed per model and precision: ms per step, tokens/s, the TFLOP/s achieved by
-// the model's training FLOPs (model::count_flops, model/param_count.h: 6 per matrix
+// kernels/cuda/backend_cuda.h), with fp32 products, with bf16 tensor-core products
+// (MatmulPrecision; activations fp32) and with bf16 activations (CudaBackend<Bf16>: every
+// per-token tensor in bf16, the products on them as they are): full steps (zero_grad, forward with
+// the loss, backward with L2Wrap, AdamW), warm-up steps, then timed steps together with CUDA events
+// on the backend's stream. Printed per model and precision: ms per step, tokens/s, the TFLOP/s
+// achieved by the model's training FLOPs (model::count_flops, model/param_count.h: 6 per matrix
 // weight and token plus the WKV), and the MFU: that rate over the card's dense bf16
 // tensor-core rate measured first in the same run (the median of 5 cublasGemmEx
 // products of 8192^3, bf16 operands, fp32 output and accumulation, as the model's
@@ -19,7 +20,8 @@
 // read. Command-line arguments are ignored (scripts/gpu_check.sh may pass some). The
 // 0.4b run ends with one more step timed op by op (kernels/profiled_backend.h), printed
 // as a table: where the step's time goes; it runs with the sequential WKV kernels, then
-// with the chunked ones (CudaBackend's WkvKernels).
+// with the chunked ones (CudaBackend's WkvKernels), each with fp32 and with bf16
+// activations.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -52,10 +54,12 @@ struct Run {
   int warmup, steps;
   bool op_profile = false;  // then one more step, timed op by op (CUDA events)
   rwkv::kernels::WkvKernels wkv = rwkv::kernels::WkvKernels::sequential;
+  bool bf16_activations = false;  // CudaBackend<Bf16> (then precision is bf16)
 };
 
-const char* precision_name(MatmulPrecision p) {
-  return p == MatmulPrecision::bf16 ? "bf16" : "fp32";
+const char* precision_name(const Run& r) {
+  if (r.bf16_activations) return "bf16 activations";
+  return r.precision == MatmulPrecision::bf16 ? "bf16" : "fp32";
 }
 
 // The dense bf16 tensor-core rate of this card in TFLOP/s: median of 5 timed products
@@ -114,13 +118,15 @@ size_t arena_bytes(size_t max_bytes) {
   return std::min(free_bytes - reserve, max_bytes);
 }
 
-// Times one run and prints its line; throws rwkv::cuda::ArenaFull when the arena is too small.
-void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
+// Times one run with activations of type A and prints its line; throws
+// rwkv::cuda::ArenaFull when the arena is too small.
+template <typename A>
+void time_run_as(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   using rwkv::kernels::CudaBackend;
-  CudaBackend<float> be(arena_bytes(max_arena_bytes), run.precision, run.wkv);
+  CudaBackend<A> be(arena_bytes(max_arena_bytes), run.precision, run.wkv);
   // Ops forwarded through ProfiledBackend, with no clock until the op profile.
-  rwkv::kernels::ProfiledBackend<float> profiled(be, nullptr);
-  rwkv::model::Model<float> m(run.cfg, profiled);
+  rwkv::kernels::ProfiledBackend<float, A> profiled(be, nullptr);
+  rwkv::model::Model<float, A> m(run.cfg, profiled);
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-0.02f, 0.02f);
@@ -163,7 +169,7 @@ void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
   std::printf(
       "train %s %-30s%s B=%-2d T=%-4d %6.1f M params: %8.2f ms/step, %9.0f tokens/s, %6.2f "
       "TFLOP/s, MFU %5.1f%% (%.2f GFLOP/token), arena %.2f GB in use, last loss %.4f\n",
-      precision_name(run.precision), run.name,
+      precision_name(run), run.name,
       run.wkv == rwkv::kernels::WkvKernels::chunked ? " chunked WKV" : "", run.B, run.T,
       params.total * 1e-6, step_ms, tokens_per_s, tflops, 100.0 * tflops / peak_tflops,
       double(flops.training_per_token) * 1e-9, be.arena.used() * 1e-9, loss);
@@ -176,6 +182,13 @@ void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
                 rwkv::kernels::format_op_profile(clock.totals(), 1).c_str());
   }
   std::fflush(stdout);
+}
+
+void time_run(const Run& run, size_t max_arena_bytes, double peak_tflops) {
+  if (run.bf16_activations)
+    time_run_as<rwkv::kernels::Bf16>(run, max_arena_bytes, peak_tflops);
+  else
+    time_run_as<float>(run, max_arena_bytes, peak_tflops);
 }
 
 }  // namespace
@@ -198,29 +211,41 @@ int main() {
       };
       for (const Run& r : runs) time_run(r, all, peak);
     }
+    Run acts{"rwkv7-0.1b (L12 C768 V65536)",
+             make_model_config(7, 12, 768, 64, 65536, 1024),
+             4,
+             1024,
+             MatmulPrecision::bf16,
+             2,
+             10};
+    acts.bf16_activations = true;
+    time_run(acts, all, peak);
     // The issue's end-to-end shape: the largest batch that fits, fewer steps (each
     // takes seconds).
     for (auto wkv : {rwkv::kernels::WkvKernels::sequential, rwkv::kernels::WkvKernels::chunked})
-      for (int B : {4, 2, 1}) {
-        const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
-                    make_model_config(7, 24, 1024, 64, 65536, 4096),
-                    B,
-                    4096,
-                    MatmulPrecision::bf16,
-                    1,
-                    3,
-                    true,
-                    wkv};
-        try {
-          time_run(r, sixty_gb, peak);
-          break;
-        } catch (const rwkv::cuda::ArenaFull& e) {  // try half the batch
-          std::printf("rwkv7-0.4b B=%d T=4096 does not fit in a 60 GB arena (%s)\n", B, e.what());
-        } catch (const rwkv::Error& e) {  // the next WKV form still runs
-          std::printf("rwkv7-0.4b B=%d T=4096%s failed: %s\n", B,
-                      wkv == rwkv::kernels::WkvKernels::chunked ? " chunked WKV" : "", e.what());
-          break;
+      for (bool bf16_activations : {false, true})
+        for (int B : {4, 2, 1}) {
+          const Run r{"rwkv7-0.4b (L24 C1024 V65536)",
+                      make_model_config(7, 24, 1024, 64, 65536, 4096),
+                      B,
+                      4096,
+                      MatmulPrecision::bf16,
+                      1,
+                      3,
+                      true,
+                      wkv,
+                      bf16_activations};
+          try {
+            time_run(r, sixty_gb, peak);
+            break;
+          } catch (const rwkv::cuda::ArenaFull& e) {  // try half the batch
+            std::printf("rwkv7-0.4b %s B=%d T=4096 does not fit in a 60 GB arena (%s)\n",
+                        precision_name(r), B, e.what());
+          } catch (const rwkv::Error& e) {  // the next WKV form still runs
+            std::printf("rwkv7-0.4b %s B=%d T=4096%s failed: %s\n", precision_name(r), B,
+                        wkv == rwkv::kernels::WkvKernels::chunked ? " chunked WKV" : "", e.what());
+            break;
+          }
         }
-      }
   });
 }

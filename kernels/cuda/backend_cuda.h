@@ -1,5 +1,5 @@
 #pragma once
-// The CUDA backend, fp32 storage: every op of kernels/backend.h through the launchers of
+// The CUDA backend: every op of kernels/backend.h through the launchers of
 // kernels/cuda/<op>.h (the same math as the CPU reference kernels/cpu/<op>.h), the
 // products through cuBLAS (kernels/cuda/matmul.h), on one stream of its own.
 //
@@ -51,11 +51,13 @@ enum class MatmulPrecision { fp32, bf16 };
 // (bench_cuda_wkv, bench_cuda_train).
 enum class WkvKernels { sequential, chunked };
 
-template <typename F>
-struct CudaBackend;
-
-template <>
-struct CudaBackend<float> final : UniformBackend<float> {
+// A: the element type of the activations (kernels/backend.h): float (the all-fp32 or
+// bf16-product modes above) or Bf16 (bf16 activations: every op reads and writes bf16
+// per-token tensors, computing in fp32; the products take the bf16 tensors as they are,
+// so precision must be MatmulPrecision::bf16). F = float: parameters, gradients,
+// moments, statistics, state. Both are instantiated in backend_cuda.cu.
+template <typename A>
+struct CudaBackend final : Backend<float, A> {
   using F = float;
   // cuBLAS's workspace, taken from the arena (NVIDIA's recommendation for Hopper).
   static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
@@ -76,97 +78,107 @@ struct CudaBackend<float> final : UniformBackend<float> {
   void upload(F* dst, const F* host, int64_t n) override;
   void download(F* host, const F* src, int64_t n) override;
   void upload_ids(int32_t* dst, const int32_t* host, int64_t n) override;
-  void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n, int64_t C, int64_t v0,
-                         int64_t v1) override;
-  void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n, int64_t C,
-                          int64_t v0, int64_t v1) override;
-  void layernorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, int64_t n,
-                         int64_t C, F eps) override;
-  void layernorm_backward(F* dx, F* dw, F* db, const F* dout, const F* x, const F* w, const F* mean,
-                          const F* rstd, int64_t n, int64_t C) override;
-  void rmsnorm_forward(F* out, F* rstd, const F* x, const F* w, int64_t n, int64_t C,
-                       F eps) override;
-  void rmsnorm_backward(F* dx, F* dw, const F* dout, const F* x, const F* w, const F* rstd,
-                        int64_t n, int64_t C) override;
-  void groupnorm_forward(F* out, F* mean, F* rstd, const F* x, const F* w, const F* b, const F* g,
-                         int64_t n, int64_t H, int64_t N, F eps) override;
-  void groupnorm_backward(F* dx, F* dw, F* db, F* dg, const F* dout, const F* x, const F* w,
-                          const F* b, const F* g, const F* mean, const F* rstd, int64_t n,
-                          int64_t H, int64_t N) override;
-  void l2norm_heads_forward(F* out, F* norm, const F* x, int64_t n, int64_t H, int64_t N,
-                            F eps) override;
-  void l2norm_heads_backward(F* dx, const F* dout, const F* out, const F* norm, const F* x,
-                             int64_t n, int64_t H, int64_t N, F eps) override;
-  void matmul_forward(F* out, int64_t ldo, const F* x, int64_t ldx, const F* w, int64_t M,
-                      int64_t K, int64_t N, WLayout layout, bool accumulate) override;
-  void matmul_backward(F* dx, F* dw, const F* dout, int64_t ldo, const F* x, int64_t ldx,
-                       const F* w, int64_t M, int64_t K, int64_t N, WLayout layout,
-                       bool accumulate_dx) override;
-  void act_forward(Act act, F* out, const F* x, int64_t n) override;
-  void act_backward(Act act, F* dx, const F* dout, const F* x, int64_t n) override;
-  void mul_forward(F* out, const F* a, const F* b, int64_t n) override;
-  void mul_backward(F* da, F* db, const F* dout, const F* a, const F* b, int64_t n) override;
-  void add_forward(F* out, const F* a, const F* b, int64_t n) override;
   void accumulate(F* dst, const F* src, int64_t n) override;
-  void scale_channels_forward(F* out, const F* x, const F* vec, int64_t n, int64_t C) override;
-  void scale_channels_backward(F* dx, F* dvec, const F* dout, const F* x, const F* vec, int64_t n,
+  A* alloc_act(int64_t n) override;
+  void free_act(A* p) override;
+  void zero_act(A* p, int64_t n) override;
+  void copy_act(A* dst, const A* src, int64_t n) override;
+  void upload_act(A* dst, const F* host, int64_t n) override;
+  void download_act(F* host, const A* src, int64_t n) override;
+  void round_act(A* dst, const F* src, int64_t n) override;
+  void accumulate_act(A* dst, const A* src, int64_t n) override;
+  void embedding_forward(A* out, const int32_t* idx, const F* emb, int64_t n, int64_t C, int64_t v0,
+                         int64_t v1) override;
+  void embedding_backward(F* demb, const A* dout, const int32_t* idx, int64_t n, int64_t C,
+                          int64_t v0, int64_t v1) override;
+  void layernorm_forward(A* out, F* mean, F* rstd, const A* x, const F* w, const F* b, int64_t n,
+                         int64_t C, F eps) override;
+  void layernorm_backward(A* dx, F* dw, F* db, const A* dout, const A* x, const F* w, const F* mean,
+                          const F* rstd, int64_t n, int64_t C) override;
+  void rmsnorm_forward(A* out, F* rstd, const A* x, const F* w, int64_t n, int64_t C,
+                       F eps) override;
+  void rmsnorm_backward(A* dx, F* dw, const A* dout, const A* x, const F* w, const F* rstd,
+                        int64_t n, int64_t C) override;
+  void groupnorm_forward(A* out, F* mean, F* rstd, const A* x, const F* w, const F* b, const A* g,
+                         int64_t n, int64_t H, int64_t N, F eps) override;
+  void groupnorm_backward(A* dx, F* dw, F* db, A* dg, const A* dout, const A* x, const F* w,
+                          const F* b, const A* g, const F* mean, const F* rstd, int64_t n,
+                          int64_t H, int64_t N) override;
+  void l2norm_heads_forward(A* out, F* norm, const A* x, int64_t n, int64_t H, int64_t N,
+                            F eps) override;
+  void l2norm_heads_backward(A* dx, const A* dout, const A* out, const F* norm, const A* x,
+                             int64_t n, int64_t H, int64_t N, F eps) override;
+  void matmul_forward(A* out, int64_t ldo, const A* x, int64_t ldx, const A* w, int64_t M,
+                      int64_t K, int64_t N, WLayout layout, bool accumulate) override;
+  void matmul_backward(A* dx, F* dw, const A* dout, int64_t ldo, const A* x, int64_t ldx,
+                       const A* w, int64_t M, int64_t K, int64_t N, WLayout layout,
+                       bool accumulate_dx) override;
+  void act_forward(Act act, A* out, const A* x, int64_t n) override;
+  void act_backward(Act act, A* dx, const A* dout, const A* x, int64_t n) override;
+  void mul_forward(A* out, const A* a, const A* b, int64_t n) override;
+  void mul_backward(A* da, A* db, const A* dout, const A* a, const A* b, int64_t n) override;
+  void add_forward(A* out, const A* a, const A* b, int64_t n) override;
+  void scale_channels_forward(A* out, const A* x, const F* vec, int64_t n, int64_t C) override;
+  void scale_channels_backward(A* dx, F* dvec, const A* dout, const A* x, const F* vec, int64_t n,
                                int64_t C) override;
-  void bias_sigmoid_forward(F* out, const F* bias, const F* z, int64_t n, int64_t C) override;
-  void bias_sigmoid_backward(F* dbias, F* dz, const F* dout, const F* out, int64_t n,
+  void bias_sigmoid_forward(A* out, const F* bias, const A* z, int64_t n, int64_t C) override;
+  void bias_sigmoid_backward(F* dbias, A* dz, const A* dout, const A* out, int64_t n,
                              int64_t C) override;
-  void shift_diff_forward(F* xx, const F* x, const F* prev, int64_t B, int64_t T,
+  void shift_diff_forward(A* xx, const A* x, const F* prev, int64_t B, int64_t T,
                           int64_t C) override;
-  void shift_diff_backward(F* dx, F* dprev, const F* dxx, int64_t B, int64_t T, int64_t C) override;
-  void shift_last(F* last, const F* x, int64_t B, int64_t T, int64_t C) override;
-  void mix_forward(std::span<F* const> outs, const F* x, const F* xx,
-                   std::span<const F* const> coefs, std::span<const F* const> ms, bool one_minus,
+  void shift_diff_backward(A* dx, F* dprev, const A* dxx, int64_t B, int64_t T, int64_t C) override;
+  void shift_last(F* last, const A* x, int64_t B, int64_t T, int64_t C) override;
+  void mix_forward(std::span<A* const> outs, const A* x, const A* xx,
+                   std::span<const F* const> coefs, std::span<const A* const> ms, bool one_minus,
                    int64_t n, int64_t C) override;
-  void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
-                    std::span<const F* const> douts, const F* xx, std::span<const F* const> coefs,
-                    std::span<const F* const> ms, bool one_minus, int64_t n, int64_t C) override;
-  void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) override;
-  void decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw, int64_t n,
+  void mix_backward(A* dx, A* dxx, std::span<F* const> dcoefs, std::span<A* const> dms,
+                    std::span<const A* const> douts, const A* xx, std::span<const F* const> coefs,
+                    std::span<const A* const> ms, bool one_minus, int64_t n, int64_t C) override;
+  void decay_v4_forward(F* w, const F* time_decay, int64_t C) override;
+  void decay_v4_backward(F* dtime_decay, const F* dw, const F* time_decay, int64_t C) override;
+  void decay_v6_forward(A* lw, const F* time_decay, const A* ww, int64_t n, int64_t C) override;
+  void decay_v6_backward(F* dtime_decay, A* dww, const A* dlw, const A* lw, int64_t n,
                          int64_t C) override;
-  void decay_v7_forward(F* lw, const F* w0, const F* z, int64_t n, int64_t C) override;
-  void decay_v7_backward(F* dw0, F* dz, const F* dlw, const F* w0, const F* z, int64_t n,
+  void decay_v7_forward(A* lw, const F* w0, const A* z, int64_t n, int64_t C) override;
+  void decay_v7_backward(F* dw0, A* dz, const A* dlw, const F* w0, const A* z, int64_t n,
                          int64_t C) override;
-  void value_residual_forward(F* out, const F* v, const F* v_first, const F* s, int64_t n) override;
-  void value_residual_backward(F* dv, F* dv_first, F* ds, const F* dout, const F* v,
-                               const F* v_first, const F* s, int64_t n) override;
-  void key_adjust_forward(F* out, const F* k, const F* a, const F* k_a, int64_t n,
+  void value_residual_forward(A* out, const A* v, const A* v_first, const A* s, int64_t n) override;
+  void value_residual_backward(A* dv, A* dv_first, A* ds, const A* dout, const A* v,
+                               const A* v_first, const A* s, int64_t n) override;
+  void key_adjust_forward(A* out, const A* k, const A* a, const F* k_a, int64_t n,
                           int64_t C) override;
-  void key_adjust_backward(F* dk, F* da, F* dk_a, const F* dout, const F* k, const F* a,
+  void key_adjust_backward(A* dk, A* da, F* dk_a, const A* dout, const A* k, const A* a,
                            const F* k_a, int64_t n, int64_t C) override;
-  void wkv7_ab_forward(F* wa, F* wb, const F* kk, const F* a, int64_t n) override;
-  void wkv7_ab_backward(F* dkk, F* da, const F* dwa, const F* dwb, const F* kk, const F* a,
+  void wkv7_ab_forward(A* wa, A* wb, const A* kk, const A* a, int64_t n) override;
+  void wkv7_ab_backward(A* dkk, A* da, const A* dwa, const A* dwb, const A* kk, const A* a,
                         int64_t n) override;
-  void bonus_v7_forward(F* out, const F* r, const F* k, const F* v, const F* r_k, const F* g,
+  void bonus_v7_forward(A* out, const A* r, const A* k, const A* v, const F* r_k, const A* g,
                         int64_t n, int64_t H, int64_t N) override;
-  void bonus_v7_backward(F* dr, F* dk, F* dv, F* dr_k, F* dg, const F* dout, const F* r, const F* k,
-                         const F* v, const F* r_k, const F* g, int64_t n, int64_t H,
+  void bonus_v7_backward(A* dr, A* dk, A* dv, F* dr_k, A* dg, const A* dout, const A* r, const A* k,
+                         const A* v, const F* r_k, const A* g, int64_t n, int64_t H,
                          int64_t N) override;
-  void wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,
-                    const F* v, F* y, const F* state_in, F* state_out) override;
-  void wkv4_backward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const F* k,
-                     const F* v, const F* dy, F* dw, F* du, F* dk, F* dv) override;
-  void wkv6_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const F* r,
-                    const F* k, const F* v, const F* lw, const F* u, F* y, const F* state_in,
+  void wkv4_forward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const A* k,
+                    const A* v, A* y, const F* state_in, F* state_out) override;
+  void wkv4_backward(int B, int T, int C, int c0, int c1, const F* w, const F* u, const A* k,
+                     const A* v, const A* dy, F* dw, F* du, A* dk, A* dv) override;
+  void wkv6_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const A* r,
+                    const A* k, const A* v, const A* lw, const F* u, A* y, const F* state_in,
                     F* state_out) override;
-  void wkv6_backward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const F* r,
-                     const F* k, const F* v, const F* lw, const F* u, const F* dy, F* dr, F* dk,
-                     F* dv, F* dlw, F* du) override;
-  void wkv7_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const F* r,
-                    const F* lw, const F* k, const F* v, const F* a, const F* b, F* y,
+  void wkv6_backward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const A* r,
+                     const A* k, const A* v, const A* lw, const F* u, const A* dy, A* dr, A* dk,
+                     A* dv, A* dlw, F* du) override;
+  void wkv7_forward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const A* r,
+                    const A* lw, const A* k, const A* v, const A* a, const A* b, A* y,
                     const F* state_in, F* state_out) override;
-  void wkv7_backward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const F* r,
-                     const F* lw, const F* k, const F* v, const F* a, const F* b, const F* dy,
-                     F* dr, F* dlw, F* dk, F* dv, F* da, F* db) override;
-  void ce_local_max(F* max, int32_t* argmax, const F* logits, int64_t n, int64_t Vl,
+  void wkv7_backward(WkvAlgo algo, int B, int T, int H, int N, int h0, int h1, const A* r,
+                     const A* lw, const A* k, const A* v, const A* a, const A* b, const A* dy,
+                     A* dr, A* dlw, A* dk, A* dv, A* da, A* db) override;
+  void ce_local_max(F* max, int32_t* argmax, const A* logits, int64_t n, int64_t Vl,
                     int64_t v0) override;
-  void ce_local_sums(F* sumexp, F* target_logit, const F* logits, const int32_t* targets,
+  void ce_local_sums(F* sumexp, F* target_logit, const A* logits, const int32_t* targets,
                      const F* max, int64_t n, int64_t Vl, int64_t v0) override;
   void ce_loss(F* losses, const F* max, const F* sumexp, const F* target_logit, int64_t n) override;
-  void ce_backward(F* dlogits, const F* logits, const int32_t* targets, const F* max,
+  void ce_backward(A* dlogits, const A* logits, const int32_t* targets, const F* max,
                    const F* sumexp, const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0,
                    F scale, F l2wrap_factor) override;
   void adamw_step(F* p, const F* g, F* m, F* v, std::span<const AdamWSegment> segments,
@@ -195,9 +207,9 @@ struct CudaBackend<float> final : UniformBackend<float> {
     size_t bytes = 0;
     int B = 0, T = 0, H = 0, N = 0;
   };
-  void* wkv_forward_workspace(const F* r, size_t bytes, int B, int T, int H, int N);
-  void* wkv_backward_workspace(const char* fn, const F* r, int B, int T, int H, int N) const;
-  std::map<const F*, WkvWorkspace> wkv_ws_;
+  void* wkv_forward_workspace(const void* r, size_t bytes, int B, int T, int H, int N);
+  void* wkv_backward_workspace(const char* fn, const void* r, int B, int T, int H, int N) const;
+  std::map<const void*, WkvWorkspace> wkv_ws_;
   // Scratch of the ops that need some only while they run (the RWKV-4 WKV backward, the
   // embedding backward, the bf16 products' operand copies, the chunked WKVs' buffers):
   // one block, grown on demand. The stream orders its users.
@@ -205,5 +217,8 @@ struct CudaBackend<float> final : UniformBackend<float> {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };
+
+extern template struct CudaBackend<float>;
+extern template struct CudaBackend<Bf16>;
 
 }  // namespace rwkv::kernels

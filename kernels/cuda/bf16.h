@@ -67,6 +67,12 @@ RWKV_HD inline Bf16 from_float<Bf16>(float x) {
   return Bf16{uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
 }
 
+// d += g for an element stored as E: widened, added in fp32, rounded once.
+template <typename E>
+RWKV_HD inline void add_to(E& d, float g) {
+  d = from_float<E>(to_float(d) + g);
+}
+
 #if defined(__CUDACC__)
 // A launcher's __nv_bfloat16 tensor as the kernels' Bf16.
 inline const Bf16* as_bf16(const __nv_bfloat16* p) { return reinterpret_cast<const Bf16*>(p); }

@@ -3,13 +3,15 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/cuda_check.h"
 
 // The equations are those of kernels/cpu/cross_entropy.cpp. Each row of logits (Vl up to
 // the whole vocabulary, 65536) gets one block: its threads stride over the columns (a
 // warp reads consecutive floats), then combine their partial results in a fixed-order
-// shared-memory tree.
+// shared-memory tree. E, the element type of the logits and their gradient: float or
+// Bf16 (widened as read, the gradient rounded once); the row statistics are fp32.
 
 namespace rwkv::cuda {
 namespace {
@@ -26,20 +28,23 @@ void check_shape(const char* fn, int64_t n, int64_t Vl, int64_t v0) {
 }
 
 // Row blockIdx.x: its largest logit and first column holding it.
+template <typename E>
 __global__ void ce_local_max_kernel(float* __restrict__ max, int32_t* __restrict__ argmax,
-                                    const float* __restrict__ logits, int64_t Vl, int64_t v0) {
+                                    const E* __restrict__ logits, int64_t Vl, int64_t v0) {
   __shared__ float sv[kThreads];
   __shared__ int64_t si[kThreads];
   const int tid = threadIdx.x;
   const int64_t i = blockIdx.x;
-  const float* row = logits + i * Vl;
+  const E* row = logits + i * Vl;
   float best = -INFINITY;
   int64_t arg = Vl;  // no column yet: loses every tie
-  for (int64_t j = tid; j < Vl; j += kThreads)
-    if (arg == Vl || row[j] > best) {  // strict: the first of equal values stays
-      best = row[j];
+  for (int64_t j = tid; j < Vl; j += kThreads) {
+    const float v = to_float(row[j]);
+    if (arg == Vl || v > best) {  // strict: the first of equal values stays
+      best = v;
       arg = j;
     }
+  }
   sv[tid] = best;
   si[tid] = arg;
   __syncthreads();
@@ -60,17 +65,18 @@ __global__ void ce_local_max_kernel(float* __restrict__ max, int32_t* __restrict
   }
 }
 
+template <typename E>
 __global__ void ce_local_sums_kernel(float* __restrict__ sumexp, float* __restrict__ target_logit,
-                                     const float* __restrict__ logits,
+                                     const E* __restrict__ logits,
                                      const int32_t* __restrict__ targets,
                                      const float* __restrict__ max, int64_t Vl, int64_t v0) {
   __shared__ float sh[kThreads];
   const int tid = threadIdx.x;
   const int64_t i = blockIdx.x;
-  const float* row = logits + i * Vl;
+  const E* row = logits + i * Vl;
   const float mx = max[i];
   float sum = 0.f;
-  for (int64_t j = tid; j < Vl; j += kThreads) sum += expf(row[j] - mx);
+  for (int64_t j = tid; j < Vl; j += kThreads) sum += expf(to_float(row[j]) - mx);
   sh[tid] = sum;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s /= 2) {
@@ -80,7 +86,7 @@ __global__ void ce_local_sums_kernel(float* __restrict__ sumexp, float* __restri
   if (tid == 0) {
     sumexp[i] = sh[0];
     const int64_t t = targets[i] - v0;
-    target_logit[i] = t >= 0 && t < Vl ? row[t] : 0.f;
+    target_logit[i] = t >= 0 && t < Vl ? to_float(row[t]) : 0.f;
   }
 }
 
@@ -95,42 +101,44 @@ __global__ void ce_loss_kernel(float* __restrict__ losses, const float* __restri
 // them, in the same order.
 // dlogits may be logits (each element is read, then written, by one thread): neither
 // is __restrict__.
-__global__ void ce_backward_kernel(float* dlogits, const float* logits,
-                                   const int32_t* __restrict__ targets,
+template <typename E>
+__global__ void ce_backward_kernel(E* dlogits, const E* logits, const int32_t* __restrict__ targets,
                                    const float* __restrict__ max, const float* __restrict__ sumexp,
                                    const int32_t* __restrict__ argmax, int64_t Vl, int64_t v0,
                                    float scale, float l2wrap_factor) {
   const int64_t i = blockIdx.x;
-  const float* row = logits + i * Vl;
-  float* drow = dlogits + i * Vl;
+  const E* row = logits + i * Vl;
+  E* drow = dlogits + i * Vl;
   const float mx = max[i], c = scale / sumexp[i];
   const int64_t t = targets[i] - v0, a = argmax[i] - v0;
   for (int64_t j = threadIdx.x; j < Vl; j += kThreads) {
-    float d = c * expf(row[j] - mx);
+    float d = c * expf(to_float(row[j]) - mx);
     if (j == t) d -= scale;
     if (j == a) d += l2wrap_factor * mx;
-    drow[j] = d;
+    drow[j] = from_float<E>(d);
   }
 }
 
 }  // namespace
 
-void ce_local_max(float* max, int32_t* argmax, const float* logits, int64_t n, int64_t Vl,
-                  int64_t v0, cudaStream_t stream) {
+template <typename E>
+void ce_local_max(float* max, int32_t* argmax, const E* logits, int64_t n, int64_t Vl, int64_t v0,
+                  cudaStream_t stream) {
   check_shape("rwkv::cuda::ce_local_max", n, Vl, v0);
   if (n == 0) return;
   const unsigned blocks = unsigned(n);
-  ce_local_max_kernel<<<blocks, kThreads, 0, stream>>>(max, argmax, logits, Vl, v0);
+  ce_local_max_kernel<E><<<blocks, kThreads, 0, stream>>>(max, argmax, logits, Vl, v0);
   CUDA_CHECK_LAUNCH();
 }
 
-void ce_local_sums(float* sumexp, float* target_logit, const float* logits, const int32_t* targets,
+template <typename E>
+void ce_local_sums(float* sumexp, float* target_logit, const E* logits, const int32_t* targets,
                    const float* max, int64_t n, int64_t Vl, int64_t v0, cudaStream_t stream) {
   check_shape("rwkv::cuda::ce_local_sums", n, Vl, v0);
   if (n == 0) return;
   const unsigned blocks = unsigned(n);
-  ce_local_sums_kernel<<<blocks, kThreads, 0, stream>>>(sumexp, target_logit, logits, targets, max,
-                                                        Vl, v0);
+  ce_local_sums_kernel<E>
+      <<<blocks, kThreads, 0, stream>>>(sumexp, target_logit, logits, targets, max, Vl, v0);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -143,15 +151,28 @@ void ce_loss(float* losses, const float* max, const float* sumexp, const float* 
   CUDA_CHECK_LAUNCH();
 }
 
-void ce_backward(float* dlogits, const float* logits, const int32_t* targets, const float* max,
+template <typename E>
+void ce_backward(E* dlogits, const E* logits, const int32_t* targets, const float* max,
                  const float* sumexp, const int32_t* argmax, int64_t n, int64_t Vl, int64_t v0,
                  float scale, float l2wrap_factor, cudaStream_t stream) {
   check_shape("rwkv::cuda::ce_backward", n, Vl, v0);
   if (n == 0) return;
   const unsigned blocks = unsigned(n);
-  ce_backward_kernel<<<blocks, kThreads, 0, stream>>>(dlogits, logits, targets, max, sumexp, argmax,
-                                                      Vl, v0, scale, l2wrap_factor);
+  ce_backward_kernel<E><<<blocks, kThreads, 0, stream>>>(dlogits, logits, targets, max, sumexp,
+                                                         argmax, Vl, v0, scale, l2wrap_factor);
   CUDA_CHECK_LAUNCH();
 }
+
+#define RWKV_INSTANTIATE(E)                                                                       \
+  template void ce_local_max<E>(float*, int32_t*, const E*, int64_t, int64_t, int64_t,            \
+                                cudaStream_t);                                                    \
+  template void ce_local_sums<E>(float*, float*, const E*, const int32_t*, const float*, int64_t, \
+                                 int64_t, int64_t, cudaStream_t);                                 \
+  template void ce_backward<E>(E*, const E*, const int32_t*, const float*, const float*,          \
+                               const int32_t*, int64_t, int64_t, int64_t, float, float,           \
+                               cudaStream_t);
+RWKV_INSTANTIATE(float)
+RWKV_INSTANTIATE(Bf16)
+#undef RWKV_INSTANTIATE
 
 }  // namespace rwkv::cuda

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/embedding.h"
 
@@ -49,18 +50,19 @@ void check_shape(const char* fn, int64_t n, int64_t C, int64_t v0, int64_t v1) {
   }
 }
 
-// Block i writes row i of out [n, C].
-__global__ void embedding_forward_kernel(float* __restrict__ out, const int32_t* __restrict__ idx,
+// Block i writes row i of out [n, C] (rounded to E).
+template <typename E>
+__global__ void embedding_forward_kernel(E* __restrict__ out, const int32_t* __restrict__ idx,
                                          const float* __restrict__ emb, int64_t C, int64_t v0,
                                          int64_t v1) {
   const int64_t i = blockIdx.x, id = idx[i];
-  float* o = out + i * C;
+  E* o = out + i * C;
   if (id < v0 || id >= v1) {
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = 0.f;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = from_float<E>(0.f);
     return;
   }
   const float* row = emb + (id - v0) * C;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = row[c];
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = from_float<E>(row[c]);
 }
 
 // keys [n] = idx - v0 inside the slab, Vs outside; pos [n] = 0, 1, ..., n - 1.
@@ -76,7 +78,8 @@ __global__ void slab_keys_kernel(uint32_t* __restrict__ keys, int32_t* __restric
 
 // Block k: when sorted entry k starts a run of equal keys inside the slab, adds the run's
 // dout rows (in position order) to demb row `key`.
-__global__ void embedding_runs_kernel(float* __restrict__ demb, const float* __restrict__ dout,
+template <typename E>
+__global__ void embedding_runs_kernel(float* __restrict__ demb, const E* __restrict__ dout,
                                       const uint32_t* __restrict__ keys,
                                       const int32_t* __restrict__ pos, int64_t n, int64_t C,
                                       uint32_t Vs) {
@@ -92,23 +95,24 @@ __global__ void embedding_runs_kernel(float* __restrict__ demb, const float* __r
     for (; j + kUnroll <= end; j += kUnroll) {  // kUnroll loads in flight, then the adds in order
       float d[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) d[u] = dout[int64_t(pos[j + u]) * C + c];
+      for (int u = 0; u < kUnroll; ++u) d[u] = to_float(dout[int64_t(pos[j + u]) * C + c]);
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) s += d[u];
     }
-    for (; j < end; ++j) s += dout[int64_t(pos[j]) * C + c];
+    for (; j < end; ++j) s += to_float(dout[int64_t(pos[j]) * C + c]);
     row[c] = s;
   }
 }
 
 }  // namespace
 
-void embedding_forward(float* out, const int32_t* idx, const float* emb, int64_t n, int64_t C,
+template <typename E>
+void embedding_forward(E* out, const int32_t* idx, const float* emb, int64_t n, int64_t C,
                        int64_t v0, int64_t v1, cudaStream_t stream) {
   check_shape("rwkv::cuda::embedding_forward", n, C, v0, v1);
   if (n == 0) return;
   const unsigned blocks = unsigned(n);
-  embedding_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, idx, emb, C, v0, v1);
+  embedding_forward_kernel<E><<<blocks, kThreads, 0, stream>>>(out, idx, emb, C, v0, v1);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -117,7 +121,8 @@ size_t embedding_backward_scratch_bytes(int64_t n, int64_t v0, int64_t v1) {
   return 4 * align256(size_t(n) * 4) + sort_temp_bytes(n, v1 - v0);
 }
 
-void embedding_backward(float* demb, const float* dout, const int32_t* idx, int64_t n, int64_t C,
+template <typename E>
+void embedding_backward(float* demb, const E* dout, const int32_t* idx, int64_t n, int64_t C,
                         int64_t v0, int64_t v1, void* scratch, cudaStream_t stream) {
   check_shape("rwkv::cuda::embedding_backward", n, C, v0, v1);
   if (n == 0 || v1 == v0) return;
@@ -136,9 +141,18 @@ void embedding_backward(float* demb, const float* dout, const int32_t* idx, int6
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + 4 * part, temp_bytes, keys_in, keys, pos_in,
                                              pos, int(n), 0, key_bits(Vs), stream));
   const unsigned run_blocks = unsigned(n);
-  embedding_runs_kernel<<<run_blocks, kThreads, 0, stream>>>(demb, dout, keys, pos, n, C,
-                                                             uint32_t(Vs));
+  embedding_runs_kernel<E>
+      <<<run_blocks, kThreads, 0, stream>>>(demb, dout, keys, pos, n, C, uint32_t(Vs));
   CUDA_CHECK_LAUNCH();
 }
+
+#define RWKV_INSTANTIATE(E)                                                                        \
+  template void embedding_forward<E>(E*, const int32_t*, const float*, int64_t, int64_t, int64_t,  \
+                                     int64_t, cudaStream_t);                                       \
+  template void embedding_backward<E>(float*, const E*, const int32_t*, int64_t, int64_t, int64_t, \
+                                      int64_t, void*, cudaStream_t);
+RWKV_INSTANTIATE(float)
+RWKV_INSTANTIATE(Bf16)
+#undef RWKV_INSTANTIATE
 
 }  // namespace rwkv::cuda

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/bf16.h"
 #include "kernels/op_types.h"
 
 namespace rwkv::cuda {
@@ -46,6 +47,16 @@ void matmul_backward(float* dx, float* dw, const float* dout, int64_t ldo, const
                      int64_t ldx, const float* w, int64_t M, int64_t K, int64_t N,
                      kernels::WLayout layout, bool accumulate_dx, cublasHandle_t handle,
                      cudaStream_t stream);
+
+// The products of bf16 activations (kernels/backend.h with A = bf16): x, w, dout and the
+// outputs out, dx in bf16 (tensor cores, fp32 accumulation; out and dx read in bf16 when
+// accumulating and rounded once), dw fp32 (+=). No conversions, no scratch.
+void matmul_forward(Bf16* out, int64_t ldo, const Bf16* x, int64_t ldx, const Bf16* w, int64_t M,
+                    int64_t K, int64_t N, kernels::WLayout layout, bool accumulate,
+                    cublasHandle_t handle, cudaStream_t stream);
+void matmul_backward(Bf16* dx, float* dw, const Bf16* dout, int64_t ldo, const Bf16* x, int64_t ldx,
+                     const Bf16* w, int64_t M, int64_t K, int64_t N, kernels::WLayout layout,
+                     bool accumulate_dx, cublasHandle_t handle, cudaStream_t stream);
 
 // Scratch of the bf16 variants: the bf16 copies of x [M, K], w [K, N] and dout [M, N],
 // each padded to 256 bytes.

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/norm.h"
 
@@ -18,6 +19,10 @@
 // fixed-order tree over the lanes. No atomics, no scratch. kCols = 8 floats is one
 // 32-byte memory sector per row, so reads stay fully used while C = 768 still gets 96
 // blocks of 16 warps (32 columns per block would leave most of an H100 idle).
+//
+// E, the element type of the per-token tensors (x, out, dout, dx, the gate g and dg):
+// float or Bf16, widened as read and rounded once as written; the affine w, b, the
+// statistics (mean, rstd, norm) and the parameter gradients are fp32.
 
 namespace rwkv::cuda {
 namespace {
@@ -55,28 +60,32 @@ __device__ float segment_sum(float v, float* sh, int P) {
 
 // LayerNorm of each segment with the affine slice of its head: segment s is head s % H
 // of row s / H; w, b [H * N]; mean, rstd [S]; g [S * N] the output gate or null.
-__global__ void affine_norm_forward_kernel(float* __restrict__ out, float* __restrict__ mean,
-                                           float* __restrict__ rstd, const float* __restrict__ x,
+template <typename E>
+__global__ void affine_norm_forward_kernel(E* __restrict__ out, float* __restrict__ mean,
+                                           float* __restrict__ rstd, const E* __restrict__ x,
                                            const float* __restrict__ w, const float* __restrict__ b,
-                                           const float* __restrict__ g, int64_t S, int64_t H,
-                                           int64_t N, int P, float eps) {
+                                           const E* __restrict__ g, int64_t S, int64_t H, int64_t N,
+                                           int P, float eps) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
-  const float* xs = x + (t.active ? t.s * N : 0);
+  const E* xs = x + (t.active ? t.s * N : 0);
   float sum = 0.f;
   if (t.active)
-    for (int64_t j = t.lane; j < N; j += P) sum += xs[j];
+    for (int64_t j = t.lane; j < N; j += P) sum += to_float(xs[j]);
   const float m = segment_sum(sum, sh, P) / float(N);
   float var = 0.f;
   if (t.active)
-    for (int64_t j = t.lane; j < N; j += P) var += (xs[j] - m) * (xs[j] - m);
+    for (int64_t j = t.lane; j < N; j += P) {
+      const float xj = to_float(xs[j]);
+      var += (xj - m) * (xj - m);
+    }
   var = segment_sum(var, sh, P) / float(N);
   if (!t.active) return;  // past the last barrier
   const float rs = 1.f / sqrtf(var + eps);
   const int64_t wo = (t.s % H) * N;
   for (int64_t j = t.lane; j < N; j += P) {
-    const float o = (xs[j] - m) * rs * w[wo + j] + b[wo + j];
-    out[t.s * N + j] = g ? o * g[t.s * N + j] : o;
+    const float o = (to_float(xs[j]) - m) * rs * w[wo + j] + b[wo + j];
+    out[t.s * N + j] = from_float<E>(g ? o * to_float(g[t.s * N + j]) : o);
   }
   if (t.lane == 0) {
     mean[t.s] = m;
@@ -85,18 +94,22 @@ __global__ void affine_norm_forward_kernel(float* __restrict__ out, float* __res
 }
 
 // The gradient of a segment's output: dout, times the gate where there is one.
-__device__ float gated(const float* __restrict__ dout, const float* __restrict__ g, int64_t i) {
-  return g ? dout[i] * g[i] : dout[i];
+template <typename E>
+__device__ float gated(const E* __restrict__ dout, const E* __restrict__ g, int64_t i) {
+  return g ? to_float(dout[i]) * to_float(g[i]) : to_float(dout[i]);
 }
 
 // dx += rstd * (e - mean(e) - xhat * mean(e * xhat)), e = d * w with d = gated(dout, g), per
 // segment (dx null: not wanted); with the gate, dg += dout * (xhat * w + b) (dg null: not
 // wanted).
-__global__ void affine_norm_backward_kernel(
-    float* __restrict__ dx, float* __restrict__ dg, const float* __restrict__ dout,
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
-    const float* __restrict__ g, const float* __restrict__ mean, const float* __restrict__ rstd,
-    int64_t S, int64_t H, int64_t N, int P) {
+template <typename E>
+__global__ void affine_norm_backward_kernel(E* __restrict__ dx, E* __restrict__ dg,
+                                            const E* __restrict__ dout, const E* __restrict__ x,
+                                            const float* __restrict__ w,
+                                            const float* __restrict__ b, const E* __restrict__ g,
+                                            const float* __restrict__ mean,
+                                            const float* __restrict__ rstd, int64_t S, int64_t H,
+                                            int64_t N, int P) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
   const int64_t o = t.active ? t.s * N : 0, wo = t.active ? (t.s % H) * N : 0;
@@ -106,38 +119,41 @@ __global__ void affine_norm_backward_kernel(
     for (int64_t j = t.lane; j < N; j += P) {
       const float e = gated(dout, g, o + j) * w[wo + j];
       se += e;
-      sex += e * ((x[o + j] - m) * rs);
+      sex += e * ((to_float(x[o + j]) - m) * rs);
     }
   const float mean_e = segment_sum(se, sh, P) / float(N);
   const float mean_ex = segment_sum(sex, sh, P) / float(N);
   if (!t.active) return;
   for (int64_t j = t.lane; j < N; j += P) {
-    const float xhat = (x[o + j] - m) * rs;
-    if (dx) dx[o + j] += rs * (gated(dout, g, o + j) * w[wo + j] - mean_e - xhat * mean_ex);
-    if (dg) dg[o + j] += dout[o + j] * (xhat * w[wo + j] + b[wo + j]);
+    const float xhat = (to_float(x[o + j]) - m) * rs;
+    if (dx) add_to(dx[o + j], rs * (gated(dout, g, o + j) * w[wo + j] - mean_e - xhat * mean_ex));
+    if (dg) add_to(dg[o + j], to_float(dout[o + j]) * (xhat * w[wo + j] + b[wo + j]));
   }
 }
 
 // rows of C: out = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps).
-__global__ void rmsnorm_forward_kernel(float* __restrict__ out, float* __restrict__ rstd,
-                                       const float* __restrict__ x, const float* __restrict__ w,
+template <typename E>
+__global__ void rmsnorm_forward_kernel(E* __restrict__ out, float* __restrict__ rstd,
+                                       const E* __restrict__ x, const float* __restrict__ w,
                                        int64_t n, int64_t C, int P, float eps) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(n, P);
-  const float* xs = x + (t.active ? t.s * C : 0);
+  const E* xs = x + (t.active ? t.s * C : 0);
   float ss = 0.f;
   if (t.active)
-    for (int64_t j = t.lane; j < C; j += P) ss += xs[j] * xs[j];
+    for (int64_t j = t.lane; j < C; j += P) ss += to_float(xs[j]) * to_float(xs[j]);
   ss = segment_sum(ss, sh, P);
   if (!t.active) return;
   const float rs = 1.f / sqrtf(ss / float(C) + eps);
-  for (int64_t j = t.lane; j < C; j += P) out[t.s * C + j] = xs[j] * rs * w[j];
+  for (int64_t j = t.lane; j < C; j += P)
+    out[t.s * C + j] = from_float<E>(to_float(xs[j]) * rs * w[j]);
   if (t.lane == 0) rstd[t.s] = rs;
 }
 
 // dx += rstd * (g - xhat * mean(g * xhat)), g = dout * w, xhat = x * rstd.
-__global__ void rmsnorm_backward_kernel(float* __restrict__ dx, const float* __restrict__ dout,
-                                        const float* __restrict__ x, const float* __restrict__ w,
+template <typename E>
+__global__ void rmsnorm_backward_kernel(E* __restrict__ dx, const E* __restrict__ dout,
+                                        const E* __restrict__ x, const float* __restrict__ w,
                                         const float* __restrict__ rstd, int64_t n, int64_t C,
                                         int P) {
   __shared__ float sh[kThreads];
@@ -146,62 +162,67 @@ __global__ void rmsnorm_backward_kernel(float* __restrict__ dx, const float* __r
   const float rs = t.active ? rstd[t.s] : 0.f;
   float sgx = 0.f;
   if (t.active)
-    for (int64_t j = t.lane; j < C; j += P) sgx += dout[o + j] * w[j] * x[o + j] * rs;
+    for (int64_t j = t.lane; j < C; j += P)
+      sgx += to_float(dout[o + j]) * w[j] * to_float(x[o + j]) * rs;
   const float mean_gx = segment_sum(sgx, sh, P) / float(C);
   if (!t.active) return;
   for (int64_t j = t.lane; j < C; j += P)
-    dx[o + j] += rs * (dout[o + j] * w[j] - x[o + j] * rs * mean_gx);
+    add_to(dx[o + j], rs * (to_float(dout[o + j]) * w[j] - to_float(x[o + j]) * rs * mean_gx));
 }
 
 // out = x / max(|x|, eps) per segment; norm [S].
-__global__ void l2norm_forward_kernel(float* __restrict__ out, float* __restrict__ norm,
-                                      const float* __restrict__ x, int64_t S, int64_t N, int P,
+template <typename E>
+__global__ void l2norm_forward_kernel(E* __restrict__ out, float* __restrict__ norm,
+                                      const E* __restrict__ x, int64_t S, int64_t N, int P,
                                       float eps) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
-  const float* xs = x + (t.active ? t.s * N : 0);
+  const E* xs = x + (t.active ? t.s * N : 0);
   float ss = 0.f;
   if (t.active)
-    for (int64_t j = t.lane; j < N; j += P) ss += xs[j] * xs[j];
+    for (int64_t j = t.lane; j < N; j += P) ss += to_float(xs[j]) * to_float(xs[j]);
   ss = segment_sum(ss, sh, P);
   if (!t.active) return;
   const float nr = fmaxf(sqrtf(ss), eps);
-  for (int64_t j = t.lane; j < N; j += P) out[t.s * N + j] = xs[j] / nr;
+  for (int64_t j = t.lane; j < N; j += P) out[t.s * N + j] = from_float<E>(to_float(xs[j]) / nr);
   if (t.lane == 0) norm[t.s] = nr;
 }
 
 // dx += (dout - out * <out, dout>) / norm where |x| > eps, dout / eps elsewhere (the
 // clamped branch of F.normalize is linear in x).
-__global__ void l2norm_backward_kernel(float* __restrict__ dx, const float* __restrict__ dout,
-                                       const float* __restrict__ out,
-                                       const float* __restrict__ norm, const float* __restrict__ x,
-                                       int64_t S, int64_t N, int P, float eps) {
+template <typename E>
+__global__ void l2norm_backward_kernel(E* __restrict__ dx, const E* __restrict__ dout,
+                                       const E* __restrict__ out, const float* __restrict__ norm,
+                                       const E* __restrict__ x, int64_t S, int64_t N, int P,
+                                       float eps) {
   __shared__ float sh[kThreads];
   const SegmentThread t = segment_thread(S, P);
   const int64_t o = t.active ? t.s * N : 0;
   float ss = 0.f, dot = 0.f;
   if (t.active)
     for (int64_t j = t.lane; j < N; j += P) {
-      ss += x[o + j] * x[o + j];
-      dot += out[o + j] * dout[o + j];
+      ss += to_float(x[o + j]) * to_float(x[o + j]);
+      dot += to_float(out[o + j]) * to_float(dout[o + j]);
     }
   ss = segment_sum(ss, sh, P);
   dot = segment_sum(dot, sh, P);
   if (!t.active) return;
   if (sqrtf(ss) > eps) {
     const float nr = norm[t.s];
-    for (int64_t j = t.lane; j < N; j += P) dx[o + j] += (dout[o + j] - out[o + j] * dot) / nr;
+    for (int64_t j = t.lane; j < N; j += P)
+      add_to(dx[o + j], (to_float(dout[o + j]) - to_float(out[o + j]) * dot) / nr);
   } else {
-    for (int64_t j = t.lane; j < N; j += P) dx[o + j] += dout[o + j] / eps;
+    for (int64_t j = t.lane; j < N; j += P) add_to(dx[o + j], to_float(dout[o + j]) / eps);
   }
 }
 
 // dw[c] += sum_i d[i, c] * xhat[i, c], db[c] += sum_i d[i, c] over the n rows of
 // [n, H * N], d = gated(dout, g); xhat = (x - mean) * rstd with the statistics [n, H] of
 // row i's head c / N (mean null: 0, as RMSNorm). dw or db null: not wanted.
+template <typename E>
 __global__ void norm_param_grad_kernel(float* __restrict__ dw, float* __restrict__ db,
-                                       const float* __restrict__ dout, const float* __restrict__ g,
-                                       const float* __restrict__ x, const float* __restrict__ mean,
+                                       const E* __restrict__ dout, const E* __restrict__ g,
+                                       const E* __restrict__ x, const float* __restrict__ mean,
                                        const float* __restrict__ rstd, int64_t n, int64_t H,
                                        int64_t N) {
   __shared__ float sw[kRowLanes][kCols], sb[kRowLanes][kCols];
@@ -214,7 +235,7 @@ __global__ void norm_param_grad_kernel(float* __restrict__ dw, float* __restrict
       const int64_t st = i * H + h;
       const float m = mean ? mean[st] : 0.f;
       const float d = gated(dout, g, i * C + c);
-      aw += d * ((x[i * C + c] - m) * rstd[st]);
+      aw += d * ((to_float(x[i * C + c]) - m) * rstd[st]);
       ab += d;
     }
   }
@@ -257,120 +278,152 @@ unsigned segment_blocks(int64_t S, int P) {
   return unsigned((S + per_block - 1) / per_block);
 }
 
-void launch_param_grad(float* dw, float* db, const float* dout, const float* g, const float* x,
+template <typename E>
+void launch_param_grad(float* dw, float* db, const E* dout, const E* g, const E* x,
                        const float* mean, const float* rstd, int64_t n, int64_t H, int64_t N,
                        cudaStream_t stream) {
   if (!dw && !db) return;
   const unsigned blocks = unsigned((H * N + kCols - 1) / kCols);
   const int threads = kCols * kRowLanes;
-  norm_param_grad_kernel<<<blocks, threads, 0, stream>>>(dw, db, dout, g, x, mean, rstd, n, H, N);
+  norm_param_grad_kernel<E>
+      <<<blocks, threads, 0, stream>>>(dw, db, dout, g, x, mean, rstd, n, H, N);
   CUDA_CHECK_LAUNCH();
 }
 
 // LayerNorm (H = 1, N = C, no gate) and GroupNorm: the same segments with a per-head
 // affine and an optional output gate g.
-void affine_norm_forward(const char* fn, float* out, float* mean, float* rstd, const float* x,
-                         const float* w, const float* b, const float* g, int64_t n, int64_t H,
+template <typename E>
+void affine_norm_forward(const char* fn, E* out, float* mean, float* rstd, const E* x,
+                         const float* w, const float* b, const E* g, int64_t n, int64_t H,
                          int64_t N, float eps, cudaStream_t stream) {
   check_shape(fn, n, H, N);
   if (n == 0) return;
   const int P = segment_threads(N);
   const unsigned blocks = segment_blocks(n * H, P);
-  affine_norm_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, mean, rstd, x, w, b, g, n * H, H,
-                                                              N, P, eps);
+  affine_norm_forward_kernel<E>
+      <<<blocks, kThreads, 0, stream>>>(out, mean, rstd, x, w, b, g, n * H, H, N, P, eps);
   CUDA_CHECK_LAUNCH();
 }
 
 // dg is ignored without a gate.
-void affine_norm_backward(const char* fn, float* dx, float* dw, float* db, float* dg,
-                          const float* dout, const float* x, const float* w, const float* b,
-                          const float* g, const float* mean, const float* rstd, int64_t n,
-                          int64_t H, int64_t N, cudaStream_t stream) {
+template <typename E>
+void affine_norm_backward(const char* fn, E* dx, float* dw, float* db, E* dg, const E* dout,
+                          const E* x, const float* w, const float* b, const E* g, const float* mean,
+                          const float* rstd, int64_t n, int64_t H, int64_t N, cudaStream_t stream) {
   check_shape(fn, n, H, N);
   if (n == 0) return;
   if (!g) dg = nullptr;
   if (dx || dg) {
     const int P = segment_threads(N);
     const unsigned blocks = segment_blocks(n * H, P);
-    affine_norm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dg, dout, x, w, b, g, mean,
-                                                                 rstd, n * H, H, N, P);
+    affine_norm_backward_kernel<E>
+        <<<blocks, kThreads, 0, stream>>>(dx, dg, dout, x, w, b, g, mean, rstd, n * H, H, N, P);
     CUDA_CHECK_LAUNCH();
   }
-  launch_param_grad(dw, db, dout, g, x, mean, rstd, n, H, N, stream);
+  launch_param_grad<E>(dw, db, dout, g, x, mean, rstd, n, H, N, stream);
 }
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                       const float* b, int64_t n, int64_t C, float eps, cudaStream_t stream) {
-  affine_norm_forward("rwkv::cuda::layernorm_forward", out, mean, rstd, x, w, b, nullptr, n, 1, C,
-                      eps, stream);
+template <typename E>
+void layernorm_forward(E* out, float* mean, float* rstd, const E* x, const float* w, const float* b,
+                       int64_t n, int64_t C, float eps, cudaStream_t stream) {
+  affine_norm_forward<E>("rwkv::cuda::layernorm_forward", out, mean, rstd, x, w, b, nullptr, n, 1,
+                         C, eps, stream);
 }
 
-void layernorm_backward(float* dx, float* dw, float* db, const float* dout, const float* x,
-                        const float* w, const float* mean, const float* rstd, int64_t n, int64_t C,
+template <typename E>
+void layernorm_backward(E* dx, float* dw, float* db, const E* dout, const E* x, const float* w,
+                        const float* mean, const float* rstd, int64_t n, int64_t C,
                         cudaStream_t stream) {
-  affine_norm_backward("rwkv::cuda::layernorm_backward", dx, dw, db, nullptr, dout, x, w, nullptr,
-                       nullptr, mean, rstd, n, 1, C, stream);
+  affine_norm_backward<E>("rwkv::cuda::layernorm_backward", dx, dw, db, nullptr, dout, x, w,
+                          nullptr, nullptr, mean, rstd, n, 1, C, stream);
 }
 
-void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t n, int64_t C,
+template <typename E>
+void rmsnorm_forward(E* out, float* rstd, const E* x, const float* w, int64_t n, int64_t C,
                      float eps, cudaStream_t stream) {
   check_shape("rwkv::cuda::rmsnorm_forward", n, 1, C);
   if (n == 0) return;
   const int P = segment_threads(C);
   const unsigned blocks = segment_blocks(n, P);
-  rmsnorm_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, rstd, x, w, n, C, P, eps);
+  rmsnorm_forward_kernel<E><<<blocks, kThreads, 0, stream>>>(out, rstd, x, w, n, C, P, eps);
   CUDA_CHECK_LAUNCH();
 }
 
-void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w,
+template <typename E>
+void rmsnorm_backward(E* dx, float* dw, const E* dout, const E* x, const float* w,
                       const float* rstd, int64_t n, int64_t C, cudaStream_t stream) {
   check_shape("rwkv::cuda::rmsnorm_backward", n, 1, C);
   if (n == 0) return;
   if (dx) {
     const int P = segment_threads(C);
     const unsigned blocks = segment_blocks(n, P);
-    rmsnorm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dout, x, w, rstd, n, C, P);
+    rmsnorm_backward_kernel<E><<<blocks, kThreads, 0, stream>>>(dx, dout, x, w, rstd, n, C, P);
     CUDA_CHECK_LAUNCH();
   }
-  launch_param_grad(dw, nullptr, dout, nullptr, x, nullptr, rstd, n, 1, C, stream);
+  launch_param_grad<E>(dw, nullptr, dout, nullptr, x, nullptr, rstd, n, 1, C, stream);
 }
 
-void groupnorm_forward(float* out, float* mean, float* rstd, const float* x, const float* w,
-                       const float* b, const float* g, int64_t n, int64_t H, int64_t N, float eps,
+template <typename E>
+void groupnorm_forward(E* out, float* mean, float* rstd, const E* x, const float* w, const float* b,
+                       const E* g, int64_t n, int64_t H, int64_t N, float eps,
                        cudaStream_t stream) {
-  affine_norm_forward("rwkv::cuda::groupnorm_forward", out, mean, rstd, x, w, b, g, n, H, N, eps,
-                      stream);
+  affine_norm_forward<E>("rwkv::cuda::groupnorm_forward", out, mean, rstd, x, w, b, g, n, H, N, eps,
+                         stream);
 }
 
-void groupnorm_backward(float* dx, float* dw, float* db, float* dg, const float* dout,
-                        const float* x, const float* w, const float* b, const float* g,
-                        const float* mean, const float* rstd, int64_t n, int64_t H, int64_t N,
-                        cudaStream_t stream) {
-  affine_norm_backward("rwkv::cuda::groupnorm_backward", dx, dw, db, dg, dout, x, w, b, g, mean,
-                       rstd, n, H, N, stream);
+template <typename E>
+void groupnorm_backward(E* dx, float* dw, float* db, E* dg, const E* dout, const E* x,
+                        const float* w, const float* b, const E* g, const float* mean,
+                        const float* rstd, int64_t n, int64_t H, int64_t N, cudaStream_t stream) {
+  affine_norm_backward<E>("rwkv::cuda::groupnorm_backward", dx, dw, db, dg, dout, x, w, b, g, mean,
+                          rstd, n, H, N, stream);
 }
 
-void l2norm_heads_forward(float* out, float* norm, const float* x, int64_t n, int64_t H, int64_t N,
+template <typename E>
+void l2norm_heads_forward(E* out, float* norm, const E* x, int64_t n, int64_t H, int64_t N,
                           float eps, cudaStream_t stream) {
   check_shape("rwkv::cuda::l2norm_heads_forward", n, H, N);
   if (n == 0) return;
   const int P = segment_threads(N);
   const unsigned blocks = segment_blocks(n * H, P);
-  l2norm_forward_kernel<<<blocks, kThreads, 0, stream>>>(out, norm, x, n * H, N, P, eps);
+  l2norm_forward_kernel<E><<<blocks, kThreads, 0, stream>>>(out, norm, x, n * H, N, P, eps);
   CUDA_CHECK_LAUNCH();
 }
 
-void l2norm_heads_backward(float* dx, const float* dout, const float* out, const float* norm,
-                           const float* x, int64_t n, int64_t H, int64_t N, float eps,
-                           cudaStream_t stream) {
+template <typename E>
+void l2norm_heads_backward(E* dx, const E* dout, const E* out, const float* norm, const E* x,
+                           int64_t n, int64_t H, int64_t N, float eps, cudaStream_t stream) {
   check_shape("rwkv::cuda::l2norm_heads_backward", n, H, N);
   if (n == 0 || !dx) return;
   const int P = segment_threads(N);
   const unsigned blocks = segment_blocks(n * H, P);
-  l2norm_backward_kernel<<<blocks, kThreads, 0, stream>>>(dx, dout, out, norm, x, n * H, N, P, eps);
+  l2norm_backward_kernel<E>
+      <<<blocks, kThreads, 0, stream>>>(dx, dout, out, norm, x, n * H, N, P, eps);
   CUDA_CHECK_LAUNCH();
 }
+
+#define RWKV_INSTANTIATE(E)                                                                        \
+  template void layernorm_forward<E>(E*, float*, float*, const E*, const float*, const float*,     \
+                                     int64_t, int64_t, float, cudaStream_t);                       \
+  template void layernorm_backward<E>(E*, float*, float*, const E*, const E*, const float*,        \
+                                      const float*, const float*, int64_t, int64_t, cudaStream_t); \
+  template void rmsnorm_forward<E>(E*, float*, const E*, const float*, int64_t, int64_t, float,    \
+                                   cudaStream_t);                                                  \
+  template void rmsnorm_backward<E>(E*, float*, const E*, const E*, const float*, const float*,    \
+                                    int64_t, int64_t, cudaStream_t);                               \
+  template void groupnorm_forward<E>(E*, float*, float*, const E*, const float*, const float*,     \
+                                     const E*, int64_t, int64_t, int64_t, float, cudaStream_t);    \
+  template void groupnorm_backward<E>(E*, float*, float*, E*, const E*, const E*, const float*,    \
+                                      const float*, const E*, const float*, const float*, int64_t, \
+                                      int64_t, int64_t, cudaStream_t);                             \
+  template void l2norm_heads_forward<E>(E*, float*, const E*, int64_t, int64_t, int64_t, float,    \
+                                        cudaStream_t);                                             \
+  template void l2norm_heads_backward<E>(E*, const E*, const E*, const float*, const E*, int64_t,  \
+                                         int64_t, int64_t, float, cudaStream_t);
+RWKV_INSTANTIATE(float)
+RWKV_INSTANTIATE(Bf16)
+#undef RWKV_INSTANTIATE
 
 }  // namespace rwkv::cuda

@@ -158,11 +158,12 @@ TEST(CudaCrossEntropy, BackwardMatchesCpu) {
 }
 
 TEST(CudaCrossEntropy, BadShapesThrow) {
-  EXPECT_THROW(rwkv::cuda::ce_local_max(nullptr, nullptr, nullptr, 3, 0, 0, nullptr), rwkv::Error);
+  EXPECT_THROW(rwkv::cuda::ce_local_max<float>(nullptr, nullptr, nullptr, 3, 0, 0, nullptr),
+               rwkv::Error);
   EXPECT_THROW(rwkv::cuda::ce_loss(nullptr, nullptr, nullptr, nullptr, -2, nullptr), rwkv::Error);
   try {
-    rwkv::cuda::ce_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 3, 10, -1, 1.f,
-                            0.f, nullptr);
+    rwkv::cuda::ce_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 3, 10, -1,
+                                   1.f, 0.f, nullptr);
     FAIL() << "no error";
   } catch (const rwkv::Error& e) {
     EXPECT_NE(std::string(e.what()).find("ce_backward"), std::string::npos) << e.what();

@@ -148,7 +148,8 @@ TEST(CudaElementwise, ChannelSumManyRowsReproducible) {
   std::vector<float> runs[2];
   for (auto& got : runs) {
     DevBuf dvec(start.h);
-    G::scale_channels_backward(nullptr, dvec.p, dout.gpu(), x.gpu(), vec.gpu(), s.n, s.C, nullptr);
+    G::scale_channels_backward<float>(nullptr, dvec.p, dout.gpu(), x.gpu(), vec.gpu(), s.n, s.C,
+                                      nullptr);
     got = dvec.get();
   }
   std::vector<float> ref = start.h;
@@ -160,21 +161,22 @@ TEST(CudaElementwise, ChannelSumManyRowsReproducible) {
 // Checked before any launch, so these need no GPU.
 TEST(CudaElementwise, ArgumentErrors) {
   using G::test::throws_naming;
-  EXPECT_TRUE(throws_naming([] { G::act_forward(Act(99), nullptr, nullptr, 0, nullptr); },
+  EXPECT_TRUE(throws_naming([] { G::act_forward<float>(Act(99), nullptr, nullptr, 0, nullptr); },
                             "rwkv::cuda::act_forward: unknown activation 99"));
-  EXPECT_TRUE(
-      throws_naming([] { G::act_backward(Act::exp, nullptr, nullptr, nullptr, -1, nullptr); },
-                    "rwkv::cuda::act_backward: n = -1"));
-  EXPECT_TRUE(throws_naming([] { G::mul_forward(nullptr, nullptr, nullptr, -2, nullptr); },
+  EXPECT_TRUE(throws_naming(
+      [] { G::act_backward<float>(Act::exp, nullptr, nullptr, nullptr, -1, nullptr); },
+      "rwkv::cuda::act_backward: n = -1"));
+  EXPECT_TRUE(throws_naming([] { G::mul_forward<float>(nullptr, nullptr, nullptr, -2, nullptr); },
                             "rwkv::cuda::mul_forward: n = -2"));
   EXPECT_TRUE(throws_naming(
       [] {
-        G::scale_channels_backward(nullptr, nullptr, nullptr, nullptr, nullptr, 3, -1, nullptr);
+        G::scale_channels_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, 3, -1,
+                                          nullptr);
       },
       "rwkv::cuda::scale_channels_backward: C = -1"));
-  EXPECT_TRUE(
-      throws_naming([] { G::bias_sigmoid_forward(nullptr, nullptr, nullptr, -1, 4, nullptr); },
-                    "rwkv::cuda::bias_sigmoid_forward: n = -1"));
+  EXPECT_TRUE(throws_naming(
+      [] { G::bias_sigmoid_forward<float>(nullptr, nullptr, nullptr, -1, 4, nullptr); },
+      "rwkv::cuda::bias_sigmoid_forward: n = -1"));
 }
 
 // Empty shapes return before any launch (a launch of 0 blocks is an error), so these

@@ -89,11 +89,12 @@ TEST(CudaEmbedding, BackwardMatchesCpuBitwise) {
 }
 
 TEST(CudaEmbedding, BadShapesThrow) {
-  EXPECT_THROW(rwkv::cuda::embedding_forward(nullptr, nullptr, nullptr, 4, 0, 0, 10, nullptr),
-               rwkv::Error);
+  EXPECT_THROW(
+      rwkv::cuda::embedding_forward<float>(nullptr, nullptr, nullptr, 4, 0, 0, 10, nullptr),
+      rwkv::Error);
   EXPECT_THROW(rwkv::cuda::embedding_backward_scratch_bytes(-1, 0, 10), rwkv::Error);
   try {
-    rwkv::cuda::embedding_backward(nullptr, nullptr, nullptr, 4, 8, 10, 5, nullptr, nullptr);
+    rwkv::cuda::embedding_backward<float>(nullptr, nullptr, nullptr, 4, 8, 10, 5, nullptr, nullptr);
     FAIL() << "no error";
   } catch (const rwkv::Error& e) {
     EXPECT_NE(std::string(e.what()).find("embedding_backward"), std::string::npos) << e.what();

@@ -316,14 +316,15 @@ TEST_F(CudaMatmul, Bf16RoundsOperandsToNearestEven) {
 
 // Checked before any cuBLAS call, so no GPU is needed.
 TEST(CudaMatmulArgs, BadShapesThrow) {
-  EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
-                                          WLayout::OutIn, false, nullptr, nullptr),
+  float* const nf = nullptr;  // the fp32 overloads
+  EXPECT_THROW(rwkv::cuda::matmul_forward(nf, 4, nf, 2, nf, 3, 3, 4, WLayout::OutIn, false, nullptr,
+                                          nullptr),
                rwkv::Error);  // ldx < K
-  EXPECT_THROW(rwkv::cuda::matmul_forward(nullptr, 3, nullptr, 3, nullptr, 3, 3, 4,
-                                          WLayout::InOut, false, nullptr, nullptr),
+  EXPECT_THROW(rwkv::cuda::matmul_forward(nf, 3, nf, 3, nf, 3, 3, 4, WLayout::InOut, false, nullptr,
+                                          nullptr),
                rwkv::Error);  // ldo < N
-  EXPECT_THROW(rwkv::cuda::matmul_backward(nullptr, nullptr, nullptr, 4, nullptr, 3, nullptr, 0, 3,
-                                           4, WLayout::OutIn, true, nullptr, nullptr),
+  EXPECT_THROW(rwkv::cuda::matmul_backward(nf, nf, nf, 4, nf, 3, nf, 0, 3, 4, WLayout::OutIn, true,
+                                           nullptr, nullptr),
                rwkv::Error);  // M = 0
   EXPECT_THROW(rwkv::cuda::matmul_forward_bf16(nullptr, 4, nullptr, 2, nullptr, 3, 3, 4,
                                                WLayout::OutIn, false, nullptr, nullptr, nullptr),

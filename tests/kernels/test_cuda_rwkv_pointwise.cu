@@ -193,25 +193,28 @@ TEST(CudaRwkvPointwise, BonusV7) {
 // Checked before any launch, so these need no GPU.
 TEST(CudaRwkvPointwise, ArgumentErrors) {
   using G::test::throws_naming;
-  EXPECT_TRUE(throws_naming([] { G::decay_v6_forward(nullptr, nullptr, nullptr, -1, 4, nullptr); },
-                            "rwkv::cuda::decay_v6_forward: n = -1"));
+  EXPECT_TRUE(
+      throws_naming([] { G::decay_v6_forward<float>(nullptr, nullptr, nullptr, -1, 4, nullptr); },
+                    "rwkv::cuda::decay_v6_forward: n = -1"));
   EXPECT_TRUE(throws_naming(
-      [] { G::decay_v7_backward(nullptr, nullptr, nullptr, nullptr, nullptr, 3, -4, nullptr); },
+      [] {
+        G::decay_v7_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, 3, -4, nullptr);
+      },
       "rwkv::cuda::decay_v7_backward: C = -4"));
   EXPECT_TRUE(throws_naming(
-      [] { G::value_residual_forward(nullptr, nullptr, nullptr, nullptr, -5, nullptr); },
+      [] { G::value_residual_forward<float>(nullptr, nullptr, nullptr, nullptr, -5, nullptr); },
       "rwkv::cuda::value_residual_forward: n = -5"));
   EXPECT_TRUE(throws_naming(
       [] {
-        G::bonus_v7_backward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                             nullptr, nullptr, nullptr, 2, 3, -1, nullptr, nullptr);
+        G::bonus_v7_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                    nullptr, nullptr, nullptr, nullptr, 2, 3, -1, nullptr, nullptr);
       },
       "rwkv::cuda::bonus_v7_backward: N = -1"));
   float dummy = 0.f;
   EXPECT_TRUE(throws_naming(
       [&] {
-        G::bonus_v7_forward(&dummy, &dummy, &dummy, &dummy, &dummy, nullptr, 2, 3, 4, nullptr,
-                            nullptr);
+        G::bonus_v7_forward<float>(&dummy, &dummy, &dummy, &dummy, &dummy, nullptr, 2, 3, 4,
+                                   nullptr, nullptr);
       },
       "rwkv::cuda::bonus_v7_forward: scratch is null"));
 }

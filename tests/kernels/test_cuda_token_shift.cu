@@ -73,7 +73,7 @@ TEST(CudaTokenShift, ShiftDiffStateGradientOnly) {
     In dxx(n, -1, 1, rng);
     Grad scratch(n, true, rng), dprev(s.B * s.C, true, rng);
     K::shift_diff_backward(scratch.cpu(), dprev.cpu(), dxx.cpu(), s.B, s.T, s.C);
-    G::shift_diff_backward(nullptr, dprev.gpu(), dxx.gpu(), s.B, s.T, s.C, nullptr);
+    G::shift_diff_backward<float>(nullptr, dprev.gpu(), dxx.gpu(), s.B, s.T, s.C, nullptr);
     EXPECT_TRUE(dprev.check(name("shift_diff dprev", s, true)));
   }
 }
@@ -131,7 +131,7 @@ TEST(CudaTokenShift, MixGroup) {
           std::vector<const float*> m_cpu, m_gpu;
           if (with_m) std::tie(m_cpu, m_gpu) = group<const float>(m);
           K::mix_forward<float>(o_cpu, x.cpu(), xx.cpu(), c_cpu, m_cpu, one_minus, n, C);
-          G::mix_forward(o_gpu, x.gpu(), xx.gpu(), c_gpu, m_gpu, one_minus, n, C, nullptr);
+          G::mix_forward<float>(o_gpu, x.gpu(), xx.gpu(), c_gpu, m_gpu, one_minus, n, C, nullptr);
           for (int k = 0; k < mixes; ++k)
             EXPECT_TRUE(
                 out[k].check(name("mix out " + std::to_string(k) + tag.str(), s, one_minus)));
@@ -147,8 +147,8 @@ TEST(CudaTokenShift, MixGroup) {
             if (mask & 8) std::tie(dm_cpu, dm_gpu) = group<float>(dm);
             K::mix_backward<float>(dx.cpu(), dxx.cpu(), dc_cpu, dm_cpu, d_cpu, xx.cpu(), c_cpu,
                                    m_cpu, one_minus, n, C);
-            G::mix_backward(dx.gpu(), dxx.gpu(), dc_gpu, dm_gpu, d_gpu, xx.gpu(), c_gpu, m_gpu,
-                            one_minus, n, C, nullptr);
+            G::mix_backward<float>(dx.gpu(), dxx.gpu(), dc_gpu, dm_gpu, d_gpu, xx.gpu(), c_gpu,
+                                   m_gpu, one_minus, n, C, nullptr);
             const std::string what = name("mix" + tag.str(), s, one_minus);
             EXPECT_TRUE(dx.check(with_mask(what + " dx", mask)));
             EXPECT_TRUE(dxx.check(with_mask(what + " dxx", mask)));
@@ -164,29 +164,30 @@ TEST(CudaTokenShift, MixGroup) {
 // Checked before any launch, so these need no GPU.
 TEST(CudaTokenShift, ArgumentErrors) {
   using G::test::throws_naming;
-  EXPECT_TRUE(
-      throws_naming([] { G::shift_diff_forward(nullptr, nullptr, nullptr, 2, -3, 4, nullptr); },
-                    "rwkv::cuda::shift_diff_forward: T = -3"));
-  EXPECT_TRUE(
-      throws_naming([] { G::shift_diff_backward(nullptr, nullptr, nullptr, -1, 3, 4, nullptr); },
-                    "rwkv::cuda::shift_diff_backward: B = -1"));
-  EXPECT_TRUE(throws_naming([] { G::shift_last(nullptr, nullptr, 2, 0, 4, nullptr); },
+  EXPECT_TRUE(throws_naming(
+      [] { G::shift_diff_forward<float>(nullptr, nullptr, nullptr, 2, -3, 4, nullptr); },
+      "rwkv::cuda::shift_diff_forward: T = -3"));
+  EXPECT_TRUE(throws_naming(
+      [] { G::shift_diff_backward<float>(nullptr, nullptr, nullptr, -1, 3, 4, nullptr); },
+      "rwkv::cuda::shift_diff_backward: B = -1"));
+  EXPECT_TRUE(throws_naming([] { G::shift_last<float>(nullptr, nullptr, 2, 0, 4, nullptr); },
                             "rwkv::cuda::shift_last: T = 0"));
   const float* one[1] = {nullptr};
   EXPECT_TRUE(throws_naming(
       [&] {
-        G::mix_backward(nullptr, nullptr, {}, {}, one, nullptr, one, {}, false, 5, -2, nullptr);
+        G::mix_backward<float>(nullptr, nullptr, {}, {}, one, nullptr, one, {}, false, 5, -2,
+                               nullptr);
       },
       "rwkv::cuda::mix_backward: C = -2"));
   float* seven[7] = {};
   const float* cseven[7] = {};
   EXPECT_TRUE(throws_naming(
-      [&] { G::mix_forward(seven, nullptr, nullptr, cseven, {}, false, 5, 4, nullptr); },
+      [&] { G::mix_forward<float>(seven, nullptr, nullptr, cseven, {}, false, 5, 4, nullptr); },
       "rwkv::cuda::mix_forward: 7 mixes in one group (1 to 6)"));
   EXPECT_TRUE(throws_naming(
       [&] {
-        G::mix_backward(nullptr, nullptr, {}, {seven, 1}, {cseven, 2}, nullptr, {cseven, 2}, {},
-                        false, 5, 4, nullptr);
+        G::mix_backward<float>(nullptr, nullptr, {}, {seven, 1}, {cseven, 2}, nullptr, {cseven, 2},
+                               {}, false, 5, 4, nullptr);
       },
       "rwkv::cuda::mix_backward: 1 LoRA term gradients for 2 mixes (0 or 2)"));
 }
@@ -200,7 +201,8 @@ TEST(CudaTokenShift, EmptyShapesLaunchNothing) {
   EXPECT_NO_THROW(G::shift_last(null, null, 0, 0, 4, nullptr));
   float* const dc[1] = {untouched};
   const float* const group[1] = {null};
-  EXPECT_NO_THROW(G::mix_backward(null, null, dc, {}, group, null, group, {}, true, 0, 4, nullptr));
+  EXPECT_NO_THROW(
+      G::mix_backward<float>(null, null, dc, {}, group, null, group, {}, true, 0, 4, nullptr));
 }
 
 }  // namespace

@@ -128,8 +128,8 @@ TEST(MixGroupOps, MatchCpuKernels) {
         const std::vector<const float*> ms =
             with_m ? pointers<const float>(m) : std::vector<const float*>{};
         const std::vector<float*> og = pointers<float>(out_gpu), oc = pointers<float>(out_cpu);
-        run_channels(MixForward{Group<float>(og), Group<const float>(cs), Group<const float>(ms),
-                                x.data(), xx.data(), K, one_minus},
+        run_channels(MixForward<float>{Group<float>(og), Group<const float>(cs),
+                                       Group<const float>(ms), x.data(), xx.data(), K, one_minus},
                      n, C);
         kernels::mix_forward<float>(oc, x.data(), xx.data(), cs, ms, one_minus, n, C);
         for (int k = 0; k < K; ++k)
@@ -158,15 +158,15 @@ TEST(MixGroupOps, MatchCpuKernels) {
           // token_shift.cu's mix_backward: the MixBackward instance with_mix_sums
           // picks; launch_channels_sums: the sum kernel when a sum is wanted.
           with_mix_sums(size_t(K), [&]<int S>(std::integral_constant<int, S>) {
-            const MixBackward<S> op{mask & 1 ? dx.data() : nullptr,
-                                    mask & 2 ? dxx.data() : nullptr,
-                                    Group<float>(dmg),
-                                    Group<const float>(ds),
-                                    Group<const float>(cs),
-                                    Group<const float>(ms),
-                                    xx.data(),
-                                    K,
-                                    one_minus};
+            const MixBackward<float, S> op{mask & 1 ? dx.data() : nullptr,
+                                           mask & 2 ? dxx.data() : nullptr,
+                                           Group<float>(dmg),
+                                           Group<const float>(ds),
+                                           Group<const float>(cs),
+                                           Group<const float>(ms),
+                                           xx.data(),
+                                           K,
+                                           one_minus};
             if (sums) {
               SumOutputs<S> out{};
               for (size_t k = 0; k < dcg.size(); ++k) out.p[k] = dcg[k];

@@ -26,8 +26,10 @@
 
 namespace rwkv::model::test {
 
-inline std::vector<double> loss_curve(kernels::Backend<float>& be, const ModelConfig& cfg, int B,
-                                      int T, uint64_t seed, const ModelOptions& opts) {
+// A: the activations' element type (kernels/backend.h).
+template <typename A>
+std::vector<double> loss_curve(kernels::Backend<float, A>& be, const ModelConfig& cfg, int B, int T,
+                               uint64_t seed, const ModelOptions& opts) {
   const int kBatches = 5, kSteps = 50;
   std::vector<std::vector<int32_t>> idx, tgt;
   for (int b = 0; b < kBatches; ++b) {  // next-token pairs of a fixed random stream
@@ -41,7 +43,7 @@ inline std::vector<double> loss_curve(kernels::Backend<float>& be, const ModelCo
       }
   }
   const kernels::AdamWHyper h{3e-4, 0.9, 0.99, 1e-8, 0.1};
-  Model<float> m(cfg, be, opts);
+  Model<float, A> m(cfg, be, opts);
   m.init(7);
   std::vector<double> losses;
   for (int s = 0; s < kSteps; ++s) {
