@@ -207,24 +207,4 @@ struct Backend {
   virtual void scale(F* x, F s, int64_t n) = 0;
 };
 
-// A backend whose activations are F (the CPU and CUDA backends): the memory ops on A
-// are those on F, and RWKV-4's decay is act_forward's exp.
-template <typename F>
-struct UniformBackend : Backend<F, F> {
-  F* alloc_act(int64_t n) override { return this->alloc(n); }
-  void free_act(F* p) override { this->free(p); }
-  void zero_act(F* p, int64_t n) override { this->zero(p, n); }
-  void copy_act(F* dst, const F* src, int64_t n) override { this->copy(dst, src, n); }
-  void upload_act(F* dst, const F* host, int64_t n) override { this->upload(dst, host, n); }
-  void download_act(F* host, const F* src, int64_t n) override { this->download(host, src, n); }
-  void round_act(F* dst, const F* src, int64_t n) override { this->copy(dst, src, n); }
-  void accumulate_act(F* dst, const F* src, int64_t n) override { this->accumulate(dst, src, n); }
-  void decay_v4_forward(F* w, const F* time_decay, int64_t C) override {
-    this->act_forward(Act::exp, w, time_decay, C);
-  }
-  void decay_v4_backward(F* dtime_decay, const F* dw, const F* time_decay, int64_t C) override {
-    this->act_backward(Act::exp, dtime_decay, dw, time_decay, C);
-  }
-};
-
 }  // namespace rwkv::kernels

@@ -179,7 +179,7 @@ struct Model {
   // (column-parallel head: this rank's vocabulary columns).
   void run_forward(Acts& acts);
   void head_forward(Acts& acts, int64_t r0, int64_t rows);
-  // After run_forward with the targets uploaded: A.losses [n], each position's loss.
+  // After run_forward with the targets uploaded: acts.losses [n], each position's loss.
   void loss_forward(Acts& acts);
   // Checks the ids, runs the forward and the loss in `acts` (made for `use`): each
   // position's loss [B * T].

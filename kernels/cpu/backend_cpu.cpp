@@ -405,6 +405,17 @@ void CpuBackend<F>::mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std:
       });
 }
 
+// RWKV-4's w = exp(time_decay): the activation op on the F vector.
+template <typename F>
+void CpuBackend<F>::decay_v4_forward(F* w, const F* time_decay, int64_t C) {
+  act_forward(Act::exp, w, time_decay, C);
+}
+
+template <typename F>
+void CpuBackend<F>::decay_v4_backward(F* dtime_decay, const F* dw, const F* time_decay, int64_t C) {
+  act_backward(Act::exp, dtime_decay, dw, time_decay, C);
+}
+
 template <typename F>
 void CpuBackend<F>::decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n,
                                      int64_t C) {

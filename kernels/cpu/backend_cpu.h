@@ -9,7 +9,7 @@
 namespace rwkv::kernels {
 
 template <typename F>
-struct CpuBackend final : UniformBackend<F> {
+struct CpuBackend final : Backend<F> {
   // wkv_chunk: the chunk length of the chunked WKV algorithms. threads: how many
   // threads the ops use (0 = one per CPU of the process's affinity mask). Products, WKV heads, rows
   // and elements are split between them (kernels/cpu/parallel.h); OpenBLAS itself is set to one
@@ -25,6 +25,15 @@ struct CpuBackend final : UniformBackend<F> {
   void upload(F* dst, const F* host, int64_t n) override;
   void download(F* host, const F* src, int64_t n) override;
   void upload_ids(int32_t* dst, const int32_t* host, int64_t n) override;
+  // The activations are F too: their memory ops are those above.
+  F* alloc_act(int64_t n) override { return alloc(n); }
+  void free_act(F* p) override { free(p); }
+  void zero_act(F* p, int64_t n) override { zero(p, n); }
+  void copy_act(F* dst, const F* src, int64_t n) override { copy(dst, src, n); }
+  void upload_act(F* dst, const F* host, int64_t n) override { upload(dst, host, n); }
+  void download_act(F* host, const F* src, int64_t n) override { download(host, src, n); }
+  void round_act(F* dst, const F* src, int64_t n) override { copy(dst, src, n); }
+  void accumulate_act(F* dst, const F* src, int64_t n) override { accumulate(dst, src, n); }
   void embedding_forward(F* out, const int32_t* idx, const F* emb, int64_t n, int64_t C, int64_t v0,
                          int64_t v1) override;
   void embedding_backward(F* demb, const F* dout, const int32_t* idx, int64_t n, int64_t C,
@@ -73,6 +82,8 @@ struct CpuBackend final : UniformBackend<F> {
   void mix_backward(F* dx, F* dxx, std::span<F* const> dcoefs, std::span<F* const> dms,
                     std::span<const F* const> douts, const F* xx, std::span<const F* const> coefs,
                     std::span<const F* const> ms, bool one_minus, int64_t n, int64_t C) override;
+  void decay_v4_forward(F* w, const F* time_decay, int64_t C) override;
+  void decay_v4_backward(F* dtime_decay, const F* dw, const F* time_decay, int64_t C) override;
   void decay_v6_forward(F* lw, const F* time_decay, const F* ww, int64_t n, int64_t C) override;
   void decay_v6_backward(F* dtime_decay, F* dww, const F* dlw, const F* lw, int64_t n,
                          int64_t C) override;

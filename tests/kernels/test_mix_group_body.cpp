@@ -16,8 +16,10 @@
 #include <vector>
 
 #include "kernels/cpu/token_shift.h"
+#include "kernels/cuda/bf16.h"
 #include "kernels/cuda/channel_sum_body.h"
 #include "kernels/cuda/mix_group_ops.h"
+#include "tests/kernels/bf16_test_util.h"
 #include "tests/kernels/block_emulator.h"
 #include "tests/kernels/wkv_test_util.h"
 
@@ -186,6 +188,89 @@ TEST(MixGroupOps, MatchCpuKernels) {
           }
         }
       }
+}
+
+// The bf16 instances (MixForward<Bf16>, MixBackward<Bf16, S>: token_shift.cu's kernels for
+// bf16 activations) against the same CPU kernels on the widened bf16 inputs, each bf16
+// output rounded once: within one bf16 step of it (the two sum in different orders, so
+// their fp32 values may fall on either side of a rounding boundary); an accumulated
+// gradient (dx, dxx, dm) is its old bf16 value plus the fp32 contribution, rounded once;
+// the coefficient sums (fp32) within 1e-5 as above. K = 1 and 6, with the LoRA terms.
+TEST(MixGroupOps, Bf16IsTheCpuKernelsRoundedOnce) {
+  std::mt19937 rng(3);
+  const int64_t n = 150, C = 21, nC = n * C;
+  const auto bf16_values = [&](size_t size, float lo, float hi) {
+    Vec v = uniform(size, lo, hi, rng);
+    test::round_to_bf16(v);
+    return v;
+  };
+  const auto stored = [](const Vec& v) { return test::stored_as<Bf16>(v); };
+  for (int K : {1, 6})
+    for (bool one_minus : {false, true}) {
+      const std::string tag = "bf16 K " + std::to_string(K) + (one_minus ? " 1-c" : " c");
+      const Vec x = bf16_values(nC, -1, 1), xx = bf16_values(nC, -1, 1);
+      const std::vector<Bf16> xb = stored(x), xxb = stored(xx);
+      std::deque<Vec> c, m, dout, out_cpu;
+      std::deque<std::vector<Bf16>> mb, doutb, outb;
+      for (int k = 0; k < K; ++k) {
+        c.push_back(uniform(C, 0, 1, rng));
+        m.push_back(bf16_values(nC, -0.5, 0.5));
+        dout.push_back(bf16_values(nC, -1, 1));
+        mb.push_back(stored(m.back()));
+        doutb.push_back(stored(dout.back()));
+        outb.emplace_back(nC, Bf16{0xffff});
+        out_cpu.emplace_back(nC);
+      }
+      const std::vector<const float*> cs = pointers<const float>(c), ms = pointers<const float>(m),
+                                      ds = pointers<const float>(dout);
+      const std::vector<const Bf16*> msb = pointers<const Bf16>(mb),
+                                     dsb = pointers<const Bf16>(doutb);
+      const std::vector<Bf16*> ob = pointers<Bf16>(outb);
+      const std::vector<float*> oc = pointers<float>(out_cpu);
+      run_channels(MixForward<Bf16>{Group<Bf16>(ob), Group<const float>(cs), Group<const Bf16>(msb),
+                                    xb.data(), xxb.data(), K, one_minus},
+                   n, C);
+      kernels::mix_forward<float>(oc, x.data(), xx.data(), cs, ms, one_minus, n, C);
+      for (int k = 0; k < K; ++k)
+        test::expect_rounded_once((tag + " out " + std::to_string(k)).c_str(), outb[k], out_cpu[k],
+                                  1);
+
+      Vec dx = bf16_values(nC, -1, 1), dxx = bf16_values(nC, -1, 1);
+      std::vector<Bf16> dxb = stored(dx), dxxb = stored(dxx);
+      std::deque<Vec> dc, dm;
+      std::deque<std::vector<Bf16>> dmb;
+      for (int k = 0; k < K; ++k) {
+        dc.push_back(uniform(C, -1, 1, rng));
+        dm.push_back(bf16_values(nC, -1, 1));
+        dmb.push_back(stored(dm.back()));
+      }
+      std::deque<Vec> dc_b16 = dc;
+      const std::vector<float*> dcc = pointers<float>(dc), dmc = pointers<float>(dm),
+                                dcb = pointers<float>(dc_b16);
+      const std::vector<Bf16*> dmbp = pointers<Bf16>(dmb);
+      with_mix_sums(size_t(K), [&]<int S>(std::integral_constant<int, S>) {
+        const MixBackward<Bf16, S> op{dxb.data(),
+                                      dxxb.data(),
+                                      Group<Bf16>(dmbp),
+                                      Group<const Bf16>(dsb),
+                                      Group<const float>(cs),
+                                      Group<const Bf16>(msb),
+                                      xxb.data(),
+                                      K,
+                                      one_minus};
+        SumOutputs<S> out{};
+        for (size_t k = 0; k < dcb.size(); ++k) out.p[k] = dcb[k];
+        run_channel_sums<S>(op, n, C, out);
+      });
+      kernels::mix_backward<float>(dx.data(), dxx.data(), dcc, dmc, ds, xx.data(), cs, ms,
+                                   one_minus, n, C);
+      test::expect_rounded_once((tag + " dx").c_str(), dxb, dx, 1);
+      test::expect_rounded_once((tag + " dxx").c_str(), dxxb, dxx, 1);
+      for (int k = 0; k < K; ++k) {
+        expect_close(tag + " dc " + std::to_string(k), dc_b16[k], dc[k]);
+        test::expect_rounded_once((tag + " dm " + std::to_string(k)).c_str(), dmb[k], dm[k], 1);
+      }
+    }
 }
 
 }  // namespace
