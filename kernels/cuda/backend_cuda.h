@@ -7,9 +7,10 @@
 // default: the all-fp32 mode that the tests compare with the CPU within 1e-5), or
 // bf16: every matmul_forward / matmul_backward rounds its two operands to bf16 and
 // multiplies them on the tensor cores with fp32 accumulation into the fp32 output
-// (kernels/cuda/matmul.h, *_bf16). Everything else stays fp32: the weights (masters),
-// the activations between ops, the gradients, AdamW's moments, the WKV state. The bf16
-// copies live in the scratch block below (grown to the largest product seen).
+// (kernels/cuda/matmul.h, *_bf16). With fp32 activations (A = float, below) everything
+// else stays fp32: the weights (masters), the activations between ops, the gradients,
+// AdamW's moments, the WKV state. The bf16 copies live in the scratch block below (grown
+// to the largest product seen).
 //
 // Memory: one cudaMalloc of arena_bytes at construction (kernels/cuda/arena.h); alloc
 // hands out zeroed 256-byte aligned blocks of it, so the training loop never calls
