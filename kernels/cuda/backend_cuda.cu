@@ -212,7 +212,7 @@ void CudaBackend<A>::round_act(A* dst, const F* src, int64_t n) {
   if constexpr (std::is_same_v<A, F>)
     copy(dst, src, n);
   else
-    cuda::to_bf16(reinterpret_cast<__nv_bfloat16*>(dst), src, 1, n, n, stream);
+    cuda::to_bf16(dev(dst), src, 1, n, n, stream);
 }
 
 template <typename A>

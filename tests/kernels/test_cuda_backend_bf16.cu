@@ -31,16 +31,6 @@ std::vector<float> bf16_values(size_t n, std::mt19937& rng, double lo = -1, doub
   return v;
 }
 
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = double(got[i]) - want[i];
-    num += std::isfinite(d) ? d * d : 1e30;
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
 // The same host values in a CudaBackend<Bf16> buffer and a CpuBf16Backend one.
 struct Both {
   CudaBackend<Bf16> gpu{kArenaBytes, MatmulPrecision::bf16};
@@ -131,7 +121,7 @@ TEST(CudaBackendBf16, ProductsMatchTheReference) {
       b.gpu.matmul_forward(out.first, ldo, x.first, ldx, w.first, M, K, N, layout, acc);
       b.cpu.matmul_forward(out.second, ldo, x.second, ldx, w.second, M, K, N, layout, acc);
       auto [g, c] = b.get(out, M * ldo);
-      EXPECT_LE(rel_l2(g, c), 5e-3) << "out, " << where;
+      EXPECT_LE(test::rel_err(g, c), 5e-3) << "out, " << where;
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = N; j < ldo; ++j)
           ASSERT_EQ(g[size_t(i * ldo + j)], out0[size_t(i * ldo + j)])
@@ -146,13 +136,14 @@ TEST(CudaBackendBf16, ProductsMatchTheReference) {
       b.cpu.matmul_backward(dx.second, dw.second, dout.second, ldo, x.second, ldx, w.second, M, K,
                             N, layout, acc);
       std::tie(g, c) = b.get(dx, M * ldx);
-      EXPECT_LE(rel_l2(g, c), 5e-3) << "dx, " << where;
+      EXPECT_LE(test::rel_err(g, c), 5e-3) << "dx, " << where;
       for (int64_t i = 0; i < M; ++i)
         for (int64_t j = K; j < ldx; ++j)
           ASSERT_EQ(g[size_t(i * ldx + j)], dx0[size_t(i * ldx + j)])
               << "dx outside the slice, row " << i << ", " << where;
       const auto [gw, cw] = b.get_f(dw, K * N);
-      EXPECT_LE(rel_l2(gw, cw), 1e-4) << "dw (fp32 output of exact bf16 products), " << where;
+      EXPECT_LE(test::rel_err(gw, cw), 1e-4)
+          << "dw (fp32 output of exact bf16 products), " << where;
     }
 }
 

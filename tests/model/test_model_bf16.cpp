@@ -15,20 +15,12 @@
 #include "kernels/cpu/bf16_activations.h"
 #include "model/model.h"
 #include "model_test_util.h"
+#include "tests/kernels/wkv_test_util.h"
 
 namespace rwkv::model {
 namespace {
 
 using kernels::Bf16;
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
 
 struct Result {
   double loss = 0;
@@ -68,7 +60,7 @@ TEST(Bf16Model, TracksFp32LossAndGradients) {
       const Result got = loss_and_grads(mb, idx, tgt, B, T);
       const char* how = recompute ? ", recompute" : "";
       EXPECT_LE(std::abs(got.loss - want.loss) / want.loss, 2e-3) << "v" << v << how;
-      EXPECT_LE(rel_l2(got.grads, want.grads), 3e-2) << "v" << v << how;
+      EXPECT_LE(kernels::test::rel_err(got.grads, want.grads), 3e-2) << "v" << v << how;
       EXPECT_EQ(mb.get_params(), params) << "v" << v << how << ": the parameters stay fp32";
     }
 }
@@ -91,7 +83,7 @@ TEST(Bf16Model, RecomputeGivesTheSameLossAndGradients) {
     runs[recompute] = loss_and_grads(m, idx, tgt, B, T);
   }
   EXPECT_EQ(runs[1].loss, runs[0].loss);
-  EXPECT_LE(rel_l2(runs[1].grads, runs[0].grads), 1e-6);
+  EXPECT_LE(kernels::test::rel_err(runs[1].grads, runs[0].grads), 1e-6);
 }
 
 // The products read the bf16 copy of the parameters: set_params and adamw_step refresh
@@ -175,7 +167,7 @@ TEST(Bf16Model, RecurrentMatchesParallel) {
       const std::vector<float> l = m.forward_step(idx[t], s);
       recurrent.insert(recurrent.end(), l.begin(), l.end());
     }
-    EXPECT_LE(rel_l2(recurrent, parallel), 2e-2) << "v" << v;
+    EXPECT_LE(kernels::test::rel_err(recurrent, parallel), 2e-2) << "v" << v;
   }
 }
 
