@@ -283,11 +283,6 @@ Config resolve(const Entries& entries, const std::string& source, bool check_fil
           "'train.matmul_precision' (" + c.get_string("train.matmul_precision") +
               ") needs 'train.device: cuda'; the CPU backend multiplies in fp32");
   }
-  if (c.get_string("train.activations") == "bf16" && tp > 1) {
-    p.add(where("train.activations"), "'train.activations' (bf16) needs 'parallel.tp' 1 (it is " +
-                                          std::to_string(tp) +
-                                          "): the tensor-parallel all-reduces are fp32 only");
-  }
   const int64_t V = c.get_int("model.vocab_size"), slab = vocab_slab_rows(V, tp);
   if (!vocab_splits(V, tp)) {
     p.add(where("parallel.tp"), "'parallel.tp' (" + std::to_string(tp) +

@@ -140,7 +140,8 @@ std::vector<KeySpec> build_schema() {
        {"fp32", "bf16"},
        "element type of the activations and their gradients: bf16 (each op reads bf16 and "
        "rounds its outputs once; on cuda the products then take bf16 operands as they are, "
-       "whatever train.matmul_precision says; parallel.tp 1) or fp32; weights, gradients, "
+       "whatever train.matmul_precision says; the tensor-parallel all-reduces of activations are "
+       "then bf16 too) or fp32; weights, gradients, "
        "optimizer state and the WKV state stay fp32. On the CPU bf16 is the reference "
        "(each op in fp32 on the widened values), slower than fp32"},
       {"train.wkv",

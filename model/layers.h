@@ -29,7 +29,7 @@ template <typename F, typename A = F>
 struct LayerCtx {
   kernels::Backend<F, A>& be;
   const ModelConfig& cfg;
-  TpComm<A>& tp;      // the blocks' collectives are on activations
+  TpAllReduce<A>& tp;  // the blocks' collectives are on activations
   const TpRanges& r;  // this rank's heads and FFN columns
   int B = 0, T = 0;
   kernels::WkvAlgo wkv = kernels::WkvAlgo::chunked;

@@ -41,16 +41,25 @@ int64_t wkv_state_size(const ModelConfig& c) {
   return static_cast<int64_t>(c.n_head()) * c.head_size * c.head_size;
 }
 
-// The group of the blocks' collectives, which are on activations: tp itself when A = F.
-// With A != F the model runs on one rank: an all-reduce of A values is not built.
+// The group of the blocks' collectives, which are on activations: tp itself when A = F;
+// else `act`, the same group's sum of A tensors (a rank alone needs none).
 template <typename F, typename A>
-TpComm<A>& activation_group(TpComm<F>& tp, TpSolo<A>& solo) {
+TpAllReduce<A>& activation_group(TpComm<F>& tp, TpAllReduce<A>* act, TpSolo<A>& solo) {
   if constexpr (std::is_same_v<F, A>) {
     return tp;
   } else {
-    if (tp.where().size > 1)
-      throw Error("a model with bf16 activations runs on one tensor-parallel rank; its group has " +
-                  std::to_string(tp.where().size));
+    const TpRank g = tp.where();
+    if (act) {
+      const TpRank a = act->where();
+      if (a.rank != g.rank || a.size != g.size)
+        throw Error("the activations' tensor-parallel group (rank " + std::to_string(a.rank) +
+                    " of " + std::to_string(a.size) + ") is not the model's (rank " +
+                    std::to_string(g.rank) + " of " + std::to_string(g.size) + ")");
+      return *act;
+    }
+    if (g.size > 1)
+      throw Error("a model with bf16 activations split over " + std::to_string(g.size) +
+                  " tensor-parallel ranks needs its group's bf16 all-reduce");
     return solo;
   }
 }
@@ -59,11 +68,11 @@ TpComm<A>& activation_group(TpComm<F>& tp, TpSolo<A>& solo) {
 
 template <typename F, typename A>
 Model<F, A>::Model(const ModelConfig& c, kernels::Backend<F, A>& backend, ModelOptions o,
-                   TpComm<F>* g)
+                   TpComm<F>* g, TpAllReduce<A>* g_act)
     : cfg(c),
       opts(o),
       tp(g ? *g : solo_),
-      tp_act(activation_group(tp, solo_act_)),
+      tp_act(activation_group(tp, g_act, solo_act_)),
       ranges((check_config(c), tp_ranges(c, tp.where()))),
       table(build_param_table(c, tp.where())),
       be(backend) {

@@ -53,9 +53,11 @@ struct Model {
   TpSolo<A> solo_act_;  // the activations' group when A != F
 
  public:
-  // tp: the TP group (null: this rank alone); it must outlive the model.
+  // tp: the TP group (null: this rank alone); tp_act: its sum of A tensors, needed when
+  // A != F and the group has more than one rank (with A = F the model uses tp). Both must
+  // outlive the model.
   Model(const ModelConfig& cfg, kernels::Backend<F, A>& be, ModelOptions opts = {},
-        TpComm<F>* tp = nullptr);
+        TpComm<F>* tp = nullptr, TpAllReduce<A>* tp_act = nullptr);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -117,7 +119,7 @@ struct Model {
   ModelConfig cfg;
   ModelOptions opts;
   TpComm<F>& tp;
-  TpComm<A>& tp_act;  // tp itself when A = F
+  TpAllReduce<A>& tp_act;  // tp itself when A = F
   TpRanges ranges;  // this rank's heads, FFN columns and vocabulary rows
   ParamTable table;
   kernels::Backend<F, A>& be;

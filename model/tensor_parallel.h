@@ -48,14 +48,24 @@ struct TpRanges {
 // nothing to mask. Throws rwkv::Error naming the key when a split is impossible.
 TpRanges tp_ranges(const ModelConfig& cfg, TpRank tp);
 
-// The collectives the model makes over its TP group, on backend memory. With one rank
-// every call is a no-op; the MPI implementation is trainer/tp_comm_mpi.h.
-template <typename F>
-struct TpComm {
-  virtual ~TpComm() = default;
+// The sum over a TP group of a tensor of element type T, on backend memory. The blocks'
+// all-reduces are on activations, of the model's activation type (Model<F, A>::tp_act);
+// with bf16 activations the sum travels as bf16, as Megatron-LM's TP all-reduces do in the
+// activations' dtype.
+template <typename T>
+struct TpAllReduce {
+  virtual ~TpAllReduce() = default;
   virtual TpRank where() const = 0;
   // buf [n] <- sum over the group.
-  virtual void all_reduce_sum(F* buf, int64_t n) = 0;
+  virtual void all_reduce_sum(T* buf, int64_t n) = 0;
+};
+
+// The collectives the model makes over its TP group on F tensors (gradients of the
+// replicated parameters, the vocab-parallel cross-entropy's statistics; with A = F also
+// the activations). With one rank every call is a no-op; the MPI implementation is
+// trainer/tp_comm_mpi.h, the NCCL one trainer/tp_comm_nccl.h.
+template <typename F>
+struct TpComm : TpAllReduce<F> {
   // Per element: val <- the group's largest value, idx <- the idx that came with it
   // (the smallest idx among equal values), as MPI_MAXLOC.
   virtual void all_reduce_maxloc(F* val, int32_t* idx, int64_t n) = 0;

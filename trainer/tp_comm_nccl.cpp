@@ -5,31 +5,46 @@
 
 namespace rwkv::trainer {
 
-TpCommNccl::TpCommNccl(MPI_Comm group, kernels::CudaBackend<float>& be) : nccl_(group), be_(be) {}
+template <typename A>
+TpCommNccl<A>::TpCommNccl(MPI_Comm group, kernels::CudaBackend<A>& be_) : nccl(group), be(be_) {}
 
-TpCommNccl::~TpCommNccl() { be_.free(local_); }
-
-void TpCommNccl::all_reduce_sum(float* buf, int64_t n) {
-  if (!nccl_.comm || n == 0) return;
-  NCCL_CHECK(
-      ncclAllReduce(buf, buf, static_cast<size_t>(n), ncclFloat, ncclSum, nccl_.comm, be_.stream));
+template <typename A>
+TpCommNccl<A>::~TpCommNccl() {
+  be.free(local_);
 }
 
-void TpCommNccl::all_reduce_maxloc(float* val, int32_t* idx, int64_t n) {
-  if (!nccl_.comm || n == 0) return;
+template <typename A>
+void TpCommNccl<A>::all_reduce_sum(float* buf, int64_t n) {
+  if (!nccl.comm || n == 0) return;
+  NCCL_CHECK(
+      ncclAllReduce(buf, buf, static_cast<size_t>(n), ncclFloat, ncclSum, nccl.comm, be.stream));
+}
+
+template <typename A>
+void TpCommNccl<A>::all_reduce_maxloc(float* val, int32_t* idx, int64_t n) {
+  if (!nccl.comm || n == 0) return;
   if (n > local_n_) {  // grown once, at the first step's shape
-    be_.free(local_);
+    be.free(local_);
     local_ = nullptr;
     local_n_ = 0;
-    local_ = be_.alloc(n);
+    local_ = be.alloc(n);
     local_n_ = n;
   }
-  be_.copy(local_, val, n);
+  be.copy(local_, val, n);
   NCCL_CHECK(
-      ncclAllReduce(val, val, static_cast<size_t>(n), ncclFloat, ncclMax, nccl_.comm, be_.stream));
-  cuda::maxloc_keep_index(idx, local_, val, n, be_.stream);
+      ncclAllReduce(val, val, static_cast<size_t>(n), ncclFloat, ncclMax, nccl.comm, be.stream));
+  cuda::maxloc_keep_index(idx, local_, val, n, be.stream);
   NCCL_CHECK(
-      ncclAllReduce(idx, idx, static_cast<size_t>(n), ncclInt32, ncclMin, nccl_.comm, be_.stream));
+      ncclAllReduce(idx, idx, static_cast<size_t>(n), ncclInt32, ncclMin, nccl.comm, be.stream));
 }
+
+void TpBf16Nccl::all_reduce_sum(kernels::Bf16* buf, int64_t n) {
+  if (!group_.nccl.comm || n == 0) return;
+  NCCL_CHECK(ncclAllReduce(buf, buf, static_cast<size_t>(n), ncclBfloat16, ncclSum,
+                           group_.nccl.comm, group_.be.stream));
+}
+
+template struct TpCommNccl<float>;
+template struct TpCommNccl<kernels::Bf16>;
 
 }  // namespace rwkv::trainer

@@ -1,5 +1,6 @@
 #include "trainer/train_device.h"
 
+#include <optional>
 #include <sstream>
 #include <type_traits>
 
@@ -19,7 +20,7 @@ namespace {
 template <typename B>
 struct CpuTrainDevice final : TrainDevice {
   CpuTrainDevice(int threads, const ParallelGrid& grid)
-      : be(16, threads), tp(grid.tp), dp_comm(grid.dp) {}
+      : be(16, threads), tp_group(grid.tp), tp(grid.tp), dp_comm(grid.dp) {}
   kernels::Backend<float>* backend_fp32() override {
     if constexpr (std::is_same_v<B, kernels::CpuBackend<float>>)
       return &be;
@@ -33,6 +34,14 @@ struct CpuTrainDevice final : TrainDevice {
       return nullptr;
   }
   model::TpComm<float>& tp_comm() override { return tp; }
+  model::TpAllReduce<kernels::Bf16>* tp_comm_bf16() override {
+    if constexpr (std::is_same_v<B, kernels::CpuBf16Backend>) {
+      if (!tp_bf16) tp_bf16.emplace(tp_group);
+      return &*tp_bf16;
+    } else {
+      return nullptr;
+    }
+  }
   std::unique_ptr<GradSync> grad_sync(float* grads,
                                       const std::vector<GradBucket>& buckets) override {
     return std::make_unique<MpiGradSync>(grads, buckets, dp_comm);
@@ -50,7 +59,9 @@ struct CpuTrainDevice final : TrainDevice {
   }
 
   B be;  // WKV chunk 16
+  MPI_Comm tp_group;
   TpCommMpi<float> tp;
+  std::optional<TpBf16Mpi> tp_bf16;  // made by the first tp_comm_bf16()
   MPI_Comm dp_comm;
 };
 

@@ -2,8 +2,8 @@
 // Where `rwkv train` computes (train.device): the backend the model runs on and the
 // collectives that go with its memory.
 //   cpu:  kernels::CpuBackend (train.threads threads; 0: this rank's share of the CPUs
-//         it may run on, cpu_threads.h); TP and DP collectives over MPI on host memory
-//         (tp_comm_mpi.h, data_parallel.h).
+//         it may run on, cpu_threads.h), or CpuBf16Backend (train.activations: bf16);
+//         TP and DP collectives over MPI on host memory (tp_comm_mpi.h, data_parallel.h).
 //   cuda: kernels::CudaBackend on one GPU per rank, the node-local rank's (ranks on a
 //         node found with MPI_Comm_split_type); TP and DP collectives through NCCL on
 //         device memory, communicators bootstrapped over MPI (nccl_comm.h). The DP
@@ -34,6 +34,9 @@ struct TrainDevice {
   // The TP group's collectives (grid.tp), for the model; the first call is collective
   // over the group (every rank makes it at the same point).
   virtual model::TpComm<float>& tp_comm() = 0;
+  // The same group's sum of bf16 activations, on a device whose activations are bf16
+  // (null on the others); call it after tp_comm(), on every rank of the group.
+  virtual model::TpAllReduce<kernels::Bf16>* tp_comm_bf16() { return nullptr; }
   // The DP reduction of grads [sum of the buckets' sizes] (backend memory) over grid.dp.
   // grads and buckets must outlive it. Collective over grid.dp.
   virtual std::unique_ptr<GradSync> grad_sync(float* grads,

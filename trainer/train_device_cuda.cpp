@@ -187,14 +187,20 @@ struct CudaTrainDevice final : TrainDevice {
   // constructor may fail on one rank alone (no GPU, no memory) before the ranks agree.
   model::TpComm<float>& tp_comm() override {
     if (!tp) {
-      if (comm_size(tp_group) == 1)
+      if (comm_size(tp_group) == 1) {
         tp = std::make_unique<model::TpSolo<float>>();
-      else if constexpr (kBf16Activations)  // the config check stops this first
-        throw ConfigError("train.activations: bf16 needs parallel.tp 1");
-      else
-        tp = std::make_unique<TpCommNccl>(tp_group, be);
+      } else {
+        auto nccl = std::make_unique<TpCommNccl<A>>(tp_group, be);
+        if constexpr (kBf16Activations) tp_bf16 = std::make_unique<TpBf16Nccl>(*nccl);
+        tp = std::move(nccl);
+      }
     }
     return *tp;
+  }
+  // Null with one rank: the model then needs no sum of activations.
+  model::TpAllReduce<kernels::Bf16>* tp_comm_bf16() override {
+    tp_comm();
+    return tp_bf16.get();
   }
   std::unique_ptr<GradSync> grad_sync(float* grads,
                                       const std::vector<GradBucket>& buckets) override {
@@ -217,6 +223,7 @@ struct CudaTrainDevice final : TrainDevice {
   kernels::CudaBackend<A> be;
   MPI_Comm tp_group;
   std::unique_ptr<model::TpComm<float>> tp;
+  std::unique_ptr<TpBf16Nccl> tp_bf16;  // declared after tp, which it refers to
   MPI_Comm dp_comm;
 };
 

@@ -106,6 +106,16 @@ kernels::Backend<float, A>& backend_of(TrainDevice& device) {
   return *be;
 }
 
+// The TP group's sum of A activations, for a model whose A is not its F (null otherwise:
+// the model uses tp_comm). Collective over the group.
+template <typename A>
+model::TpAllReduce<A>* activation_group_of(TrainDevice& device) {
+  if constexpr (std::is_same_v<A, float>)
+    return nullptr;
+  else
+    return device.tp_comm_bf16();
+}
+
 // The whole run with activations of type A.
 template <typename A>
 TrainResult train_as(const TrainOptions& opts, MPI_Comm comm, std::ostream& out) {
@@ -167,7 +177,10 @@ TrainResult train_as(const TrainOptions& opts, MPI_Comm comm, std::ostream& out)
   model::ModelOptions model_opts;
   model_opts.wkv = chunked ? kernels::WkvAlgo::chunked : kernels::WkvAlgo::naive;
   model_opts.recompute = recompute_activations(cfg);
-  on_all_ranks(comm, [&] { built.emplace(mc, be, model_opts, &device->tp_comm()); });
+  on_all_ranks(comm, [&] {
+    model::TpComm<float>& tp = device->tp_comm();
+    built.emplace(mc, be, model_opts, &tp, activation_group_of<A>(*device));
+  });
   model::Model<float, A>& model = *built;
   const auto activation_bytes = [&](bool recompute) {
     return model::Model<float, A>::activation_bytes(mc, model.ranges, recompute,

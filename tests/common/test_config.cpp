@@ -267,12 +267,6 @@ TEST(ConfigErrors, YamlSyntaxErrorNamesLine) {
   EXPECT_HAS(m, "run.yaml:");
 }
 
-TEST(ConfigErrors, Bf16ActivationsNeedOneTensorParallelRank) {
-  const std::string m = error_of("train:\n  activations: bf16\nparallel:\n  tp: 2\n");
-  EXPECT_HAS(m, "'train.activations' (bf16) needs 'parallel.tp' 1 (it is 2)");
-  EXPECT_HAS(m, "run.yaml:2");
-}
-
 TEST(ConfigErrors, Bf16ProductsNeedCuda) {
   const std::string m = error_of("train:\n  matmul_precision: bf16\n");
   EXPECT_HAS(m, "'train.matmul_precision' (bf16) needs 'train.device: cuda'");

@@ -171,22 +171,44 @@ TEST(Bf16Model, RecurrentMatchesParallel) {
   }
 }
 
+// Rank 0 of a group of two (the model's), and a group's bf16 sum at `at`; their
+// collectives are not called here.
 struct TwoRanks final : TpComm<float> {
   TpRank where() const override { return {0, 2}; }
-  void all_reduce_sum(float*, int64_t) override {}
-  void all_reduce_maxloc(float*, int32_t*, int64_t) override {}
+  void all_reduce_sum(float*, int64_t) override { ADD_FAILURE() << "all-reduce called"; }
+  void all_reduce_maxloc(float*, int32_t*, int64_t) override { ADD_FAILURE() << "maxloc called"; }
+};
+struct Bf16Group final : TpAllReduce<Bf16> {
+  explicit Bf16Group(TpRank a) : at(a) {}
+  TpRank where() const override { return at; }
+  void all_reduce_sum(Bf16*, int64_t) override { ADD_FAILURE() << "all-reduce called"; }
+  TpRank at;
 };
 
-TEST(Bf16Model, RejectsTensorParallelism) {
+std::string construction_error(TpComm<float>* tp, TpAllReduce<Bf16>* act) {
   kernels::CpuBf16Backend be(16, 1);
-  TwoRanks tp;
   try {
-    Model<float, Bf16> m(config(7), be, {}, &tp);
-    FAIL() << "constructed";
+    Model<float, Bf16> m(config(7), be, {}, tp, act);
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("one tensor-parallel rank"), std::string::npos)
-        << e.what();
+    return e.what();
   }
+  return "constructed";
+}
+
+// Split over tensor-parallel ranks, the model needs the group's bf16 all-reduce, of the
+// same group (tests/trainer/test_tp_model.cpp runs it split).
+TEST(Bf16Model, TensorParallelismNeedsTheGroupsBf16AllReduce) {
+  TwoRanks tp;
+  const std::string none = construction_error(&tp, nullptr);
+  EXPECT_NE(none.find("split over 2 tensor-parallel ranks needs its group's bf16 all-reduce"),
+            std::string::npos)
+      << none;
+  Bf16Group other({1, 2});
+  const std::string wrong = construction_error(&tp, &other);
+  EXPECT_NE(wrong.find("(rank 1 of 2) is not the model's (rank 0 of 2)"), std::string::npos)
+      << wrong;
+  Bf16Group same({0, 2});
+  EXPECT_EQ(construction_error(&tp, &same), "constructed");
 }
 
 }  // namespace

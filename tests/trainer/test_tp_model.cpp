@@ -1,19 +1,23 @@
 // Tensor parallelism in the model (model/tensor_parallel.h): with tp = 2 and tp = 4
 // (4 ranks), each version's loss and the gradient of every parameter, accumulated over
 // two micro-batches, equal those of the whole model on one rank (tp = 1), within 1e-5
-// relative (L2 over each tensor) in fp32; and tp = 2 recomputing its activations
-// (train.recompute: full) equals tp = 2 keeping them.
+// relative (L2 over each tensor) in fp32; tp = 2 recomputing its activations
+// (train.recompute: full) equals tp = 2 keeping them; and with bf16 activations (the
+// blocks' all-reduces in bf16, TpBf16Mpi) tp = 2 and tp = 4 stay as close to the fp32
+// model as the bf16 model on one rank does (tests/model/test_model_bf16.cpp's bounds).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cmath>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/error.h"
 #include "common/mpi_util.h"
 #include "kernels/cpu/backend_cpu.h"
+#include "kernels/cpu/bf16_activations.h"
 #include "model/model.h"
 #include "tests/model/model_test_util.h"
 #include "trainer/tp_comm_mpi.h"
@@ -49,10 +53,16 @@ struct Reference {
   ParamTable table;
 };
 
+// The CPU backend of activations of type A: fp32, or the bf16 reference.
+template <typename A>
+using CpuOf = std::conditional_t<std::is_same_v<A, float>, kernels::CpuBackend<float>,
+                                 kernels::CpuBf16Backend>;
+
+template <typename A = float>
 Reference whole_model(const model::ModelConfig& cfg, const std::vector<int32_t>& idx,
                       const std::vector<int32_t>& tgt, int B, int T) {
-  kernels::CpuBackend<float> be(16, 1);
-  model::Model<float> m(cfg, be);
+  CpuOf<A> be(16, 1);
+  model::Model<float, A> m(cfg, be);
   Reference r;
   r.table = m.table;
   r.params = model::test::random_params<float>(cfg, m.table, 7);
@@ -73,7 +83,9 @@ struct SplitRun {
 };
 
 // The model split over groups of `tp` consecutive world ranks, from the whole model's
-// parameters: the same two micro-batches.
+// parameters: the same two micro-batches. With bf16 activations the blocks' all-reduces
+// are TpBf16Mpi's.
+template <typename A = float>
 SplitRun split_model(const model::ModelConfig& cfg, const Reference& ref,
                      const std::vector<int32_t>& idx, const std::vector<int32_t>& tgt, int B, int T,
                      int tp, bool recompute) {
@@ -83,10 +95,13 @@ SplitRun split_model(const model::ModelConfig& cfg, const Reference& ref,
   SplitRun r;
   {
     trainer::TpCommMpi<float> comm(group);
-    kernels::CpuBackend<float> be(16, 1);
+    trainer::TpBf16Mpi comm_bf16(group);
+    model::TpAllReduce<A>* act = nullptr;
+    if constexpr (!std::is_same_v<A, float>) act = &comm_bf16;
+    CpuOf<A> be(16, 1);
     model::ModelOptions opts;
     opts.recompute = recompute;
-    model::Model<float> m(cfg, be, opts, &comm);
+    model::Model<float, A> m(cfg, be, opts, &comm, act);
     r.table = m.table;
     std::vector<float> local(static_cast<size_t>(m.table.total));
     for (size_t i = 0; i < m.table.params.size(); ++i) {
@@ -103,6 +118,15 @@ SplitRun split_model(const model::ModelConfig& cfg, const Reference& ref,
   }
   MPI_CHECK(MPI_Comm_free(&group));
   return r;
+}
+
+// The whole model's gradients cut to the slabs of `split`'s rank.
+std::vector<float> slabs_of(const Reference& ref, const ParamTable& split) {
+  std::vector<float> out(static_cast<size_t>(split.total));
+  for (size_t i = 0; i < split.params.size(); ++i)
+    split.params[i].slab_from_whole(ref.grads.data() + ref.table.params[i].offset,
+                                    out.data() + split.params[i].offset);
+  return out;
 }
 
 // Runs the model split over groups of `tp` consecutive world ranks and compares with
@@ -155,11 +179,41 @@ void check_tp_recompute(int version) {
         << p.name << " (v" << version << ", TP rank " << rank % 2 << ")";
 }
 
+// bf16 activations split over groups of `tp` ranks against the fp32 model on one rank:
+// the loss within 2e-3 relative and the rank's whole gradient (all its slabs) within 3e-2
+// relative L2, the bounds the bf16 model on one rank meets (test_model_bf16.cpp); the
+// one-rank bf16 model's errors are printed beside them.
+void check_tp_bf16(int version, int tp) {
+  const int rank = comm_rank(MPI_COMM_WORLD);
+  const model::ModelConfig cfg = tp_config(version);
+  const int B = 2, T = 21;
+  const std::vector<int32_t> idx = model::test::random_tokens(B * T, cfg.vocab_size, 11);
+  const std::vector<int32_t> tgt = model::test::random_tokens(B * T, cfg.vocab_size, 12);
+  const Reference fp32 = whole_model(cfg, idx, tgt, B, T);
+  const Reference bf16 = whole_model<kernels::Bf16>(cfg, idx, tgt, B, T);
+  const SplitRun m = split_model<kernels::Bf16>(cfg, fp32, idx, tgt, B, T, tp, false);
+  const std::vector<float> want = slabs_of(fp32, m.table);
+  const double loss_err = std::abs(m.loss - fp32.loss) / std::abs(fp32.loss);
+  const double grad_err = rel_l2(m.grads.data(), want.data(), m.table.total);
+  EXPECT_LE(loss_err, 2e-3) << "v" << version << " tp " << tp;
+  EXPECT_LE(grad_err, 3e-2) << "v" << version << " tp " << tp << ", TP rank " << rank % tp;
+  if (rank == 0) {
+    const std::vector<float> one = slabs_of(bf16, m.table);
+    std::printf(
+        "v%d bf16 tp=%d vs fp32: loss %.2e, gradient %.2e relative L2 (bf16 on one rank: "
+        "%.2e, %.2e)\n",
+        version, tp, loss_err, grad_err, std::abs(bf16.loss - fp32.loss) / std::abs(fp32.loss),
+        rel_l2(one.data(), want.data(), m.table.total));
+  }
+}
+
 class TensorParallelModel : public ::testing::TestWithParam<int> {};
 
 TEST_P(TensorParallelModel, TwoRanksMatchOneRank) { check_tp(GetParam(), 2); }
 TEST_P(TensorParallelModel, FourRanksMatchOneRank) { check_tp(GetParam(), 4); }
 TEST_P(TensorParallelModel, TwoRanksRecomputingMatchKeeping) { check_tp_recompute(GetParam()); }
+TEST_P(TensorParallelModel, Bf16TwoRanksTrackFp32) { check_tp_bf16(GetParam(), 2); }
+TEST_P(TensorParallelModel, Bf16FourRanksTrackFp32) { check_tp_bf16(GetParam(), 4); }
 
 INSTANTIATE_TEST_SUITE_P(Versions, TensorParallelModel, ::testing::Values(4, 5, 6, 7),
                          [](const auto& info) {

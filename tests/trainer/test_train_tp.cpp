@@ -4,11 +4,15 @@
 //   - a run stopped at step 5 with tp = 2 and resumed with tp = 1 (dp = 4) and with
 //     tp = 4 (dp = 1), the same global batch, continues like the uninterrupted tp = 2
 //     run: steps 6-10 and the final parameters within 1e-5 relative; resumed with
-//     tp = 2 again, bitwise.
+//     tp = 2 again, bitwise;
+//   - with bf16 activations (the blocks' all-reduces in bf16), tp = 2 x dp = 2 tracks the
+//     fp32 run on one rank within 2% per step (the bound of one rank's bf16 run,
+//     test_train_loop.cpp), and a run stopped at step 5 resumes at tp = 2 bitwise.
 // Checkpoints are whole tensors whatever tp wrote them, so every run's parameters are
 // read here with the one-rank table.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <sstream>
@@ -93,6 +97,44 @@ TEST(TrainTensorParallel, CheckpointOfTpTwoResumesAtTpOneAndTpFour) {
     std::printf("stopped at tp 2, resumed at %s: final parameters differ by %.3g (relative L2)\n",
                 name, rel);
   }
+}
+
+TEST(TrainTensorParallel, Bf16ActivationsOnTheGridTrackFp32AndResumeExactly) {
+  const fs::path dir = fresh_dir("tp_bf16");
+  const RemoveDir cleanup{dir};
+  const std::string data = make_dataset(dir);
+  const std::vector<std::string> grid = {"train.steps=10", "parallel.tp=2",
+                                         "train.micro_batch_size=2", "train.activations=bf16"};
+  const Config one = tiny_config(data, dir / "one", {"train.steps=10", "train.micro_batch_size=4"});
+  if (world_rank() == 0) run_training(one, MPI_COMM_SELF);
+  const Config full = tiny_config(data, dir / "full", grid);
+  std::string log;
+  const TrainResult a = run_training(full, MPI_COMM_WORLD, {}, &log);
+  if (world_rank() == 0) {
+    EXPECT_NE(log.find("bf16 activations"), std::string::npos) << log;
+  }
+  const Config split = tiny_config(data, dir / "split", grid);
+  const TrainResult b = run_training(split, MPI_COMM_WORLD, [](int64_t step, std::span<float>) {
+    if (step == 5 && world_rank() == 3) std::raise(SIGUSR1);
+  });
+  ASSERT_EQ(b.outcome, TrainOutcome::preempted);
+  ASSERT_EQ(b.step, 5);
+  const TrainResult c = run_training(split, MPI_COMM_WORLD);
+  EXPECT_EQ(c.outcome, TrainOutcome::finished);
+  if (world_rank() != 0) return;
+  const auto l1 = series(dir / "one", "loss"), lg = series(dir / "full", "loss");
+  ASSERT_EQ(l1.size(), 10u);
+  ASSERT_EQ(lg.size(), 10u);
+  double worst = 0;
+  for (size_t i = 0; i < l1.size(); ++i) {
+    EXPECT_NEAR(lg[i], l1[i], 0.02 * l1[i]) << "step " << i + 1;
+    worst = std::max(worst, std::abs(lg[i] - l1[i]) / l1[i]);
+  }
+  EXPECT_EQ(series(dir / "split", "loss"), lg);
+  EXPECT_EQ(params_of(split, c.checkpoint), params_of(full, a.checkpoint))
+      << "stopped and resumed at tp 2 with bf16 activations is not bitwise";
+  std::printf("bf16 activations, tp 2 x dp 2 vs fp32 on one rank: losses within %.2e relative\n",
+              worst);
 }
 
 }  // namespace

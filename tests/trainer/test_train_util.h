@@ -139,16 +139,19 @@ inline int world_rank() {
   return r;
 }
 
-// rwkv::trainer::train on `comm` with its output discarded; hook as TrainOptions::grad_hook.
+// rwkv::trainer::train on `comm`; hook as TrainOptions::grad_hook; the output goes to `log`
+// (null: discarded).
 inline rwkv::trainer::TrainResult run_training(
     const rwkv::Config& cfg, MPI_Comm comm,
-    std::function<void(int64_t, std::span<float>)> hook = {}) {
+    std::function<void(int64_t, std::span<float>)> hook = {}, std::string* log = nullptr) {
   rwkv::trainer::TrainOptions o;
   o.cfg = cfg;
   o.program_version = "rwkv test";
   o.grad_hook = std::move(hook);
   std::ostringstream out;
-  return rwkv::trainer::train(o, comm, out);
+  rwkv::trainer::TrainResult r = rwkv::trainer::train(o, comm, out);
+  if (log) *log = out.str();
+  return r;
 }
 
 // The whole parameters of a checkpoint (read with the one-rank table, whatever tp wrote it).
