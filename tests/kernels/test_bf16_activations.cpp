@@ -2,12 +2,15 @@
 // CPU backend on the same bf16-valued inputs: every bf16 output is the fp32 op's output
 // rounded once, bit for bit; an accumulating gradient is the old value plus the fp32
 // contribution, rounded once; F outputs (statistics, parameter gradients) are the fp32
-// op's exactly. Also the memory ops and the buffer bookkeeping.
+// op's exactly; every op of the interface but the products and WKV, one by one
+// (backend_op_cases.h), and those two in tests of their own here. Also the memory ops and
+// the buffer bookkeeping.
 #include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
 
+#include "backend_op_cases.h"
 #include "bf16_test_util.h"
 #include "common/error.h"
 #include "kernels/cpu/backend_cpu.h"
@@ -214,6 +217,27 @@ TEST(Bf16Activations, MemoryOps) {
   be.free_act(p);
   be.free_act(q);
   be.free(f);
+}
+
+TEST(Bf16Activations, EveryOpIsTheFp32OpRoundedOnce) {
+  const std::vector<test::OpCase> cases = test::backend_op_cases();
+  uint64_t seed = 100;
+  for (const test::OpCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto init = test::initial_values(c, seed++);
+    CpuBackend<float> f32(16, 1);
+    CpuBf16Backend b16(16, 1);
+    const auto want = test::run_op_case(f32, c, init);
+    const auto got = test::run_op_case(b16, c, init);
+    for (size_t i = 0; i < c.bufs.size(); ++i) {
+      const std::string what = c.name + ", buffer " + std::to_string(i);
+      if (c.bufs[i].kind == test::BufKind::act) {
+        expect_rounded_once(what.c_str(), stored_as<Bf16>(got[i]), want[i]);
+      } else if (c.bufs[i].kind == test::BufKind::f) {
+        EXPECT_EQ(got[i], want[i]) << what;
+      }
+    }
+  }
 }
 
 }  // namespace

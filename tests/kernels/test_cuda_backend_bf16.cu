@@ -5,8 +5,9 @@
 // with bf16 outputs (both weight layouts, column slices of wider tensors, accumulate or
 // not; fp32 weight gradients) within 5e-3 relative L2 (cuBLAS and the CPU sum in other
 // orders; each output is rounded once), with the columns outside a slice left untouched.
-// The other ops are the CUDA kernels' bf16 instances, which the model test compares with
-// the reference (tests/model/test_cuda_model.cu, Bf16ActivationsMatchCpuReference).
+// The other ops: test_cuda_backend_ops.cu one by one, the WKV kernels in
+// test_cuda_wkv{4,6,7}.cu, whole steps in tests/model/test_cuda_model.cu
+// (Bf16ActivationsMatchCpuReference).
 #include <gtest/gtest.h>
 
 #include <cmath>
