@@ -26,7 +26,7 @@
 #                                  the chunked WKV kernels, with bf16 activations,
 #                                  and at micro-batch 8 recomputing activations;
 #                                  compute-sanitizer on
-#                                  the small chunked WKV cases; prints a table
+#                                  the small chunked WKV cases and the backend's ops; prints a table
 #   SIDE_BY_SIDE=0 scripts/gpu_check.sh   the same without flash-linear-attention (its
 #                                  autotuning takes ~110 s of the device time), for a
 #                                  second run in a lease that has already measured it
@@ -316,13 +316,14 @@ fi
 
 # compute-sanitizer on the small chunked WKV cases (B 3, T 100; WKV7 at splits 1 and 8,
 # WKV5/6 at 4: the tensor-core tiles and the multiply-add scan; and the bf16 kernels'
-# small cases, chunked and sequential): races in shared memory (racecheck) and accesses
+# small cases, chunked and sequential; last, every other op of the backend in fp32 and
+# bf16, test_cuda_backend_ops): races in shared memory (racecheck) and accesses
 # out of bounds (memcheck) as the GPU runs them, which the CPU emulator of the kernel
 # bodies cannot see. It reaches the GPU on some machines only (the device library's
 # KINDS.md): "did not run" is no failure, errors found are.
 # SANITIZE=0 skips it (~1-3 minutes).
 san_rc=0 san_runs=0
-echo "== compute-sanitizer (small chunked WKV cases)"
+echo "== compute-sanitizer (small chunked WKV cases, the backend's ops)"
 if [[ ${SANITIZE:-1} == 0 ]]; then
   echo "(skipped: SANITIZE=0)"
 elif ! san=$(find_cuda_tool compute-sanitizer); then
@@ -332,7 +333,8 @@ else
              "racecheck test_cuda_wkv6 CudaWkv6.Deterministic" \
              "memcheck test_cuda_wkv7 CudaWkv7.Deterministic" \
              "memcheck test_cuda_wkv7 CudaWkv7.*Bf16IsFp32RoundedOnce" \
-             "memcheck test_cuda_wkv6 CudaWkv6.*Bf16IsFp32RoundedOnce"; do
+             "memcheck test_cuda_wkv6 CudaWkv6.*Bf16IsFp32RoundedOnce" \
+             "memcheck test_cuda_backend_ops CudaBackendOps.*"; do
     read -r tool bin filter <<<"$run"
     enough_time 60 "$tool $filter" || continue
     log="$out/sanitizer_${tool}_${filter//\*/_}.log"
