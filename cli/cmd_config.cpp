@@ -41,10 +41,14 @@ void print_model_size(const Config& c) {
   const int B = static_cast<int>(c.get_int("train.micro_batch_size"));
   const int tp = static_cast<int>(c.get_int("parallel.tp"));
   const bool recompute = trainer::recompute_activations(c);
-  const int64_t bytes = model::Model<float>::activation_bytes(m, model::tp_ranges(m, {0, tp}),
-                                                              recompute, B, m.ctx_len);
+  const bool bf16 = c.get_string("train.activations") == "bf16";
+  const model::TpRanges ranges = model::tp_ranges(m, {0, tp});
+  const int64_t bytes =
+      bf16
+          ? model::Model<float, kernels::Bf16>::activation_bytes(m, ranges, recompute, B, m.ctx_len)
+          : model::Model<float>::activation_bytes(m, ranges, recompute, B, m.ctx_len);
   out << "# activations per rank (micro-batch " << B << " x ctx_len " << m.ctx_len
-      << (tp > 1 ? ", tp " + std::to_string(tp) : "") << ", fp32"
+      << (tp > 1 ? ", tp " + std::to_string(tp) : "") << (bf16 ? ", bf16" : ", fp32")
       << (recompute ? ", recomputed" : "") << "): " << byte_size(static_cast<double>(bytes))
       << "\n";
   std::cout << out.str();
