@@ -68,8 +68,6 @@ void TpCommMpi<F>::all_reduce_sum(F* buf, int64_t n) {
     const int count = static_cast<int>(std::min(kMaxCount, n - at));
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + at, count, mpi_type<F>(), MPI_SUM, comm_));
   }
-  ++calls;
-  payload_bytes += n * static_cast<int64_t>(sizeof(F));
 }
 
 template <typename F>
@@ -86,8 +84,6 @@ void TpCommMpi<F>::all_reduce_maxloc(F* val, int32_t* idx, int64_t n) {
     val[i] = pairs[static_cast<size_t>(i)].val;
     idx[i] = pairs[static_cast<size_t>(i)].idx;
   }
-  ++calls;
-  payload_bytes += n * static_cast<int64_t>(sizeof(ValIdx<F>));
 }
 
 template struct TpCommMpi<float>;
