@@ -33,6 +33,20 @@ float* dev(float* p) { return p; }
 const __nv_bfloat16* dev(const Bf16* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 __nv_bfloat16* dev(Bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
 
+// Bytes of n elements of T.
+template <typename T>
+size_t bytes_of(int64_t n) {
+  return static_cast<size_t>(n) * sizeof(T);
+}
+
+// A copy between host and device memory, finished on return: the host buffer may be
+// reused or read at once.
+void copy_and_wait(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                   cudaStream_t stream) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 }  // namespace
 
 template <typename A>
@@ -109,7 +123,7 @@ void* CudaBackend<A>::scratch(size_t bytes) {
 
 template <typename A>
 F* CudaBackend<A>::alloc(int64_t n) {
-  return static_cast<F*>(alloc_bytes(static_cast<size_t>(n) * sizeof(F)));
+  return static_cast<F*>(alloc_bytes(bytes_of<F>(n)));
 }
 
 template <typename A>
@@ -119,7 +133,7 @@ void CudaBackend<A>::free(F* p) {
 
 template <typename A>
 int32_t* CudaBackend<A>::alloc_ids(int64_t n) {
-  return static_cast<int32_t*>(alloc_bytes(static_cast<size_t>(n) * sizeof(int32_t)));
+  return static_cast<int32_t*>(alloc_bytes(bytes_of<int32_t>(n)));
 }
 
 template <typename A>
@@ -129,39 +143,32 @@ void CudaBackend<A>::free_ids(int32_t* p) {
 
 template <typename A>
 void CudaBackend<A>::zero(F* p, int64_t n) {
-  CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(n) * sizeof(F), stream));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes_of<F>(n), stream));
 }
 
 template <typename A>
 void CudaBackend<A>::copy(F* dst, const F* src, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(F),
-                             cudaMemcpyDeviceToDevice, stream));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes_of<F>(n), cudaMemcpyDeviceToDevice, stream));
 }
 
 template <typename A>
 void CudaBackend<A>::upload(F* dst, const F* host, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, host, static_cast<size_t>(n) * sizeof(F), cudaMemcpyHostToDevice,
-                             stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  copy_and_wait(dst, host, bytes_of<F>(n), cudaMemcpyHostToDevice, stream);
 }
 
 template <typename A>
 void CudaBackend<A>::download(F* host, const F* src, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(F), cudaMemcpyDeviceToHost,
-                             stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  copy_and_wait(host, src, bytes_of<F>(n), cudaMemcpyDeviceToHost, stream);
 }
 
 template <typename A>
 void CudaBackend<A>::upload_ids(int32_t* dst, const int32_t* host, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, host, static_cast<size_t>(n) * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  copy_and_wait(dst, host, bytes_of<int32_t>(n), cudaMemcpyHostToDevice, stream);
 }
 
 template <typename A>
 A* CudaBackend<A>::alloc_act(int64_t n) {
-  return static_cast<A*>(alloc_bytes(static_cast<size_t>(n) * sizeof(A)));
+  return static_cast<A*>(alloc_bytes(bytes_of<A>(n)));
 }
 
 template <typename A>
@@ -171,13 +178,12 @@ void CudaBackend<A>::free_act(A* p) {
 
 template <typename A>
 void CudaBackend<A>::zero_act(A* p, int64_t n) {
-  CUDA_CHECK(cudaMemsetAsync(p, 0, static_cast<size_t>(n) * sizeof(A), stream));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes_of<A>(n), stream));
 }
 
 template <typename A>
 void CudaBackend<A>::copy_act(A* dst, const A* src, int64_t n) {
-  CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(A), cudaMemcpyDeviceToDevice,
-                             stream));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes_of<A>(n), cudaMemcpyDeviceToDevice, stream));
 }
 
 // bf16 goes across as bf16, rounded or widened on the host (kernels/cuda/bf16.h).
@@ -188,9 +194,7 @@ void CudaBackend<A>::upload_act(A* dst, const F* host, int64_t n) {
   } else {
     std::vector<A> rounded(static_cast<size_t>(n));
     for (size_t i = 0; i < rounded.size(); ++i) rounded[i] = cuda::from_float<A>(host[i]);
-    CUDA_CHECK(cudaMemcpyAsync(dst, rounded.data(), rounded.size() * sizeof(A),
-                               cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
+    copy_and_wait(dst, rounded.data(), bytes_of<A>(n), cudaMemcpyHostToDevice, stream);
   }
 }
 
@@ -200,9 +204,7 @@ void CudaBackend<A>::download_act(F* host, const A* src, int64_t n) {
     download(host, src, n);
   } else {
     std::vector<A> stored(static_cast<size_t>(n));
-    CUDA_CHECK(cudaMemcpyAsync(stored.data(), src, stored.size() * sizeof(A),
-                               cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
+    copy_and_wait(stored.data(), src, bytes_of<A>(n), cudaMemcpyDeviceToHost, stream);
     for (size_t i = 0; i < stored.size(); ++i) host[i] = cuda::to_float(stored[i]);
   }
 }
@@ -522,8 +524,7 @@ double CudaBackend<A>::sum_squares(const F* x, int64_t n) {
   auto* total = reinterpret_cast<double*>(s + partial_bytes);
   cuda::sum_squares(total, x, n, s, stream);
   double host = 0;
-  CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  copy_and_wait(&host, total, sizeof(double), cudaMemcpyDeviceToHost, stream);
   return host;
 }
 
