@@ -14,6 +14,7 @@
 // over shows too. Shapes: n = B T = 2 x 37 tokens, C = 192 = 3 heads of 64, a vocabulary
 // slab of 300 columns from 100 (of 500).
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <random>
@@ -23,6 +24,8 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/bf16.h"
+#include "tests/kernels/bf16_test_util.h"
+#include "tests/kernels/wkv_test_util.h"
 
 namespace rwkv::kernels::test {
 
@@ -57,18 +60,14 @@ OpCase op_case(std::string name, std::vector<BufSpec> bufs, Op op) {
 }
 
 // The starting values of every buffer: activations rounded to bf16, ids integers.
-inline std::vector<std::vector<float>> initial_values(const OpCase& c, uint64_t seed) {
-  std::mt19937_64 gen(seed);
+inline std::vector<std::vector<float>> initial_values(const OpCase& c, uint32_t seed) {
+  std::mt19937 rng(seed);
   std::vector<std::vector<float>> out;
   for (const BufSpec& s : c.bufs) {
-    std::uniform_real_distribution<double> u(s.lo, s.hi);
-    std::vector<float> v(static_cast<size_t>(s.n));
-    for (float& e : v) {
-      const double x = u(gen);
-      e = s.kind == BufKind::ids   ? float(int64_t(x))
-          : s.kind == BufKind::act ? cuda::to_float(cuda::from_float<Bf16>(float(x)))
-                                   : float(x);
-    }
+    std::vector<float> v = uniform<float>(static_cast<size_t>(s.n), s.lo, s.hi, rng);
+    if (s.kind == BufKind::act) cuda::test::round_to_bf16(v);
+    if (s.kind == BufKind::ids)
+      for (float& e : v) e = std::floor(e);
     out.push_back(std::move(v));
   }
   return out;

@@ -221,7 +221,7 @@ TEST(Bf16Activations, MemoryOps) {
 
 TEST(Bf16Activations, EveryOpIsTheFp32OpRoundedOnce) {
   const std::vector<test::OpCase> cases = test::backend_op_cases();
-  uint64_t seed = 100;
+  uint32_t seed = 100;
   for (const test::OpCase& c : cases) {
     SCOPED_TRACE(c.name);
     const auto init = test::initial_values(c, seed++);

@@ -27,7 +27,7 @@ constexpr size_t kArenaBytes = size_t{64} << 20;
 
 template <typename A>
 void expect_every_op_matches(Backend<float, A>& gpu, Backend<float, A>& cpu, double tol,
-                             uint64_t seed) {
+                             uint32_t seed) {
   for (const test::OpCase& c : test::backend_op_cases()) {
     const auto init = test::initial_values(c, seed++);
     const auto want = test::run_op_case(cpu, c, init);
