@@ -123,8 +123,8 @@ struct CudaMatmul : ::testing::Test {
     CUBLAS_CHECK(cublasCreate(&handle));
   }
   void TearDown() override {
-    if (handle) cublasDestroy(handle);
-    if (stream) cudaStreamDestroy(stream);
+    if (handle) CUBLAS_CHECK(cublasDestroy(handle));
+    if (stream) CUDA_CHECK(cudaStreamDestroy(stream));
   }
   std::vector<float> get(const DevBuf& d) {
     CUDA_CHECK(cudaStreamSynchronize(stream));
