@@ -70,3 +70,30 @@ function(rwkv_add_cli_test name)
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}" TIMEOUT 120
                        ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
 endfunction()
+
+# The CUDA sources on the CPU (tests/kernels/cuda_emulation/; when RWKV_CUDA_EMULATION).
+# rwkv_to_host(src sub out_var): src rewritten by to_host.py into cuda_emulation/<sub> of
+# the build folder; the result's path in out_var.
+function(rwkv_to_host src sub out_var)
+  set(out ${PROJECT_BINARY_DIR}/cuda_emulation/${sub})
+  set(script ${PROJECT_SOURCE_DIR}/tests/kernels/cuda_emulation/to_host.py)
+  add_custom_command(OUTPUT ${out} COMMAND ${Python3_EXECUTABLE} ${script} ${src} ${out}
+                     DEPENDS ${src} ${script} VERBATIM)
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()
+
+# rwkv_add_emulated_test(target SOURCE src FILTER filter [LIBS ...])  (label unit)
+# The gpu test src (a .cu file) built for the emulated GPU (the library
+# rwkv_kernels_cuda_emulated) as `target`, one ctest entry run with the gtest filter (the
+# cases small enough for the emulation's speed).
+function(rwkv_add_emulated_test target)
+  cmake_parse_arguments(T "" "SOURCE;FILTER" "LIBS" ${ARGN})
+  rwkv_to_host(${T_SOURCE} tests/${target}.cpp out)
+  add_executable(${target} ${out})
+  target_link_libraries(${target} PRIVATE ${T_LIBS} rwkv_kernels_cuda_emulated GTest::gtest
+                                          GTest::gtest_main)
+  target_compile_definitions(${target} PRIVATE
+    RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  add_test(NAME ${target} COMMAND ${target} --gtest_filter=${T_FILTER})
+  set_tests_properties(${target} PROPERTIES LABELS unit TIMEOUT 900)
+endfunction()

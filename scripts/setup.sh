@@ -26,6 +26,8 @@ if [[ "${1:-}" == "--test" ]]; then
   PACKAGES+=(python3 python3-torch python3-h5py python3-numpy)
   # A one-node Slurm for the sbatch tests (scripts/slurm_local.sh).
   PACKAGES+=(slurm-wlm munge)
+  # The fibers that run the CUDA kernels' threads on the CPU (tests/kernels/cuda_emulation/).
+  PACKAGES+=(libboost-context-dev)
 fi
 
 missing=()

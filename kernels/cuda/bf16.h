@@ -73,7 +73,7 @@ RWKV_HD inline void add_to(E& d, float g) {
   d = from_float<E>(to_float(d) + g);
 }
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(RWKV_CUDA_EMULATION)
 // A launcher's __nv_bfloat16 tensor as the kernels' Bf16.
 inline const Bf16* as_bf16(const __nv_bfloat16* p) { return reinterpret_cast<const Bf16*>(p); }
 inline Bf16* as_bf16(__nv_bfloat16* p) { return reinterpret_cast<Bf16*>(p); }

@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 // RWKV_UNROLL: `#pragma unroll` in the device pass (loops over register arrays must
 // unroll for the arrays to stay in registers); nothing for the host compiler.
@@ -68,6 +69,17 @@ struct DeviceBlock {
     __syncthreads();
 #endif
   }
+};
+#elif defined(RWKV_CUDA_EMULATION)
+// The emulated GPU's (tests/kernels/cuda_emulation/emulated_cuda.h): the same members on
+// the fibers that run a block's threads. It leaves the warp checks to the block emulator
+// of tests/kernels/block_emulator.h, which runs the bodies' own tests.
+struct DeviceBlock {
+  int thread() const { return static_cast<int>(threadIdx.x); }
+  int threads() const { return static_cast<int>(blockDim.x); }
+  void sync() const { __syncthreads(); }
+  void warp_collective(const WarpCall&) const {}
+  void warp_access(const std::vector<const float*>&, const std::vector<const float*>&) const {}
 };
 #endif
 

@@ -22,6 +22,9 @@ import sys
 SOURCES = ("kernels", "trainer", "model", "bench", "tests", "cli", "common", "data_pipeline")
 SUFFIXES = {".cu", ".cuh", ".cpp", ".h"}
 CHECKS = ("CUDA_CHECK", "CUBLAS_CHECK", "NCCL_CHECK")
+# A status a test compares with what it expects is checked too.
+EXPECTS = ("EXPECT_EQ", "ASSERT_EQ", "EXPECT_NE", "ASSERT_NE")
+DEATHS = ("EXPECT_DEATH", "ASSERT_DEATH")
 QUERIES = {"cudaGetErrorName", "cudaGetErrorString", "cublasGetStatusString",
            "ncclGetErrorString", "cudaGetLastError"}
 RELEASES = re.compile(r"(Destroy|Free)\w*$|^cudaStreamSynchronize$|^cudaDeviceSynchronize$")
@@ -106,7 +109,7 @@ def problems(text):
         name = m.group(1)
         if name in QUERIES:
             continue
-        if enclosing_call(text, m.start()) in CHECKS:
+        if enclosing_call(text, m.start()) in CHECKS + EXPECTS:
             continue
         before = text[:m.start()].rstrip()
         if re.search(r"\b(cudaError_t|cublasStatus_t|ncclResult_t)\s+\w+\s*=$", before):
@@ -122,7 +125,10 @@ def problems(text):
         while stmt.lstrip().startswith("else") and ">>>" in stmt:
             semi = text.find(";", text.find(stmt, semi + 1) + len(stmt) - 1)
             stmt = next_statement(text, semi + 1)
-        if not re.match(r"\s*CUDA_CHECK_LAUNCH\s*\(\s*\)\s*;", stmt):
+        if enclosing_call(text, m.start()) in DEATHS:
+            continue
+        if not re.match(r"\s*CUDA_CHECK_LAUNCH\s*\(\s*\)\s*;", stmt) and not re.match(
+                r"\s*(EXPECT|ASSERT)_EQ\s*\(\s*cudaGetLastError\s*\(\s*\)", stmt):
             found.append((m.start(), "kernel launch not followed by CUDA_CHECK_LAUNCH()"))
     return found
 
@@ -153,6 +159,8 @@ PLANTED_BAD = [
     "void f() { NCCL_CHECK(ncclGroupStart()); ncclAllReduce(a, b, n, t, o, c, s); }",
     "X::~X() { cudaMemcpy(a, b, 4, k); }",
     "void f() { k<T><<<1, 32>>>(x); }",
+    "void f() { EXPECT_TRUE(cudaFree(p) == cudaSuccess); }",
+    "void f() { k<<<1, 32>>>(x); EXPECT_TRUE(cudaGetLastError() == cudaSuccess); }",
 ]
 PLANTED_GOOD = [
     "void f() { CUDA_CHECK(cudaMemsetAsync(p, 0, 4, s)); }",
@@ -165,6 +173,9 @@ PLANTED_GOOD = [
     "X::~X() { cudaStreamSynchronize(s); cublasDestroy(h); cudaFree(p); }",
     "void f() { // cudaFree(p) in a comment\n throw E(\"cudaMalloc(x) failed\"); }",
     "void f() { NCCL_CHECK(ncclCommInitRank(&c, n, id, r)); }",
+    "void f() { EXPECT_EQ(cudaFuncSetAttribute(k, a, 1), cudaErrorInvalidValue); }",
+    "void f() { k<<<1, 2048>>>(x);\n EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue); }",
+    "void f() { EXPECT_DEATH(k<<<1, 64>>>(d), \"abort\"); }",
     "auto f() { return std::make_unique<A<B<float>>>(n, g); }",
 ]
 
