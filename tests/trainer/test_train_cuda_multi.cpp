@@ -28,8 +28,10 @@ using namespace train_test;
 struct Env {
   fs::path dir = fresh_dir("cuda_multi");
   std::string data = make_dataset(dir);
+  // Known now: the destructor runs at exit, after MPI_Finalize, when MPI may not be asked.
+  bool owner = world_rank() == 0;
   ~Env() {
-    if (world_rank() == 0) fs::remove_all(dir);
+    if (owner) fs::remove_all(dir);
   }
 };
 
@@ -49,6 +51,9 @@ MPI_Comm solo() {  // world rank 0 alone
 
 void compare_with_one_rank(const std::string& name, std::vector<std::string> sets_two,
                            std::vector<std::string> sets_one, double tol = 1e-5) {
+  // solo() splits MPI_COMM_WORLD, a collective: every rank makes it here, before rank 0
+  // alone trains on it (made there, only rank 0 would call the split, and wait forever).
+  const MPI_Comm one_rank = solo();
   const fs::path two = env().dir / (name + "_two"), one = env().dir / (name + "_one");
   const std::vector<std::string> common = {"train.steps=8", "train.device=cuda",
                                            "train.gpu_memory=4"};
@@ -59,7 +64,7 @@ void compare_with_one_rank(const std::string& name, std::vector<std::string> set
       run_training(tiny_config(env().data, two, sets_two), MPI_COMM_WORLD, {}, &log);
   if (world_rank() != 0) return;
   EXPECT_NE(log.find("GPU"), std::string::npos) << log;
-  const TrainResult b = run_training(tiny_config(env().data, one, sets_one), solo());
+  const TrainResult b = run_training(tiny_config(env().data, one, sets_one), one_rank);
   const auto la = losses(two), lb = losses(one);
   ASSERT_EQ(la.size(), lb.size());
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], tol * lb[i]) << "step " << i + 1;

@@ -2,11 +2,14 @@
 // launch, and the runtime, cuBLAS and cub calls on host memory.
 #include "tests/kernels/cuda_emulation/emulated_cuda.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <boost/context/fiber.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -22,7 +25,7 @@ constexpr size_t kDefaultSharedLimit = 48 * 1024;
 constexpr size_t kSharedAlign = 256;
 constexpr int kSharedOptin = 232448;  // an sm_90 block's opt-in limit (227 KiB)
 constexpr int kSmCount = 132;
-constexpr size_t kDeviceMemory = size_t(80) << 30;
+constexpr size_t kDeviceMemory = size_t(16) << 30;  // the emulated card's memory
 
 cudaError_t last_error = cudaSuccess;
 
@@ -220,16 +223,37 @@ uint64_t exchange_in_warp(uint64_t mine, int lane) {
 void* dynamic_shared() { return blk.shared; }
 
 // The runtime. Device memory is host memory, filled with 0xFF bytes as the GPU tests
-// poison their buffers: what a kernel leaves unwritten reads as NaN.
+// poison their buffers: what a kernel leaves unwritten reads as NaN. An allocation over
+// 1 GiB (a trainer's whole arena) is mapped instead, zero pages that take memory only
+// where written, so that a test's arena of a few GiB costs what the test uses.
+namespace {
+constexpr size_t kPoisonedBytes = size_t(1) << 30;
+std::map<void*, size_t> mapped;  // the mapped allocations and their sizes
+}  // namespace
+
 cudaError_t malloc_device(void** p, size_t bytes) {
   if (bytes > kDeviceMemory) return fail(cudaErrorMemoryAllocation);
+  if (bytes > kPoisonedBytes) {
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
+    mapped[m] = bytes;
+    *p = m;
+    return cudaSuccess;
+  }
   *p = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
   if (*p == nullptr) return fail(cudaErrorMemoryAllocation);
   std::memset(*p, 0xFF, bytes);
   return cudaSuccess;
 }
 cudaError_t free_device(void* p) {
-  std::free(p);
+  const auto m = mapped.find(p);
+  if (m == mapped.end()) {
+    std::free(p);
+  } else {
+    munmap(p, m->second);
+    mapped.erase(m);
+  }
   return cudaSuccess;
 }
 cudaError_t memcpy_sync(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
@@ -324,17 +348,32 @@ const char* error_string(cudaError_t e) {
   }
 }
 
+namespace {
+int device_count() {
+  static const int n = [] {
+    const char* env = std::getenv("RWKV_EMULATED_GPUS");
+    return env ? std::max(1, std::atoi(env)) : 1;
+  }();
+  return n;
+}
+int current_device = 0;
+}  // namespace
+
 cudaError_t get_device_count(int* n) {
-  *n = 1;
+  *n = device_count();
   return cudaSuccess;
 }
 cudaError_t get_device(int* d) {
-  *d = 0;
+  *d = current_device;
   return cudaSuccess;
 }
-cudaError_t set_device(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t set_device(int d) {
+  if (d < 0 || d >= device_count()) return fail(cudaErrorInvalidDevice);
+  current_device = d;
+  return cudaSuccess;
+}
 cudaError_t get_device_properties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice);
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof prop->name, "emulated sm_90");
   prop->major = 9;
@@ -347,7 +386,7 @@ cudaError_t get_device_properties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 cudaError_t device_get_attribute(int* value, cudaDeviceAttr attr, int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (device < 0 || device >= device_count()) return fail(cudaErrorInvalidDevice);
   switch (attr) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin:
       *value = kSharedOptin;

@@ -22,11 +22,13 @@
 //
 // What it gives the host code: the CUDA runtime, cuBLAS and NCCL calls the sources make are
 // macros for functions of rwkv::emu working on host memory, synchronously: one emulated
-// sm_90 device ("emulated sm_90", 132 SMs, 227 KiB of opt-in shared memory per block),
+// sm_90 device ("emulated sm_90", 16 GiB, 132 SMs, 227 KiB of opt-in shared memory per
+// block; an allocation over 1 GiB is lazily zeroed pages, not poisoned),
 // streams and events that order nothing (every call completes before it returns), cuBLAS's
 // GemmEx computed in double from its fp32 or bf16 operands and rounded once to its output
 // type (with CUBLAS_COMPUTE_32F_FAST_16BF the fp32 operands rounded to bf16 first), cub's
-// radix sort of pairs as a stable sort on the key bits. NCCL's collectives are not there.
+// radix sort of pairs as a stable sort on the key bits; NCCL's all-reduce over MPI between
+// processes (emulated_nccl.cpp). The number of GPUs is RWKV_EMULATED_GPUS (default 1).
 //
 // What it cannot show: the GPU's memory model beyond the barriers (between two barriers a
 // thread runs alone, so two threads writing one element, or a lane reading another lane's
@@ -165,9 +167,15 @@ cublasStatus_t blas_gemm_ex(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             void* c, cudaDataType c_type, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo);
 
-// NCCL: only what the kernels' sources name (versions, error strings).
+// NCCL: versions and error strings here; the collectives the trainer calls over MPI in
+// emulated_nccl.cpp (linked by the trainer's emulated build only).
 ncclResult_t nccl_get_version(int* v);
 const char* nccl_error_string(ncclResult_t r);
+ncclResult_t nccl_get_unique_id(ncclUniqueId* id);
+ncclResult_t nccl_comm_init_rank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank);
+ncclResult_t nccl_comm_destroy(ncclComm_t comm);
+ncclResult_t nccl_all_reduce(const void* send, void* recv, size_t count, ncclDataType_t type,
+                             ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream);
 
 // cub's radix sort of (key, value) pairs: a stable sort on bits [begin_bit, end_bit).
 void sort_pairs(const void* keys_in, void* keys_out, const void* values_in, void* values_out, int n,
@@ -285,3 +293,11 @@ struct DeviceRadixSort {
 #define ncclGetVersion ::rwkv::emu::nccl_get_version
 #undef ncclGetErrorString
 #define ncclGetErrorString ::rwkv::emu::nccl_error_string
+#undef ncclGetUniqueId
+#define ncclGetUniqueId ::rwkv::emu::nccl_get_unique_id
+#undef ncclCommInitRank
+#define ncclCommInitRank ::rwkv::emu::nccl_comm_init_rank
+#undef ncclCommDestroy
+#define ncclCommDestroy ::rwkv::emu::nccl_comm_destroy
+#undef ncclAllReduce
+#define ncclAllReduce ::rwkv::emu::nccl_all_reduce
