@@ -4,13 +4,15 @@
 // MPI_Allreduce on them. A communicator is an MPI communicator split from MPI_COMM_WORLD by
 // its unique id, so every world rank must create its communicators at the same points (as
 // the trainer's grid does: each rank its TP group's, then its DP group's). ncclBfloat16
-// sums add each pair in fp32 and round once (a ring's every step rounds as well).
+// sums are the trainer's bf16 sum over MPI (TpBf16Mpi: each pair added in fp32 and rounded
+// once, as a ring's every step rounds).
 #include <mpi.h>
 
 #include <cstring>
+#include <memory>
 
-#include "kernels/cuda/bf16.h"
 #include "tests/kernels/cuda_emulation/emulated_cuda.h"
+#include "trainer/tp_comm_mpi.h"
 
 namespace rwkv::emu {
 
@@ -18,19 +20,13 @@ namespace {
 
 struct Comm {
   MPI_Comm mpi;
+  std::unique_ptr<trainer::TpBf16Mpi> bf16;
 };
 
 // The id's first bytes: the creating world rank and its count of ids so far.
 struct IdTag {
   int rank, serial;
 };
-
-void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
-  const auto* a = static_cast<const cuda::Bf16*>(in);
-  auto* b = static_cast<cuda::Bf16*>(inout);
-  for (int i = 0; i < *len; ++i)
-    b[i] = cuda::from_float<cuda::Bf16>(cuda::to_float(a[i]) + cuda::to_float(b[i]));
-}
 
 }  // namespace
 
@@ -53,12 +49,13 @@ ncclResult_t nccl_comm_init_rank(ncclComm_t* comm, int nranks, ncclUniqueId id, 
   MPI_Comm_size(c, &size);
   MPI_Comm_rank(c, &me);
   if (size != nranks || me != rank) return ncclInvalidUsage;
-  *comm = reinterpret_cast<ncclComm_t>(new Comm{c});
+  *comm = reinterpret_cast<ncclComm_t>(new Comm{c, std::make_unique<trainer::TpBf16Mpi>(c)});
   return ncclSuccess;
 }
 
 ncclResult_t nccl_comm_destroy(ncclComm_t comm) {
   auto* c = reinterpret_cast<Comm*>(comm);
+  c->bf16.reset();
   MPI_Comm_free(&c->mpi);
   delete c;
   return ncclSuccess;
@@ -66,11 +63,14 @@ ncclResult_t nccl_comm_destroy(ncclComm_t comm) {
 
 ncclResult_t nccl_all_reduce(const void* send, void* recv, size_t count, ncclDataType_t type,
                              ncclRedOp_t op, ncclComm_t comm, cudaStream_t) {
-  static MPI_Op bf16_add = [] {
-    MPI_Op o;
-    MPI_Op_create(&bf16_sum, 1, &o);
-    return o;
-  }();
+  Comm& c = *reinterpret_cast<Comm*>(comm);
+  if (count > size_t(INT32_MAX)) return ncclInvalidArgument;
+  if (type == ncclBfloat16) {
+    if (op != ncclSum) return ncclInvalidArgument;
+    if (send != recv) std::memcpy(recv, send, count * sizeof(cuda::Bf16));
+    c.bf16->all_reduce_sum(static_cast<cuda::Bf16*>(recv), int64_t(count));
+    return ncclSuccess;
+  }
   MPI_Datatype t;
   MPI_Op o;
   switch (type) {
@@ -80,15 +80,12 @@ ncclResult_t nccl_all_reduce(const void* send, void* recv, size_t count, ncclDat
     case ncclInt32:
       t = MPI_INT32_T;
       break;
-    case ncclBfloat16:
-      t = MPI_UINT16_T;
-      break;
     default:
       return ncclInvalidArgument;
   }
   switch (op) {
     case ncclSum:
-      o = type == ncclBfloat16 ? bf16_add : MPI_SUM;
+      o = MPI_SUM;
       break;
     case ncclMax:
       o = MPI_MAX;
@@ -99,10 +96,7 @@ ncclResult_t nccl_all_reduce(const void* send, void* recv, size_t count, ncclDat
     default:
       return ncclInvalidArgument;
   }
-  if ((op != ncclSum && type == ncclBfloat16) || count > size_t(INT32_MAX))
-    return ncclInvalidArgument;
-  const int rc = MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o,
-                               reinterpret_cast<Comm*>(comm)->mpi);
+  const int rc = MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, c.mpi);
   return rc == MPI_SUCCESS ? ncclSuccess : ncclSystemError;
 }
 
