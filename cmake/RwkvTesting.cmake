@@ -27,19 +27,19 @@ function(rwkv_add_test name)
     PROPERTIES LABELS "${T_LABELS}")
 endfunction()
 
-# rwkv_add_mpi_test(name NP n SOURCES ... LIBS ... [LABELS ...])  (label mpi, plus LABELS)
-# The executable runs under `mpiexec -n NP --oversubscribe`; the main is the
-# project's MPI-aware gtest main (tests/mpi_gtest_main.cpp), which makes every rank
-# agree on the verdict.
+# rwkv_add_mpi_test(name NP n SOURCES ... LIBS ... [LABELS ...] [ARGS ...])
+# (label mpi, plus LABELS) The executable runs under `mpiexec -n NP --oversubscribe`, with
+# ARGS; the main is the project's MPI-aware gtest main (tests/mpi_gtest_main.cpp), which
+# makes every rank agree on the verdict.
 function(rwkv_add_mpi_test name)
-  cmake_parse_arguments(T "" "NP" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "NP" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
   add_executable(${name} ${T_SOURCES} ${PROJECT_SOURCE_DIR}/tests/mpi_gtest_main.cpp)
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest MPI::MPI_CXX rwkv_warnings)
   target_compile_definitions(${name} PRIVATE
     RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
   add_test(NAME ${name}
     COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_NP} --oversubscribe
-            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS})
+            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS} ${T_ARGS})
   set(labels mpi ${T_LABELS})
   set_tests_properties(${name} PROPERTIES LABELS "${labels}" TIMEOUT 300
                        ENVIRONMENT "${RWKV_MPI_TEST_ENV}")
