@@ -179,28 +179,26 @@ TEST(EmulatedCuda, GemmExIsTheColumnMajorProduct) {
       const auto b_at = [&](int p, int j) {
         return tb ? b[size_t(p * n + j)] : b[size_t(j * k + p)];
       };
+      const auto want = [&](int i, int j) {
+        double sum = 0;
+        for (int p = 0; p < k; ++p) sum += double(a_at(i, p)) * b_at(p, j);
+        return sum;
+      };
       std::vector<float> c(size_t(m * n), NAN);
-      const float one = 1.f, zero = 0.f;
-      CUBLAS_CHECK(cublasGemmEx(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                m, n, k, &one, a.data(), CUDA_R_32F, ta ? k : m, b.data(),
-                                CUDA_R_32F, tb ? n : k, &zero, c.data(), CUDA_R_32F, m,
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      const auto gemm = [&](float beta) {
+        const float one = 1.f;
+        CUBLAS_CHECK(cublasGemmEx(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                  m, n, k, &one, a.data(), CUDA_R_32F, ta ? k : m, b.data(),
+                                  CUDA_R_32F, tb ? n : k, &beta, c.data(), CUDA_R_32F, m,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      };
+      gemm(0.f);  // C holds NaN: beta 0 must not read it
       for (int i = 0; i < m; ++i)
-        for (int j = 0; j < n; ++j) {
-          double want = 0;
-          for (int p = 0; p < k; ++p) want += double(a_at(i, p)) * b_at(p, j);
-          EXPECT_NEAR(c[size_t(j * m + i)], want, 1e-6) << ta << tb << i << j;
-        }
-      CUBLAS_CHECK(cublasGemmEx(h, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                m, n, k, &one, a.data(), CUDA_R_32F, ta ? k : m, b.data(),
-                                CUDA_R_32F, tb ? n : k, &one, c.data(), CUDA_R_32F, m,
-                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        for (int j = 0; j < n; ++j)
+          EXPECT_NEAR(c[size_t(j * m + i)], want(i, j), 1e-6) << ta << tb << i << j;
+      gemm(1.f);
       for (int i = 0; i < m; ++i)
-        for (int j = 0; j < n; ++j) {
-          double want = 0;
-          for (int p = 0; p < k; ++p) want += double(a_at(i, p)) * b_at(p, j);
-          EXPECT_NEAR(c[size_t(j * m + i)], 2 * want, 2e-6);
-        }
+        for (int j = 0; j < n; ++j) EXPECT_NEAR(c[size_t(j * m + i)], 2 * want(i, j), 2e-6);
     }
   std::vector<__nv_bfloat16> ab(a.size()), bb(b.size()), cb(size_t(m * n));
   for (size_t i = 0; i < a.size(); ++i) ab[i] = __float2bfloat16(a[i]);
