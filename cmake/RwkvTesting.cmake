@@ -82,16 +82,22 @@ function(rwkv_to_host src sub out_var)
   set(${out_var} ${out} PARENT_SCOPE)
 endfunction()
 
-# rwkv_add_emulated_test(target SOURCE src FILTER filter [LIBS ...])  (label unit)
+# rwkv_add_emulated_test(target SOURCE src FILTER filter [RACES] [LIBS ...])  (label unit)
 # The gpu test src (a .cu file) built for the emulated GPU (the library
 # rwkv_kernels_cuda_emulated) as `target`, one ctest entry run with the gtest filter (the
-# cases small enough for the emulation's speed).
+# cases small enough for the emulation's speed). RACES: under ThreadSanitizer
+# (rwkv_kernels_cuda_emulated_races; the test fails at a data race between two emulated
+# threads of a block).
 function(rwkv_add_emulated_test target)
-  cmake_parse_arguments(T "" "SOURCE;FILTER" "LIBS" ${ARGN})
+  cmake_parse_arguments(T "RACES" "SOURCE;FILTER" "LIBS" ${ARGN})
   rwkv_to_host(${T_SOURCE} tests/${target}.cpp out)
   add_executable(${target} ${out})
-  target_link_libraries(${target} PRIVATE ${T_LIBS} rwkv_kernels_cuda_emulated GTest::gtest
-                                          GTest::gtest_main)
+  if(T_RACES)
+    set(kernels rwkv_kernels_cuda_emulated_races)
+  else()
+    set(kernels rwkv_kernels_cuda_emulated)
+  endif()
+  target_link_libraries(${target} PRIVATE ${T_LIBS} ${kernels} GTest::gtest GTest::gtest_main)
   target_compile_definitions(${target} PRIVATE
     RWKV_SOURCE_DIR="${PROJECT_SOURCE_DIR}" RWKV_BINARY_DIR="${PROJECT_BINARY_DIR}")
   add_test(NAME ${target} COMMAND ${target} --gtest_filter=${T_FILTER})

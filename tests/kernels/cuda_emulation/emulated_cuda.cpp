@@ -14,6 +14,13 @@
 #include <random>
 #include <vector>
 
+#include "tests/kernels/cuda_emulation/emulated_races.h"
+
+#if defined(RWKV_EMULATED_RACES)
+// A race ends the test at its first report (TSan's default prints it and goes on).
+extern "C" const char* __tsan_default_options() { return "halt_on_error=1"; }
+#endif
+
 namespace rwkv::emu {
 
 namespace {
@@ -66,6 +73,8 @@ struct Block {
   size_t shared_capacity = 0;
   const std::function<void()>* body = nullptr;
   int current = -1;
+  // How many times each barrier has opened: the block's, then each warp's.
+  unsigned opened[1 + kMaxThreads / kWarp] = {};
 };
 
 Block blk;
@@ -73,10 +82,16 @@ Block blk;
 // (cudaFuncAttributeMaxDynamicSharedMemorySize).
 size_t dynamic_limit = kDefaultSharedLimit;
 
-void yield(State s) {
+// The calling thread waits at the block's barrier (at_block) or its warp's (at_warp);
+// `orders_memory`: a barrier (__syncthreads, __syncwarp), not a shuffle's exchange.
+void wait(State s, bool orders_memory) {
   Fiber& f = blk.fibers[size_t(blk.current)];
   f.state = s;
+  const int scope = s == State::at_block ? 0 : 1 + blk.current / kWarp;
+  void* sync = orders_memory ? races::arrive(scope, blk.opened[scope]) : nullptr;
+  races::leave();
   f.scheduler = std::move(f.scheduler).resume();
+  races::depart(sync);
 }
 
 [[noreturn]] void deadlock(int n) {
@@ -110,8 +125,11 @@ void run_block(int n) {
     f.self = ctx::fiber(std::allocator_arg, ReusedStack{f.stack}, [t](ctx::fiber&& scheduler) {
       Fiber& me = blk.fibers[size_t(t)];
       me.scheduler = std::move(scheduler);
+      races::thread_begin(t, blockIdx.x, blockIdx.y, blockIdx.z);
       (*blk.body)();
+      races::thread_end();
       me.state = State::done;
+      races::leave();
       return std::move(me.scheduler);
     });
   }
@@ -125,6 +143,7 @@ void run_block(int n) {
       if (f.state != State::run) continue;
       blk.current = t;
       threadIdx = f.tid;
+      races::enter(t);
       f.self = std::move(f.self).resume();
     }
     int alive = 0, at_block = 0;
@@ -138,6 +157,7 @@ void run_block(int n) {
       for (int t = 0; t < n; ++t)
         if (blk.fibers[size_t(t)].state == State::at_block)
           blk.fibers[size_t(t)].state = State::run;
+      ++blk.opened[0];
       opened = true;
     } else {
       for (int w0 = 0; w0 < n; w0 += kWarp) {
@@ -151,6 +171,7 @@ void run_block(int n) {
         for (int t = w0; t < w1; ++t)
           if (blk.fibers[size_t(t)].state == State::at_warp)
             blk.fibers[size_t(t)].state = State::run;
+        ++blk.opened[1 + w0 / kWarp];
         opened = true;
       }
     }
@@ -194,17 +215,20 @@ void run_grid(const LaunchConfig& cfg, const std::function<void()>& body) {
   std::vector<int64_t> order(static_cast<size_t>(blocks));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937(unsigned(blocks)));
+  races::grid_begin();
   for (int64_t b : order) {
     blockIdx = {unsigned(b % cfg.grid.x), unsigned(b / cfg.grid.x % cfg.grid.y),
                 unsigned(b / (int64_t(cfg.grid.x) * cfg.grid.y))};
     std::memset(blk.shared, 0xFF, cfg.smem);
+    races::block_begin(races::tracks(b, blocks));
     run_block(n);
+    races::block_end();
   }
   blk.current = -1;
 }
 
-void sync_block() { yield(State::at_block); }
-void sync_warp() { yield(State::at_warp); }
+void sync_block() { wait(State::at_block, true); }
+void sync_warp() { wait(State::at_warp, true); }
 
 int lane_id() { return linear_thread() % kWarp; }
 
@@ -212,11 +236,11 @@ uint64_t exchange_in_warp(uint64_t mine, int lane) {
   const int t = linear_thread();
   const int w0 = t - t % kWarp;
   blk.slots[size_t(t)] = mine;
-  sync_warp();
+  wait(State::at_warp, false);
   const int from = w0 + lane;
   const uint64_t got =
       lane >= 0 && lane < kWarp && size_t(from) < blk.slots.size() ? blk.slots[size_t(from)] : mine;
-  sync_warp();  // every lane has read before any lane's next value lands
+  wait(State::at_warp, false);  // every lane has read before any lane's next value lands
   return got;
 }
 

@@ -30,12 +30,18 @@
 // radix sort of pairs as a stable sort on the key bits; NCCL's all-reduce over MPI between
 // processes (emulated_nccl.cpp). The number of GPUs is RWKV_EMULATED_GPUS (default 1).
 //
-// What it cannot show: the GPU's memory model beyond the barriers (between two barriers a
-// thread runs alone, so two threads writing one element, or a lane reading another lane's
-// value without a shuffle or __syncwarp, may pass here), static shared memory left by the
-// block before (not re-poisoned), speed and resources (registers, occupancy), the tensor
-// cores (kernels/cuda/warp_tile.h's host arithmetic runs instead, with its alignment
-// checks), and the device's own rounding of its math functions.
+// Races (emulated_races.h): built with RWKV_EMULATED_RACES, the kernels and their tests
+// under ThreadSanitizer, every thread is a TSan fiber and only the barriers order them, so
+// two threads of a block touching one element (one writing) without a barrier between are
+// reported, whatever order they ran in (in the first and the last block of each grid).
+//
+// What it cannot show: races between the blocks of a grid (they run one after the other),
+// a tensor-core tile's result read back by lane 0 without a __syncwarp (lane 0 computes
+// the whole tile here; tests/kernels/block_emulator.h checks every lane for the chunked
+// WKV bodies), static shared memory left by the block before (not re-poisoned), speed and
+// resources (registers, occupancy), the tensor cores (kernels/cuda/warp_tile.h's host
+// arithmetic runs instead, with its alignment checks), and the device's own rounding of
+// its math functions.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

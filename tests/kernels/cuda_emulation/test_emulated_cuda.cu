@@ -1,6 +1,8 @@
 // The emulated GPU itself (emulated_cuda.h): barriers, warp shuffles, shared memory, the
-// launch checks, poisoned allocations, cuBLAS's GemmEx and cub's sort. Compiled only through
-// to_host.py (label unit), never by nvcc: on a GPU these would test the GPU.
+// launch checks, poisoned allocations, cuBLAS's GemmEx and cub's sort; built twice, the
+// second time under ThreadSanitizer (RWKV_EMULATED_RACES, emulated_races.h), where an
+// unordered access must be reported as a race. Compiled only through to_host.py (label
+// unit), never by nvcc: on a GPU these would test the GPU.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -15,6 +17,10 @@
 #include "kernels/cuda/cuda_check.h"
 
 namespace {
+
+// Death tests run the test again in a new process rather than in a fork: a forked child
+// does not keep ThreadSanitizer's fibers (the emulated threads) in a usable state.
+void death_tests_in_new_process() { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 
 // Each thread writes its index, then (after the barrier, when `barrier`) reads its right
 // neighbour's: without the barrier some reads come before the neighbour's write.
@@ -39,11 +45,16 @@ std::vector<int> run_neighbours(bool barrier, int blocks, int threads) {
 }
 
 TEST(EmulatedCuda, BarrierOrdersSharedMemory) {
+  death_tests_in_new_process();
   const int blocks = 3, threads = 256;
   const std::vector<int> with = run_neighbours(true, blocks, threads);
   for (int b = 0; b < blocks; ++b)
     for (int t = 0; t < threads; ++t)
       ASSERT_EQ(with[size_t(b * threads + t)], (t + 1) % threads + 1000 * b) << b << " " << t;
+#if defined(RWKV_EMULATED_RACES)
+  // Without the barrier, TSan reports the first read of a neighbour's element.
+  EXPECT_DEATH(run_neighbours(false, blocks, threads), "ThreadSanitizer: data race");
+#else
   // Without the barrier, a good share of the reads miss their neighbour's write.
   const std::vector<int> without = run_neighbours(false, blocks, threads);
   int wrong = 0;
@@ -51,7 +62,60 @@ TEST(EmulatedCuda, BarrierOrdersSharedMemory) {
     for (int t = 0; t < threads; ++t)
       wrong += without[size_t(b * threads + t)] != (t + 1) % threads + 1000 * b;
   EXPECT_GT(wrong, blocks * threads / 8);
+#endif
 }
+
+#if defined(RWKV_EMULATED_RACES)
+// What orders a lane's write of shared memory before another lane's read of it.
+enum class Order { block_barrier, warp_barrier, shuffle, none };
+
+// Each thread writes its index, then reads the next lane's of its warp.
+__global__ void lane_neighbour_kernel(int* out, Order order) {
+  __shared__ int sh[64];
+  const int t = int(threadIdx.x);
+  sh[t] = t;
+  if (order == Order::block_barrier) __syncthreads();
+  if (order == Order::warp_barrier) __syncwarp();
+  if (order == Order::shuffle) out[t] = __shfl_xor_sync(0xffffffffu, t, 1);
+  out[t] = sh[t / 32 * 32 + (t + 1) % 32];
+}
+
+std::vector<int> run_lane_neighbours(Order order) {
+  int* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(int)));
+  lane_neighbour_kernel<<<1, 64>>>(d, order);
+  CUDA_CHECK_LAUNCH();
+  std::vector<int> h(64);
+  CUDA_CHECK(cudaMemcpy(h.data(), d, 64 * sizeof(int), cudaMemcpyDeviceToHost));
+  CUDA_CHECK(cudaFree(d));
+  return h;
+}
+
+// Both barriers order memory; a shuffle (which exchanges values, not memory) does not.
+TEST(EmulatedCudaRaces, BarriersOrderMemoryShufflesDoNot) {
+  death_tests_in_new_process();
+  for (const Order order : {Order::block_barrier, Order::warp_barrier}) {
+    const std::vector<int> h = run_lane_neighbours(order);
+    for (int t = 0; t < 64; ++t) EXPECT_EQ(h[size_t(t)], t / 32 * 32 + (t + 1) % 32) << t;
+  }
+  EXPECT_DEATH(run_lane_neighbours(Order::shuffle), "ThreadSanitizer: data race");
+  EXPECT_DEATH(run_lane_neighbours(Order::none), "ThreadSanitizer: data race");
+}
+
+// Every thread writes one element: a race even though they all write the same value, which
+// the shuffled order alone cannot show.
+__global__ void same_element_kernel(int* out) { out[0] = 1; }
+
+TEST(EmulatedCudaRaces, ThreadsWritingOneElementRace) {
+  death_tests_in_new_process();
+  int* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
+  same_element_kernel<<<1, 1>>>(d);
+  CUDA_CHECK_LAUNCH();
+  EXPECT_DEATH(same_element_kernel<<<1, 2>>>(d), "ThreadSanitizer: data race");
+  CUDA_CHECK(cudaFree(d));
+}
+#endif
 
 // The sum over each warp's lanes by a butterfly of shuffles; a partial last warp too.
 __global__ void warp_sum_kernel(float* out) {
@@ -128,6 +192,7 @@ __global__ void half_barrier_kernel(int* out) {
 }
 
 TEST(EmulatedCuda, ThreadsThatReturnDoNotHoldTheBarrierButSplitBarriersAbort) {
+  death_tests_in_new_process();
   int* d = nullptr;
   CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(int)));
   // As on sm_70 and later: a thread that has returned is not waited for.
