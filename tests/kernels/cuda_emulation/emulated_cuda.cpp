@@ -2,7 +2,9 @@
 // launch, and the runtime, cuBLAS and cub calls on host memory.
 #include "tests/kernels/cuda_emulation/emulated_cuda.h"
 
+#include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/context/fiber.hpp>
@@ -247,37 +249,104 @@ uint64_t exchange_in_warp(uint64_t mine, int lane) {
 void* dynamic_shared() { return blk.shared; }
 
 // The runtime. Device memory is host memory, filled with 0xFF bytes as the GPU tests
-// poison their buffers: what a kernel leaves unwritten reads as NaN. An allocation over
-// 1 GiB (a trainer's whole arena) is mapped instead, zero pages that take memory only
-// where written, so that a test's arena of a few GiB costs what the test uses.
+// poison their buffers: what a kernel leaves unwritten reads as NaN (an allocation over
+// 1 GiB, a trainer's whole arena, is left as zero pages, which take memory only where
+// written). Each allocation is mapped on its own between two pages that cannot be touched,
+// ending (rounded up to 256 bytes, as cudaMalloc aligns) just before the second: a kernel
+// or a copy that reaches past its end, or before the page it starts in, stops the program
+// naming the allocation, as compute-sanitizer's memcheck reports it on a GPU; the at most
+// 255 bytes between the end and that page (poisoned) are checked when it is freed.
 namespace {
 constexpr size_t kPoisonedBytes = size_t(1) << 30;
-std::map<void*, size_t> mapped;  // the mapped allocations and their sizes
+constexpr size_t kPage = 4096;
+
+struct Allocation {
+  char* base;     // the mapping, first guard page included
+  size_t mapped;  // its bytes, both guard pages included
+  size_t bytes;   // what was asked for
+};
+std::map<uintptr_t, Allocation> allocations;  // by the address handed out
+
+// The allocation one of whose guard pages holds `at`.
+const std::pair<const uintptr_t, Allocation>* guarded(uintptr_t at) {
+  for (const auto& entry : allocations) {
+    const uintptr_t base = uintptr_t(entry.second.base), end = base + entry.second.mapped;
+    if ((at >= base && at < base + kPage) || (at >= end - kPage && at < end)) return &entry;
+  }
+  return nullptr;
+}
+
+void on_fault(int sig, siginfo_t* info, void*) {
+  const auto* a = guarded(uintptr_t(info->si_addr));
+  if (a == nullptr) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  char msg[256];
+  const int n = std::snprintf(
+      msg, sizeof msg,
+      "emulated CUDA: an access at byte %lld of a device allocation of %zu bytes at %p, "
+      "outside it\n",
+      static_cast<long long>(int64_t(uintptr_t(info->si_addr)) - int64_t(a->first)),
+      a->second.bytes, reinterpret_cast<void*>(a->first));
+  if (n > 0) (void)!write(2, msg, size_t(std::min(n, int(sizeof msg) - 1)));
+  std::abort();
+}
+
+void catch_faults() {
+  static const bool installed = [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSEGV, &sa, nullptr) == 0;
+  }();
+  (void)installed;
+}
 }  // namespace
 
 cudaError_t malloc_device(void** p, size_t bytes) {
   if (bytes > kDeviceMemory) return fail(cudaErrorMemoryAllocation);
-  if (bytes > kPoisonedBytes) {
-    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
-    mapped[m] = bytes;
-    *p = m;
-    return cudaSuccess;
+  catch_faults();
+  const size_t tail = std::max<size_t>(256, (bytes + 255) / 256 * 256);
+  const size_t data = (tail + kPage - 1) / kPage * kPage;
+  const size_t mapped = data + 2 * kPage;
+  void* m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation);
+  char* base = static_cast<char*>(m);
+  if (mprotect(base, kPage, PROT_NONE) != 0 ||
+      mprotect(base + kPage + data, kPage, PROT_NONE) != 0) {
+    munmap(m, mapped);
+    return fail(cudaErrorMemoryAllocation);
   }
-  *p = std::aligned_alloc(256, std::max<size_t>(256, (bytes + 255) / 256 * 256));
-  if (*p == nullptr) return fail(cudaErrorMemoryAllocation);
-  std::memset(*p, 0xFF, bytes);
+  char* user = base + kPage + data - tail;
+  if (bytes <= kPoisonedBytes)
+    std::memset(user, 0xFF, tail);
+  else
+    std::memset(user + bytes, 0xFF, tail - bytes);
+  allocations[uintptr_t(user)] = {base, mapped, bytes};
+  *p = user;
   return cudaSuccess;
 }
 cudaError_t free_device(void* p) {
-  const auto m = mapped.find(p);
-  if (m == mapped.end()) {
-    std::free(p);
-  } else {
-    munmap(p, m->second);
-    mapped.erase(m);
-  }
+  if (p == nullptr) return cudaSuccess;
+  const auto a = allocations.find(uintptr_t(p));
+  if (a == allocations.end()) return fail(cudaErrorInvalidValue);
+  const Allocation& al = a->second;
+  const unsigned char* end = static_cast<const unsigned char*>(p) + al.bytes;
+  const unsigned char* page = reinterpret_cast<const unsigned char*>(al.base) + al.mapped - kPage;
+  for (const unsigned char* q = end; q < page; ++q)
+    if (*q != 0xFF) {
+      std::fprintf(stderr,
+                   "emulated CUDA: a device allocation of %zu bytes at %p was written past its "
+                   "end (byte %lld after it changed)\n",
+                   al.bytes, p, static_cast<long long>(q - end));
+      std::abort();
+    }
+  munmap(al.base, al.mapped);
+  allocations.erase(a);
   return cudaSuccess;
 }
 cudaError_t memcpy_sync(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {

@@ -23,7 +23,9 @@
 // What it gives the host code: the CUDA runtime, cuBLAS and NCCL calls the sources make are
 // macros for functions of rwkv::emu working on host memory, synchronously: one emulated
 // sm_90 device ("emulated sm_90", 16 GiB, 132 SMs, 227 KiB of opt-in shared memory per
-// block; an allocation over 1 GiB is lazily zeroed pages, not poisoned),
+// block; an allocation over 1 GiB is lazily zeroed pages, not poisoned; every allocation
+// ends at a page that cannot be touched, so that an access past its end stops the program
+// naming it, as compute-sanitizer's memcheck would),
 // streams and events that order nothing (every call completes before it returns), cuBLAS's
 // GemmEx computed in double from its fp32 or bf16 operands and rounded once to its output
 // type (with CUBLAS_COMPUTE_32F_FAST_16BF the fp32 operands rounded to bf16 first), cub's
@@ -72,10 +74,11 @@ inline dim3 gridDim;
 
 namespace rwkv::emu {
 
+// A launch's configuration but its stream (streams order nothing here: every launch has
+// run when it returns).
 struct LaunchConfig {
   dim3 grid, block;
   size_t smem = 0;
-  cudaStream_t stream = nullptr;
 };
 
 // Runs thread_body once for every thread of every block of the grid (threadIdx, blockIdx,
@@ -102,8 +105,8 @@ struct Launch {
   }
 };
 
-inline Launch launch(dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) {
-  return {{grid, block, smem, stream}};
+inline Launch launch(dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = nullptr) {
+  return {{grid, block, smem}};
 }
 
 template <typename T>

@@ -224,6 +224,37 @@ TEST(EmulatedCuda, AllocationsArePoisonedWithNaN) {
   CUDA_CHECK(cudaFree(b));
 }
 
+__global__ void write_at_kernel(float* p, int i) { p[i] = 1.f; }
+
+// A kernel reaching past either end of its buffer stops at a guard page, naming the
+// allocation; a write within the 256-byte rounding of the size is found when it is freed.
+TEST(EmulatedCuda, AccessesOutsideAnAllocationStop) {
+  death_tests_in_new_process();
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, 1024 * sizeof(float)));  // a whole page: no rounding
+  write_at_kernel<<<1, 1>>>(d, 1023);
+  CUDA_CHECK_LAUNCH();
+  EXPECT_DEATH(write_at_kernel<<<1, 1>>>(d, 1024),
+               "an access at byte 4096 of a device allocation of 4096 bytes at 0x[0-9a-f]+, "
+               "outside it");
+  EXPECT_DEATH(write_at_kernel<<<1, 1>>>(d, -1),
+               "an access at byte -4 of a device allocation of 4096 bytes");
+  float* e = nullptr;
+  CUDA_CHECK(cudaMalloc(&e, 10 * sizeof(float)));
+  EXPECT_DEATH(
+      {
+        write_at_kernel<<<1, 1>>>(e, 10);
+        CUDA_CHECK_LAUNCH();
+        CUDA_CHECK(cudaFree(e));
+      },
+      "a device allocation of 40 bytes at 0x[0-9a-f]+ was written past its end \\(byte 0 "
+      "after it changed\\)");
+  CUDA_CHECK(cudaFree(e));
+  CUDA_CHECK(cudaFree(d));
+  EXPECT_EQ(cudaFree(d), cudaErrorInvalidValue);  // freed already
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+}
+
 // Column-major C = A B with every transpose, against a plain loop; bf16 operands and a bf16
 // output rounded once; beta 1 accumulates; beta 0 ignores a NaN in C.
 TEST(EmulatedCuda, GemmExIsTheColumnMajorProduct) {
